@@ -1,0 +1,217 @@
+// Package compiler turns the policy model into the complete, deterministic
+// OpenFlow flow set of one node's br-int. It is pure: no I/O, no OVS calls.
+// The pipeline is documented table by table in flows/README.md.
+package compiler
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+
+	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
+)
+
+// Tables of the pipeline, in packet order.
+const (
+	TableClassify  uint8 = 0  // port security: who sent this, with which addresses
+	TableConntrack uint8 = 10 // send IP through conntrack
+	TableCTState   uint8 = 20 // established/related pass, invalid drop, new → policy
+	TableEgress    uint8 = 30 // source pod's egress policy
+	TableIngress   uint8 = 40 // destination pod's ingress policy
+	TableCommit    uint8 = 50 // commit the allowed new connection
+	TableForward   uint8 = 60 // deliver by destination address
+)
+
+// TableNames maps tables to the names documented in flows/ (and set in
+// OVSDB Flow_Table rows by the agent).
+var TableNames = map[uint8]string{
+	TableClassify:  "classify",
+	TableConntrack: "conntrack",
+	TableCTState:   "ct_state",
+	TableEgress:    "egress",
+	TableIngress:   "ingress",
+	TableCommit:    "commit",
+	TableForward:   "forward",
+}
+
+// Priorities in the egress and ingress tables. The gaps are reserved for
+// cluster-wide admin policy tiers: Admin above NetworkPolicy, Baseline below
+// the NetworkPolicy isolation drop.
+const (
+	PrioInfra uint16 = 65000 // node-local traffic
+	// 50000..59999: reserved for the Admin tier.
+	PrioRuleAllow uint16 = 30001 // a rule that constrains only its targets
+	PrioRuleConj  uint16 = 30000 // conjunctive rule flows and their conj_id flows
+	PrioIsolation uint16 = 20000 // isolated pod: nothing above allowed it
+	// 10000..19999: reserved for the Baseline tier.
+	PrioDefault uint16 = 0
+)
+
+// Priorities in the other tables.
+const (
+	prioHigh   uint16 = 200
+	prioPort   uint16 = 100
+	prioPortND uint16 = 110
+)
+
+// PortLocal is OpenFlow's LOCAL port: the bridge's own internal interface.
+const PortLocal uint32 = 0xfffe
+
+// regNodeLocal marks, in reg0, a packet sent by this node's host.
+const regNodeLocal = "0x1/0x1"
+
+// Config is what the compiler needs besides the cluster state.
+type Config struct {
+	// Node is the name of the node whose br-int is compiled.
+	Node string
+	// GatewayPort is the port to the node's host network (LOCAL by default).
+	GatewayPort uint32
+	// UplinkPort, when non-zero, reaches other nodes: pods of other nodes are
+	// forwarded there, and traffic from it is treated like any remote source.
+	UplinkPort uint32
+	// NodeIPs are the node's own addresses. Traffic from the gateway port
+	// with one of them as source is node-local (always allowed to pods). When
+	// empty, everything from the gateway port is node-local.
+	NodeIPs []netip.Addr
+	// CTZone is the conntrack zone of the bridge.
+	CTZone uint16
+	// Bindings maps local pods (namespace/name) to their port.
+	Bindings map[string]Binding
+}
+
+// Binding is a local pod's attachment to the bridge.
+type Binding struct {
+	OFPort uint32
+	MAC    net.HardwareAddr
+}
+
+// DefaultCTZone is the conntrack zone used when Config.CTZone is 0.
+const DefaultCTZone = 64000
+
+func (c *Config) withDefaults() Config {
+	out := *c
+	if out.GatewayPort == 0 {
+		out.GatewayPort = PortLocal
+	}
+	if out.CTZone == 0 {
+		out.CTZone = DefaultCTZone
+	}
+	return out
+}
+
+// PortName renders a port number as ovs-ofctl does.
+func PortName(p uint32) string {
+	if p == PortLocal {
+		return "LOCAL"
+	}
+	return strconv.FormatUint(uint64(p), 10)
+}
+
+// ParsePort accepts a port number or LOCAL.
+func ParsePort(s string) (uint32, error) {
+	if s == "LOCAL" || s == "local" {
+		return PortLocal, nil
+	}
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil || n == 0 || n >= 0xff00 && n != uint64(PortLocal) {
+		return 0, fmt.Errorf("invalid OpenFlow port %q (want 1..65279 or LOCAL)", s)
+	}
+	return uint32(n), nil
+}
+
+func gotoTable(t uint8) string { return fmt.Sprintf("goto_table:%d", t) }
+
+var pipelineCookie = openflow.NewCookie(openflow.KindPipeline, "pipeline")
+
+// pipelineFlows is the fixed skeleton: table defaults and conntrack.
+func pipelineFlows(cfg Config) []openflow.Flow {
+	z := cfg.CTZone
+	f := func(table uint8, prio uint16, match, actions string) openflow.Flow {
+		return openflow.Flow{Table: table, Priority: prio, Cookie: pipelineCookie, Match: match, Actions: actions}
+	}
+	return []openflow.Flow{
+		// Anything no port-security flow vouched for is spoofed or unknown.
+		f(TableClassify, PrioDefault, "", "drop"),
+
+		f(TableConntrack, prioPort, "ip", fmt.Sprintf("ct(table=%d,zone=%d)", TableCTState, z)),
+		f(TableConntrack, prioPort, "ipv6", fmt.Sprintf("ct(table=%d,zone=%d)", TableCTState, z)),
+		f(TableConntrack, PrioDefault, "", "drop"),
+
+		f(TableCTState, prioHigh, "ct_state=+inv+trk", "drop"),
+		f(TableCTState, prioHigh-10, "ct_state=+est+trk", gotoTable(TableForward)),
+		f(TableCTState, prioHigh-20, "ct_state=+rel+trk", gotoTable(TableForward)),
+		f(TableCTState, 10, "ct_state=+new+trk", gotoTable(TableEgress)),
+		f(TableCTState, PrioDefault, "", "drop"),
+
+		f(TableEgress, PrioDefault, "", gotoTable(TableIngress)),
+		f(TableIngress, PrioDefault, "", gotoTable(TableCommit)),
+
+		f(TableCommit, prioPort, "ip", fmt.Sprintf("ct(commit,zone=%d),%s", z, gotoTable(TableForward))),
+		f(TableCommit, prioPort, "ipv6", fmt.Sprintf("ct(commit,zone=%d),%s", z, gotoTable(TableForward))),
+		f(TableCommit, PrioDefault, "", "drop"),
+
+		// Destinations that are not pods of this node leave through the host.
+		f(TableForward, PrioDefault, "", "output:"+PortName(cfg.GatewayPort)),
+	}
+}
+
+var nodeCookie = openflow.NewCookie(openflow.KindNode, "node")
+
+// nodeFlows admit traffic from the gateway and uplink ports and mark the
+// node's own traffic.
+func nodeFlows(cfg Config) []openflow.Flow {
+	f := func(table uint8, prio uint16, match, actions string) openflow.Flow {
+		return openflow.Flow{Table: table, Priority: prio, Cookie: nodeCookie, Match: match, Actions: actions}
+	}
+	gw := "in_port=" + PortName(cfg.GatewayPort)
+	mark := "set_field:" + regNodeLocal + "->reg0," + gotoTable(TableConntrack)
+	var out []openflow.Flow
+	if len(cfg.NodeIPs) == 0 {
+		out = append(out, f(TableClassify, prioPort+5, "ip,"+gw, mark), f(TableClassify, prioPort+5, "ipv6,"+gw, mark))
+	}
+	for _, ip := range cfg.NodeIPs {
+		out = append(out, f(TableClassify, prioPort+5, ipMatch(ip, "src", gw), mark))
+	}
+	ports := []string{gw}
+	if cfg.UplinkPort != 0 {
+		ports = append(ports, "in_port="+PortName(cfg.UplinkPort))
+	}
+	for _, in := range ports {
+		out = append(out,
+			f(TableClassify, prioPort, "ip,"+in, gotoTable(TableConntrack)),
+			f(TableClassify, prioPort, "ipv6,"+in, gotoTable(TableConntrack)),
+			f(TableClassify, prioPort, "arp,"+in, gotoTable(TableForward)),
+			f(TableClassify, prioPortND, "icmp6,"+in+",icmp_type=135,icmp_code=0", gotoTable(TableForward)),
+			f(TableClassify, prioPortND, "icmp6,"+in+",icmp_type=136,icmp_code=0", gotoTable(TableForward)),
+		)
+	}
+	out = append(out, f(TableIngress, PrioInfra, "reg0="+regNodeLocal, gotoTable(TableCommit)))
+	return out
+}
+
+// ipMatch renders "ip,<extra>,nw_<dir>=A" or its IPv6 form for one address.
+func ipMatch(ip netip.Addr, dir, extra string) string {
+	return prefixMatch(netip.PrefixFrom(ip, ip.BitLen()), dir, extra)
+}
+
+// prefixMatch renders a match on a source or destination prefix, in the
+// canonical text OVS prints: host prefixes without a mask, /0 as no field.
+func prefixMatch(p netip.Prefix, dir, extra string) string {
+	proto, field := "ip", "nw_"+dir
+	if p.Addr().Is6() {
+		proto, field = "ipv6", "ipv6_"+dir
+	}
+	m := proto
+	if extra != "" {
+		m += "," + extra
+	}
+	switch {
+	case p.Bits() == 0:
+	case p.IsSingleIP():
+		m += "," + field + "=" + p.Addr().String()
+	default:
+		m += "," + field + "=" + p.Masked().String()
+	}
+	return m
+}

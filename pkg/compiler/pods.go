@@ -1,0 +1,182 @@
+package compiler
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+
+	"github.com/ovs-netpol/ovs-netpol/pkg/model"
+	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
+)
+
+// PodCookie is the cookie of a local pod's own flows (port security,
+// forwarding, self-traffic, isolation).
+func PodCookie(pod *model.Pod) openflow.Cookie {
+	return openflow.NewCookie(openflow.KindPod, "pod/"+pod.Key())
+}
+
+// linkLocal6 is fe80::/10: pods use link-local sources for neighbour discovery.
+var linkLocal6 = netip.MustParsePrefix("fe80::/10")
+
+// podFlows are the flows one local pod needs regardless of policy rules:
+// port security, delivery, self-traffic, and the isolation drops.
+func podFlows(cfg Config, pod *model.Pod, b Binding, ingressIsolated, egressIsolated bool) []openflow.Flow {
+	cookie := PodCookie(pod)
+	f := func(table uint8, prio uint16, match, actions string) openflow.Flow {
+		return openflow.Flow{Table: table, Priority: prio, Cookie: cookie, Match: match, Actions: actions}
+	}
+	in := fmt.Sprintf("in_port=%s,dl_src=%s", PortName(b.OFPort), b.MAC)
+	out := "output:" + PortName(b.OFPort)
+	var flows []openflow.Flow
+	var v6 []netip.Addr
+	for _, ip := range pod.IPs {
+		// Port security: the pod may send only from its own MAC and IPs.
+		flows = append(flows, f(TableClassify, prioPort, ipMatch(ip, "src", in), gotoTable(TableConntrack)))
+		// A pod always reaches itself (e.g. through a Service hairpin).
+		self := ipMatch(ip, "src", "ct_state=+new+trk")
+		self += "," + ipField(ip, "dst") + "=" + ip.String()
+		flows = append(flows, f(TableCTState, prioHigh-50, self, gotoTable(TableCommit)))
+		// Delivery by destination address, so the pod the policy checked is
+		// the pod that receives.
+		flows = append(flows, f(TableForward, prioPort, ipMatch(ip, "dst", ""), out))
+		if ingressIsolated {
+			flows = append(flows, f(TableIngress, PrioIsolation, ipMatch(ip, "dst", ""), "drop"))
+		}
+		if ip.Is4() {
+			flows = append(flows,
+				f(TableClassify, prioPort, fmt.Sprintf("arp,%s,arp_spa=%s,arp_sha=%s", in, ip, b.MAC), gotoTable(TableForward)),
+				f(TableForward, prioPort, "arp,arp_tpa="+ip.String(), out))
+		} else {
+			v6 = append(v6, ip)
+			flows = append(flows, f(TableForward, prioPortND,
+				"icmp6,icmp_type=135,icmp_code=0,nd_target="+ip.String(), out))
+		}
+	}
+	if len(v6) > 0 {
+		// Neighbour discovery: solicitations from own, link-local or
+		// unspecified (DAD) sources; advertisements only for own targets.
+		srcs := []netip.Prefix{linkLocal6, netip.MustParsePrefix("::/128")}
+		targets := []netip.Prefix{linkLocal6}
+		for _, ip := range v6 {
+			srcs = append(srcs, netip.PrefixFrom(ip, 128))
+			targets = append(targets, netip.PrefixFrom(ip, 128))
+		}
+		for _, s := range srcs {
+			flows = append(flows, f(TableClassify, prioPortND,
+				fmt.Sprintf("icmp6,%s,ipv6_src=%s,icmp_type=135,icmp_code=0", in, prefixText(s)), gotoTable(TableForward)))
+		}
+		for _, t := range targets {
+			flows = append(flows, f(TableClassify, prioPortND,
+				fmt.Sprintf("icmp6,%s,icmp_type=136,icmp_code=0,nd_target=%s", in, prefixText(t)), gotoTable(TableForward)))
+		}
+		flows = append(flows, f(TableClassify, prioPortND,
+			fmt.Sprintf("icmp6,%s,icmp_type=133,icmp_code=0", in), gotoTable(TableForward)))
+	}
+	if egressIsolated && len(pod.IPs) > 0 {
+		flows = append(flows, f(TableEgress, PrioIsolation, "in_port="+PortName(b.OFPort), "drop"))
+	}
+	return flows
+}
+
+func ipField(ip netip.Addr, dir string) string {
+	if ip.Is6() {
+		return "ipv6_" + dir
+	}
+	return "nw_" + dir
+}
+
+func prefixText(p netip.Prefix) string {
+	if p.IsSingleIP() {
+		return p.Addr().String()
+	}
+	return p.Masked().String()
+}
+
+// remoteFlows forward other nodes' pods to the uplink port.
+func remoteFlows(cfg Config, pods []*model.Pod) []openflow.Flow {
+	if cfg.UplinkPort == 0 {
+		return nil
+	}
+	out := "output:" + PortName(cfg.UplinkPort)
+	var flows []openflow.Flow
+	for _, pod := range pods {
+		if pod.Node == cfg.Node || !pod.Active() {
+			continue
+		}
+		cookie := openflow.NewCookie(openflow.KindPod, "remote/"+pod.Key())
+		for _, ip := range pod.IPs {
+			flows = append(flows, openflow.Flow{Table: TableForward, Priority: prioPort - 10, Cookie: cookie, Match: ipMatch(ip, "dst", ""), Actions: out})
+			if ip.Is4() {
+				flows = append(flows, openflow.Flow{Table: TableForward, Priority: prioPort - 10, Cookie: cookie, Match: "arp,arp_tpa=" + ip.String(), Actions: out})
+			} else {
+				flows = append(flows, openflow.Flow{Table: TableForward, Priority: prioPortND - 10, Cookie: cookie, Match: "icmp6,icmp_type=135,icmp_code=0,nd_target=" + ip.String(), Actions: out})
+			}
+		}
+	}
+	return flows
+}
+
+// FirstDefaultOFPort is where default port numbers start (see DefaultBindings).
+const FirstDefaultOFPort = 10
+
+// DefaultBindings completes explicit bindings for every active pod of node:
+// pods without one get, in namespace/name order, the lowest free OpenFlow
+// port from FirstDefaultOFPort up, and a MAC derived from their IPv4 address
+// (0a:58:a.b.c.d, as OVN does) or, without IPv4, from a hash of their UID.
+// Explicit bindings for pods that are not on node are ignored.
+func DefaultBindings(c *model.Cluster, node string, explicit map[string]Binding, reserved ...uint32) map[string]Binding {
+	out := map[string]Binding{}
+	used := map[uint32]bool{}
+	for _, r := range reserved {
+		used[r] = true
+	}
+	var need []*model.Pod
+	for _, pod := range c.SortedPods() {
+		if pod.Node != node || !pod.Active() {
+			continue
+		}
+		if b, ok := explicit[pod.Key()]; ok {
+			out[pod.Key()] = b
+			used[b.OFPort] = true
+			continue
+		}
+		need = append(need, pod)
+	}
+	next := uint32(FirstDefaultOFPort)
+	for _, pod := range need {
+		for used[next] {
+			next++
+		}
+		used[next] = true
+		out[pod.Key()] = Binding{OFPort: next, MAC: DefaultMAC(pod)}
+	}
+	return out
+}
+
+// DefaultMAC is the MAC DefaultBindings gives a pod.
+func DefaultMAC(pod *model.Pod) net.HardwareAddr {
+	for _, ip := range pod.IPs {
+		if ip.Is4() {
+			a := ip.As4()
+			return net.HardwareAddr{0x0a, 0x58, a[0], a[1], a[2], a[3]}
+		}
+	}
+	h := openflow.NewCookie(0, pod.UID)
+	return net.HardwareAddr{0x0a, 0x58, byte(h >> 32), byte(h >> 24), byte(h >> 16), byte(h >> 8)}
+}
+
+// localPods returns the active pods of cfg.Node that have a binding, sorted.
+func localPods(c *model.Cluster, cfg Config) []*model.Pod {
+	var out []*model.Pod
+	for _, pod := range c.SortedPods() {
+		if pod.Node != cfg.Node || !pod.Active() {
+			continue
+		}
+		if _, ok := cfg.Bindings[pod.Key()]; ok {
+			out = append(out, pod)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
+	return out
+}

@@ -1,0 +1,436 @@
+package compiler
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+
+	"github.com/ovs-netpol/ovs-netpol/pkg/addr"
+	"github.com/ovs-netpol/ovs-netpol/pkg/model"
+	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
+)
+
+// RuleKey names one policy rule: "namespace/name/direction/index".
+func RuleKey(p *model.Policy, d model.Direction, index int) string {
+	return fmt.Sprintf("%s/%s/%d", p.Key(), d, index)
+}
+
+// RuleCookie is the cookie of every flow a rule owns.
+func RuleCookie(ruleKey string) openflow.Cookie {
+	return openflow.NewCookie(openflow.KindRule, "rule/"+ruleKey)
+}
+
+// ruleInput is everything one rule's flows depend on.
+type ruleInput struct {
+	cluster *model.Cluster
+	cfg     Config
+	policy  *model.Policy
+	dir     model.Direction
+	index   int
+	rule    *model.Rule
+	// targets are the bound local pods the policy selects.
+	targets []*model.Pod
+	// pods are all pods of the cluster, sorted (peer candidates).
+	pods []*model.Pod
+}
+
+// peerAddr is one address block a rule's peers cover; pod is set when the
+// block is a pod's address.
+type peerAddr struct {
+	prefix netip.Prefix
+	pod    *model.Pod
+}
+
+// portMatch is one transport match: every port of proto when all is set.
+type portMatch struct {
+	proto model.Protocol
+	all   bool
+	mask  addr.PortMask
+}
+
+// group is one conjunction of a rule: rules with named ports split into one
+// group per distinct resolution on the destination side.
+type group struct {
+	key      string // "" for the numeric group, else the resolved named ports
+	targets  []*model.Pod
+	allPeers bool
+	peers    []peerAddr
+	allPorts bool
+	ports    []portMatch
+}
+
+// ruleFlows compiles one rule into its conjunctions. ids hands out stable
+// conjunction IDs.
+func ruleFlows(in ruleInput, ids *IDAllocator) []openflow.Flow {
+	r := in.rule
+	if len(in.targets) == 0 {
+		return nil
+	}
+	var peers []peerAddr
+	if !r.AllPeers() {
+		peers = rulePeers(in)
+		if len(peers) == 0 {
+			return nil // peer selectors that match nothing allow nothing
+		}
+	}
+	key := RuleKey(in.policy, in.dir, in.index)
+	cookie := RuleCookie(key)
+	next := TableIngress
+	if in.dir == model.Ingress {
+		next = TableCommit
+	}
+	var flows []openflow.Flow
+	for _, g := range ruleGroups(in, peers) {
+		flows = append(flows, groupFlows(in, g, key, cookie, next, ids)...)
+	}
+	return flows
+}
+
+// rulePeers expands a rule's peers into address blocks: ipBlocks minus their
+// exceptions as disjoint prefixes, selected pods as host addresses.
+func rulePeers(in ruleInput) []peerAddr {
+	var out []peerAddr
+	seen := map[netip.Prefix]bool{}
+	add := func(p peerAddr) {
+		if !seen[p.prefix] {
+			seen[p.prefix] = true
+			out = append(out, p)
+		}
+	}
+	for i := range in.rule.Peers {
+		peer := &in.rule.Peers[i]
+		if peer.IPBlock != nil {
+			for _, p := range addr.Subtract(peer.IPBlock.CIDR, peer.IPBlock.Except) {
+				add(peerAddr{prefix: p})
+			}
+			continue
+		}
+		for _, pod := range in.pods {
+			if in.cluster.PeerSelects(peer, in.policy.Namespace, pod) {
+				for _, ip := range pod.IPs {
+					add(peerAddr{prefix: addr.HostPrefix(ip), pod: pod})
+				}
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return addr.PrefixLess(out[i].prefix, out[j].prefix) })
+	return out
+}
+
+// ruleGroups splits a rule by port resolution. Numeric ports form one group
+// over every target and peer; named ports resolve per destination pod
+// (targets for ingress, peer pods for egress) and pods resolving alike share
+// a group. A name that resolves nowhere matches nothing.
+func ruleGroups(in ruleInput, peers []peerAddr) []group {
+	r := in.rule
+	allPeers := r.AllPeers()
+	if r.AllPorts() {
+		return []group{{targets: in.targets, allPeers: allPeers, peers: peers, allPorts: true}}
+	}
+	var numeric, named []model.PortSpec
+	for _, ps := range r.Ports {
+		if ps.Name != "" {
+			named = append(named, ps)
+		} else {
+			numeric = append(numeric, ps)
+		}
+	}
+	var groups []group
+	if len(numeric) > 0 {
+		groups = append(groups, group{targets: in.targets, allPeers: allPeers, peers: peers, ports: numericPorts(numeric)})
+	}
+	if len(named) == 0 {
+		return groups
+	}
+	type namedGroup struct {
+		ports   []portMatch
+		targets []*model.Pod
+		peers   []peerAddr
+	}
+	byKey := map[string]*namedGroup{}
+	var keys []string
+	member := func(pod *model.Pod) *namedGroup {
+		ports := resolveNamed(named, pod)
+		if len(ports) == 0 {
+			return nil
+		}
+		k := portsKey(ports)
+		g, ok := byKey[k]
+		if !ok {
+			g = &namedGroup{ports: ports}
+			byKey[k] = g
+			keys = append(keys, k)
+		}
+		return g
+	}
+	if in.dir == model.Ingress {
+		for _, t := range in.targets {
+			if g := member(t); g != nil {
+				g.targets = append(g.targets, t)
+			}
+		}
+	} else {
+		for _, pod := range egressNamedCandidates(in, peers) {
+			if g := member(pod); g != nil {
+				for _, ip := range pod.IPs {
+					g.peers = append(g.peers, peerAddr{prefix: addr.HostPrefix(ip), pod: pod})
+				}
+			}
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		g := byKey[k]
+		if in.dir == model.Ingress {
+			groups = append(groups, group{key: k, targets: g.targets, allPeers: allPeers, peers: peers, ports: g.ports})
+		} else {
+			groups = append(groups, group{key: k, targets: in.targets, peers: g.peers, ports: g.ports})
+		}
+	}
+	return groups
+}
+
+// egressNamedCandidates are the destination pods an egress rule's named
+// ports resolve against: pods its selectors chose, pods inside its ipBlocks,
+// or every pod when the rule has no peers.
+func egressNamedCandidates(in ruleInput, peers []peerAddr) []*model.Pod {
+	var out []*model.Pod
+	for _, pod := range in.pods {
+		if !pod.Active() || len(pod.IPs) == 0 {
+			continue
+		}
+		if in.rule.AllPeers() {
+			out = append(out, pod)
+			continue
+		}
+		for _, p := range peers {
+			if p.pod == pod || p.pod == nil && containsAny(p.prefix, pod.IPs) {
+				out = append(out, pod)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func containsAny(p netip.Prefix, ips []netip.Addr) bool {
+	for _, ip := range ips {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// numericPorts turns numeric port specs into matches; "every port of a
+// protocol" absorbs that protocol's other entries.
+func numericPorts(specs []model.PortSpec) []portMatch {
+	var out []portMatch
+	all := map[model.Protocol]bool{}
+	for _, s := range specs {
+		if s.Port == 0 {
+			all[s.Protocol] = true
+		}
+	}
+	for _, proto := range model.Protocols {
+		if all[proto] {
+			out = append(out, portMatch{proto: proto, all: true})
+		}
+	}
+	for _, s := range specs {
+		if all[s.Protocol] {
+			continue
+		}
+		end := s.EndPort
+		if end == 0 {
+			end = s.Port
+		}
+		for _, m := range addr.RangeMasks(uint16(s.Port), uint16(end)) {
+			out = append(out, portMatch{proto: s.Protocol, mask: m})
+		}
+	}
+	return dedupePorts(out)
+}
+
+// resolveNamed resolves named port specs against one destination pod.
+func resolveNamed(specs []model.PortSpec, pod *model.Pod) []portMatch {
+	var out []portMatch
+	for _, s := range specs {
+		if port, ok := pod.ResolvePort(s.Name, s.Protocol); ok {
+			out = append(out, portMatch{proto: s.Protocol, mask: addr.PortMask{Value: uint16(port), Mask: 0xffff}})
+		}
+	}
+	return dedupePorts(out)
+}
+
+func dedupePorts(in []portMatch) []portMatch {
+	seen := map[portMatch]bool{}
+	var out []portMatch
+	for _, m := range in {
+		if !seen[m] {
+			seen[m] = true
+			out = append(out, m)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.proto != b.proto {
+			return a.proto < b.proto
+		}
+		if a.all != b.all {
+			return a.all
+		}
+		if a.mask.Value != b.mask.Value {
+			return a.mask.Value < b.mask.Value
+		}
+		return a.mask.Mask < b.mask.Mask
+	})
+	return out
+}
+
+func portsKey(ports []portMatch) string {
+	var parts []string
+	for _, p := range ports {
+		parts = append(parts, fmt.Sprintf("%d/%s", p.mask.Value, p.proto))
+	}
+	return strings.Join(parts, ",")
+}
+
+// family is 4 or 6.
+type family int
+
+func familyOf(a netip.Addr) family {
+	if a.Is4() {
+		return 4
+	}
+	return 6
+}
+
+// groupFlows renders one group as a conjunction: targets × peers × ports,
+// leaving out unconstrained dimensions. With only the target dimension left,
+// the rule needs no conjunction: each target flow allows directly.
+func groupFlows(in ruleInput, g group, ruleKey string, cookie openflow.Cookie, next uint8, ids *IDAllocator) []openflow.Flow {
+	// Families the conjunction can ever complete for.
+	fams := map[family]bool{}
+	for _, t := range g.targets {
+		for _, ip := range t.IPs {
+			fams[familyOf(ip)] = true
+		}
+	}
+	if !g.allPeers {
+		peerFams := map[family]bool{}
+		for _, p := range g.peers {
+			peerFams[familyOf(p.prefix.Addr())] = true
+		}
+		for f := range fams {
+			if !peerFams[f] {
+				delete(fams, f)
+			}
+		}
+	}
+	if len(fams) == 0 {
+		return nil
+	}
+
+	var dims [][]string
+	dims = append(dims, targetMatches(in, g.targets, fams))
+	if !g.allPeers {
+		dir := "src"
+		if in.dir == model.Egress {
+			dir = "dst"
+		}
+		var m []string
+		for _, p := range g.peers {
+			if fams[familyOf(p.prefix.Addr())] {
+				m = append(m, prefixMatch(p.prefix, dir, ""))
+			}
+		}
+		dims = append(dims, m)
+	}
+	if !g.allPorts {
+		dims = append(dims, portMatches(g.ports, fams))
+	}
+	for _, d := range dims {
+		if len(d) == 0 {
+			return nil
+		}
+	}
+
+	allow := gotoTable(next)
+	table := TableEgress
+	if in.dir == model.Ingress {
+		table = TableIngress
+	}
+	var flows []openflow.Flow
+	if len(dims) == 1 {
+		for _, m := range dims[0] {
+			flows = append(flows, openflow.Flow{Table: table, Priority: PrioRuleAllow, Cookie: cookie, Match: m, Actions: allow})
+		}
+		return flows
+	}
+	conjKey := ruleKey
+	if g.key != "" {
+		conjKey += "/named:" + g.key
+	}
+	id := ids.ID(conjKey)
+	for k, d := range dims {
+		for _, m := range d {
+			flows = append(flows, openflow.Flow{Table: table, Priority: PrioRuleConj, Cookie: cookie, Match: m,
+				Actions: fmt.Sprintf("conjunction(%d,%d/%d)", id, k+1, len(dims))})
+		}
+	}
+	flows = append(flows, openflow.Flow{Table: table, Priority: PrioRuleConj, Cookie: cookie,
+		Match: fmt.Sprintf("conj_id=%d", id), Actions: allow})
+	return flows
+}
+
+// targetMatches identifies the rule's local pods: by ingress port for egress
+// (port security already tied the port to the pod's addresses), by
+// destination address for ingress.
+func targetMatches(in ruleInput, targets []*model.Pod, fams map[family]bool) []string {
+	var out []string
+	for _, t := range targets {
+		if in.dir == model.Egress {
+			out = append(out, "in_port="+PortName(in.cfg.Bindings[t.Key()].OFPort))
+			continue
+		}
+		for _, ip := range t.IPs {
+			if fams[familyOf(ip)] {
+				out = append(out, ipMatch(ip, "dst", ""))
+			}
+		}
+	}
+	return out
+}
+
+var protoNames = map[model.Protocol][2]string{
+	model.TCP:  {"tcp", "tcp6"},
+	model.UDP:  {"udp", "udp6"},
+	model.SCTP: {"sctp", "sctp6"},
+}
+
+// portMatches renders transport matches for each address family in use.
+func portMatches(ports []portMatch, fams map[family]bool) []string {
+	var out []string
+	for _, f := range []family{4, 6} {
+		if !fams[f] {
+			continue
+		}
+		for _, p := range ports {
+			name := protoNames[p.proto][0]
+			if f == 6 {
+				name = protoNames[p.proto][1]
+			}
+			switch {
+			case p.all:
+				out = append(out, name)
+			case p.mask.Exact():
+				out = append(out, fmt.Sprintf("%s,tp_dst=%d", name, p.mask.Value))
+			default:
+				out = append(out, fmt.Sprintf("%s,tp_dst=0x%x/0x%x", name, p.mask.Value, p.mask.Mask))
+			}
+		}
+	}
+	return out
+}
