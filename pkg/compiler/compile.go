@@ -71,6 +71,17 @@ func (r *Result) Text(comments bool) string {
 		return openflow.Text(r.Flows)
 	}
 	var b strings.Builder
+	if len(r.Conjunctions) > 0 {
+		ids := make([]uint32, 0, len(r.Conjunctions))
+		for id := range r.Conjunctions {
+			ids = append(ids, id)
+		}
+		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+		b.WriteString("# conjunctions (conj_id: namespace/policy/direction/rule[/named-port group]):\n")
+		for _, id := range ids {
+			fmt.Fprintf(&b, "#   %d: %s\n", id, r.Conjunctions[id])
+		}
+	}
 	var last openflow.Cookie
 	var lastTable = -1
 	for _, f := range r.Flows {

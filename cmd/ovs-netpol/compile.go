@@ -1,0 +1,154 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
+	"github.com/ovs-netpol/ovs-netpol/pkg/manifest"
+	"github.com/ovs-netpol/ovs-netpol/pkg/model"
+	"github.com/ovs-netpol/ovs-netpol/pkg/normalize"
+)
+
+type compileOptions struct {
+	files     []string
+	node      string
+	isolation string
+	ports     string
+	gateway   string
+	uplink    string
+	nodeIPs   []string
+	ctZone    uint16
+	comments  bool
+}
+
+func compileCmd() *cobra.Command {
+	var o compileOptions
+	cmd := &cobra.Command{
+		Use:   "compile -f PATH [-f PATH ...] --node NODE",
+		Short: "Print the flow set of one node's br-int for the given manifests",
+		Long: `Reads Namespaces, Pods, Nodes and NetworkPolicies (networking.k8s.io/v1 or
+extensions/v1beta1) from YAML/JSON files or directories and prints the complete
+flow set of NODE's br-int, in the form
+
+  ovs-ofctl -O OpenFlow15 --bundle add-flows br-int -
+
+accepts unchanged. Each group of flows is preceded by a comment naming its
+origin (pipeline, node, pod or policy rule).
+
+Pods of NODE are bound to bridge ports by --ports lines "NAMESPACE/NAME OFPORT
+MAC"; a pod without a line gets, in namespace/name order, the lowest free port
+from 10 up and the MAC 0a:58 followed by its IPv4 address (or a hash of its
+UID without IPv4). Node addresses come from --node-ip and from NODE's Node
+object (InternalIP); traffic from the gateway port with one of them as source
+is node-local (always allowed). Without any, all gateway traffic is.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runCompile(o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVarP(&o.files, "filename", "f", nil, "manifest file or directory (repeatable; - for stdin)")
+	f.StringVar(&o.node, "node", "", "node whose br-int is compiled (required)")
+	f.StringVar(&o.isolation, "isolation", "v1", "policy semantics: v1 or v1.6")
+	f.StringVar(&o.ports, "ports", "", "file of port bindings: NAMESPACE/NAME OFPORT MAC per line")
+	f.StringVar(&o.gateway, "gateway-port", "LOCAL", "OpenFlow port to the node's host")
+	f.StringVar(&o.uplink, "uplink-port", "", "OpenFlow port to other nodes (optional)")
+	f.StringArrayVar(&o.nodeIPs, "node-ip", nil, "an address of the node (repeatable)")
+	f.Uint16Var(&o.ctZone, "ct-zone", compiler.DefaultCTZone, "conntrack zone")
+	f.BoolVar(&o.comments, "comments", true, "precede flow groups with '# origin' comments")
+	_ = cmd.MarkFlagRequired("filename")
+	_ = cmd.MarkFlagRequired("node")
+	return cmd
+}
+
+// runCompile writes flows to stdout only when everything succeeded.
+func runCompile(o compileOptions, stdout, stderr io.Writer) error {
+	mode, err := model.ParseMode(o.isolation)
+	if err != nil {
+		return err
+	}
+	objs, err := manifest.Load(o.files)
+	if err != nil {
+		return err
+	}
+	cluster, warnings, err := objs.Cluster(mode)
+	if err != nil {
+		return err
+	}
+	for _, w := range append(objs.Warnings, warnings...) {
+		fmt.Fprintln(stderr, "warning:", w)
+	}
+	cfg := compiler.Config{Node: o.node, CTZone: o.ctZone}
+	if cfg.GatewayPort, err = compiler.ParsePort(o.gateway); err != nil {
+		return fmt.Errorf("--gateway-port: %w", err)
+	}
+	if o.uplink != "" {
+		if cfg.UplinkPort, err = compiler.ParsePort(o.uplink); err != nil {
+			return fmt.Errorf("--uplink-port: %w", err)
+		}
+	}
+	for _, s := range o.nodeIPs {
+		ip, err := netip.ParseAddr(s)
+		if err != nil {
+			return fmt.Errorf("--node-ip %q: not an IP address", s)
+		}
+		cfg.NodeIPs = append(cfg.NodeIPs, ip)
+	}
+	for _, n := range objs.Nodes {
+		if n.Name != o.node {
+			continue
+		}
+		ips, err := normalize.NodeInternalIPs(n)
+		if err != nil {
+			return fmt.Errorf("%s: %w", objs.Where(n), err)
+		}
+		cfg.NodeIPs = append(cfg.NodeIPs, ips...)
+	}
+	if len(cfg.NodeIPs) == 0 {
+		fmt.Fprintf(stderr, "warning: no address known for node %s (--node-ip or a Node object): all traffic from the gateway port is treated as node-local\n", o.node)
+	}
+	explicit := map[string]compiler.Binding{}
+	if o.ports != "" {
+		fh, err := os.Open(o.ports)
+		if err != nil {
+			return err
+		}
+		explicit, err = compiler.ParseBindings(fh, o.ports)
+		fh.Close()
+		if err != nil {
+			return err
+		}
+	}
+	reserved := []uint32{cfg.GatewayPort}
+	if cfg.UplinkPort != 0 {
+		reserved = append(reserved, cfg.UplinkPort)
+	}
+	for key, b := range explicit {
+		for _, r := range reserved {
+			if b.OFPort == r {
+				return fmt.Errorf("%s: pod %s is bound to port %s, which is the gateway or uplink port", o.ports, key, compiler.PortName(r))
+			}
+		}
+	}
+	cfg.Bindings = compiler.DefaultBindings(cluster, o.node, explicit, reserved...)
+	local := 0
+	for _, p := range cluster.Pods {
+		if p.Node == o.node {
+			local++
+		}
+	}
+	if local == 0 {
+		fmt.Fprintf(stderr, "warning: no pod of the input runs on node %q\n", o.node)
+	}
+	res, err := compiler.Compile(cluster, cfg)
+	if err != nil {
+		return err
+	}
+	_, err = io.WriteString(stdout, res.Text(o.comments))
+	return err
+}

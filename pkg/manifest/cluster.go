@@ -1,0 +1,122 @@
+package manifest
+
+import (
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/ovs-netpol/ovs-netpol/pkg/model"
+	"github.com/ovs-netpol/ovs-netpol/pkg/normalize"
+)
+
+// Cluster normalizes the objects into a model.Cluster for mode (see package
+// normalize). Any object that cannot be normalized is an error naming where it
+// was read. Namespaces that pods or policies use without being declared are
+// added with no labels and no annotation. Nodes are not part of the model.
+//
+// The warnings (distinct from o.Warnings, which Load already reported) say
+// what will surprise: a malformed legacy annotation (the namespace then fails
+// closed), the legacy annotation in v1 mode, and, in v1.6 mode, policies that
+// have no effect or whose egress part is ignored.
+func (o *Objects) Cluster(mode model.Mode) (*model.Cluster, []string, error) {
+	if mode != model.ModeV1 && mode != model.ModeV16 {
+		return nil, nil, fmt.Errorf("unknown isolation mode %q", mode)
+	}
+	c := model.NewCluster(mode)
+	var warnings []string
+	warnf := func(obj runtime.Object, format string, args ...any) {
+		warnings = append(warnings, o.Where(obj)+": "+fmt.Sprintf(format, args...))
+	}
+	declared := map[string]runtime.Object{}
+	for _, ns := range o.Namespaces {
+		n, warning := normalize.Namespace(ns)
+		if n == nil {
+			return nil, nil, fmt.Errorf("%s: %v", o.Where(ns), warning)
+		}
+		if n.Name == "" {
+			return nil, nil, fmt.Errorf("%s: metadata.name is required", o.Where(ns))
+		}
+		if prev, dup := declared[n.Name]; dup {
+			return nil, nil, fmt.Errorf("%s: defined twice: also at %s", o.Where(ns), o.Where(prev))
+		}
+		declared[n.Name] = ns
+		if warning != nil {
+			warnf(ns, "%v", warning)
+		}
+		if _, has := ns.Annotations[model.LegacyAnnotation]; has && mode == model.ModeV1 {
+			warnf(ns, "annotation %s belongs to the Kubernetes 1.6 design (--isolation %s); in v1 mode it isolates the namespace's ingress like a deny-all policy, which `ovs-netpol convert` writes out explicitly", model.LegacyAnnotation, model.ModeV16)
+		}
+		c.AddNamespace(n)
+	}
+
+	pods := map[string]runtime.Object{}
+	for _, p := range o.Pods {
+		n, err := normalize.Pod(p)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", o.Where(p), err)
+		}
+		if prev, dup := pods[n.Key()]; dup {
+			return nil, nil, fmt.Errorf("%s: defined twice: also at %s", o.Where(p), o.Where(prev))
+		}
+		pods[n.Key()] = p
+		if prev, dup := c.Pods[n.UID]; dup {
+			return nil, nil, fmt.Errorf("%s: metadata.uid %s is also the UID of pod %s", o.Where(p), n.UID, prev.Key())
+		}
+		c.AddPod(n)
+	}
+
+	policies := map[string]runtime.Object{}
+	addPolicy := func(obj runtime.Object, p *model.Policy, err error) error {
+		if err != nil {
+			return fmt.Errorf("%s: %w", o.Where(obj), err)
+		}
+		if prev, dup := policies[p.Key()]; dup {
+			return fmt.Errorf("%s: defined twice: also at %s", o.Where(obj), o.Where(prev))
+		}
+		policies[p.Key()] = obj
+		c.AddPolicy(p)
+		return nil
+	}
+	for _, np := range o.PoliciesV1 {
+		p, err := normalize.NetworkPolicyV1(np)
+		if err := addPolicy(np, p, err); err != nil {
+			return nil, nil, err
+		}
+	}
+	for _, np := range o.PoliciesV1beta1 {
+		p, err := normalize.NetworkPolicyV1beta1(np)
+		if err := addPolicy(np, p, err); err != nil {
+			return nil, nil, err
+		}
+	}
+
+	implicit := func(ns string) {
+		if _, ok := c.Namespaces[ns]; !ok {
+			c.AddNamespace(&model.Namespace{Name: ns, Labels: labels.Set{}})
+		}
+	}
+	for _, p := range c.Pods {
+		implicit(p.Namespace)
+	}
+	for _, p := range c.Policies {
+		implicit(p.Namespace)
+	}
+
+	if mode == model.ModeV16 {
+		for _, p := range c.SortedPolicies() {
+			obj := policies[p.Key()]
+			if !c.PolicyInEffect(p) {
+				warnf(obj, "has no effect in v1.6 mode: namespace %s is not annotated %s={\"ingress\":{\"isolation\":\"DefaultDeny\"}}", p.Namespace, model.LegacyAnnotation)
+				continue
+			}
+			if p.AffectsEgress {
+				warnf(obj, "v1.6 mode knows only ingress: the policy's egress part is ignored")
+			}
+			if !p.AffectsIngress {
+				warnf(obj, "v1.6 mode knows only ingress: the policy is used as an ingress whitelist although its policyTypes does not list Ingress")
+			}
+		}
+	}
+	return c, warnings, nil
+}
