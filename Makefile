@@ -6,7 +6,7 @@ BIN   := bin
 # Debian packages the tests and the demo run on.
 DEB_PACKAGES := openvswitch-switch ethtool iproute2 containernetworking-plugins
 
-.PHONY: all build test deps fmt vet clean
+.PHONY: all build test deps fmt vet clean demo demo-down
 
 all: build
 
@@ -39,3 +39,10 @@ test: deps fmt vet
 
 clean:
 	rm -rf $(BIN)
+
+## demo: compile the seed example onto a private real Open vSwitch and show who can connect.
+demo:
+	bash scripts/demo.sh
+
+demo-down:
+	bash scripts/demo.sh down
