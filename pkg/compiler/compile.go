@@ -102,137 +102,112 @@ func (r *Result) Text(comments bool) string {
 
 // Compile produces node cfg.Node's complete flow set for cluster c.
 // Bindings must cover the local pods that should get flows (see
-// DefaultBindings); local pods without one are left out.
+// DefaultBindings); local pods without one are left out. It is the
+// incremental compiler run once over everything, so both always agree.
 func Compile(c *model.Cluster, cfg Config) (*Result, error) {
-	cfg = cfg.withDefaults()
-	ids := NewIDAllocator()
-	origins := map[openflow.Cookie]string{
-		pipelineCookie: "pipeline skeleton",
-		nodeCookie:     fmt.Sprintf("node %s (gateway port %s)", cfg.Node, PortName(cfg.GatewayPort)),
+	// Incremental takes ownership of the cluster it is given; give it a
+	// shallow copy so the caller keeps theirs.
+	cp := model.NewCluster(c.Mode)
+	for k, v := range c.Namespaces {
+		cp.Namespaces[k] = v
 	}
-	var flows []openflow.Flow
-	flows = append(flows, pipelineFlows(cfg)...)
-	flows = append(flows, nodeFlows(cfg)...)
-
-	pods := c.SortedPods()
-	local := localPods(c, cfg)
-	for _, pod := range local {
-		in, _ := c.Isolated(pod, model.Ingress)
-		eg, _ := c.Isolated(pod, model.Egress)
-		flows = append(flows, podFlows(cfg, pod, cfg.Bindings[pod.Key()], in, eg)...)
-		origins[PodCookie(pod)] = "pod " + pod.Key()
+	for k, v := range c.Pods {
+		cp.Pods[k] = v
 	}
-	for _, f := range remoteFlows(cfg, pods) {
-		flows = append(flows, f)
+	for k, v := range c.Policies {
+		cp.Policies[k] = v
 	}
-	for _, pod := range pods {
-		if pod.Node != cfg.Node {
-			origins[openflow.NewCookie(openflow.KindPod, "remote/"+pod.Key())] = "remote pod " + pod.Key()
-		}
-	}
-
-	for _, p := range c.SortedPolicies() {
-		var targets []*model.Pod
-		for _, pod := range local {
-			if c.Selects(p, pod) && len(pod.IPs) > 0 {
-				targets = append(targets, pod)
-			}
-		}
-		for _, d := range []model.Direction{model.Ingress, model.Egress} {
-			if !c.PolicyAffects(p, d) {
-				continue
-			}
-			rules := p.Rules(d)
-			for i := range rules {
-				key := RuleKey(p, d, i)
-				origins[RuleCookie(key)] = fmt.Sprintf("policy %s %s rule %d", p.Key(), d, i)
-				flows = append(flows, ruleFlows(ruleInput{
-					cluster: c, cfg: cfg, policy: p, dir: d, index: i, rule: &rules[i],
-					targets: targets, pods: pods,
-				}, ids)...)
-			}
-		}
-	}
-
-	merged, err := Merge(flows)
-	if err != nil {
+	in := NewIncremental(cp, cfg)
+	if _, err := in.Flush(); err != nil {
 		return nil, err
 	}
-	res := &Result{Flows: merged, Origins: map[openflow.Cookie]string{}, Conjunctions: map[uint32]string{}}
-	for _, f := range merged {
+	res := &Result{Flows: in.Flows(), Origins: map[openflow.Cookie]string{}, Conjunctions: in.Conjunctions()}
+	origins := in.Origins()
+	for _, f := range res.Flows {
 		res.Origins[f.Cookie] = origins[f.Cookie]
-	}
-	for id, key := range ids.used {
-		res.Conjunctions[id] = key
 	}
 	return res, nil
 }
 
 // Merge combines flows with the same table, priority and match, which
-// OpenFlow cannot hold twice: conjunction-only flows join their actions
-// (ordered by conjunction ID, cookie of the lowest), identical flows
-// collapse (lowest cookie), anything else is a compiler bug reported as an
-// error. The result is sorted.
+// OpenFlow cannot hold twice (see mergeKey). The result is sorted.
 func Merge(flows []openflow.Flow) ([]openflow.Flow, error) {
 	byKey := make(map[openflow.Key][]openflow.Flow, len(flows))
 	for _, f := range flows {
 		byKey[f.Key()] = append(byKey[f.Key()], f)
 	}
 	out := make([]openflow.Flow, 0, len(byKey))
-	for k, fs := range byKey {
-		if len(fs) == 1 {
-			out = append(out, fs[0])
-			continue
-		}
-		if isConjunction(fs[0].Actions) {
-			type part struct {
-				id     uint32
-				action string
-				cookie openflow.Cookie
-			}
-			var parts []part
-			for _, f := range fs {
-				if !isConjunction(f.Actions) {
-					return nil, fmt.Errorf("flow table=%d,priority=%d,%s: conjunction and non-conjunction actions collide", k.Table, k.Priority, k.Match)
-				}
-				for _, a := range splitConjunctions(f.Actions) {
-					var id uint32
-					fmt.Sscanf(a, "conjunction(%d,", &id)
-					parts = append(parts, part{id, a, f.Cookie})
-				}
-			}
-			sort.Slice(parts, func(i, j int) bool {
-				if parts[i].id != parts[j].id {
-					return parts[i].id < parts[j].id
-				}
-				return parts[i].action < parts[j].action
-			})
-			var actions []string
-			for i, p := range parts {
-				if i > 0 && p.action == parts[i-1].action {
-					continue
-				}
-				actions = append(actions, p.action)
-			}
-			f := fs[0]
-			f.Cookie = parts[0].cookie
-			f.Actions = strings.Join(actions, ",")
-			out = append(out, f)
-			continue
-		}
-		f := fs[0]
-		for _, g := range fs[1:] {
-			if g.Actions != f.Actions {
-				return nil, fmt.Errorf("flow table=%d,priority=%d,%s: conflicting actions %q and %q", k.Table, k.Priority, k.Match, f.Actions, g.Actions)
-			}
-			if g.Cookie < f.Cookie {
-				f.Cookie = g.Cookie
-			}
+	for _, fs := range byKey {
+		f, err := mergeKey(fs)
+		if err != nil {
+			return nil, err
 		}
 		out = append(out, f)
 	}
 	openflow.Sort(out)
 	return out, nil
+}
+
+// mergeKey merges flows sharing one key: conjunction-only flows join their
+// actions (ordered by conjunction ID, cookie of the lowest), identical flows
+// collapse (lowest cookie). Two different plain flows for one key happen
+// when two live pods claim one IP (an informer event still in flight, or
+// bad data): the flow with the lowest cookie wins, deterministically. A
+// conjunction colliding with a plain flow is a compiler bug: an error. The
+// result does not depend on the order of fs.
+func mergeKey(fs []openflow.Flow) (openflow.Flow, error) {
+	if len(fs) == 1 {
+		return fs[0], nil
+	}
+	k := fs[0].Key()
+	if isConjunction(fs[0].Actions) {
+		type part struct {
+			id     uint32
+			action string
+			cookie openflow.Cookie
+		}
+		var parts []part
+		for _, f := range fs {
+			if !isConjunction(f.Actions) {
+				return openflow.Flow{}, fmt.Errorf("flow table=%d,priority=%d,%s: conjunction and non-conjunction actions collide", k.Table, k.Priority, k.Match)
+			}
+			for _, a := range splitConjunctions(f.Actions) {
+				var id uint32
+				fmt.Sscanf(a, "conjunction(%d,", &id)
+				parts = append(parts, part{id, a, f.Cookie})
+			}
+		}
+		sort.Slice(parts, func(i, j int) bool {
+			if parts[i].id != parts[j].id {
+				return parts[i].id < parts[j].id
+			}
+			if parts[i].action != parts[j].action {
+				return parts[i].action < parts[j].action
+			}
+			return parts[i].cookie < parts[j].cookie
+		})
+		var actions []string
+		for i, p := range parts {
+			if i > 0 && p.action == parts[i-1].action {
+				continue
+			}
+			actions = append(actions, p.action)
+		}
+		f := fs[0]
+		f.Cookie = parts[0].cookie
+		f.Actions = strings.Join(actions, ",")
+		return f, nil
+	}
+	f := fs[0]
+	for _, g := range fs[1:] {
+		if isConjunction(g.Actions) {
+			return openflow.Flow{}, fmt.Errorf("flow table=%d,priority=%d,%s: conjunction and non-conjunction actions collide", k.Table, k.Priority, k.Match)
+		}
+		if g.Cookie < f.Cookie || g.Cookie == f.Cookie && g.Actions < f.Actions {
+			f = g
+		}
+	}
+	return f, nil
 }
 
 func isConjunction(actions string) bool { return strings.HasPrefix(actions, "conjunction(") }

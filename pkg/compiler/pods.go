@@ -104,7 +104,7 @@ func remoteFlows(cfg Config, pods []*model.Pod) []openflow.Flow {
 		if pod.Node == cfg.Node || !pod.Active() {
 			continue
 		}
-		cookie := openflow.NewCookie(openflow.KindPod, "remote/"+pod.Key())
+		cookie := remoteCookie(pod)
 		for _, ip := range pod.IPs {
 			flows = append(flows, openflow.Flow{Table: TableForward, Priority: prioPort - 10, Cookie: cookie, Match: ipMatch(ip, "dst", ""), Actions: out})
 			if ip.Is4() {
@@ -115,6 +115,10 @@ func remoteFlows(cfg Config, pods []*model.Pod) []openflow.Flow {
 		}
 	}
 	return flows
+}
+
+func remoteCookie(pod *model.Pod) openflow.Cookie {
+	return openflow.NewCookie(openflow.KindPod, "remote/"+pod.Key())
 }
 
 // FirstDefaultOFPort is where default port numbers start (see DefaultBindings).

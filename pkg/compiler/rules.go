@@ -31,9 +31,15 @@ type ruleInput struct {
 	rule    *model.Rule
 	// targets are the bound local pods the policy selects.
 	targets []*model.Pod
-	// pods are all pods of the cluster, sorted (peer candidates).
-	pods []*model.Pod
+	// peerPods returns the pods a selector peer may select (a superset is
+	// fine: selection is checked again).
+	peerPods func(peer *model.Peer, policyNS string) []*model.Pod
+	// allPods returns every pod (egress named ports with no peers).
+	allPods func() []*model.Pod
 }
+
+// idSource hands out conjunction IDs by key.
+type idSource interface{ ID(key string) uint32 }
 
 // peerAddr is one address block a rule's peers cover; pod is set when the
 // block is a pod's address.
@@ -62,7 +68,7 @@ type group struct {
 
 // ruleFlows compiles one rule into its conjunctions. ids hands out stable
 // conjunction IDs.
-func ruleFlows(in ruleInput, ids *IDAllocator) []openflow.Flow {
+func ruleFlows(in ruleInput, ids idSource) []openflow.Flow {
 	r := in.rule
 	if len(in.targets) == 0 {
 		return nil
@@ -106,7 +112,7 @@ func rulePeers(in ruleInput) []peerAddr {
 			}
 			continue
 		}
-		for _, pod := range in.pods {
+		for _, pod := range in.peerPods(peer, in.policy.Namespace) {
 			if in.cluster.PeerSelects(peer, in.policy.Namespace, pod) {
 				for _, ip := range pod.IPs {
 					add(peerAddr{prefix: addr.HostPrefix(ip), pod: pod})
@@ -196,7 +202,7 @@ func ruleGroups(in ruleInput, peers []peerAddr) []group {
 // or every pod when the rule has no peers.
 func egressNamedCandidates(in ruleInput, peers []peerAddr) []*model.Pod {
 	var out []*model.Pod
-	for _, pod := range in.pods {
+	for _, pod := range in.allPods() {
 		if !pod.Active() || len(pod.IPs) == 0 {
 			continue
 		}
@@ -310,7 +316,7 @@ func familyOf(a netip.Addr) family {
 // groupFlows renders one group as a conjunction: targets × peers × ports,
 // leaving out unconstrained dimensions. With only the target dimension left,
 // the rule needs no conjunction: each target flow allows directly.
-func groupFlows(in ruleInput, g group, ruleKey string, cookie openflow.Cookie, next uint8, ids *IDAllocator) []openflow.Flow {
+func groupFlows(in ruleInput, g group, ruleKey string, cookie openflow.Cookie, next uint8, ids idSource) []openflow.Flow {
 	// Families the conjunction can ever complete for.
 	fams := map[family]bool{}
 	for _, t := range g.targets {

@@ -159,10 +159,16 @@ func (c *Cluster) Isolated(pod *Pod, d Direction) (bool, string) {
 	if c.Mode == ModeV16 {
 		return false, ""
 	}
-	for _, p := range c.SortedPolicies() {
-		if c.PolicyAffects(p, d) && c.Selects(p, pod) {
-			return true, fmt.Sprintf("selected by policy %s with %s in policyTypes", p.Key(), d)
+	// The lexically first isolating policy names the reason, so the answer
+	// does not depend on map order.
+	first := ""
+	for key, p := range c.Policies {
+		if p.Namespace == pod.Namespace && (first == "" || key < first) && c.PolicyAffects(p, d) && c.Selects(p, pod) {
+			first = key
 		}
+	}
+	if first != "" {
+		return true, fmt.Sprintf("selected by policy %s with %s in policyTypes", first, d)
 	}
 	return false, ""
 }

@@ -1,0 +1,498 @@
+package compiler
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/ovs-netpol/ovs-netpol/pkg/model"
+	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
+)
+
+// Incremental keeps a node's desired flow set up to date as the cluster
+// changes. The flow set is a function of the state, memoized per fragment:
+// one fragment per local pod, per remote pod, per policy rule, plus the
+// pipeline and node fragments. A change marks the fragments it can affect;
+// Flush recomputes only those and reports which flows changed.
+//
+// All changes to the cluster go through Incremental's methods, so it sees
+// the old and the new version of each object. It is not safe for concurrent
+// use.
+type Incremental struct {
+	c   *model.Cluster
+	cfg Config
+	ids *IDAllocator
+
+	// podsByNS indexes c.Pods by namespace (peer selection).
+	podsByNS map[string]map[string]*model.Pod
+	// ruleConjKeys remembers the conjunction keys each rule allocated.
+	ruleConjKeys map[string][]string
+
+	frags map[string][]openflow.Flow
+	set   *FlowSet
+	dirty map[string]bool
+}
+
+// NewIncremental takes ownership of c (change it only through the returned
+// value from now on); everything is dirty until the first Flush.
+func NewIncremental(c *model.Cluster, cfg Config) *Incremental {
+	in := &Incremental{
+		c: c, ids: NewIDAllocator(),
+		podsByNS:     map[string]map[string]*model.Pod{},
+		ruleConjKeys: map[string][]string{},
+		frags:        map[string][]openflow.Flow{},
+		set:          NewFlowSet(),
+		dirty:        map[string]bool{},
+	}
+	for _, p := range c.Pods {
+		in.indexPod(p)
+	}
+	in.SetConfig(cfg)
+	return in
+}
+
+// Cluster returns the state (read only).
+func (in *Incremental) Cluster() *model.Cluster { return in.c }
+
+// Config returns the effective configuration.
+func (in *Incremental) Config() Config { return in.cfg }
+
+// SetConfig replaces the configuration (bindings included) and marks
+// everything dirty.
+func (in *Incremental) SetConfig(cfg Config) {
+	in.cfg = cfg.withDefaults()
+	in.markAll()
+}
+
+// SetBindings replaces the local pods' port bindings, marking only the pods
+// whose binding changed.
+func (in *Incremental) SetBindings(b map[string]Binding) {
+	old := in.cfg.Bindings
+	in.cfg.Bindings = b
+	changed := map[string]bool{}
+	for k, ob := range old {
+		if nb, ok := b[k]; !ok || nb.OFPort != ob.OFPort || nb.MAC.String() != ob.MAC.String() {
+			changed[k] = true
+		}
+	}
+	for k := range b {
+		if _, ok := old[k]; !ok {
+			changed[k] = true
+		}
+	}
+	for _, p := range in.c.Pods {
+		if changed[p.Key()] {
+			in.markPodAsTarget(p)
+		}
+	}
+}
+
+func (in *Incremental) markAll() {
+	in.dirty[fragPipeline] = true
+	in.dirty[fragNode] = true
+	for _, p := range in.c.Pods {
+		in.dirty[podFrag(p)] = true
+	}
+	for _, p := range in.c.Policies {
+		in.markPolicy(p)
+	}
+	for id := range in.frags {
+		in.dirty[id] = true
+	}
+}
+
+// Fragment IDs.
+const (
+	fragPipeline = "pipeline"
+	fragNode     = "node"
+)
+
+func podFrag(p *model.Pod) string { return "pod/" + p.UID }
+func ruleFrag(key string) string  { return "rule/" + key }
+
+func (in *Incremental) indexPod(p *model.Pod) {
+	m := in.podsByNS[p.Namespace]
+	if m == nil {
+		m = map[string]*model.Pod{}
+		in.podsByNS[p.Namespace] = m
+	}
+	m[p.UID] = p
+}
+
+func (in *Incremental) unindexPod(p *model.Pod) {
+	if m := in.podsByNS[p.Namespace]; m != nil {
+		delete(m, p.UID)
+		if len(m) == 0 {
+			delete(in.podsByNS, p.Namespace)
+		}
+	}
+}
+
+// SetPod adds or replaces a pod (by UID).
+func (in *Incremental) SetPod(p *model.Pod) {
+	if old, ok := in.c.Pods[p.UID]; ok {
+		in.markPodEverywhere(old)
+		in.unindexPod(old)
+	}
+	in.c.AddPod(p)
+	in.indexPod(p)
+	in.markPodEverywhere(p)
+}
+
+// DeletePod removes a pod.
+func (in *Incremental) DeletePod(uid string) {
+	old, ok := in.c.Pods[uid]
+	if !ok {
+		return
+	}
+	in.markPodEverywhere(old)
+	in.unindexPod(old)
+	delete(in.c.Pods, uid)
+}
+
+// markPodEverywhere marks what one version of a pod takes part in: its own
+// fragment, the rules targeting it, the rules it is a peer of.
+func (in *Incremental) markPodEverywhere(p *model.Pod) {
+	in.markPodAsTarget(p)
+	for _, pol := range in.c.Policies {
+		for _, d := range directions {
+			for i := range pol.Rules(d) {
+				if in.peerMayInvolve(pol, d, &pol.Rules(d)[i], p) {
+					in.dirty[ruleFrag(RuleKey(pol, d, i))] = true
+				}
+			}
+		}
+	}
+}
+
+// markPodAsTarget marks the pod's own fragment and the rules of policies
+// that select it.
+func (in *Incremental) markPodAsTarget(p *model.Pod) {
+	in.dirty[podFrag(p)] = true
+	if p.Node != in.cfg.Node {
+		return
+	}
+	for _, pol := range in.c.Policies {
+		if pol.Namespace == p.Namespace && pol.PodSelector.Matches(p.Labels) {
+			in.markPolicy(pol)
+		}
+	}
+}
+
+var directions = []model.Direction{model.Ingress, model.Egress}
+
+// peerMayInvolve reports whether pod p can be one of the rule's peers or
+// (egress named ports) a destination its names resolve against.
+func (in *Incremental) peerMayInvolve(pol *model.Policy, d model.Direction, r *model.Rule, p *model.Pod) bool {
+	named := false
+	for _, ps := range r.Ports {
+		if ps.Name != "" {
+			named = true
+		}
+	}
+	if r.AllPeers() {
+		return named && d == model.Egress
+	}
+	for i := range r.Peers {
+		peer := &r.Peers[i]
+		if peer.IPBlock != nil {
+			if named && d == model.Egress && containsAny(peer.IPBlock.CIDR, p.IPs) {
+				return true
+			}
+			continue
+		}
+		if in.c.PeerSelects(peer, pol.Namespace, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// SetNamespace adds or replaces a namespace.
+func (in *Incremental) SetNamespace(ns *model.Namespace) {
+	if old, ok := in.c.Namespaces[ns.Name]; ok {
+		in.markNamespace(old)
+	}
+	in.c.AddNamespace(ns)
+	in.markNamespace(ns)
+}
+
+// DeleteNamespace removes a namespace (its pods and policies go separately).
+func (in *Incremental) DeleteNamespace(name string) {
+	if old, ok := in.c.Namespaces[name]; ok {
+		in.markNamespace(old)
+		delete(in.c.Namespaces, name)
+	}
+}
+
+// markNamespace marks what one version of a namespace affects: the
+// isolation of its pods (legacy annotation), its policies (v1.6 mode), and
+// rules whose namespace selector matches it.
+func (in *Incremental) markNamespace(ns *model.Namespace) {
+	for _, p := range in.podsByNS[ns.Name] {
+		in.dirty[podFrag(p)] = true
+	}
+	for _, pol := range in.c.Policies {
+		if pol.Namespace == ns.Name {
+			in.markPolicy(pol)
+			continue
+		}
+		for _, d := range directions {
+			for i, r := range pol.Rules(d) {
+				for _, peer := range r.Peers {
+					if peer.NamespaceSelector != nil && peer.NamespaceSelector.Matches(ns.Labels) {
+						in.dirty[ruleFrag(RuleKey(pol, d, i))] = true
+						break
+					}
+				}
+			}
+		}
+	}
+}
+
+// SetPolicy adds or replaces a policy.
+func (in *Incremental) SetPolicy(p *model.Policy) {
+	if old, ok := in.c.Policies[p.Key()]; ok {
+		in.markPolicyAndTargets(old)
+	}
+	in.c.AddPolicy(p)
+	in.markPolicyAndTargets(p)
+}
+
+// DeletePolicy removes a policy by namespace/name.
+func (in *Incremental) DeletePolicy(key string) {
+	if old, ok := in.c.Policies[key]; ok {
+		in.markPolicyAndTargets(old)
+		delete(in.c.Policies, key)
+	}
+}
+
+func (in *Incremental) markPolicy(p *model.Policy) {
+	for _, d := range directions {
+		for i := range p.Rules(d) {
+			in.dirty[ruleFrag(RuleKey(p, d, i))] = true
+		}
+	}
+}
+
+// markPolicyAndTargets also marks the pods whose isolation the policy decides.
+func (in *Incremental) markPolicyAndTargets(p *model.Policy) {
+	in.markPolicy(p)
+	for _, pod := range in.podsByNS[p.Namespace] {
+		if pod.Node == in.cfg.Node && p.PodSelector.Matches(pod.Labels) {
+			in.dirty[podFrag(pod)] = true
+		}
+	}
+}
+
+// Flush recomputes the dirty fragments and returns the keys of flows that
+// were added, changed or removed since the last Flush, sorted.
+func (in *Incremental) Flush() ([]openflow.Key, error) {
+	ids := make([]string, 0, len(in.dirty))
+	for id := range in.dirty {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids) // deterministic conjunction ID allocation
+	in.dirty = map[string]bool{}
+	changed := map[openflow.Key]bool{}
+	for _, id := range ids {
+		flows, err := in.compute(id)
+		if err != nil {
+			return nil, err
+		}
+		if len(flows) == 0 {
+			delete(in.frags, id)
+		} else {
+			in.frags[id] = flows
+		}
+		keys, err := in.set.SetFragment(id, flows)
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range keys {
+			changed[k] = true
+		}
+	}
+	out := make([]openflow.Key, 0, len(changed))
+	for k := range changed {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return keyLess(out[i], out[j]) })
+	return out, nil
+}
+
+func keyLess(a, b openflow.Key) bool {
+	if a.Table != b.Table {
+		return a.Table < b.Table
+	}
+	if a.Priority != b.Priority {
+		return a.Priority > b.Priority
+	}
+	return a.Match < b.Match
+}
+
+// Flows returns the whole desired flow set, sorted.
+func (in *Incremental) Flows() []openflow.Flow { return in.set.Flows() }
+
+// Flow returns the desired flow with key k, if any.
+func (in *Incremental) Flow(k openflow.Key) (openflow.Flow, bool) { return in.set.Flow(k) }
+
+// Len is the number of desired flows.
+func (in *Incremental) Len() int { return in.set.Len() }
+
+// compute builds one fragment from the current state.
+func (in *Incremental) compute(id string) ([]openflow.Flow, error) {
+	switch {
+	case id == fragPipeline:
+		return pipelineFlows(in.cfg), nil
+	case id == fragNode:
+		return nodeFlows(in.cfg), nil
+	case strings.HasPrefix(id, "pod/"):
+		pod, ok := in.c.Pods[strings.TrimPrefix(id, "pod/")]
+		if !ok || !pod.Active() {
+			return nil, nil
+		}
+		if pod.Node != in.cfg.Node {
+			return remoteFlows(in.cfg, []*model.Pod{pod}), nil
+		}
+		b, ok := in.cfg.Bindings[pod.Key()]
+		if !ok {
+			return nil, nil
+		}
+		ing, _ := in.c.Isolated(pod, model.Ingress)
+		eg, _ := in.c.Isolated(pod, model.Egress)
+		return podFlows(in.cfg, pod, b, ing, eg), nil
+	case strings.HasPrefix(id, "rule/"):
+		return in.computeRule(strings.TrimPrefix(id, "rule/"))
+	}
+	return nil, fmt.Errorf("unknown fragment %q", id)
+}
+
+// computeRule compiles rule key "ns/name/direction/index"; a rule that no
+// longer exists yields nothing and gives back its conjunction IDs.
+func (in *Incremental) computeRule(key string) ([]openflow.Flow, error) {
+	parts := strings.Split(key, "/")
+	if len(parts) != 4 {
+		return nil, fmt.Errorf("bad rule key %q", key)
+	}
+	var index int
+	fmt.Sscan(parts[3], &index)
+	d := model.Direction(parts[2])
+	pol := in.c.Policies[parts[0]+"/"+parts[1]]
+	var flows []openflow.Flow
+	var used []string
+	if pol != nil && in.c.PolicyAffects(pol, d) && index < len(pol.Rules(d)) {
+		var targets []*model.Pod
+		for _, pod := range in.podsByNS[pol.Namespace] {
+			if pod.Node != in.cfg.Node || len(pod.IPs) == 0 || !in.c.Selects(pol, pod) {
+				continue
+			}
+			if _, ok := in.cfg.Bindings[pod.Key()]; ok {
+				targets = append(targets, pod)
+			}
+		}
+		sort.Slice(targets, func(i, j int) bool { return targets[i].Key() < targets[j].Key() })
+		rec := &recordingIDs{IDAllocator: in.ids}
+		flows = ruleFlows(ruleInput{
+			cluster: in.c, cfg: in.cfg, policy: pol, dir: d, index: index,
+			rule: &pol.Rules(d)[index], targets: targets, peerPods: in.peerCandidates, allPods: in.allPods,
+		}, rec)
+		used = rec.keys
+	}
+	keep := map[string]bool{}
+	for _, k := range used {
+		keep[k] = true
+	}
+	for _, k := range in.ruleConjKeys[key] {
+		if !keep[k] {
+			in.ids.Release(k)
+		}
+	}
+	if len(used) > 0 {
+		in.ruleConjKeys[key] = used
+	} else {
+		delete(in.ruleConjKeys, key)
+	}
+	return flows, nil
+}
+
+// peerCandidates returns the pods a selector peer can select: those of the
+// policy's namespace, or of the namespaces its namespace selector matches.
+func (in *Incremental) peerCandidates(peer *model.Peer, policyNS string) []*model.Pod {
+	var out []*model.Pod
+	add := func(ns string) {
+		for _, p := range in.podsByNS[ns] {
+			out = append(out, p)
+		}
+	}
+	if peer.NamespaceSelector == nil {
+		add(policyNS)
+		return out
+	}
+	for ns := range in.podsByNS {
+		if peer.NamespaceSelector.Matches(in.nsLabels(ns)) {
+			add(ns)
+		}
+	}
+	return out
+}
+
+func (in *Incremental) nsLabels(name string) labels.Set {
+	if ns, ok := in.c.Namespaces[name]; ok && ns.Labels != nil {
+		return ns.Labels
+	}
+	return labels.Set{}
+}
+
+func (in *Incremental) allPods() []*model.Pod {
+	out := make([]*model.Pod, 0, len(in.c.Pods))
+	for _, p := range in.c.Pods {
+		out = append(out, p)
+	}
+	return out
+}
+
+// recordingIDs notes the conjunction keys a rule asks for.
+type recordingIDs struct {
+	*IDAllocator
+	keys []string
+}
+
+func (r *recordingIDs) ID(key string) uint32 {
+	r.keys = append(r.keys, key)
+	return r.IDAllocator.ID(key)
+}
+
+// Conjunctions maps every allocated conjunction ID to its key.
+func (in *Incremental) Conjunctions() map[uint32]string {
+	out := make(map[uint32]string, len(in.ids.used))
+	for id, k := range in.ids.used {
+		out[id] = k
+	}
+	return out
+}
+
+// Origins describes every cookie the desired flows carry.
+func (in *Incremental) Origins() map[openflow.Cookie]string {
+	out := map[openflow.Cookie]string{
+		pipelineCookie: "pipeline skeleton",
+		nodeCookie:     fmt.Sprintf("node %s (gateway port %s)", in.cfg.Node, PortName(in.cfg.GatewayPort)),
+	}
+	for _, p := range in.c.Pods {
+		if p.Node == in.cfg.Node {
+			out[PodCookie(p)] = "pod " + p.Key()
+		} else {
+			out[remoteCookie(p)] = "remote pod " + p.Key()
+		}
+	}
+	for _, pol := range in.c.Policies {
+		for _, d := range directions {
+			for i := range pol.Rules(d) {
+				out[RuleCookie(RuleKey(pol, d, i))] = fmt.Sprintf("policy %s %s rule %d", pol.Key(), d, i)
+			}
+		}
+	}
+	return out
+}
