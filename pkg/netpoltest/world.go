@@ -124,8 +124,9 @@ func (w *World) Trace(src, dst string, p Probe, fam int) (allowed bool, detail s
 	return w.trace(src, dst, p, fam, "trk,new")
 }
 
-// TraceReply traces a packet of an established connection from dst back to
-// src (ct_state est,rpl): replies must always pass.
+// TraceReply traces a reply packet of an established connection: pass the
+// replier as src and the connection's originator as dst (ct_state
+// est,rpl). Replies must always pass.
 func (w *World) TraceReply(src, dst string, p Probe, fam int) (bool, string, error) {
 	return w.trace(src, dst, p, fam, "trk,est,rpl")
 }

@@ -1,0 +1,448 @@
+// Package controller wires the node agent: client-go informers feed the
+// incremental compiler, OVSDB port bindings say where local pods are, and
+// every batch of events ends in one atomic bundle on the bridge.
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	netlisters "k8s.io/client-go/listers/networking/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
+	"github.com/ovs-netpol/ovs-netpol/pkg/model"
+	"github.com/ovs-netpol/ovs-netpol/pkg/normalize"
+	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
+)
+
+// Ports is where local pods' port bindings come from (the OVSDB adapter).
+type Ports interface {
+	// Bindings returns the current bindings by pod namespace/name.
+	Bindings() map[string]compiler.Binding
+	// Changed signals (coalescing) that Bindings may have changed.
+	Changed() <-chan struct{}
+}
+
+// Flows is the bridge's flow table (the OpenFlow adapter).
+type Flows interface {
+	// Sync makes our installed flows equal desired, reading what is
+	// installed first: for start-up and after the switch lost its flows.
+	Sync(ctx context.Context, desired []openflow.Flow) (added, deleted int, err error)
+	// Apply commits adds (add or replace) and deletes as one bundle.
+	Apply(ctx context.Context, add, del []openflow.Flow) error
+	// Count returns how many of our flows are installed.
+	Count(ctx context.Context) (int, error)
+}
+
+// Options configure a Controller.
+type Options struct {
+	// Compiler carries node name, ports, node IPs and conntrack zone;
+	// Bindings are taken from Ports.
+	Compiler compiler.Config
+	Mode     model.Mode
+	// CheckInterval is how often the installed flow count is compared with
+	// the desired one (an ovs-vswitchd restart empties the tables).
+	CheckInterval time.Duration
+	// MaxBatch bounds how many queued events one bundle covers.
+	MaxBatch int
+	Log      logrus.FieldLogger
+	Metrics  *Metrics
+}
+
+// item is one unit of queued work.
+type item struct {
+	kind string // "ns", "pod", "policy", "ports"
+	key  string
+}
+
+// Controller keeps one node's bridge equal to the compiled policy.
+type Controller struct {
+	opts    Options
+	log     logrus.FieldLogger
+	client  kubernetes.Interface
+	ports   Ports
+	flows   Flows
+	queue   workqueue.TypedRateLimitingInterface[item]
+	metrics *Metrics
+
+	nsLister     corelisters.NamespaceLister
+	podLister    corelisters.PodLister
+	policyLister netlisters.NetworkPolicyLister
+	synced       []cache.InformerSynced
+
+	mu        sync.Mutex // guards everything below
+	inc       *compiler.Incremental
+	podUIDs   map[string]string // namespace/name → UID in the model
+	lastGood  map[string]bool   // policies that normalized at least once
+	installed map[openflow.Key]openflow.Flow
+	needFull  bool
+
+	ready atomic.Bool
+}
+
+// New builds a controller; Run starts it.
+func New(client kubernetes.Interface, ports Ports, flows Flows, o Options) *Controller {
+	if o.Log == nil {
+		o.Log = logrus.StandardLogger()
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(nil)
+	}
+	if o.CheckInterval == 0 {
+		o.CheckInterval = 5 * time.Second
+	}
+	if o.MaxBatch == 0 {
+		o.MaxBatch = 5000
+	}
+	cfg := o.Compiler
+	cfg.Bindings = map[string]compiler.Binding{}
+	c := &Controller{
+		opts: o, log: o.Log, client: client, ports: ports, flows: flows, metrics: o.Metrics,
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.DefaultTypedControllerRateLimiter[item](),
+			workqueue.TypedRateLimitingQueueConfig[item]{Name: "ovs-netpol"}),
+		inc:       compiler.NewIncremental(model.NewCluster(o.Mode), cfg),
+		podUIDs:   map[string]string{},
+		lastGood:  map[string]bool{},
+		installed: map[openflow.Key]openflow.Flow{},
+		needFull:  true,
+	}
+	return c
+}
+
+// Ready reports whether the first full sync has been committed.
+func (c *Controller) Ready() bool { return c.ready.Load() }
+
+// Run watches the API and the switch until ctx ends. On return the flows
+// stay on the bridge as they are.
+func (c *Controller) Run(ctx context.Context) error {
+	defer c.queue.ShutDown()
+	factory := informers.NewSharedInformerFactory(c.client, 0)
+	nsInf := factory.Core().V1().Namespaces()
+	podInf := factory.Core().V1().Pods()
+	polInf := factory.Networking().V1().NetworkPolicies()
+	c.nsLister, c.podLister, c.policyLister = nsInf.Lister(), podInf.Lister(), polInf.Lister()
+	c.synced = []cache.InformerSynced{nsInf.Informer().HasSynced, podInf.Informer().HasSynced, polInf.Informer().HasSynced}
+	handler := func(kind string) cache.ResourceEventHandlerFuncs {
+		enqueue := func(obj any) {
+			key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+			if err != nil {
+				c.log.WithError(err).Warn("cannot key object")
+				return
+			}
+			c.queue.Add(item{kind, key})
+		}
+		return cache.ResourceEventHandlerFuncs{
+			AddFunc:    enqueue,
+			UpdateFunc: func(_, obj any) { enqueue(obj) },
+			DeleteFunc: enqueue,
+		}
+	}
+	for _, reg := range []struct {
+		inf  cache.SharedIndexInformer
+		kind string
+	}{{nsInf.Informer(), "ns"}, {podInf.Informer(), "pod"}, {polInf.Informer(), "policy"}} {
+		if _, err := reg.inf.AddEventHandler(handler(reg.kind)); err != nil {
+			return err
+		}
+	}
+	factory.Start(ctx.Done())
+	c.log.Info("waiting for informer caches")
+	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
+		return ctx.Err()
+	}
+	c.log.Info("informer caches synced")
+
+	go c.watchPorts(ctx)
+	go c.watchSwitch(ctx)
+	c.queue.Add(item{kind: "ports"})
+	c.worker(ctx)
+	factory.Shutdown()
+	return nil
+}
+
+func (c *Controller) watchPorts(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.ports.Changed():
+			c.queue.Add(item{kind: "ports"})
+		}
+	}
+}
+
+// watchSwitch notices an ovs-vswitchd that lost our flows (restart) and
+// asks for a full sync.
+func (c *Controller) watchSwitch(ctx context.Context) {
+	t := time.NewTicker(c.opts.CheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !c.Ready() {
+			continue
+		}
+		n, err := c.flows.Count(ctx)
+		c.mu.Lock()
+		want := len(c.installed)
+		if err != nil || n != want {
+			if err == nil {
+				c.log.WithFields(logrus.Fields{"installed": n, "expected": want}).Warn("bridge flows differ from what was committed (ovs-vswitchd restart?): full resync")
+			}
+			c.needFull = true
+		}
+		need := c.needFull
+		c.mu.Unlock()
+		if need {
+			c.queue.Add(item{kind: "ports"})
+		}
+	}
+}
+
+func (c *Controller) worker(ctx context.Context) {
+	go func() {
+		<-ctx.Done()
+		c.queue.ShutDown()
+	}()
+	for {
+		first, shutdown := c.queue.Get()
+		if shutdown {
+			return
+		}
+		batch := []item{first}
+		for c.queue.Len() > 0 && len(batch) < c.opts.MaxBatch {
+			it, shutdown := c.queue.Get()
+			if shutdown {
+				break
+			}
+			batch = append(batch, it)
+		}
+		err := c.process(ctx, batch)
+		for _, it := range batch {
+			if err != nil {
+				c.queue.AddRateLimited(it)
+			} else {
+				c.queue.Forget(it)
+			}
+			c.queue.Done(it)
+		}
+		if err != nil && ctx.Err() == nil {
+			c.log.WithError(err).Warn("sync failed; retrying")
+		}
+	}
+}
+
+// process applies a batch of events to the model and commits the result.
+func (c *Controller) process(ctx context.Context, batch []item) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	start := time.Now()
+	for _, it := range batch {
+		c.apply(it)
+	}
+	changed, err := c.inc.Flush()
+	if err != nil {
+		return err
+	}
+	compute := time.Since(start)
+	c.metrics.ComputeSeconds.Observe(compute.Seconds())
+	c.metrics.Events.Add(float64(len(batch)))
+	if c.needFull {
+		added, deleted, err := c.flows.Sync(ctx, c.inc.Flows())
+		if err != nil {
+			c.metrics.SyncErrors.Inc()
+			return fmt.Errorf("full sync: %w", err)
+		}
+		c.installed = map[openflow.Key]openflow.Flow{}
+		for _, f := range c.inc.Flows() {
+			c.installed[f.Key()] = f
+		}
+		c.needFull = false
+		c.metrics.FlowMods.Add(float64(added + deleted))
+		c.log.WithFields(logrus.Fields{"flows": len(c.installed), "added": added, "deleted": deleted, "took": time.Since(start)}).Info("full sync committed")
+	} else if err := c.commit(ctx, changed); err != nil {
+		c.metrics.SyncErrors.Inc()
+		c.needFull = true // the bridge state is unknown now
+		return err
+	}
+	c.metrics.Flows.Set(float64(len(c.installed)))
+	c.metrics.SyncSeconds.Observe(time.Since(start).Seconds())
+	if !c.ready.Load() {
+		c.ready.Store(true)
+		c.log.Info("ready: first full sync committed")
+	}
+	return nil
+}
+
+// commit sends the changed keys as one bundle.
+func (c *Controller) commit(ctx context.Context, changed []openflow.Key) error {
+	var add, del []openflow.Flow
+	for _, k := range changed {
+		if f, ok := c.inc.Flow(k); ok {
+			if old, had := c.installed[k]; !had || old != f {
+				add = append(add, f)
+			}
+		} else if old, had := c.installed[k]; had {
+			del = append(del, old)
+		}
+	}
+	if len(add)+len(del) == 0 {
+		return nil
+	}
+	if err := c.flows.Apply(ctx, add, del); err != nil {
+		return fmt.Errorf("bundle of %d adds and %d deletes: %w", len(add), len(del), err)
+	}
+	for _, f := range add {
+		c.installed[f.Key()] = f
+	}
+	for _, f := range del {
+		delete(c.installed, f.Key())
+	}
+	c.metrics.FlowMods.Add(float64(len(add) + len(del)))
+	c.metrics.Bundles.Inc()
+	c.log.WithFields(logrus.Fields{"add": len(add), "delete": len(del)}).Debug("bundle committed")
+	return nil
+}
+
+// apply brings one object's current state (from the listers) into the model.
+func (c *Controller) apply(it item) {
+	switch it.kind {
+	case "ports":
+		c.inc.SetBindings(c.ports.Bindings())
+	case "ns":
+		ns, err := c.nsLister.Get(it.key)
+		if apierrors.IsNotFound(err) {
+			c.inc.DeleteNamespace(it.key)
+			return
+		}
+		if err != nil {
+			c.reject("namespace", it.key, err)
+			return
+		}
+		n, warning := normalize.Namespace(ns)
+		if warning != nil {
+			c.reject("namespace", it.key, warning) // counted; n still applies (fails closed)
+		}
+		c.inc.SetNamespace(n)
+	case "pod":
+		c.applyPod(it.key)
+	case "policy":
+		c.applyPolicy(it.key)
+	}
+}
+
+func (c *Controller) applyPod(key string) {
+	ns, name, _ := cache.SplitMetaNamespaceKey(key)
+	pod, err := c.podLister.Pods(ns).Get(name)
+	oldUID, had := c.podUIDs[key]
+	if apierrors.IsNotFound(err) {
+		if had {
+			c.inc.DeletePod(oldUID)
+			delete(c.podUIDs, key)
+		}
+		return
+	}
+	if err != nil {
+		c.reject("pod", key, err)
+		return
+	}
+	p, err := normalize.Pod(pod)
+	if err != nil {
+		c.reject("pod", key, err)
+		return
+	}
+	if had && oldUID != p.UID {
+		c.inc.DeletePod(oldUID) // recreated under the same name
+	}
+	c.podUIDs[key] = p.UID
+	c.inc.SetPod(p)
+}
+
+// applyPolicy normalizes a policy. One that cannot be used is rejected
+// whole (logged, counted): its last good version, if any, stays in force,
+// so a bad update never half-applies or silently opens traffic.
+func (c *Controller) applyPolicy(key string) {
+	ns, name, _ := cache.SplitMetaNamespaceKey(key)
+	np, err := c.policyLister.NetworkPolicies(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		c.inc.DeletePolicy(key)
+		delete(c.lastGood, key)
+		return
+	}
+	if err != nil {
+		c.reject("networkpolicy", key, err)
+		return
+	}
+	p, err := normalize.NetworkPolicyV1(np)
+	if err != nil {
+		if c.lastGood[key] {
+			err = fmt.Errorf("%w (its previous version stays in force)", err)
+		}
+		c.reject("networkpolicy", key, err)
+		return
+	}
+	c.lastGood[key] = true
+	c.inc.SetPolicy(p)
+}
+
+func (c *Controller) reject(kind, key string, err error) {
+	c.metrics.Rejected.WithLabelValues(kind).Inc()
+	c.log.WithFields(logrus.Fields{"kind": kind, "object": key}).WithError(err).Warn("object rejected")
+}
+
+// Status describes the controller for logs and tests.
+type Status struct {
+	Ready     bool
+	Flows     int
+	Pods      int
+	Policies  int
+	Conjuncts int
+}
+
+// Status returns a snapshot.
+func (c *Controller) Status() Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cl := c.inc.Cluster()
+	return Status{Ready: c.Ready(), Flows: len(c.installed), Pods: len(cl.Pods), Policies: len(cl.Policies), Conjuncts: len(c.inc.Conjunctions())}
+}
+
+// Origins lists the origins of desired flows (cookie → description), sorted by cookie.
+func (c *Controller) Origins() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	o := c.inc.Origins()
+	var out []string
+	for k, v := range o {
+		out = append(out, fmt.Sprintf("%s %s", k, v))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ErrNotReady is returned by readiness checks before the first sync.
+var ErrNotReady = errors.New("first full sync not committed yet")
+
+// CheckReady is a readiness probe.
+func (c *Controller) CheckReady() error {
+	if !c.Ready() {
+		return ErrNotReady
+	}
+	return nil
+}

@@ -1,0 +1,61 @@
+// Package ovsdb is the agent's and the CNI plugin's thin adapter to the
+// Open_vSwitch database (OVSDB) of Open vSwitch 3.1: it creates the
+// integration bridge, adds and removes pod ports, and lists the ports that
+// belong to pods. It makes no policy decisions.
+//
+// # Pod ports
+//
+// A pod is attached through the host end of a veth pair, added to the bridge
+// as an Interface of type "" (a system device) with its own Port. These
+// external_ids on the Interface row bind it to the pod:
+//
+//	ovs-netpol.io/pod-namespace  KeyPodNamespace  the pod's namespace
+//	ovs-netpol.io/pod-name       KeyPodName       the pod's name
+//	ovs-netpol.io/pod-uid        KeyPodUID        the pod's UID, if known
+//	ovs-netpol.io/container-id   KeyContainerID   the CNI container ID
+//	attached-mac                 KeyAttachedMAC   the pod-side (container) MAC
+//
+// attached-mac follows the convention of OVN and ovs-vsctl users: the
+// Interface's own mac_in_use column holds the MAC of the host end, which is
+// never the source of the pod's packets. PodPorts reports a port only when
+// its Interface has both the namespace and the name key and a valid ofport.
+//
+// # Cache and reconnects
+//
+// The Client reads from libovsdb's cache, which monitors only the tables and
+// columns this package uses (Open_vSwitch, Bridge, Port, Interface,
+// Flow_Table). Counters such as Interface.statistics are deliberately not
+// monitored: they change every few seconds and would wake every subscriber.
+// The cache is updated asynchronously after a transaction, so every write
+// here waits (through cache events, bounded by the caller's context) until
+// the cache shows its effect: a following read or write sees it.
+//
+// libovsdb's own reconnect (WithReconnect) is not used: the Client watches
+// DisconnectNotify and probes the server with echo requests, and after a
+// disconnect dials a new connection with backoff and monitors again. Until
+// that succeeds, reads keep answering from the last cache and writes fail
+// with an error.
+//
+// # libovsdb pitfalls handled here
+//
+//   - Transact returns a nil error when an operation failed: results always
+//     go through ovsdb.CheckOperationResults.
+//   - An Update without explicit fields writes every column of the model,
+//     and columns that are not monitored are zero in cached rows: updates
+//     here always name their fields.
+//   - Named UUIDs must match [A-Za-z_][A-Za-z0-9_]*.
+//   - Bridge, Port, Interface and Flow_Table are not root tables: removing
+//     the last reference deletes the row, so deleting a port is a mutation
+//     of Bridge.ports and nothing else.
+//
+// # Open vSwitch 3.1 behaviour handled here
+//
+//   - ovs-vswitchd clears a bridge's flow table when its fail_mode changes.
+//   - It ignores a table name that is a prefix of the table's current name
+//     (it compares only the new name's length); EnsureBridge unnames such
+//     tables in a first transaction.
+//   - ofport is assigned asynchronously by ovs-vswitchd, or set to -1 with
+//     Interface.error when it cannot open the device. Writes bump
+//     Open_vSwitch.next_cfg and wait for cur_cfg to reach it (as ovs-vsctl
+//     does), so an ofport read afterwards is ovs-vswitchd's answer.
+package ovsdb
