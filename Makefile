@@ -4,7 +4,7 @@ GO    ?= go
 BIN   := bin
 
 # Debian packages the tests and the demo run on.
-DEB_PACKAGES := openvswitch-switch ethtool iproute2 containernetworking-plugins
+DEB_PACKAGES := openvswitch-switch ethtool iproute2 containernetworking-plugins etcd-server
 
 .PHONY: all build test deps fmt vet clean demo demo-down
 
@@ -19,7 +19,7 @@ deps:
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
-	@for c in ovsdb-server ovs-vswitchd ovs-ofctl ovs-appctl ip ethtool; do \
+	@for c in ovsdb-server ovs-vswitchd ovs-ofctl ovs-appctl ip ethtool etcd; do \
 	  command -v $$c >/dev/null || { echo "missing $$c after install" >&2; exit 1; }; done
 
 ## build: the CLI, agent and CNI plugin into ./bin.

@@ -1,0 +1,218 @@
+// Command ovs-netpol-agent runs on every node: it keeps the node's br-int
+// flows equal to the compiled NetworkPolicy, incrementally and atomically.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
+	"github.com/ovs-netpol/ovs-netpol/pkg/controller"
+	"github.com/ovs-netpol/ovs-netpol/pkg/flowsync"
+	"github.com/ovs-netpol/ovs-netpol/pkg/model"
+	"github.com/ovs-netpol/ovs-netpol/pkg/normalize"
+	"github.com/ovs-netpol/ovs-netpol/pkg/ovsdb"
+)
+
+type options struct {
+	kubeconfig   string
+	nodeName     string
+	bridge       string
+	ovsRunDir    string
+	ovsdb        string
+	isolation    string
+	datapathType string
+	metricsAddr  string
+	gatewayPort  string
+	uplinkPort   string
+	nodeIPs      []string
+	ctZone       uint16
+	logLevel     string
+	logFormat    string
+}
+
+func main() {
+	var o options
+	cmd := &cobra.Command{
+		Use:           "ovs-netpol-agent",
+		Short:         "Enforce Kubernetes NetworkPolicy on this node's Open vSwitch bridge",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			return run(ctx, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster configuration)")
+	f.StringVar(&o.nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME)")
+	f.StringVar(&o.bridge, "bridge", "br-int", "the integration bridge")
+	f.StringVar(&o.ovsRunDir, "ovs-rundir", "/var/run/openvswitch", "Open vSwitch run directory (BRIDGE.mgmt sockets)")
+	f.StringVar(&o.ovsdb, "ovsdb", "", "OVSDB endpoint (default unix:OVS-RUNDIR/db.sock)")
+	f.StringVar(&o.isolation, "isolation", "v1", "policy semantics: v1 or v1.6")
+	f.StringVar(&o.datapathType, "datapath-type", "system", "bridge datapath type (system, or netdev for userspace)")
+	f.StringVar(&o.metricsAddr, "metrics-addr", "127.0.0.1:9310", "address of /metrics, /healthz and /readyz")
+	f.StringVar(&o.gatewayPort, "gateway-port", "LOCAL", "OpenFlow port to the node's host network")
+	f.StringVar(&o.uplinkPort, "uplink-port", "", "OpenFlow port to other nodes (optional)")
+	f.StringArrayVar(&o.nodeIPs, "node-ip", nil, "an address of this node (repeatable; default: the Node's InternalIPs)")
+	f.Uint16Var(&o.ctZone, "ct-zone", compiler.DefaultCTZone, "conntrack zone")
+	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	if err := cmd.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "ovs-netpol-agent:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options) error {
+	log := logrus.New()
+	if o.logFormat == "json" {
+		log.SetFormatter(&logrus.JSONFormatter{})
+	}
+	lvl, err := logrus.ParseLevel(o.logLevel)
+	if err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log.SetLevel(lvl)
+	if o.nodeName == "" {
+		return errors.New("--node-name (or $NODE_NAME) is required")
+	}
+	mode, err := model.ParseMode(o.isolation)
+	if err != nil {
+		return err
+	}
+	cfg := compiler.Config{Node: o.nodeName, CTZone: o.ctZone}
+	if cfg.GatewayPort, err = compiler.ParsePort(o.gatewayPort); err != nil {
+		return fmt.Errorf("--gateway-port: %w", err)
+	}
+	if o.uplinkPort != "" {
+		if cfg.UplinkPort, err = compiler.ParsePort(o.uplinkPort); err != nil {
+			return fmt.Errorf("--uplink-port: %w", err)
+		}
+	}
+	for _, s := range o.nodeIPs {
+		ip, err := netip.ParseAddr(s)
+		if err != nil {
+			return fmt.Errorf("--node-ip %q: not an IP address", s)
+		}
+		cfg.NodeIPs = append(cfg.NodeIPs, ip)
+	}
+
+	restCfg, err := kubeConfig(o.kubeconfig)
+	if err != nil {
+		return err
+	}
+	restCfg.UserAgent = "ovs-netpol-agent/" + o.nodeName
+	client, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return err
+	}
+	if len(cfg.NodeIPs) == 0 {
+		cfg.NodeIPs = nodeIPs(ctx, client, o.nodeName, log)
+	}
+
+	endpoint := o.ovsdb
+	if endpoint == "" {
+		endpoint = "unix:" + filepath.Join(o.ovsRunDir, "db.sock")
+	}
+	log.WithField("ovsdb", endpoint).Info("connecting to OVSDB")
+	db, err := ovsdb.Connect(ctx, endpoint, log.WithField("component", "ovsdb"))
+	if err != nil {
+		return fmt.Errorf("OVSDB %s: %w", endpoint, err)
+	}
+	defer db.Close()
+	if err := db.EnsureBridge(ctx, o.bridge, o.datapathType, compiler.TableNames); err != nil {
+		return fmt.Errorf("bridge %s: %w", o.bridge, err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := controller.NewMetrics(reg)
+	ports := &ovsdbPorts{client: db, bridge: o.bridge, ch: db.Subscribe()}
+	flows := ofctlFlows{inst: &flowsync.Installer{Bridge: o.bridge, RunDir: o.ovsRunDir, Log: log.WithField("component", "flowsync")}}
+	ctrl := controller.New(client, ports, flows, controller.Options{
+		Compiler: cfg, Mode: mode, Log: log.WithField("component", "controller"), Metrics: metrics,
+	})
+
+	srv := &http.Server{Addr: o.metricsAddr, Handler: httpHandler(reg, ctrl), ReadHeaderTimeout: 5 * time.Second}
+	ln, err := net.Listen("tcp", o.metricsAddr)
+	if err != nil {
+		return fmt.Errorf("--metrics-addr: %w", err)
+	}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.WithError(err).Error("metrics server stopped")
+		}
+	}()
+	log.WithFields(logrus.Fields{"node": o.nodeName, "bridge": o.bridge, "isolation": mode, "metrics": ln.Addr().String(), "node_ips": cfg.NodeIPs}).Info("ovs-netpol-agent starting")
+	err = ctrl.Run(ctx)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutdownCtx)
+	log.Info("stopped; flows stay on the bridge")
+	return err
+}
+
+func httpHandler(reg *prometheus.Registry, ctrl *controller.Controller) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := ctrl.CheckReady(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	return mux
+}
+
+func kubeConfig(path string) (*rest.Config, error) {
+	if path != "" {
+		return clientcmd.BuildConfigFromFlags("", path)
+	}
+	cfg, err := rest.InClusterConfig()
+	if err != nil {
+		return nil, fmt.Errorf("no --kubeconfig and not in a cluster: %w", err)
+	}
+	return cfg, nil
+}
+
+// nodeIPs reads the node's InternalIP addresses; without them all gateway
+// traffic counts as node-local (see flows/README.md).
+func nodeIPs(ctx context.Context, client kubernetes.Interface, node string, log logrus.FieldLogger) []netip.Addr {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	n, err := client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if err != nil {
+		log.WithError(err).Warn("cannot read the Node object: all traffic from the gateway port is treated as node-local (set --node-ip)")
+		return nil
+	}
+	ips, err := normalize.NodeInternalIPs(n)
+	if err != nil || len(ips) == 0 {
+		log.WithError(err).Warn("node has no usable InternalIP: all traffic from the gateway port is treated as node-local (set --node-ip)")
+		return nil
+	}
+	return ips
+}
