@@ -61,6 +61,8 @@ type Switch struct {
 	daemons []*daemon         // started daemons, in start order
 	seq     atomic.Int64      // for unique flow file names
 
+	ctl *unixctl // direct control-socket client for traces
+
 	dpMu    sync.Mutex
 	dpCache map[int]dpPort // datapath port map; reset when ports are added
 }
@@ -172,6 +174,17 @@ func (s *Switch) Ofctl(args ...string) (string, error) {
 // Appctl runs ovs-appctl against this switch's ovs-vswitchd.
 func (s *Switch) Appctl(args ...string) (string, error) {
 	return s.run("ovs-appctl", append([]string{"-t", s.Dir + "/vswitchd.ctl", "--timeout=30"}, args...)...)
+}
+
+// ctlCall runs an ovs-appctl command over the control socket.
+func (s *Switch) ctlCall(args ...string) (string, error) {
+	s.dpMu.Lock()
+	if s.ctl == nil {
+		s.ctl = &unixctl{path: s.Dir + "/vswitchd.ctl"}
+	}
+	ctl := s.ctl
+	s.dpMu.Unlock()
+	return ctl.call(args[0], args[1:]...)
 }
 
 // PurgeDatapathCache drops all cached datapath flows (revalidator/purge), so
@@ -298,7 +311,7 @@ func (s *Switch) Trace(bridge, flow string, ctNext ...string) (*TraceResult, err
 	for _, c := range ctNext {
 		args = append(args, "--ct-next", c)
 	}
-	out, err := s.Appctl(args...)
+	out, err := s.ctlCall(args...)
 	if err != nil {
 		return nil, err
 	}
@@ -490,6 +503,9 @@ func (d *daemon) stop() {
 }
 
 func (s *Switch) stop(t testing.TB) {
+	if s.ctl != nil {
+		s.ctl.close()
+	}
 	if t.Failed() {
 		for _, l := range []string{"vswitchd.log", "ovsdb.log"} {
 			t.Logf("ovstest: last lines of %s:\n%s", l, tail(filepath.Join(s.Dir, l), 30))
