@@ -120,6 +120,14 @@ func ParsePort(s string) (uint32, error) {
 	return uint32(n), nil
 }
 
+// outputAction is an output as OVS prints it (LOCAL has its own action).
+func outputAction(p uint32) string {
+	if p == PortLocal {
+		return "LOCAL"
+	}
+	return "output:" + PortName(p)
+}
+
 func gotoTable(t uint8) string { return fmt.Sprintf("goto_table:%d", t) }
 
 var pipelineCookie = openflow.NewCookie(openflow.KindPipeline, "pipeline")
@@ -152,7 +160,7 @@ func pipelineFlows(cfg Config) []openflow.Flow {
 		f(TableCommit, PrioDefault, "", "drop"),
 
 		// Destinations that are not pods of this node leave through the host.
-		f(TableForward, PrioDefault, "", "output:"+PortName(cfg.GatewayPort)),
+		f(TableForward, PrioDefault, "", outputAction(cfg.GatewayPort)),
 	}
 }
 

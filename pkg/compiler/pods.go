@@ -27,14 +27,14 @@ func podFlows(cfg Config, pod *model.Pod, b Binding, ingressIsolated, egressIsol
 		return openflow.Flow{Table: table, Priority: prio, Cookie: cookie, Match: match, Actions: actions}
 	}
 	in := fmt.Sprintf("in_port=%s,dl_src=%s", PortName(b.OFPort), b.MAC)
-	out := "output:" + PortName(b.OFPort)
+	out := outputAction(b.OFPort)
 	var flows []openflow.Flow
 	var v6 []netip.Addr
 	for _, ip := range pod.IPs {
 		// Port security: the pod may send only from its own MAC and IPs.
 		flows = append(flows, f(TableClassify, prioPort, ipMatch(ip, "src", in), gotoTable(TableConntrack)))
 		// A pod always reaches itself (e.g. through a Service hairpin).
-		self := ipMatch(ip, "src", "ct_state=+new+trk")
+		self := "ct_state=+new+trk," + ipMatch(ip, "src", "")
 		self += "," + ipField(ip, "dst") + "=" + ip.String()
 		flows = append(flows, f(TableCTState, prioHigh-50, self, gotoTable(TableCommit)))
 		// Delivery by destination address, so the pod the policy checked is
@@ -98,7 +98,7 @@ func remoteFlows(cfg Config, pods []*model.Pod) []openflow.Flow {
 	if cfg.UplinkPort == 0 {
 		return nil
 	}
-	out := "output:" + PortName(cfg.UplinkPort)
+	out := outputAction(cfg.UplinkPort)
 	var flows []openflow.Flow
 	for _, pod := range pods {
 		if pod.Node == cfg.Node || !pod.Active() {

@@ -177,11 +177,9 @@ func ruleGroups(in ruleInput, peers []peerAddr) []group {
 			}
 		}
 	} else {
-		for _, pod := range egressNamedCandidates(in, peers) {
-			if g := member(pod); g != nil {
-				for _, ip := range pod.IPs {
-					g.peers = append(g.peers, peerAddr{prefix: addr.HostPrefix(ip), pod: pod})
-				}
+		for _, pa := range egressNamedAddrs(in, peers) {
+			if g := member(pa.pod); g != nil {
+				g.peers = append(g.peers, pa)
 			}
 		}
 	}
@@ -197,27 +195,51 @@ func ruleGroups(in ruleInput, peers []peerAddr) []group {
 	return groups
 }
 
-// egressNamedCandidates are the destination pods an egress rule's named
-// ports resolve against: pods its selectors chose, pods inside its ipBlocks,
-// or every pod when the rule has no peers.
-func egressNamedCandidates(in ruleInput, peers []peerAddr) []*model.Pod {
-	var out []*model.Pod
-	for _, pod := range in.allPods() {
-		if !pod.Active() || len(pod.IPs) == 0 {
-			continue
+// egressNamedAddrs are the destination pod addresses an egress rule's
+// named ports resolve against: the addresses of pods its selectors chose,
+// pod addresses inside its ipBlocks (exceptions honoured), or every pod
+// address when the rule has no peers. Only addresses the rule's peers cover
+// count: a pod in an IPv4 block is no IPv6 peer.
+func egressNamedAddrs(in ruleInput, peers []peerAddr) []peerAddr {
+	var out []peerAddr
+	seen := map[netip.Prefix]bool{}
+	add := func(ip netip.Addr, pod *model.Pod) {
+		p := addr.HostPrefix(ip)
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, peerAddr{prefix: p, pod: pod})
 		}
-		if in.rule.AllPeers() {
-			out = append(out, pod)
-			continue
+	}
+	var blocks []netip.Prefix
+	for _, p := range peers {
+		if p.pod != nil {
+			add(p.prefix.Addr(), p.pod)
+		} else {
+			blocks = append(blocks, p.prefix)
 		}
-		for _, p := range peers {
-			if p.pod == pod || p.pod == nil && containsAny(p.prefix, pod.IPs) {
-				out = append(out, pod)
-				break
+	}
+	if in.rule.AllPeers() || len(blocks) > 0 {
+		for _, pod := range in.allPods() {
+			if !pod.Active() {
+				continue
+			}
+			for _, ip := range pod.IPs {
+				if in.rule.AllPeers() || containedIn(ip, blocks) {
+					add(ip, pod)
+				}
 			}
 		}
 	}
 	return out
+}
+
+func containedIn(ip netip.Addr, blocks []netip.Prefix) bool {
+	for _, b := range blocks {
+		if b.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 func containsAny(p netip.Prefix, ips []netip.Addr) bool {
