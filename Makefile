@@ -6,7 +6,7 @@ BIN   := bin
 # Debian packages the tests and the demo run on.
 DEB_PACKAGES := openvswitch-switch ethtool iproute2 containernetworking-plugins etcd-server
 
-.PHONY: all build test deps fmt vet clean demo demo-down
+.PHONY: all build test deps fmt vet clean demo demo-down kube-apiserver
 
 all: build
 
@@ -19,7 +19,7 @@ deps:
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
-	@for c in ovsdb-server ovs-vswitchd ovs-ofctl ovs-appctl ip ethtool etcd; do \
+	@for c in ovsdb-server ovs-vswitchd ovs-ofctl ovs-appctl ip ethtool etcd kubectl; do \
 	  command -v $$c >/dev/null || { echo "missing $$c after install" >&2; exit 1; }; done
 
 ## build: the CLI, agent and CNI plugin into ./bin.
@@ -33,8 +33,13 @@ fmt:
 vet:
 	$(GO) vet ./...
 
-## test: every test, against a real userspace Open vSwitch (needs root).
-test: deps fmt vet
+## kube-apiserver: build it from the k8s.io/kubernetes module (cached in
+## $${OVS_NETPOL_CACHE:-$$HOME/.cache/ovs-netpol}; ~8 min cold).
+kube-apiserver:
+	bash scripts/build-kube-apiserver.sh
+
+## test: every test, against real Open vSwitch, etcd and kube-apiserver (needs root).
+test: deps fmt vet kube-apiserver
 	$(GO) test -race -count=1 -timeout 30m ./...
 
 clean:
