@@ -13,7 +13,10 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -85,7 +88,6 @@ type Controller struct {
 	mu        sync.Mutex // guards everything below
 	inc       *compiler.Incremental
 	podUIDs   map[string]string // namespace/name → UID in the model
-	lastGood  map[string]bool   // policies that normalized at least once
 	installed map[openflow.Key]openflow.Flow
 	needFull  bool
 
@@ -115,7 +117,6 @@ func New(client kubernetes.Interface, ports Ports, flows Flows, o Options) *Cont
 			workqueue.TypedRateLimitingQueueConfig[item]{Name: "ovs-netpol"}),
 		inc:       compiler.NewIncremental(model.NewCluster(o.Mode), cfg),
 		podUIDs:   map[string]string{},
-		lastGood:  map[string]bool{},
 		installed: map[openflow.Key]openflow.Flow{},
 		needFull:  true,
 	}
@@ -374,15 +375,17 @@ func (c *Controller) applyPod(key string) {
 	c.inc.SetPod(p)
 }
 
-// applyPolicy normalizes a policy. One that cannot be used is rejected
-// whole (logged, counted): its last good version, if any, stays in force,
-// so a bad update never half-applies or silently opens traffic.
+// applyPolicy normalizes a policy. One that cannot be used (e.g. larger
+// than the agent accepts) is rejected, logged and counted, and replaced by
+// a fail-closed stand-in: its pod selector and policy types with no rules,
+// so its pods are isolated and nothing is allowed. Never half-applied,
+// never silently open, and the same whatever the agent saw before (a
+// restart gives the same flows).
 func (c *Controller) applyPolicy(key string) {
 	ns, name, _ := cache.SplitMetaNamespaceKey(key)
 	np, err := c.policyLister.NetworkPolicies(ns).Get(name)
 	if apierrors.IsNotFound(err) {
 		c.inc.DeletePolicy(key)
-		delete(c.lastGood, key)
 		return
 	}
 	if err != nil {
@@ -391,14 +394,32 @@ func (c *Controller) applyPolicy(key string) {
 	}
 	p, err := normalize.NetworkPolicyV1(np)
 	if err != nil {
-		if c.lastGood[key] {
-			err = fmt.Errorf("%w (its previous version stays in force)", err)
-		}
-		c.reject("networkpolicy", key, err)
-		return
+		c.reject("networkpolicy", key, fmt.Errorf("%w (its pods are isolated with no rule allowing anything until it is fixed)", err))
+		p = failClosed(np)
 	}
-	c.lastGood[key] = true
 	c.inc.SetPolicy(p)
+}
+
+// failClosed is the stand-in for a policy that cannot be used.
+func failClosed(np *networkingv1.NetworkPolicy) *model.Policy {
+	sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+	if err != nil {
+		sel = labels.Everything()
+	}
+	p := &model.Policy{Namespace: np.Namespace, Name: np.Name, APIVersion: normalize.APIVersionV1, PodSelector: sel}
+	if len(np.Spec.PolicyTypes) == 0 {
+		p.AffectsIngress = true
+		p.AffectsEgress = len(np.Spec.Egress) > 0
+	}
+	for _, t := range np.Spec.PolicyTypes {
+		switch t {
+		case networkingv1.PolicyTypeIngress:
+			p.AffectsIngress = true
+		case networkingv1.PolicyTypeEgress:
+			p.AffectsEgress = true
+		}
+	}
+	return p
 }
 
 func (c *Controller) reject(kind, key string, err error) {

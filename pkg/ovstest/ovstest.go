@@ -646,3 +646,66 @@ func sweepStale() {
 		_ = os.RemoveAll(filepath.Dir(o))
 	}
 }
+
+// RestartVswitchd stops ovs-vswitchd (SIGTERM, SIGKILL after 5 s) and starts
+// it again in the same network namespace with the same database, as an
+// upgrade or a crash-and-restart would. The configuration in OVSDB (bridges,
+// ports, ofport_request, flow table names) survives; OpenFlow flows do not:
+// every bridge comes back with an empty table. It returns once every bridge
+// answers ovs-ofctl again. Datapath port numbers may change, so the port map
+// used by Trace is forgotten, and pooled control connections are closed.
+func (s *Switch) RestartVswitchd() error {
+	idx := -1
+	for i, d := range s.daemons {
+		if d.name == "ovs-vswitchd" {
+			idx = i
+		}
+	}
+	if idx < 0 {
+		return errors.New("ovstest: no ovs-vswitchd was started")
+	}
+	old := s.daemons[idx]
+	select {
+	case <-old.done:
+		out, _ := os.ReadFile(old.log)
+		return fmt.Errorf("ovstest: ovs-vswitchd had exited before the restart (%v): %s", old.err, strings.TrimSpace(string(out)))
+	default:
+	}
+	old.stop()
+	s.daemons = append(s.daemons[:idx], s.daemons[idx+1:]...)
+	s.dpMu.Lock()
+	if s.ctl != nil {
+		s.ctl.close()
+	}
+	s.dpCache = nil
+	s.dpMu.Unlock()
+
+	d := s.Dir
+	vs, err := s.spawn("ip", []string{"netns", "exec", s.NetNS, s.bins["ovs-vswitchd"]},
+		s.DBSock(), "--unixctl="+d+"/vswitchd.ctl",
+		"--pidfile="+d+"/vswitchd.pid", "--log-file="+d+"/vswitchd.log", "-vconsole:off")
+	if err != nil {
+		return err
+	}
+	if err := vs.waitSocket(d + "/vswitchd.ctl"); err != nil {
+		return err
+	}
+	out, err := s.Vsctl("list-br")
+	if err != nil {
+		return err
+	}
+	for _, br := range strings.Fields(out) {
+		if err := poll(10*time.Second, func() error {
+			_, err := s.Ofctl("-O", "OpenFlow15", "show", br)
+			return err
+		}); err != nil {
+			return fmt.Errorf("ovstest: bridge %s after restarting ovs-vswitchd: %w", br, err)
+		}
+	}
+	return nil
+}
+
+// ForgetPorts drops the cached datapath port map Trace uses to name output
+// ports. Call it after adding ports with Vsctl (AddInternalPort and AddBridge
+// do it themselves).
+func (s *Switch) ForgetPorts() { s.forgetPorts() }
