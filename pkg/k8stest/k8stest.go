@@ -62,7 +62,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -75,6 +74,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/ovs-netpol/ovs-netpol/pkg/testproc"
 )
 
 // KubeVersion is the kube-apiserver version the tests run against (keep in
@@ -505,11 +506,11 @@ func (c *Cluster) stop(failed bool, logf func(string, ...any)) []error {
 	for i := len(c.daemons) - 1; i >= 0; i-- {
 		d := c.daemons[i]
 		if failed {
-			logf("last lines of %s's log:\n%s", d.name, tail(d.log, 30))
+			logf("last lines of %s's log:\n%s", d.name, testproc.Tail(d.log, 30))
 		}
 		select {
 		case <-d.done:
-			errs = append(errs, fmt.Errorf("%s exited during the test (%v):\n%s", d.name, d.err, tail(d.log, 30)))
+			errs = append(errs, fmt.Errorf("%s exited during the test (%v):\n%s", d.name, d.err, testproc.Tail(d.log, 30)))
 		default:
 			d.kill()
 		}
@@ -547,7 +548,7 @@ func (c *Cluster) spawn(name, bin string, args ...string) (*daemon, error) {
 	d.cmd = exec.Command(bin, args...)
 	d.cmd.Stdout, d.cmd.Stderr = f, f
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := startOnStableThread(d.cmd); err != nil {
+	if err := testproc.Start(d.cmd); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
 	c.daemons = append(c.daemons, d)
@@ -582,11 +583,11 @@ func (d *daemon) waitHTTP(url string, header map[string]string, timeout time.Dur
 		}
 		select {
 		case <-d.done:
-			return fmt.Errorf("%s exited (%v) before %s was ready; last lines of %s:\n%s", d.name, d.err, url, d.log, tail(d.log, 40))
+			return fmt.Errorf("%s exited (%v) before %s was ready; last lines of %s:\n%s", d.name, d.err, url, d.log, testproc.Tail(d.log, 40))
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready after %v (%s: %s); last lines of %s:\n%s", d.name, timeout, url, last, d.log, tail(d.log, 40))
+			return fmt.Errorf("%s not ready after %v (%s: %s); last lines of %s:\n%s", d.name, timeout, url, last, d.log, testproc.Tail(d.log, 40))
 		}
 	}
 }
@@ -740,46 +741,6 @@ func randomHex(n int) string {
 		panic(err)
 	}
 	return hex.EncodeToString(b)
-}
-
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// Pdeathsig fires when the OS thread that started the child exits, not the
-// process. Go ends threads whose goroutine exits while locked to them, so all
-// daemons are started from one goroutine that stays locked to its thread.
-var (
-	spawnOnce sync.Once
-	spawnReq  chan spawnRequest
-)
-
-type spawnRequest struct {
-	cmd *exec.Cmd
-	res chan error
-}
-
-func startOnStableThread(cmd *exec.Cmd) error {
-	spawnOnce.Do(func() {
-		spawnReq = make(chan spawnRequest)
-		go func() {
-			runtime.LockOSThread() // never unlocked: this thread lives as long as the process
-			for r := range spawnReq {
-				r.res <- r.cmd.Start()
-			}
-		}()
-	})
-	res := make(chan error)
-	spawnReq <- spawnRequest{cmd, res}
-	return <-res
 }
 
 // sweepStale removes cluster directories whose test process died without

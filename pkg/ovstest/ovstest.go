@@ -38,7 +38,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,6 +45,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ovs-netpol/ovs-netpol/pkg/testproc"
 )
 
 // OFPPLocal is the OpenFlow number of a bridge's LOCAL port.
@@ -461,7 +462,7 @@ func (s *Switch) spawn(bin string, prefix []string, args ...string) (*daemon, er
 	d.cmd.Env = s.env
 	d.cmd.Stdout, d.cmd.Stderr = f, f
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := startOnStableThread(d.cmd); err != nil {
+	if err := testproc.Start(d.cmd); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
 	s.daemons = append(s.daemons, d)
@@ -508,7 +509,7 @@ func (s *Switch) stop(t testing.TB) {
 	}
 	if t.Failed() {
 		for _, l := range []string{"vswitchd.log", "ovsdb.log"} {
-			t.Logf("ovstest: last lines of %s:\n%s", l, tail(filepath.Join(s.Dir, l), 30))
+			t.Logf("ovstest: last lines of %s:\n%s", l, testproc.Tail(filepath.Join(s.Dir, l), 30))
 		}
 	}
 	for i := len(s.daemons) - 1; i >= 0; i-- {
@@ -529,18 +530,6 @@ func (s *Switch) stop(t testing.TB) {
 	if err := os.RemoveAll(s.Dir); err != nil {
 		t.Errorf("ovstest: %v", err)
 	}
-}
-
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // poll calls f until it succeeds or timeout passes, returning f's last error.
@@ -585,35 +574,6 @@ func lookBinary(name string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%s not found", name)
-}
-
-// Pdeathsig fires when the OS thread that started the child exits, not the
-// process. Go ends threads whose goroutine exits while locked to them (as
-// netns code often does), so all daemons are started from one goroutine that
-// stays locked to its thread forever.
-var (
-	spawnOnce sync.Once
-	spawnReq  chan spawnRequest
-)
-
-type spawnRequest struct {
-	cmd *exec.Cmd
-	res chan error
-}
-
-func startOnStableThread(cmd *exec.Cmd) error {
-	spawnOnce.Do(func() {
-		spawnReq = make(chan spawnRequest)
-		go func() {
-			runtime.LockOSThread() // never unlocked: this thread lives as long as the process
-			for r := range spawnReq {
-				r.res <- r.cmd.Start()
-			}
-		}()
-	})
-	res := make(chan error)
-	spawnReq <- spawnRequest{cmd, res}
-	return <-res
 }
 
 // sweepStale removes run dirs and namespaces left by test processes that died

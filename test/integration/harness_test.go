@@ -29,6 +29,7 @@ import (
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
 	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
+	"github.com/ovs-netpol/ovs-netpol/pkg/testproc"
 )
 
 // The emulated cluster: this agent is node-1; node-2 exists only as the
@@ -172,7 +173,7 @@ func (a *agentProc) start() {
 	a.cmd.Stdout, a.cmd.Stderr = f, f
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	a.done = make(chan struct{})
-	err = startOnStableThread(a.cmd)
+	err = testproc.Start(a.cmd)
 	f.Close()
 	if err != nil {
 		a.t.Fatalf("starting the agent: %v", err)
@@ -211,11 +212,11 @@ func (a *agentProc) waitReady(timeout time.Duration) {
 		}
 		select {
 		case <-a.done:
-			a.t.Fatalf("the agent exited (%v) before it was ready; log:\n%s", a.err, tailFile(a.logPath, 40))
+			a.t.Fatalf("the agent exited (%v) before it was ready; log:\n%s", a.err, testproc.Tail(a.logPath, 40))
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			a.t.Fatalf("the agent is not ready after %v (/readyz: %s); log:\n%s", timeout, last, tailFile(a.logPath, 40))
+			a.t.Fatalf("the agent is not ready after %v (/readyz: %s); log:\n%s", timeout, last, testproc.Tail(a.logPath, 40))
 		}
 	}
 }
@@ -372,45 +373,6 @@ func (a *agentProc) logSummary() string {
 	return s.String()
 }
 
-func tailFile(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// Pdeathsig fires when the OS thread that started the child exits: start
-// the agent from one goroutine locked to its thread for good.
-var (
-	spawnOnce sync.Once
-	spawnReq  chan spawnRequest
-)
-
-type spawnRequest struct {
-	cmd *exec.Cmd
-	res chan error
-}
-
-func startOnStableThread(cmd *exec.Cmd) error {
-	spawnOnce.Do(func() {
-		spawnReq = make(chan spawnRequest)
-		go func() {
-			runtime.LockOSThread()
-			for r := range spawnReq {
-				r.res <- r.cmd.Start()
-			}
-		}()
-	})
-	res := make(chan error)
-	spawnReq <- spawnRequest{cmd, res}
-	return <-res
-}
-
 // ---------------------------------------------------------------------------
 // The environment: one API server, one switch, one agent.
 
@@ -486,7 +448,7 @@ func newEnv(t *testing.T) *env {
 	t.Cleanup(func() {
 		e.agent.kill()
 		if t.Failed() {
-			t.Logf("agent log (%s), last 150 lines:\n%s", e.agent.logPath, tailFile(e.agent.logPath, 150))
+			t.Logf("agent log (%s), last 150 lines:\n%s", e.agent.logPath, testproc.Tail(e.agent.logPath, 150))
 		}
 	})
 	start := time.Now()
