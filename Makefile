@@ -45,9 +45,20 @@ test: deps fmt vet kube-apiserver
 clean:
 	rm -rf $(BIN)
 
-## demo: compile the seed example onto a private real Open vSwitch and show who can connect.
+## demo: the seed example live (apiserver, Open vSwitch, agent, CNI-attached pods), real traffic; left running.
 demo:
 	bash scripts/demo.sh
 
+## demo-down: remove everything the demo started (processes, network namespaces, veths, files).
 demo-down:
 	bash scripts/demo.sh down
+
+## e2e: the end-to-end tests only (built agent and CNI plugin, real traffic); `make test` runs them too.
+.PHONY: e2e
+e2e: deps kube-apiserver
+	$(GO) test -race -count=1 -timeout 20m -v ./e2e/...
+
+## bench: the cluster-scale benchmarks against real Open vSwitch and kube-apiserver (~10 min): goals vs measured (BENCHMARKS.md).
+.PHONY: bench
+bench: deps kube-apiserver
+	$(GO) run ./bench/cmd/benchtable

@@ -1,102 +1,326 @@
 #!/usr/bin/env bash
-# Offline demo of the compiler on a real Open vSwitch: a private userspace
-# ovs-vswitchd (in its own network namespace) with node-1's br-int and the
-# seed example's pods as ports. It shows who can reach the database before
-# and after the Kubernetes 1.6 DefaultDeny annotation and policy, as traced
-# by ovs-appctl ofproto/trace, and the flows with their origins.
-# `make demo-down` (or scripts/demo.sh down) removes everything.
+# The seed example (the Kubernetes 1.6 NetworkPolicy documentation) live, with
+# real traffic, on this machine:
+#
+#   etcd + kube-apiserver (built from k8s.io/kubernetes, cached)
+#   a private userspace Open vSwitch (ovs-vswitchd in network namespace
+#   ovs-netpol-demo, where br-int's LOCAL port is the node's host, 10.244.1.1)
+#   the ovs-netpol agent of node-1 (--isolation v1.6)
+#   pods made as a runtime makes them: a Pod object, a network namespace
+#   (demo-NAME) attached by the ovs-netpol CNI plugin with host-local IPAM,
+#   the pod IP from the CNI result; each runs a small TCP/UDP server
+#
+# It prints who can connect to whom (real connections from inside the pods),
+# applies the documentation's annotation (its exact kubectl command) and its
+# policy (converted by `ovs-netpol convert`, applied with kubectl), prints the
+# matrix again and the bridge's flows with their origins, and leaves it all
+# running. `make demo-down` (scripts/demo.sh down) removes everything.
+#
+# Needs root, Debian 12, Go, kubectl; installs the Debian packages it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STATE=/tmp/ovs-netpol-demo
-NETNS=ovs-netpol-demo
+ROOT=$(pwd)
+STATE=/tmp/ovs-netpol-demo       # short: unix socket paths must stay < 108 bytes
+NETNS=ovs-netpol-demo            # the switch's (node's host) network namespace
+PODNS_PREFIX=demo-               # pod network namespaces
+NODE=node-1
+GW=10.244.1.1                    # the node's address on br-int (--node-ip)
+SUBNET=10.244.1.0/24
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+die() { echo "demo: $*" >&2; exit 1; }
 
 down() {
 	if [ -d "$STATE" ]; then
-		for p in "$STATE"/*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null || true; done
-		sleep 0.5
+		# Every process the demo started left a pidfile.
+		for p in "$STATE"/*.pid "$STATE"/ovs/*.pid; do
+			[ -f "$p" ] || continue
+			pid=$(cat "$p" 2>/dev/null || true)
+			[ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+		done
+		for p in "$STATE"/*.pid "$STATE"/ovs/*.pid; do
+			[ -f "$p" ] || continue
+			pid=$(cat "$p" 2>/dev/null || true)
+			for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+			[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
+		done
 	fi
-	ip netns del "$NETNS" 2>/dev/null || true
+	# Pod namespaces (their veths go with them), then the switch's.
+	for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
+		case "$ns" in "$PODNS_PREFIX"*|"$NETNS") ip netns delete "$ns" 2>/dev/null || true ;; esac
+	done
 	rm -rf "$STATE"
 }
-if [ "${1:-}" = down ]; then down; echo "demo removed"; exit 0; fi
 
-[ "$(id -u)" = 0 ] || { echo "the demo needs root (network namespace, Open vSwitch)" >&2; exit 1; }
+if [ "${1:-}" = down ]; then
+	down
+	echo "demo removed (processes, network namespaces, veths, $STATE)"
+	exit 0
+fi
+
+[ "$(id -u)" = 0 ] || die "needs root (network namespaces, Open vSwitch)"
+command -v go >/dev/null || die "Go is not installed"
+command -v kubectl >/dev/null || die "kubectl is not installed"
+
+say "installing what is missing (make deps)"
 make -s deps
-echo "== building ovs-netpol"
-go build -o bin/ ./cmd/ovs-netpol
+if ! command -v openssl >/dev/null; then
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl
+fi
+
+say "building ovs-netpol (agent, CNI plugin, CLI) and netpol-agnhost"
+go build -o bin/ ./cmd/... ./e2e/cmd/netpol-agnhost
+say "kube-apiserver (built once from k8s.io/kubernetes and cached; ~8 min the first time)"
+(t0=$SECONDS; while sleep 30; do echo "   ... still building kube-apiserver ($((SECONDS - t0)) s)"; done) &
+ticker=$!
+APISERVER=$(bash scripts/build-kube-apiserver.sh | tail -1) || { kill $ticker; die "building kube-apiserver failed"; }
+kill $ticker 2>/dev/null || true
+echo "$APISERVER"
+
+say "cleaning up a previous demo"
 down
-mkdir -p "$STATE"
-export OVS_RUNDIR=$STATE
-OFCTL="ovs-ofctl -O OpenFlow15"
-VSCTL="ovs-vsctl --db=unix:$STATE/db.sock --timeout=10"
-APPCTL="ovs-appctl -t $STATE/vswitchd.ctl"
+mkdir -p "$STATE"/{k8s,ovs,cni,logs}
 
-echo "== starting a private Open vSwitch in $STATE (vswitchd in netns $NETNS)"
-ovsdb-tool create "$STATE/conf.db" /usr/share/openvswitch/vswitch.ovsschema
-ovsdb-server "$STATE/conf.db" --remote="punix:$STATE/db.sock" --unixctl="$STATE/ovsdb.ctl" \
-	--pidfile="$STATE/ovsdb.pid" --log-file="$STATE/ovsdb.log" -vconsole:off --detach
-$VSCTL --no-wait init
-ip netns add "$NETNS"
-ip netns exec "$NETNS" env OVS_RUNDIR="$STATE" ovs-vswitchd "unix:$STATE/db.sock" \
-	--unixctl="$STATE/vswitchd.ctl" --pidfile="$STATE/vswitchd.pid" --log-file="$STATE/vswitchd.log" -vconsole:off --detach
-$VSCTL -- add-br br-int -- set Bridge br-int datapath_type=netdev fail_mode=secure \
-	protocols=OpenFlow10,OpenFlow13,OpenFlow14,OpenFlow15
-for p in db:10 frontend:11 backend:12; do
-	$VSCTL -- add-port br-int "${p%%:*}" -- set Interface "${p%%:*}" type=internal ofport_request="${p##*:}"
-done
-for _ in $(seq 50); do [ -S "$STATE/br-int.mgmt" ] && break; sleep 0.1; done
-
-# who: name, in_port, source IP, source MAC
-SOURCES=(
-	"default/frontend 11 10.244.1.11 0a:58:0a:f4:01:0b"
-	"default/backend  12 10.244.1.12 0a:58:0a:f4:01:0c"
-	"myproject/client LOCAL 10.244.2.20 02:00:00:00:00:01"
-	"other/stranger   LOCAL 10.244.2.21 02:00:00:00:00:01"
-	"external         LOCAL 192.0.2.1 02:00:00:00:00:01"
-	"node-1(host)     LOCAL 172.18.0.1 02:00:00:00:00:01"
-)
-TARGETS=("default/db:6379/tcp 10.244.1.10 tcp 6379" "default/db:80/tcp 10.244.1.10 tcp 80" "default/backend:80/tcp 10.244.1.12 tcp 80")
-
-matrix() {
-	printf '%-18s' "from \\ to"
-	for t in "${TARGETS[@]}"; do set -- $t; printf '%-24s' "$1"; done; echo
-	for s in "${SOURCES[@]}"; do
-		set -- $s; local name=$1 in=$2 sip=$3 smac=$4
-		printf '%-18s' "$name"
-		for t in "${TARGETS[@]}"; do
-			set -- $t
-			if [ "$sip" = "$2" ]; then printf '%-24s' "-  (itself)"; continue; fi
-			local flow="in_port=$in,$3,dl_src=$smac,dl_dst=0a:58:0a:f4:01:0a,nw_src=$sip,nw_dst=$2,$3_src=40000,$3_dst=$4"
-			local last
-			last=$($APPCTL ofproto/trace br-int "$flow" --ct-next trk,new | grep '^Datapath actions' | tail -1)
-			if [ "$last" = "Datapath actions: drop" ]; then printf '%-24s' "X  blocked"; else printf '%-24s' ".  connected"; fi
-		done
-		echo
+# A free localhost TCP port.
+free_port() {
+	local p
+	while :; do
+		p=$((20000 + RANDOM % 20000))
+		[ -z "$(ss -Hltn "sport = :$p")" ] && { echo "$p"; return; }
 	done
 }
+# start NAME CMD...: runs CMD in the background, logging, with a pidfile.
+start() {
+	local name=$1; shift
+	setsid "$@" >"$STATE/logs/$name.log" 2>&1 < /dev/null &
+	echo $! >"$STATE/$name.pid"
+}
+wait_for() { # DESCRIPTION SECONDS COMMAND...
+	local what=$1 secs=$2; shift 2
+	for _ in $(seq $((secs * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+	die "$what not ready after ${secs}s (logs in $STATE/logs)"
+}
+http_ok() { # HOST PORT PATH: a 200 over bash's /dev/tcp (no curl needed)
+	exec 3<>"/dev/tcp/$1/$2" || return 1
+	printf 'GET %s HTTP/1.0\r\n\r\n' "$3" >&3
+	head -1 <&3 | grep -q ' 200 '
+	local rc=$?
+	exec 3>&-
+	return $rc
+}
 
-echo
-echo "== 1. the pods, no policy: everything is open"
-./bin/ovs-netpol compile -f examples/seed/pods.yaml --node node-1 --ports examples/seed/ports.txt --isolation v1.6 2>/dev/null > "$STATE/open.flows"
-$OFCTL --bundle replace-flows br-int "$STATE/open.flows"
+say "starting etcd and kube-apiserver"
+K=$STATE/k8s
+ETCD_PORT=$(free_port); PEER_PORT=$(free_port); API_PORT=$(free_port)
+start etcd etcd --name=demo --data-dir="$K/etcd" \
+	--listen-client-urls="http://127.0.0.1:$ETCD_PORT" --advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
+	--listen-peer-urls="http://127.0.0.1:$PEER_PORT" --initial-advertise-peer-urls="http://127.0.0.1:$PEER_PORT" \
+	--initial-cluster="demo=http://127.0.0.1:$PEER_PORT" --initial-cluster-state=new \
+	--heartbeat-interval=10 --election-timeout=100 --logger=zap --log-outputs=stderr --log-level=warn
+openssl genrsa -out "$K/sa.key" 2048 2>/dev/null
+ADMIN_TOKEN=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+AGENT_TOKEN=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+AGENT_USER=system:serviceaccount:ovs-netpol:ovs-netpol-agent
+cat >"$K/tokens.csv" <<EOF
+$ADMIN_TOKEN,admin,admin,"system:masters"
+$AGENT_TOKEN,$AGENT_USER,$AGENT_USER,"system:serviceaccounts,system:serviceaccounts:ovs-netpol"
+EOF
+start kube-apiserver "$APISERVER" --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+	--secure-port="$API_PORT" --bind-address=127.0.0.1 --advertise-address=127.0.0.1 \
+	--cert-dir="$K/certs" --service-cluster-ip-range=10.96.0.0/16 \
+	--service-account-issuer=https://kubernetes.default.svc.cluster.local \
+	--service-account-key-file="$K/sa.key" --service-account-signing-key-file="$K/sa.key" \
+	--token-auth-file="$K/tokens.csv" --authorization-mode=RBAC --allow-privileged=true \
+	--disable-admission-plugins=ServiceAccount --endpoint-reconciler-type=none --profiling=false
+kubeconfig() { # FILE USER TOKEN
+	cat >"$1" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: demo
+  cluster: {server: "https://127.0.0.1:$API_PORT", insecure-skip-tls-verify: true}
+users:
+- name: "$2"
+  user: {token: "$3"}
+contexts:
+- name: demo
+  context: {cluster: demo, user: "$2"}
+current-context: demo
+EOF
+}
+export KUBECONFIG=$K/admin.kubeconfig
+kubeconfig "$KUBECONFIG" admin "$ADMIN_TOKEN"
+kubeconfig "$K/agent.kubeconfig" "$AGENT_USER" "$AGENT_TOKEN"
+wait_for kube-apiserver 90 kubectl get --raw=/readyz
+echo "kube-apiserver https://127.0.0.1:$API_PORT ready"
+# The agent runs as its ServiceAccount, with the least-privilege RBAC of manifests/.
+kubectl apply -f manifests/namespace.yaml -f manifests/rbac.yaml >/dev/null
+
+say "starting Open vSwitch (userspace) in $STATE/ovs, ovs-vswitchd in network namespace $NETNS"
+O=$STATE/ovs
+export OVS_RUNDIR=$O
+ovsdb-tool create "$O/conf.db" /usr/share/openvswitch/vswitch.ovsschema
+ovsdb-server "$O/conf.db" --remote="punix:$O/db.sock" --unixctl="$O/ovsdb.ctl" \
+	--pidfile="$O/ovsdb-server.pid" --log-file="$O/ovsdb.log" -vconsole:off --detach 2>>"$STATE/logs/ovs.log" ||
+	{ cat "$STATE/logs/ovs.log"; die "ovsdb-server did not start"; }
+VSCTL="ovs-vsctl --db=unix:$O/db.sock --timeout=10"
+$VSCTL --no-wait init
+ip netns add "$NETNS"
+ip netns exec "$NETNS" env OVS_RUNDIR="$O" ovs-vswitchd "unix:$O/db.sock" \
+	--unixctl="$O/vswitchd.ctl" --pidfile="$O/ovs-vswitchd.pid" --log-file="$O/vswitchd.log" -vconsole:off --detach \
+	2>>"$STATE/logs/ovs.log" || { cat "$STATE/logs/ovs.log"; die "ovs-vswitchd did not start"; }
+$VSCTL -- add-br br-int -- set Bridge br-int datapath_type=netdev fail_mode=secure
+wait_for br-int 10 test -S "$O/br-int.mgmt"
+# The node's host: br-int's LOCAL port in the switch's namespace.
+ip -n "$NETNS" addr add "$GW/24" dev br-int
+ip -n "$NETNS" link set br-int up
+ip -n "$NETNS" link set lo up
+ip netns exec "$NETNS" ethtool -K br-int tx off >/dev/null # userspace conntrack needs full checksums
+
+say "starting the agent of $NODE (--isolation v1.6)"
+METRICS=127.0.0.1:$(free_port)
+start agent bin/ovs-netpol-agent --kubeconfig="$K/agent.kubeconfig" --node-name="$NODE" \
+	--ovs-rundir="$O" --datapath-type=netdev --isolation=v1.6 --node-ip="$GW" --metrics-addr="$METRICS"
+wait_for "the agent" 60 http_ok "${METRICS%:*}" "${METRICS#*:}" /readyz
+echo "agent ready (/metrics, /readyz on $METRICS)"
+
+say "creating the pods (Pod object, network namespace attached by the CNI plugin, status IP from its result)"
+kubectl create namespace myproject >/dev/null
+kubectl label namespace myproject project=myproject >/dev/null
+kubectl create namespace other >/dev/null
+CNI_CONF=$(cat <<EOF
+{"cniVersion": "1.0.0", "name": "demo", "type": "ovs-netpol-cni", "bridge": "br-int",
+ "ovsdb": "unix:$O/db.sock", "datapathType": "netdev", "hostNetNS": "/var/run/netns/$NETNS",
+ "ipam": {"type": "host-local", "subnet": "$SUBNET", "rangeStart": "10.244.1.10",
+          "gateway": "$GW", "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$STATE/cni"}}
+EOF
+)
+declare -A IP
+pod() { # NAMESPACE NAME LABEL=VALUE [PORTS-YAML]
+	local ns=$1 name=$2 label=$3 ports=${4:-}
+	kubectl apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: $name, namespace: $ns, labels: {${label%=*}: ${label#*=}}}
+spec:
+  nodeName: $NODE
+  automountServiceAccountToken: false
+  containers:
+  - name: $name
+    image: netpol-agnhost
+${ports}
+EOF
+	local uid netns=$PODNS_PREFIX$name cid
+	uid=$(kubectl get pod -n "$ns" "$name" -o jsonpath='{.metadata.uid}')
+	cid=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+	ip netns add "$netns"
+	ip -n "$netns" link set lo up
+	local result
+	result=$(CNI_COMMAND=ADD CNI_CONTAINERID=$cid CNI_NETNS=/var/run/netns/$netns CNI_IFNAME=eth0 \
+		CNI_PATH=/usr/lib/cni:$ROOT/bin \
+		CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=$ns;K8S_POD_NAME=$name;K8S_POD_UID=$uid" \
+		bin/ovs-netpol-cni <<<"$CNI_CONF") || die "CNI ADD of $ns/$name failed: $result"
+	echo "$cid $netns" >"$STATE/cni/$ns.$name.container"
+	local addr
+	addr=$(grep -o '"address": *"[0-9.]*/' <<<"$result" | grep -o '[0-9.]*/' | tr -d /)
+	[ -n "$addr" ] || die "no address in the CNI result of $ns/$name: $result"
+	IP[$ns/$name]=$addr
+	start "server-$name" ip netns exec "$netns" bin/netpol-agnhost serve --name "$ns/$name" --tcp 80,6379 --udp 80
+	kubectl patch pod -n "$ns" "$name" --subresource=status --type=merge -p \
+		"{\"status\":{\"phase\":\"Running\",\"podIP\":\"$addr\",\"podIPs\":[{\"ip\":\"$addr\"}]}}" >/dev/null
+	printf '  %-18s %-15s netns %-16s %s\n' "$ns/$name" "$addr" "$netns" "$label"
+}
+pod default db role=db "    ports: [{name: redis, containerPort: 6379}, {name: http, containerPort: 80}]"
+pod default frontend role=frontend
+pod default backend role=backend "    ports: [{containerPort: 80}]"
+pod myproject client app=client
+pod other stranger role=frontend
+# Wait until the agent has flows for every pod (port security).
+for p in "${!IP[@]}"; do
+	wait_for "flows of $p" 30 bash -c "ovs-ofctl -O OpenFlow15 dump-flows br-int | grep -q 'nw_src=${IP[$p]} '"
+done
+
+SOURCES=()
+for p in default/db default/frontend default/backend myproject/client other/stranger; do
+	SOURCES+=(--source "$p=$PODNS_PREFIX${p#*/}")
+done
+SOURCES+=(--source "node-1=$NETNS@$GW")
+matrix() {
+	echo "  (rows: from, columns: to; '.' connected, 'X' blocked; real TCP connections, 1 s timeout)"
+	bin/netpol-agnhost matrix "${SOURCES[@]}" \
+		--target "db=${IP[default/db]}" --target "frontend=${IP[default/frontend]}" \
+		--target "backend=${IP[default/backend]}" --target "client=${IP[myproject/client]}" \
+		--target "stranger=${IP[other/stranger]}" --probe tcp/6379 --probe tcp/80 | sed 's/^/  /'
+}
+flows() { ovs-ofctl -O OpenFlow15 dump-flows br-int --no-stats | sort; }
+# settle CMD...: runs CMD, then waits until the agent has changed br-int's
+# flows and they stayed the same for 0.3 s (at most 10 s).
+settle() {
+	local before now last n=0 stable=0
+	before=$(flows)
+	"$@"
+	last=$before
+	while [ $n -lt 100 ]; do
+		sleep 0.1; n=$((n + 1))
+		now=$(flows)
+		if [ "$now" != "$last" ]; then last=$now; stable=0; continue; fi
+		[ "$now" != "$before" ] && stable=$((stable + 1))
+		[ $stable -ge 3 ] && return 0
+	done
+	echo "  (the flows did not change within 10 s)"
+}
+
+say "1. no policy: everything is open"
 matrix
-echo
-echo "== 2. kubectl annotate ns default DefaultDeny + the v1.6 policy test-network-policy"
-echo "   (examples/seed/namespace.yaml, examples/seed/policy.yaml; --isolation v1.6)"
-./bin/ovs-netpol compile -f examples/seed --node node-1 --ports examples/seed/ports.txt --isolation v1.6 > "$STATE/seed.flows"
-$OFCTL --bundle replace-flows br-int "$STATE/seed.flows"
+
+say "2. the documentation's command (isolates namespace default for ingress, except from its node):"
+CMD='kubectl annotate ns default "net.beta.kubernetes.io/network-policy={\"ingress\": {\"isolation\": \"DefaultDeny\"}}"'
+echo "  \$ $CMD"
+settle eval "$CMD" | sed 's/^/  /'
 matrix
-echo
-echo "== the policy's flows on br-int (one conjunction: targets x peers x ports):"
-grep -E '^# conjunctions|^#   |policy default/test-network-policy' "$STATE/seed.flows" | head -5
-cookie=$(grep -m1 -oE '# cookie 0x[0-9a-f]+: policy default/test-network-policy' "$STATE/seed.flows" | awk '{print $3}' | tr -d :)
-$OFCTL dump-flows br-int "cookie=$cookie/-1" --no-stats
-echo
+
+say "3. the documentation's policy (extensions/v1beta1, 'protocol: tcp'), converted and applied:"
+echo "  \$ bin/ovs-netpol convert -f examples/seed/policy.yaml | kubectl apply -f -"
+apply_policy() { bin/ovs-netpol convert -f examples/seed/policy.yaml 2>/dev/null | kubectl apply -f -; }
+settle apply_policy | sed 's/^/  /'
+matrix
+echo "  db:6379 is open to the frontend (role=frontend in default) and to the client (namespace"
+echo "  project=myproject), not to the backend nor to the stranger (role=frontend elsewhere);"
+echo "  the node always reaches its pods."
+
+say "the flows on br-int, each under the origin its cookie names"
+kubectl get namespaces,pods,networkpolicies -A -o yaml >"$STATE/cluster.yaml"
+for p in "${!IP[@]}"; do
+	veth=$($VSCTL --bare --columns=name find Interface "external_ids:\"ovs-netpol.io/pod-name\"=${p#*/}" \
+		"external_ids:\"ovs-netpol.io/pod-namespace\"=${p%/*}")
+	echo "$p $($VSCTL get Interface "$veth" ofport) $($VSCTL get Interface "$veth" external_ids:attached-mac | tr -d '"')"
+done >"$STATE/ports.txt"
+# The same compiler, run on the cluster's state, names every cookie.
+bin/ovs-netpol compile -f "$STATE/cluster.yaml" --node "$NODE" --isolation v1.6 --node-ip "$GW" \
+	--ports "$STATE/ports.txt" >"$STATE/compiled.flows" 2>/dev/null
+declare -A ORIGIN
+while read -r _ _ c rest; do ORIGIN[${c%:}]=$rest; done < <(grep -E '^# cookie 0x' "$STATE/compiled.flows")
+ovs-ofctl -O OpenFlow15 dump-flows br-int --no-stats --names | grep cookie= | sed 's/^ *//' |
+	awk -F'[=,]' '{print $2 "\t" $0}' | sort -s -k1,1 >"$STATE/installed.flows"
+last=""
+while IFS=$'\t' read -r cookie flow; do
+	if [ "$cookie" != "$last" ]; then
+		printf '  # cookie %s: %s\n' "$cookie" "${ORIGIN[$cookie]:-?}"
+		last=$cookie
+	fi
+	printf '    %s\n' "${flow#cookie=$cookie, }"
+done <"$STATE/installed.flows"
+
 cat <<EOM
-== the switch keeps running. Try:
-   export OVS_RUNDIR=$STATE
-   $OFCTL dump-flows br-int
-   $APPCTL ofproto/trace br-int 'in_port=11,tcp,nw_src=10.244.1.11,nw_dst=10.244.1.10,tcp_dst=6379' --ct-next trk,new
-   less $STATE/seed.flows        # every flow with the origin that made it
-   make demo-down                # removes the switch, namespace and files
+
+== the demo keeps running. Try:
+   export KUBECONFIG=$KUBECONFIG
+   kubectl get pods -A -o wide; kubectl get networkpolicy -A
+   export OVS_RUNDIR=$O
+   ovs-ofctl -O OpenFlow15 dump-flows br-int --names          # the agent's flows (counters move)
+   ip netns exec ${PODNS_PREFIX}frontend $ROOT/bin/netpol-agnhost probe db=tcp:${IP[default/db]}:6379
+   ip netns exec ${PODNS_PREFIX}backend  $ROOT/bin/netpol-agnhost probe db=tcp:${IP[default/db]}:6379
+   kubectl delete networkpolicy -n default test-network-policy  # the agent applies every change
+   less $STATE/logs/agent.log
+   make demo-down                                              # removes everything
 EOM
