@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
@@ -172,9 +173,7 @@ func mergeKey(fs []openflow.Flow) (openflow.Flow, error) {
 				return openflow.Flow{}, fmt.Errorf("flow table=%d,priority=%d,%s: conjunction and non-conjunction actions collide", k.Table, k.Priority, k.Match)
 			}
 			for _, a := range splitConjunctions(f.Actions) {
-				var id uint32
-				fmt.Sscanf(a, "conjunction(%d,", &id)
-				parts = append(parts, part{id, a, f.Cookie})
+				parts = append(parts, part{conjunctionID(a), a, f.Cookie})
 			}
 		}
 		sort.Slice(parts, func(i, j int) bool {
@@ -211,6 +210,17 @@ func mergeKey(fs []openflow.Flow) (openflow.Flow, error) {
 }
 
 func isConjunction(actions string) bool { return strings.HasPrefix(actions, "conjunction(") }
+
+// conjunctionID reads ID from "conjunction(ID,K/N)" (0 if malformed).
+func conjunctionID(action string) uint32 {
+	digits := strings.TrimPrefix(action, "conjunction(")
+	n := 0
+	for n < len(digits) && digits[n] >= '0' && digits[n] <= '9' {
+		n++
+	}
+	id, _ := strconv.ParseUint(digits[:n], 10, 32)
+	return uint32(id)
+}
 
 // splitConjunctions splits "conjunction(1,1/2),conjunction(5,2/3)".
 func splitConjunctions(actions string) []string {

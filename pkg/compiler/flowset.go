@@ -1,76 +1,165 @@
 package compiler
 
 import (
+	"slices"
+	"sort"
+	"strings"
+
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
 )
 
-// FlowSet is the merged union of fragments' flows. Replacing one fragment
-// re-merges only the keys that fragment touches.
+// FlowSet is the merged union of fragments' flows.
+//
+// SetFragment replaces one fragment's flows and notes which keys it really
+// changed (a recomputed rule mostly yields the flows it had); Commit
+// re-merges only those keys, each once however many fragments touched it
+// (a peer flow shared by hundreds of rules is merged once per Commit, not
+// once per rule).
 type FlowSet struct {
-	// parts holds, per flow key, each fragment's contribution.
-	parts  map[openflow.Key]map[string]openflow.Flow
-	merged map[openflow.Key]openflow.Flow
-	// keys remembers each fragment's keys, to withdraw them on replace.
-	keys map[string][]openflow.Key
+	// frags holds each fragment's flows, one per key (flows of one key
+	// merged within the fragment), sorted by key.
+	frags map[string][]openflow.Flow
+	// sharers lists, per key, the fragments with a flow for it.
+	sharers map[openflow.Key][]string
+	merged  map[openflow.Key]openflow.Flow
+	// touched are the keys whose contributions changed since the last Commit.
+	touched map[openflow.Key]struct{}
+	// removed are the flows the last Commit removed.
+	removed map[openflow.Key]openflow.Flow
 }
 
 // NewFlowSet returns an empty set.
 func NewFlowSet() *FlowSet {
 	return &FlowSet{
-		parts:  map[openflow.Key]map[string]openflow.Flow{},
-		merged: map[openflow.Key]openflow.Flow{},
-		keys:   map[string][]openflow.Key{},
+		frags:   map[string][]openflow.Flow{},
+		sharers: map[openflow.Key][]string{},
+		merged:  map[openflow.Key]openflow.Flow{},
+		touched: map[openflow.Key]struct{}{},
+		removed: map[openflow.Key]openflow.Flow{},
 	}
 }
 
-// SetFragment replaces fragment id's flows and returns the keys whose merged
-// flow was added, changed or removed.
-func (s *FlowSet) SetFragment(id string, flows []openflow.Flow) ([]openflow.Key, error) {
-	touched := map[openflow.Key]bool{}
-	for _, k := range s.keys[id] {
-		delete(s.parts[k], id)
-		touched[k] = true
+// compareKeys orders keys for the fragment lists.
+func compareKeys(a, b openflow.Key) int {
+	switch {
+	case a.Table != b.Table:
+		return int(a.Table) - int(b.Table)
+	case a.Priority != b.Priority:
+		return int(a.Priority) - int(b.Priority)
 	}
-	delete(s.keys, id)
-	// A fragment may itself hold several flows with one key (shared
-	// matches within a rule's groups): merge them first.
-	own := map[openflow.Key][]openflow.Flow{}
-	for _, f := range flows {
-		own[f.Key()] = append(own[f.Key()], f)
-	}
-	var keys []openflow.Key
-	for k, fs := range own {
-		f, err := mergeKey(fs)
+	return strings.Compare(a.Match, b.Match)
+}
+
+// ownFlows sorts a fragment's flows by key and merges those sharing one
+// (shared matches within a rule's groups).
+func ownFlows(flows []openflow.Flow) ([]openflow.Flow, error) {
+	sorted := make([]openflow.Flow, len(flows))
+	copy(sorted, flows)
+	slices.SortFunc(sorted, func(a, b openflow.Flow) int { return compareKeys(a.Key(), b.Key()) })
+	out := sorted[:0]
+	for i := 0; i < len(sorted); {
+		j := i + 1
+		for j < len(sorted) && sorted[j].Key() == sorted[i].Key() {
+			j++
+		}
+		f, err := mergeKey(sorted[i:j])
 		if err != nil {
 			return nil, err
 		}
-		if s.parts[k] == nil {
-			s.parts[k] = map[string]openflow.Flow{}
+		out = append(out, f)
+		i = j
+	}
+	return out, nil
+}
+
+// SetFragment replaces fragment id's flows (none: removes the fragment).
+// The merged set changes at the next Commit.
+func (s *FlowSet) SetFragment(id string, flows []openflow.Flow) error {
+	next, err := ownFlows(flows)
+	if err != nil {
+		return err
+	}
+	prev := s.frags[id]
+	// Walk both sorted lists: keys only in prev lose this fragment, keys
+	// only in next gain it, keys in both are touched if the flow differs.
+	i, j := 0, 0
+	for i < len(prev) || j < len(next) {
+		var c int
+		switch {
+		case i == len(prev):
+			c = 1
+		case j == len(next):
+			c = -1
+		default:
+			c = compareKeys(prev[i].Key(), next[j].Key())
 		}
-		s.parts[k][id] = f
-		keys = append(keys, k)
-		touched[k] = true
+		switch {
+		case c < 0:
+			k := prev[i].Key()
+			s.sharers[k] = without(s.sharers[k], id)
+			s.touched[k] = struct{}{}
+			i++
+		case c > 0:
+			k := next[j].Key()
+			s.sharers[k] = append(s.sharers[k], id)
+			s.touched[k] = struct{}{}
+			j++
+		default:
+			if prev[i] != next[j] {
+				s.touched[next[j].Key()] = struct{}{}
+			}
+			i++
+			j++
+		}
 	}
-	if len(keys) > 0 {
-		s.keys[id] = keys
+	if len(next) == 0 {
+		delete(s.frags, id)
+	} else {
+		s.frags[id] = next
 	}
+	return nil
+}
+
+func without(ids []string, id string) []string {
+	for i := range ids {
+		if ids[i] == id {
+			last := len(ids) - 1
+			ids[i] = ids[last]
+			return ids[:last]
+		}
+	}
+	return ids
+}
+
+// flowOf returns fragment id's flow for key k.
+func (s *FlowSet) flowOf(id string, k openflow.Key) openflow.Flow {
+	fs := s.frags[id]
+	i := sort.Search(len(fs), func(i int) bool { return compareKeys(fs[i].Key(), k) >= 0 })
+	return fs[i]
+}
+
+// Commit merges the touched keys and returns those whose merged flow was
+// added, changed or removed since the last Commit.
+func (s *FlowSet) Commit() ([]openflow.Key, error) {
 	var changed []openflow.Key
-	for k := range touched {
-		ps := s.parts[k]
+	clear(s.removed)
+	for k := range s.touched {
+		ids := s.sharers[k]
 		old, had := s.merged[k]
-		if len(ps) == 0 {
-			delete(s.parts, k)
+		if len(ids) == 0 {
+			delete(s.sharers, k)
 			if had {
 				delete(s.merged, k)
+				s.removed[k] = old
 				changed = append(changed, k)
 			}
 			continue
 		}
-		all := make([]openflow.Flow, 0, len(ps))
-		for _, f := range ps {
-			all = append(all, f)
+		fs := make([]openflow.Flow, len(ids))
+		for i, id := range ids {
+			fs[i] = s.flowOf(id, k)
 		}
-		f, err := mergeKey(all)
+		f, err := mergeKey(fs)
 		if err != nil {
 			return nil, err
 		}
@@ -79,12 +168,26 @@ func (s *FlowSet) SetFragment(id string, flows []openflow.Flow) ([]openflow.Key,
 			changed = append(changed, k)
 		}
 	}
+	clear(s.touched)
 	return changed, nil
+}
+
+// fragments calls f with the ID of every fragment that has flows.
+func (s *FlowSet) fragments(f func(id string)) {
+	for id := range s.frags {
+		f(id)
+	}
 }
 
 // Flow returns the merged flow of key k.
 func (s *FlowSet) Flow(k openflow.Key) (openflow.Flow, bool) {
 	f, ok := s.merged[k]
+	return f, ok
+}
+
+// Removed returns the flow that key k had before the last Commit removed it.
+func (s *FlowSet) Removed(k openflow.Key) (openflow.Flow, bool) {
+	f, ok := s.removed[k]
 	return f, ok
 }
 

@@ -2,7 +2,9 @@ package compiler
 
 import (
 	"fmt"
+	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/labels"
@@ -25,12 +27,16 @@ type Incremental struct {
 	cfg Config
 	ids *IDAllocator
 
-	// podsByNS indexes c.Pods by namespace (peer selection).
+	// Indexes of c (see index.go): pods by namespace (peer selection),
+	// policies by namespace (isolation, targets), namespaces by label
+	// (namespace selectors), rules by what their peers can select.
 	podsByNS map[string]map[string]*model.Pod
+	polByNS  map[string]map[string]*model.Policy
+	nsLabels labelIndex
+	rules    *ruleIndex
 	// ruleConjKeys remembers the conjunction keys each rule allocated.
 	ruleConjKeys map[string][]string
 
-	frags map[string][]openflow.Flow
 	set   *FlowSet
 	dirty map[string]bool
 }
@@ -41,13 +47,21 @@ func NewIncremental(c *model.Cluster, cfg Config) *Incremental {
 	in := &Incremental{
 		c: c, ids: NewIDAllocator(),
 		podsByNS:     map[string]map[string]*model.Pod{},
+		polByNS:      map[string]map[string]*model.Policy{},
+		nsLabels:     labelIndex{},
+		rules:        newRuleIndex(),
 		ruleConjKeys: map[string][]string{},
-		frags:        map[string][]openflow.Flow{},
 		set:          NewFlowSet(),
 		dirty:        map[string]bool{},
 	}
 	for _, p := range c.Pods {
 		in.indexPod(p)
+	}
+	for _, ns := range c.Namespaces {
+		in.nsLabels.add(ns.Name, ns.Labels)
+	}
+	for _, p := range c.Policies {
+		in.indexPolicy(p)
 	}
 	in.SetConfig(cfg)
 	return in
@@ -82,9 +96,12 @@ func (in *Incremental) SetBindings(b map[string]Binding) {
 			changed[k] = true
 		}
 	}
-	for _, p := range in.c.Pods {
-		if changed[p.Key()] {
-			in.markPodAsTarget(p)
+	for key := range changed {
+		ns, name, _ := strings.Cut(key, "/")
+		for _, p := range in.podsByNS[ns] {
+			if p.Name == name {
+				in.markPodAsTarget(p)
+			}
 		}
 	}
 }
@@ -98,9 +115,7 @@ func (in *Incremental) markAll() {
 	for _, p := range in.c.Policies {
 		in.markPolicy(p)
 	}
-	for id := range in.frags {
-		in.dirty[id] = true
-	}
+	in.set.fragments(func(id string) { in.dirty[id] = true })
 }
 
 // Fragment IDs.
@@ -130,15 +145,52 @@ func (in *Incremental) unindexPod(p *model.Pod) {
 	}
 }
 
+func (in *Incremental) indexPolicy(p *model.Policy) {
+	m := in.polByNS[p.Namespace]
+	if m == nil {
+		m = map[string]*model.Policy{}
+		in.polByNS[p.Namespace] = m
+	}
+	m[p.Key()] = p
+	in.rules.add(p, in.nsLabels)
+}
+
+func (in *Incremental) unindexPolicy(p *model.Policy) {
+	if m := in.polByNS[p.Namespace]; m != nil {
+		delete(m, p.Key())
+		if len(m) == 0 {
+			delete(in.polByNS, p.Namespace)
+		}
+	}
+	in.rules.remove(p.Key())
+}
+
 // SetPod adds or replaces a pod (by UID).
 func (in *Incremental) SetPod(p *model.Pod) {
-	if old, ok := in.c.Pods[p.UID]; ok {
+	old, ok := in.c.Pods[p.UID]
+	relabel := ok && onlyLabelsDiffer(old, p)
+	switch {
+	case relabel:
+		in.markRelabel(old, p)
+	case ok:
 		in.markPodEverywhere(old)
+	}
+	if ok {
 		in.unindexPod(old)
 	}
 	in.c.AddPod(p)
 	in.indexPod(p)
-	in.markPodEverywhere(p)
+	if !relabel {
+		in.markPodEverywhere(p)
+	}
+}
+
+// onlyLabelsDiffer reports whether two versions of a pod differ in labels
+// only (the common update: addresses, ports and phase stay).
+func onlyLabelsDiffer(a, b *model.Pod) bool {
+	x, y := *a, *b
+	x.Labels, y.Labels = nil, nil
+	return reflect.DeepEqual(x, y)
 }
 
 // DeletePod removes a pod.
@@ -153,18 +205,56 @@ func (in *Incremental) DeletePod(uid string) {
 }
 
 // markPodEverywhere marks what one version of a pod takes part in: its own
-// fragment, the rules targeting it, the rules it is a peer of.
+// fragment, the rules targeting it, the rules it is a peer of. Candidate
+// rules come from the policies of the pod's namespace and the rule index;
+// peerMayInvolve decides.
 func (in *Incremental) markPodEverywhere(p *model.Pod) {
 	in.markPodAsTarget(p)
-	for _, pol := range in.c.Policies {
+	check := func(r ruleRef) {
+		if in.peerMayInvolve(r.pol, r.dir, r.rule(), p) {
+			in.dirty[ruleFrag(RuleKey(r.pol, r.dir, r.index))] = true
+		}
+	}
+	for _, pol := range in.polByNS[p.Namespace] {
 		for _, d := range directions {
 			for i := range pol.Rules(d) {
-				if in.peerMayInvolve(pol, d, &pol.Rules(d)[i], p) {
-					in.dirty[ruleFrag(RuleKey(pol, d, i))] = true
-				}
+				check(ruleRef{pol, d, i})
 			}
 		}
 	}
+	in.rules.forPod(p, in.nsLabelSet(p.Namespace), check)
+}
+
+// markRelabel marks what a change of a pod's labels alone affects: its own
+// fragment (isolation), the rules of policies whose selection of it flips,
+// and the rules whose peers start or stop involving it. A rule that
+// involves the pod before and after sees the same addresses and ports, so
+// its flows stay.
+func (in *Incremental) markRelabel(old, p *model.Pod) {
+	in.dirty[podFrag(p)] = true
+	if p.Node == in.cfg.Node {
+		for _, pol := range in.polByNS[p.Namespace] {
+			if pol.PodSelector.Matches(old.Labels) != pol.PodSelector.Matches(p.Labels) {
+				in.markPolicy(pol)
+			}
+		}
+	}
+	check := func(r ruleRef) {
+		rule := r.rule()
+		if in.peerMayInvolve(r.pol, r.dir, rule, old) != in.peerMayInvolve(r.pol, r.dir, rule, p) {
+			in.dirty[ruleFrag(RuleKey(r.pol, r.dir, r.index))] = true
+		}
+	}
+	for _, pol := range in.polByNS[p.Namespace] {
+		for _, d := range directions {
+			for i := range pol.Rules(d) {
+				check(ruleRef{pol, d, i})
+			}
+		}
+	}
+	nsLabels := in.nsLabelSet(p.Namespace)
+	in.rules.forPod(old, nsLabels, check)
+	in.rules.forPod(p, nsLabels, check)
 }
 
 // markPodAsTarget marks the pod's own fragment and the rules of policies
@@ -174,8 +264,8 @@ func (in *Incremental) markPodAsTarget(p *model.Pod) {
 	if p.Node != in.cfg.Node {
 		return
 	}
-	for _, pol := range in.c.Policies {
-		if pol.Namespace == p.Namespace && pol.PodSelector.Matches(p.Labels) {
+	for _, pol := range in.polByNS[p.Namespace] {
+		if pol.PodSelector.Matches(p.Labels) {
 			in.markPolicy(pol)
 		}
 	}
@@ -212,52 +302,79 @@ func (in *Incremental) peerMayInvolve(pol *model.Policy, d model.Direction, r *m
 
 // SetNamespace adds or replaces a namespace.
 func (in *Incremental) SetNamespace(ns *model.Namespace) {
-	if old, ok := in.c.Namespaces[ns.Name]; ok {
-		in.markNamespace(old)
+	old := in.c.Namespaces[ns.Name]
+	in.markNamespaceChange(old, ns)
+	if old != nil {
+		in.nsLabels.remove(old.Name, old.Labels)
 	}
 	in.c.AddNamespace(ns)
-	in.markNamespace(ns)
+	in.nsLabels.add(ns.Name, ns.Labels)
 }
 
 // DeleteNamespace removes a namespace (its pods and policies go separately).
 func (in *Incremental) DeleteNamespace(name string) {
 	if old, ok := in.c.Namespaces[name]; ok {
-		in.markNamespace(old)
+		in.markNamespaceChange(old, nil)
+		in.nsLabels.remove(old.Name, old.Labels)
 		delete(in.c.Namespaces, name)
 	}
 }
 
-// markNamespace marks what one version of a namespace affects: the
-// isolation of its pods (legacy annotation), its policies (v1.6 mode), and
-// rules whose namespace selector matches it.
-func (in *Incremental) markNamespace(ns *model.Namespace) {
-	for _, p := range in.podsByNS[ns.Name] {
-		in.dirty[podFrag(p)] = true
+// markNamespaceChange marks what a namespace going from old to new affects
+// (nil is a namespace not known, which the model treats as one without
+// labels or annotation). Its annotation decides the ingress isolation of
+// its local pods and, in v1.6 mode, whether its policies apply; its labels
+// decide which namespace selectors match it, so a rule is marked when one
+// of its peers' namespace selectors matches one version and not the other.
+func (in *Incremental) markNamespaceChange(old, ns *model.Namespace) {
+	var name string
+	if ns != nil {
+		name = ns.Name
+	} else {
+		name = old.Name
 	}
-	for _, pol := range in.c.Policies {
-		if pol.Namespace == ns.Name {
-			in.markPolicy(pol)
-			continue
+	if legacyIsolates(old) != legacyIsolates(ns) {
+		for _, p := range in.podsByNS[name] {
+			if p.Node == in.cfg.Node { // other nodes' pods' flows ignore namespaces
+				in.dirty[podFrag(p)] = true
+			}
 		}
-		for _, d := range directions {
-			for i, r := range pol.Rules(d) {
-				for _, peer := range r.Peers {
-					if peer.NamespaceSelector != nil && peer.NamespaceSelector.Matches(ns.Labels) {
-						in.dirty[ruleFrag(RuleKey(pol, d, i))] = true
-						break
-					}
-				}
+		if in.c.Mode == model.ModeV16 {
+			for _, pol := range in.polByNS[name] {
+				in.markPolicy(pol)
 			}
 		}
 	}
+	oldLabels, newLabels := namespaceLabels(old), namespaceLabels(ns)
+	check := func(r ruleRef) {
+		for _, peer := range r.rule().Peers {
+			if peer.NamespaceSelector != nil && peer.NamespaceSelector.Matches(oldLabels) != peer.NamespaceSelector.Matches(newLabels) {
+				in.dirty[ruleFrag(RuleKey(r.pol, r.dir, r.index))] = true
+				return
+			}
+		}
+	}
+	in.rules.forNamespace(oldLabels, check)
+	in.rules.forNamespace(newLabels, check)
+}
+
+func legacyIsolates(ns *model.Namespace) bool { return ns != nil && ns.LegacyIsolation.Isolates() }
+
+func namespaceLabels(ns *model.Namespace) labels.Set {
+	if ns == nil || ns.Labels == nil {
+		return labels.Set{}
+	}
+	return ns.Labels
 }
 
 // SetPolicy adds or replaces a policy.
 func (in *Incremental) SetPolicy(p *model.Policy) {
 	if old, ok := in.c.Policies[p.Key()]; ok {
 		in.markPolicyAndTargets(old)
+		in.unindexPolicy(old)
 	}
 	in.c.AddPolicy(p)
+	in.indexPolicy(p)
 	in.markPolicyAndTargets(p)
 }
 
@@ -265,6 +382,7 @@ func (in *Incremental) SetPolicy(p *model.Policy) {
 func (in *Incremental) DeletePolicy(key string) {
 	if old, ok := in.c.Policies[key]; ok {
 		in.markPolicyAndTargets(old)
+		in.unindexPolicy(old)
 		delete(in.c.Policies, key)
 	}
 }
@@ -288,7 +406,10 @@ func (in *Incremental) markPolicyAndTargets(p *model.Policy) {
 }
 
 // Flush recomputes the dirty fragments and returns the keys of flows that
-// were added, changed or removed since the last Flush, sorted.
+// were added, changed or removed since the last Flush, sorted: exactly
+// those (a flow that changed and changed back within one Flush is not
+// reported), so a caller that installed the previous Flush's flows installs
+// Flow(k) for each key and deletes Removed(k) for those without one.
 func (in *Incremental) Flush() ([]openflow.Key, error) {
 	ids := make([]string, 0, len(in.dirty))
 	for id := range in.dirty {
@@ -296,28 +417,18 @@ func (in *Incremental) Flush() ([]openflow.Key, error) {
 	}
 	sort.Strings(ids) // deterministic conjunction ID allocation
 	in.dirty = map[string]bool{}
-	changed := map[openflow.Key]bool{}
 	for _, id := range ids {
 		flows, err := in.compute(id)
 		if err != nil {
 			return nil, err
 		}
-		if len(flows) == 0 {
-			delete(in.frags, id)
-		} else {
-			in.frags[id] = flows
-		}
-		keys, err := in.set.SetFragment(id, flows)
-		if err != nil {
+		if err := in.set.SetFragment(id, flows); err != nil {
 			return nil, err
 		}
-		for _, k := range keys {
-			changed[k] = true
-		}
 	}
-	out := make([]openflow.Key, 0, len(changed))
-	for k := range changed {
-		out = append(out, k)
+	out, err := in.set.Commit()
+	if err != nil {
+		return nil, err
 	}
 	sort.Slice(out, func(i, j int) bool { return keyLess(out[i], out[j]) })
 	return out, nil
@@ -338,6 +449,10 @@ func (in *Incremental) Flows() []openflow.Flow { return in.set.Flows() }
 
 // Flow returns the desired flow with key k, if any.
 func (in *Incremental) Flow(k openflow.Key) (openflow.Flow, bool) { return in.set.Flow(k) }
+
+// Removed returns the flow key k had before the last Flush removed it
+// (Flush reported k and Flow(k) has none).
+func (in *Incremental) Removed(k openflow.Key) (openflow.Flow, bool) { return in.set.Removed(k) }
 
 // Len is the number of desired flows.
 func (in *Incremental) Len() int { return in.set.Len() }
@@ -361,8 +476,8 @@ func (in *Incremental) compute(id string) ([]openflow.Flow, error) {
 		if !ok {
 			return nil, nil
 		}
-		ing, _ := in.c.Isolated(pod, model.Ingress)
-		eg, _ := in.c.Isolated(pod, model.Egress)
+		ing, _ := in.c.IsolatedAmong(pod, model.Ingress, in.polByNS[pod.Namespace])
+		eg, _ := in.c.IsolatedAmong(pod, model.Egress, in.polByNS[pod.Namespace])
 		return podFlows(in.cfg, pod, b, ing, eg), nil
 	case strings.HasPrefix(id, "rule/"):
 		return in.computeRule(strings.TrimPrefix(id, "rule/"))
@@ -377,8 +492,7 @@ func (in *Incremental) computeRule(key string) ([]openflow.Flow, error) {
 	if len(parts) != 4 {
 		return nil, fmt.Errorf("bad rule key %q", key)
 	}
-	var index int
-	fmt.Sscan(parts[3], &index)
+	index, _ := strconv.Atoi(parts[3])
 	d := model.Direction(parts[2])
 	pol := in.c.Policies[parts[0]+"/"+parts[1]]
 	var flows []openflow.Flow
@@ -397,7 +511,7 @@ func (in *Incremental) computeRule(key string) ([]openflow.Flow, error) {
 		rec := &recordingIDs{IDAllocator: in.ids}
 		flows = ruleFlows(ruleInput{
 			cluster: in.c, cfg: in.cfg, policy: pol, dir: d, index: index,
-			rule: &pol.Rules(d)[index], targets: targets, peerPods: in.peerCandidates, allPods: in.allPods,
+			rule: &pol.Rules(d)[index], targets: targets, peerPods: in.peerPods, allPods: in.allPods,
 		}, rec)
 		used = rec.keys
 	}
@@ -418,28 +532,38 @@ func (in *Incremental) computeRule(key string) ([]openflow.Flow, error) {
 	return flows, nil
 }
 
-// peerCandidates returns the pods a selector peer can select: those of the
-// policy's namespace, or of the namespaces its namespace selector matches.
-func (in *Incremental) peerCandidates(peer *model.Peer, policyNS string) []*model.Pod {
+// peerPods returns the pods a selector peer selects: what
+// model.Cluster.PeerSelects accepts, with the namespace part decided once
+// per namespace, and namespace selectors looked up in the label index.
+func (in *Incremental) peerPods(peer *model.Peer, policyNS string) []*model.Pod {
 	var out []*model.Pod
 	add := func(ns string) {
 		for _, p := range in.podsByNS[ns] {
-			out = append(out, p)
+			if p.Active() && (peer.PodSelector == nil || peer.PodSelector.Matches(p.Labels)) {
+				out = append(out, p)
+			}
 		}
 	}
 	if peer.NamespaceSelector == nil {
 		add(policyNS)
 		return out
 	}
-	for ns := range in.podsByNS {
-		if peer.NamespaceSelector.Matches(in.nsLabels(ns)) {
+	names, ok := in.nsLabels.candidates(peer.NamespaceSelector)
+	if !ok {
+		// No anchor: any namespace, also one not known (empty labels).
+		for ns := range in.podsByNS {
+			names = append(names, ns)
+		}
+	}
+	for _, ns := range names {
+		if peer.NamespaceSelector.Matches(in.nsLabelSet(ns)) {
 			add(ns)
 		}
 	}
 	return out
 }
 
-func (in *Incremental) nsLabels(name string) labels.Set {
+func (in *Incremental) nsLabelSet(name string) labels.Set {
 	if ns, ok := in.c.Namespaces[name]; ok && ns.Labels != nil {
 		return ns.Labels
 	}

@@ -128,7 +128,7 @@ func outputAction(p uint32) string {
 	return "output:" + PortName(p)
 }
 
-func gotoTable(t uint8) string { return fmt.Sprintf("goto_table:%d", t) }
+func gotoTable(t uint8) string { return "goto_table:" + strconv.Itoa(int(t)) }
 
 var pipelineCookie = openflow.NewCookie(openflow.KindPipeline, "pipeline")
 

@@ -3,7 +3,9 @@ package compiler
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/addr"
@@ -13,7 +15,7 @@ import (
 
 // RuleKey names one policy rule: "namespace/name/direction/index".
 func RuleKey(p *model.Policy, d model.Direction, index int) string {
-	return fmt.Sprintf("%s/%s/%d", p.Key(), d, index)
+	return p.Namespace + "/" + p.Name + "/" + string(d) + "/" + strconv.Itoa(index)
 }
 
 // RuleCookie is the cookie of every flow a rule owns.
@@ -31,8 +33,8 @@ type ruleInput struct {
 	rule    *model.Rule
 	// targets are the bound local pods the policy selects.
 	targets []*model.Pod
-	// peerPods returns the pods a selector peer may select (a superset is
-	// fine: selection is checked again).
+	// peerPods returns the pods a selector peer selects, in any order
+	// (exactly those model.Cluster.PeerSelects accepts).
 	peerPods func(peer *model.Peer, policyNS string) []*model.Pod
 	// allPods returns every pod (egress named ports with no peers).
 	allPods func() []*model.Pod
@@ -113,14 +115,20 @@ func rulePeers(in ruleInput) []peerAddr {
 			continue
 		}
 		for _, pod := range in.peerPods(peer, in.policy.Namespace) {
-			if in.cluster.PeerSelects(peer, in.policy.Namespace, pod) {
-				for _, ip := range pod.IPs {
-					add(peerAddr{prefix: addr.HostPrefix(ip), pod: pod})
-				}
+			for _, ip := range pod.IPs {
+				add(peerAddr{prefix: addr.HostPrefix(ip), pod: pod})
 			}
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return addr.PrefixLess(out[i].prefix, out[j].prefix) })
+	slices.SortFunc(out, func(a, b peerAddr) int {
+		if addr.PrefixLess(a.prefix, b.prefix) {
+			return -1
+		}
+		if addr.PrefixLess(b.prefix, a.prefix) {
+			return 1
+		}
+		return 0
+	})
 	return out
 }
 
@@ -318,11 +326,16 @@ func dedupePorts(in []portMatch) []portMatch {
 }
 
 func portsKey(ports []portMatch) string {
-	var parts []string
-	for _, p := range ports {
-		parts = append(parts, fmt.Sprintf("%d/%s", p.mask.Value, p.proto))
+	var b strings.Builder
+	for i, p := range ports {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.Itoa(int(p.mask.Value)))
+		b.WriteByte('/')
+		b.WriteString(string(p.proto))
 	}
-	return strings.Join(parts, ",")
+	return b.String()
 }
 
 // family is 4 or 6.
@@ -402,14 +415,20 @@ func groupFlows(in ruleInput, g group, ruleKey string, cookie openflow.Cookie, n
 		conjKey += "/named:" + g.key
 	}
 	id := ids.ID(conjKey)
+	n := 1
+	for _, d := range dims {
+		n += len(d)
+	}
+	flows = make([]openflow.Flow, 0, n)
+	ids32 := strconv.FormatUint(uint64(id), 10)
 	for k, d := range dims {
+		action := "conjunction(" + ids32 + "," + strconv.Itoa(k+1) + "/" + strconv.Itoa(len(dims)) + ")"
 		for _, m := range d {
-			flows = append(flows, openflow.Flow{Table: table, Priority: PrioRuleConj, Cookie: cookie, Match: m,
-				Actions: fmt.Sprintf("conjunction(%d,%d/%d)", id, k+1, len(dims))})
+			flows = append(flows, openflow.Flow{Table: table, Priority: PrioRuleConj, Cookie: cookie, Match: m, Actions: action})
 		}
 	}
 	flows = append(flows, openflow.Flow{Table: table, Priority: PrioRuleConj, Cookie: cookie,
-		Match: fmt.Sprintf("conj_id=%d", id), Actions: allow})
+		Match: "conj_id=" + ids32, Actions: allow})
 	return flows
 }
 

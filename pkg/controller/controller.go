@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -81,17 +82,22 @@ type Controller struct {
 	metrics *Metrics
 
 	nsLister     corelisters.NamespaceLister
-	podLister    corelisters.PodLister
+	pods         podStore
 	policyLister netlisters.NetworkPolicyLister
 	synced       []cache.InformerSynced
 
-	mu        sync.Mutex // guards everything below
-	inc       *compiler.Incremental
-	podUIDs   map[string]string // namespace/name → UID in the model
-	installed map[openflow.Key]openflow.Flow
+	mu      sync.Mutex // guards everything below
+	inc     *compiler.Incremental
+	podUIDs map[string]string // namespace/name → UID in the model
+	// installed is how many flows the last successful commit left on the
+	// bridge. They are the incremental compiler's flow set at that time:
+	// its Flush reports exactly the keys whose flow changed since, so the
+	// flows are not kept a second time here.
+	installed int
 	needFull  bool
 
-	ready atomic.Bool
+	ready   atomic.Bool
+	settled bool // the initial state was processed (worker goroutine only)
 }
 
 // New builds a controller; Run starts it.
@@ -115,10 +121,9 @@ func New(client kubernetes.Interface, ports Ports, flows Flows, o Options) *Cont
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.DefaultTypedControllerRateLimiter[item](),
 			workqueue.TypedRateLimitingQueueConfig[item]{Name: "ovs-netpol"}),
-		inc:       compiler.NewIncremental(model.NewCluster(o.Mode), cfg),
-		podUIDs:   map[string]string{},
-		installed: map[openflow.Key]openflow.Flow{},
-		needFull:  true,
+		inc:      compiler.NewIncremental(model.NewCluster(o.Mode), cfg),
+		podUIDs:  map[string]string{},
+		needFull: true,
 	}
 	return c
 }
@@ -130,11 +135,11 @@ func (c *Controller) Ready() bool { return c.ready.Load() }
 // stay on the bridge as they are.
 func (c *Controller) Run(ctx context.Context) error {
 	defer c.queue.ShutDown()
-	factory := informers.NewSharedInformerFactory(c.client, 0)
+	factory := informers.NewSharedInformerFactoryWithOptions(c.client, 0, informers.WithTransform(TrimForCache))
 	nsInf := factory.Core().V1().Namespaces()
 	podInf := factory.Core().V1().Pods()
 	polInf := factory.Networking().V1().NetworkPolicies()
-	c.nsLister, c.podLister, c.policyLister = nsInf.Lister(), podInf.Lister(), polInf.Lister()
+	c.nsLister, c.pods, c.policyLister = nsInf.Lister(), podStore{podInf.Informer().GetIndexer()}, polInf.Lister()
 	c.synced = []cache.InformerSynced{nsInf.Informer().HasSynced, podInf.Informer().HasSynced, polInf.Informer().HasSynced}
 	handler := func(kind string) cache.ResourceEventHandlerFuncs {
 		enqueue := func(obj any) {
@@ -201,7 +206,7 @@ func (c *Controller) watchSwitch(ctx context.Context) {
 		}
 		n, err := c.flows.Count(ctx)
 		c.mu.Lock()
-		want := len(c.installed)
+		want := c.installed
 		if err != nil || n != want {
 			if err == nil {
 				c.log.WithFields(logrus.Fields{"installed": n, "expected": want}).Warn("bridge flows differ from what was committed (ovs-vswitchd restart?): full resync")
@@ -235,6 +240,13 @@ func (c *Controller) worker(ctx context.Context) {
 			batch = append(batch, it)
 		}
 		err := c.process(ctx, batch)
+		if err == nil && !c.settled && c.Ready() && c.queue.Len() == 0 {
+			// The initial state is in. Decoding the initial lists (every
+			// pod at once) was the agent's memory peak: give the freed
+			// memory back to the system now instead of over minutes.
+			c.settled = true
+			debug.FreeOSMemory()
+		}
 		for _, it := range batch {
 			if err != nil {
 				c.queue.AddRateLimited(it)
@@ -270,19 +282,16 @@ func (c *Controller) process(ctx context.Context, batch []item) error {
 			c.metrics.SyncErrors.Inc()
 			return fmt.Errorf("full sync: %w", err)
 		}
-		c.installed = map[openflow.Key]openflow.Flow{}
-		for _, f := range c.inc.Flows() {
-			c.installed[f.Key()] = f
-		}
+		c.installed = c.inc.Len()
 		c.needFull = false
 		c.metrics.FlowMods.Add(float64(added + deleted))
-		c.log.WithFields(logrus.Fields{"flows": len(c.installed), "added": added, "deleted": deleted, "took": time.Since(start)}).Info("full sync committed")
+		c.log.WithFields(logrus.Fields{"flows": c.installed, "added": added, "deleted": deleted, "took": time.Since(start)}).Info("full sync committed")
 	} else if err := c.commit(ctx, changed); err != nil {
 		c.metrics.SyncErrors.Inc()
 		c.needFull = true // the bridge state is unknown now
 		return err
 	}
-	c.metrics.Flows.Set(float64(len(c.installed)))
+	c.metrics.Flows.Set(float64(c.installed))
 	c.metrics.SyncSeconds.Observe(time.Since(start).Seconds())
 	if !c.ready.Load() {
 		c.ready.Store(true)
@@ -291,15 +300,14 @@ func (c *Controller) process(ctx context.Context, batch []item) error {
 	return nil
 }
 
-// commit sends the changed keys as one bundle.
+// commit sends the keys the last Flush reported (each one's flow changed
+// since the previous Flush, whose flows are installed) as one bundle.
 func (c *Controller) commit(ctx context.Context, changed []openflow.Key) error {
 	var add, del []openflow.Flow
 	for _, k := range changed {
 		if f, ok := c.inc.Flow(k); ok {
-			if old, had := c.installed[k]; !had || old != f {
-				add = append(add, f)
-			}
-		} else if old, had := c.installed[k]; had {
+			add = append(add, f)
+		} else if old, ok := c.inc.Removed(k); ok {
 			del = append(del, old)
 		}
 	}
@@ -309,12 +317,7 @@ func (c *Controller) commit(ctx context.Context, changed []openflow.Key) error {
 	if err := c.flows.Apply(ctx, add, del); err != nil {
 		return fmt.Errorf("bundle of %d adds and %d deletes: %w", len(add), len(del), err)
 	}
-	for _, f := range add {
-		c.installed[f.Key()] = f
-	}
-	for _, f := range del {
-		delete(c.installed, f.Key())
-	}
+	c.installed = c.inc.Len()
 	c.metrics.FlowMods.Add(float64(len(add) + len(del)))
 	c.metrics.Bundles.Inc()
 	c.log.WithFields(logrus.Fields{"add": len(add), "delete": len(del)}).Debug("bundle committed")
@@ -349,8 +352,7 @@ func (c *Controller) apply(it item) {
 }
 
 func (c *Controller) applyPod(key string) {
-	ns, name, _ := cache.SplitMetaNamespaceKey(key)
-	pod, err := c.podLister.Pods(ns).Get(name)
+	pod, err := c.pods.Get(key)
 	oldUID, had := c.podUIDs[key]
 	if apierrors.IsNotFound(err) {
 		if had {
@@ -441,7 +443,7 @@ func (c *Controller) Status() Status {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cl := c.inc.Cluster()
-	return Status{Ready: c.Ready(), Flows: len(c.installed), Pods: len(cl.Pods), Policies: len(cl.Policies), Conjuncts: len(c.inc.Conjunctions())}
+	return Status{Ready: c.Ready(), Flows: c.installed, Pods: len(cl.Pods), Policies: len(cl.Policies), Conjuncts: len(c.inc.Conjunctions())}
 }
 
 // Origins lists the origins of desired flows (cookie → description), sorted by cookie.

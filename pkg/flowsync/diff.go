@@ -2,8 +2,12 @@ package flowsync
 
 import (
 	"fmt"
-	"sort"
+	"runtime"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
 )
@@ -67,9 +71,13 @@ func (m Mod) appendTo(b *strings.Builder) {
 	switch m.Op {
 	case Add:
 		b.WriteString("add ")
-		b.WriteString(f.String())
+		appendFlow(b, f)
 	case Delete:
-		fmt.Fprintf(b, "delete_strict table=%d,priority=%d,cookie=%s/%s", f.Table, f.Priority, openflow.Ours, openflow.OursMask)
+		b.WriteString("delete_strict table=")
+		writeUint(b, uint64(f.Table))
+		b.WriteString(",priority=")
+		writeUint(b, uint64(f.Priority))
+		b.WriteString(",cookie=" + oursCookieMask)
 		for _, tok := range strings.Split(f.Match, ",") {
 			name, _, _ := strings.Cut(tok, "=")
 			if tok == "" || attributes[strings.TrimSpace(name)] {
@@ -81,6 +89,36 @@ func (m Mod) appendTo(b *strings.Builder) {
 	default:
 		fmt.Fprintf(b, "# invalid op %d", m.Op)
 	}
+}
+
+// oursCookieMask is "cookie/mask" selecting our flows.
+var oursCookieMask = openflow.Ours.String() + "/" + openflow.OursMask.String()
+
+// appendFlow writes f.String() without fmt: a large bundle's text is
+// rendered while ovs-ofctl reads it, so this is on the install's critical
+// path.
+func appendFlow(b *strings.Builder, f openflow.Flow) {
+	b.WriteString("table=")
+	writeUint(b, uint64(f.Table))
+	b.WriteString(",priority=")
+	writeUint(b, uint64(f.Priority))
+	b.WriteString(",cookie=0x") // Cookie.String: 0x%016x
+	var hex [16]byte
+	for i, v := 15, uint64(f.Cookie); i >= 0; i, v = i-1, v>>4 {
+		hex[i] = "0123456789abcdef"[v&0xf]
+	}
+	b.Write(hex[:])
+	if f.Match != "" {
+		b.WriteByte(',')
+		b.WriteString(f.Match)
+	}
+	b.WriteString(" actions=")
+	b.WriteString(f.Actions)
+}
+
+func writeUint(b *strings.Builder, v uint64) {
+	var buf [20]byte
+	b.Write(strconv.AppendUint(buf[:0], v, 10))
 }
 
 // Diff returns the mods that turn installed into desired. Flows are
@@ -121,9 +159,10 @@ type desiredSet struct {
 }
 
 func prepare(desired []openflow.Flow) desiredSet {
+	canon := canonicalAll(desired)
 	d := desiredSet{want: make(map[openflow.Key]entry, len(desired)), order: make([]openflow.Key, 0, len(desired))}
-	for _, f := range desired {
-		c := Canonical(f)
+	for i, f := range desired {
+		c := canon[i]
 		k := c.Key()
 		if _, dup := d.want[k]; !dup {
 			d.order = append(d.order, k)
@@ -131,6 +170,43 @@ func prepare(desired []openflow.Flow) desiredSet {
 		d.want[k] = entry{f, c}
 	}
 	return d
+}
+
+// canonicalAll returns Canonical of each flow, computed on all CPUs (it is
+// most of a full Sync's own work). Actions repeat across flows (every flow
+// of one conjunction dimension has the same), so each worker remembers the
+// action lists it canonicalized.
+func canonicalAll(flows []openflow.Flow) []openflow.Flow {
+	out := make([]openflow.Flow, len(flows))
+	const chunk = 1024
+	workers := min(runtime.GOMAXPROCS(0), (len(flows)+chunk-1)/chunk)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			actions := map[string]string{}
+			for {
+				start := int(next.Add(chunk)) - chunk
+				if start >= len(flows) {
+					return
+				}
+				for i := start; i < min(start+chunk, len(flows)); i++ {
+					f := flows[i]
+					a, ok := actions[f.Actions]
+					if !ok {
+						a = canonicalActions(f.Actions)
+						actions[f.Actions] = a
+					}
+					f.Match, f.Actions = canonicalMatch(f.Match), a
+					out[i] = f
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return out
 }
 
 func (d desiredSet) diff(installed []openflow.Flow, canonical bool) ([]Mod, SyncStats) {
@@ -170,5 +246,13 @@ func (d desiredSet) diff(installed []openflow.Flow, canonical bool) ([]Mod, Sync
 }
 
 func sortMods(m []Mod) {
-	sort.Slice(m, func(i, j int) bool { return openflow.Less(m[i].Flow, m[j].Flow) })
+	slices.SortFunc(m, func(a, b Mod) int {
+		switch {
+		case openflow.Less(a.Flow, b.Flow):
+			return -1
+		case openflow.Less(b.Flow, a.Flow):
+			return 1
+		}
+		return 0
+	})
 }

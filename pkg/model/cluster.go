@@ -146,6 +146,15 @@ func (c *Cluster) Selects(p *Policy, pod *Pod) bool {
 
 // Isolated reports whether pod is isolated for direction d, and why.
 func (c *Cluster) Isolated(pod *Pod, d Direction) (bool, string) {
+	return c.IsolatedAmong(pod, d, c.Policies)
+}
+
+// IsolatedAmong is Isolated deciding on policies only, keyed by
+// namespace/name. policies must hold every policy of the pod's namespace
+// (policies of other namespaces are ignored), so a caller that indexes
+// policies by namespace passes the pod's namespace's entry instead of
+// scanning them all.
+func (c *Cluster) IsolatedAmong(pod *Pod, d Direction, policies map[string]*Policy) (bool, string) {
 	if !pod.Active() {
 		return false, ""
 	}
@@ -162,7 +171,7 @@ func (c *Cluster) Isolated(pod *Pod, d Direction) (bool, string) {
 	// The lexically first isolating policy names the reason, so the answer
 	// does not depend on map order.
 	first := ""
-	for key, p := range c.Policies {
+	for key, p := range policies {
 		if p.Namespace == pod.Namespace && (first == "" || key < first) && c.PolicyAffects(p, d) && c.Selects(p, pod) {
 			first = key
 		}

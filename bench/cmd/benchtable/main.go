@@ -1,0 +1,293 @@
+// Command benchtable runs the cluster-scale benchmarks of ./bench (go test
+// -bench, against a real ovs-vswitchd and kube-apiserver) and prints the
+// goals next to what was measured, as Markdown. `make bench` runs it.
+//
+// The benchmarks' own output goes to stderr as they run; the table goes to
+// stdout (and to -o FILE). -events N sets the events per kind of the agent
+// benchmark (default 100); -only REGEXP runs a subset of the groups.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// group is one go test invocation.
+type group struct {
+	name, bench string
+	benchtime   string
+}
+
+var groups = []group{
+	{"compile", "^BenchmarkCompile", "3x"},
+	{"events", "^BenchmarkEvents", "1x"},
+	{"install", "^BenchmarkInstall", "9x"},
+	{"agent", "^BenchmarkAgentS1$", "1x"},
+}
+
+// results maps benchmark name (without -GOMAXPROCS) → unit → value.
+type results map[string]map[string]float64
+
+func main() {
+	out := flag.String("o", "", "also write the table to this file")
+	events := flag.Int("events", 100, "events of each kind in the agent benchmark")
+	only := flag.String("only", "", "run only the groups matching this regexp (compile, events, install, agent)")
+	flag.Parse()
+	sel := regexp.MustCompile(*only)
+
+	machine := describeMachine()
+	load0 := loadavg()
+	start := time.Now()
+	res := results{}
+	for _, g := range groups {
+		if !sel.MatchString(g.name) {
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "== %s: go test -bench %s -benchtime %s\n", g.name, g.bench, g.benchtime)
+		if err := run(g, *events, res); err != nil {
+			fmt.Fprintf(os.Stderr, "benchtable: %s: %v\n", g.name, err)
+			os.Exit(1)
+		}
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "Measured %s in %v. %s\n\nLoad average (1, 5, 15 min) before: %s; after: %s.\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), time.Since(start).Round(time.Second), machine, load0, loadavg())
+	table(&b, res)
+	os.Stdout.Write(b.Bytes())
+	if *out != "" {
+		if err := os.WriteFile(*out, b.Bytes(), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "benchtable:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+// run executes one group, teeing its output to stderr, and parses the
+// benchmark result lines.
+func run(g group, events int, res results) error {
+	cmd := exec.Command("go", "test", "-run", "^$", "-bench", g.bench, "-benchtime", g.benchtime,
+		"-timeout", "30m", "-count", "1", "./bench/")
+	cmd.Env = append(os.Environ(), "BENCH_EVENTS="+strconv.Itoa(events))
+	var buf bytes.Buffer
+	cmd.Stdout = io.MultiWriter(os.Stderr, &buf)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		return err
+	}
+	sc := bufio.NewScanner(&buf)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		parseLine(sc.Text(), res)
+	}
+	return sc.Err()
+}
+
+// parseLine reads "BenchmarkX-2  1  123 ns/op  4.5 unit ...".
+func parseLine(line string, res results) {
+	f := strings.Fields(line)
+	if len(f) < 3 || !strings.HasPrefix(f[0], "Benchmark") {
+		return
+	}
+	name := f[0]
+	if i := strings.LastIndexByte(name, '-'); i > 0 {
+		name = name[:i]
+	}
+	m := res[name]
+	if m == nil {
+		m = map[string]float64{}
+		res[name] = m
+	}
+	for i := 2; i+1 < len(f); i += 2 {
+		if v, err := strconv.ParseFloat(f[i], 64); err == nil {
+			m[f[i+1]] = v
+		}
+	}
+}
+
+func (r results) get(bench, unit string) (float64, bool) {
+	v, ok := r[bench][unit]
+	return v, ok
+}
+
+// row is one line of the goal table.
+type row struct {
+	what, goal, measured string
+	met                  string // "yes", "no", "" (informational)
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "**no**"
+}
+
+func table(w io.Writer, r results) {
+	var rows []row
+	add := func(what, goal, measured string, met string) { rows = append(rows, row{what, goal, measured, met}) }
+
+	for _, s := range []string{"S1", "S2"} {
+		if v, ok := r.get("BenchmarkInstall"+s, "ratio"); ok {
+			raw, _ := r.get("BenchmarkInstall"+s, "raw-ms")
+			sync, _ := r.get("BenchmarkInstall"+s, "sync-ms")
+			apply, _ := r.get("BenchmarkInstall"+s, "apply-ms")
+			n, _ := r.get("BenchmarkInstall"+s, "flows")
+			add(fmt.Sprintf("full install, %s node (%.0f flows): flowsync Sync vs raw `ovs-ofctl --bundle add-flows`", s, n), "≤ 1.2×",
+				fmt.Sprintf("%.2f× (%.0f ms vs %.0f ms; the bundle alone, Apply: %.0f ms = %.2f×)", v, sync, raw, apply, apply/raw), verdict(v <= 1.2))
+		}
+	}
+
+	const a = "BenchmarkAgentS1"
+	if floor, ok := r.get(a, "floor1-p50-ms"); ok {
+		p50, _ := r.get(a, "event-p50-ms")
+		p99, _ := r.get(a, "event-p99-ms")
+		f99, _ := r.get(a, "floor1-p99-ms")
+		big, _ := r.get(a, "floor1000-p50-ms")
+		add("one-flow raw bundle (the floor), same run", "", fmt.Sprintf("p50 %.1f ms, p99 %.1f ms (1,000 flows: %.1f ms)", floor, f99, big), "")
+		add("event → bundle committed at S1, all kinds, p50", "≤ 1.3× floor", fmt.Sprintf("%.1f ms = %.2f×", p50, p50/floor), verdict(p50 <= 1.3*floor))
+		add("event → bundle committed at S1, all kinds, p99", "≤ 2× floor", fmt.Sprintf("%.1f ms = %.2f×", p99, p99/floor), verdict(p99 <= 2*floor))
+		c50, _ := r.get(a, "compute-p50-ms")
+		c99, _ := r.get(a, "compute-p99-ms")
+		add("compute alone (apply + Flush) per event at S1", "< 2 ms", fmt.Sprintf("p50 %.2f ms, p99 %.2f ms", c50, c99), verdict(c50 < 2)+pIf(c99 >= 2, " (p50; p99 no)"))
+		for _, k := range []string{"pod-add-other-node", "pod-add-this-node", "pod-label-change", "namespace-label-change", "policy-add", "policy-delete"} {
+			n, _ := r.get(a, k+"-events")
+			none, _ := r.get(a, k+"-no-bundle")
+			l50, _ := r.get(a, k+"-p50-ms")
+			l99, _ := r.get(a, k+"-p99-ms")
+			over, _ := r.get(a, k+"-over-raw-p50-ms")
+			k50, _ := r.get(a, k+"-compute-p50-ms")
+			k99, _ := r.get(a, k+"-compute-p99-ms")
+			mods, _ := r.get(a, k+"-mods")
+			add(fmt.Sprintf("· %s (%.0f events, %.0f changed no flow here)", strings.ReplaceAll(k, "-", " "), n, none), "",
+				fmt.Sprintf("p50 %.1f ms (%.2f× floor), p99 %.1f ms; %.1f ms over a raw bundle of as many flows; compute p50 %.2f / p99 %.2f ms; %.1f flow mods", l50, l50/floor, l99, over, k50, k99, mods), "")
+		}
+	}
+	if v, ok := r.get(a, "burst-after-last-ms"); ok {
+		sent, _ := r.get(a, "burst-sent-s")
+		bundles, _ := r.get(a, "burst-bundles")
+		mods, _ := r.get(a, "burst-mods")
+		add("burst of 1,000 pod label changes: last committed after the last event", "≤ 1 s",
+			fmt.Sprintf("%.0f ms (sent over %.2f s; %.0f bundles, %.0f flow mods)", v, sent, bundles, mods), verdict(v <= 1000))
+	}
+
+	for _, s := range []string{"S1", "S2", "S1TenNodes"} {
+		b := "BenchmarkCompile" + s
+		if x, ok := r.get(b, "x-fewer"); ok {
+			if s == "S1TenNodes" {
+				fl, _ := r.get(b, "flows")
+				cr, _ := r.get(b, "cross-flows")
+				xp, _ := r.get(b, "x-fewer-policy")
+				add("· the same S1 cluster on 10 nodes (1,000 pods per node)", "", fmt.Sprintf("%.1f× (%.0f vs %.0f); policy flows alone %.1f×", x, fl, cr, xp), "")
+				continue
+			}
+			fl, _ := r.get(b, "flows")
+			cr, _ := r.get(b, "cross-flows")
+			xp, _ := r.get(b, "x-fewer-policy")
+			pf, _ := r.get(b, "policy-flows")
+			cp, _ := r.get(b, "cross-policy-flows")
+			add(fmt.Sprintf("flows vs cross product, %s node", s), "≥ 20× fewer",
+				fmt.Sprintf("%.1f× (%.0f vs %.0f); policy flows alone %.1f× (%.0f vs %.0f)", x, fl, cr, xp, pf, cp), verdict(x >= 20))
+		}
+	}
+	for _, s := range []string{"S1", "S2"} {
+		b := "BenchmarkCompile" + s
+		if ms, ok := r.get(b, "compile-ms"); ok {
+			cpu, _ := r.get(b, "compile-cpu-ms")
+			heap, _ := r.get(b, "peak-heap-MB")
+			model, _ := r.get(b, "model-heap-MB")
+			goal, met := "", ""
+			if s == "S2" {
+				goal, met = "≤ 2 s, ≤ 1 GB (Antrea: ~6 s, ~1.6 GB)", verdict(ms <= 2000 && heap <= 1024)
+			}
+			add(fmt.Sprintf("compile one node's flow set, %s", s), goal,
+				fmt.Sprintf("%.0f ms (CPU %.0f ms), peak heap %.0f MB (the model alone %.0f MB)", ms, cpu, heap, model), met)
+		}
+	}
+	if v, ok := r.get(a, "agent-rss-MB"); ok {
+		idle, _ := r.get(a, "agent-idle-rss-MB")
+		peak, _ := r.get(a, "agent-peak-rss-MB")
+		heap, _ := r.get(a, "agent-heap-MB")
+		add("agent binary steady-state RSS at S1 (after a 1,000-event burst)", "≤ 100 MB",
+			fmt.Sprintf("%.0f MB (idle after sync %.0f MB; Go heap %.0f MB; startup peak %.0f MB)", v, idle, heap, peak), verdict(v <= 100))
+	}
+
+	fmt.Fprintln(w, "| measure | goal | measured | met |")
+	fmt.Fprintln(w, "|---|---|---|---|")
+	for _, r := range rows {
+		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", r.what, r.goal, r.measured, r.met)
+	}
+	if len(r["BenchmarkEventsS1"]) > 0 {
+		fmt.Fprintln(w, "\nCompute alone without I/O (BenchmarkEvents: apply + Flush on the incremental compiler), p50 / p99 µs and flows changed per event:")
+		fmt.Fprintln(w, "\n| event | S1 | S2 |\n|---|---|---|")
+		for _, k := range []string{"pod-add-other-node", "pod-add-this-node", "pod-label-change", "namespace-label-change", "policy-add", "policy-delete"} {
+			cell := func(s string) string {
+				b := "BenchmarkEvents" + s
+				p50, ok := r.get(b, k+"-p50-us")
+				if !ok {
+					return "–"
+				}
+				p99, _ := r.get(b, k+"-p99-us")
+				fl, _ := r.get(b, k+"-flows")
+				return fmt.Sprintf("%.0f / %.0f µs, %.1f flows", p50, p99, fl)
+			}
+			fmt.Fprintf(w, "| %s | %s | %s |\n", strings.ReplaceAll(k, "-", " "), cell("S1"), cell("S2"))
+		}
+	}
+}
+
+func pIf(c bool, s string) string {
+	if c {
+		return s
+	}
+	return ""
+}
+
+// describeMachine says what the numbers were measured on.
+func describeMachine() string {
+	cpu := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "model name"); ok {
+				cpu = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb float64
+		fmt.Sscanf(strings.SplitN(string(b), "\n", 2)[0], "MemTotal: %f kB", &kb)
+		mem = fmt.Sprintf(", %.0f GiB RAM", kb/(1<<20))
+	}
+	ovs := "?"
+	if o, err := exec.Command("ovs-vswitchd", "--version").Output(); err == nil {
+		ovs = strings.TrimSpace(strings.SplitN(string(o), "\n", 2)[0])
+	}
+	kernel := "?"
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		kernel = strings.TrimSpace(string(b))
+	}
+	return fmt.Sprintf("Machine: %s, %d CPUs%s, Linux %s, %s (userspace datapath), %s.", cpu, runtime.NumCPU(), mem, kernel, ovs, runtime.Version())
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], ", ")
+}

@@ -1,0 +1,75 @@
+package bench
+
+import (
+	"testing"
+	"time"
+
+	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
+	"github.com/ovs-netpol/ovs-netpol/pkg/model"
+	"github.com/ovs-netpol/ovs-netpol/pkg/synth"
+)
+
+// synthModel generates scale s and returns its model alone (the API objects
+// are dropped so that they do not count in the heap).
+func synthModel(b *testing.B, s synth.Scale) *model.Cluster {
+	b.Helper()
+	m, err := synth.Generate(s, synth.DefaultSeed).Model()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m
+}
+
+// benchCompile compiles one node's complete flow set (compiler.Compile: the
+// incremental compiler's first Flush over everything) and reports:
+// compile-ms (wall clock; compile-cpu-ms is the CPU time of the process
+// meanwhile, the garbage collector's included), peak-heap-MB (Go heap during the compile, the model it reads
+// included), model-heap-MB (the model alone), flows, cross-flows (the same
+// policies without conjunctions), and their ratio (x-fewer).
+func benchCompile(b *testing.B, s synth.Scale) {
+	m := synthModel(b, s)
+	cfg := NodeConfig(m)
+	base := SettledHeap()
+	var peak uint64
+	var total, cpu time.Duration
+	var res *compiler.Result
+	for b.Loop() {
+		res = nil
+		SettledHeap()
+		hp := StartHeapPeak()
+		c0 := CPUTime()
+		t0 := time.Now()
+		r, err := compiler.Compile(m, cfg)
+		total += time.Since(t0)
+		cpu += CPUTime() - c0
+		peak = max(peak, hp.Stop())
+		if err != nil {
+			b.Fatal(err)
+		}
+		res = r
+	}
+	fc := CountFlows(res.Flows)
+	b.ReportMetric(Ms(total)/float64(b.N), "compile-ms")
+	b.ReportMetric(Ms(cpu)/float64(b.N), "compile-cpu-ms")
+	b.ReportMetric(MB(peak), "peak-heap-MB")
+	b.ReportMetric(MB(base), "model-heap-MB")
+	b.ReportMetric(float64(fc.Total), "flows")
+	b.ReportMetric(float64(fc.Policy), "policy-flows")
+	b.ReportMetric(float64(fc.CrossTotal()), "cross-flows")
+	b.ReportMetric(float64(fc.CrossPolicy), "cross-policy-flows")
+	b.ReportMetric(float64(fc.CrossTotal())/float64(fc.Total), "x-fewer")
+	b.ReportMetric(float64(fc.CrossPolicy)/float64(fc.Policy), "x-fewer-policy")
+	b.ReportMetric(float64(len(cfg.Bindings)), "local-pods")
+}
+
+func BenchmarkCompileS1(b *testing.B) { benchCompile(b, synth.S1) }
+func BenchmarkCompileS2(b *testing.B) { benchCompile(b, synth.S2) }
+
+// BenchmarkCompileS1TenNodes is S1 on 10 nodes instead of 100 (1,000 pods
+// per node): how the flow count against the cross product depends on how
+// many of a rule's targets share a node.
+func BenchmarkCompileS1TenNodes(b *testing.B) {
+	s := synth.S1
+	s.Name, s.Nodes = "S1/10 nodes", 10
+	benchCompile(b, s)
+}
