@@ -232,7 +232,9 @@ func (c *Controller) worker(ctx context.Context) {
 			return
 		}
 		batch := []item{first}
-		for c.queue.Len() > 0 && len(batch) < c.opts.MaxBatch {
+		// The first sync takes everything queued, so that ready means the
+		// whole initial state is on the bridge.
+		for c.queue.Len() > 0 && (len(batch) < c.opts.MaxBatch || !c.Ready()) {
 			it, shutdown := c.queue.Get()
 			if shutdown {
 				break
