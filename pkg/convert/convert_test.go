@@ -4,44 +4,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ovs-netpol/ovs-netpol/examples/seed"
 	"github.com/ovs-netpol/ovs-netpol/pkg/manifest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 )
-
-// seed is the example of the Kubernetes 1.6 NetworkPolicy documentation.
-const seed = `kind: Namespace
-apiVersion: v1
-metadata:
-  name: default
-  annotations:
-    net.beta.kubernetes.io/network-policy: |
-      {
-        "ingress": {
-          "isolation": "DefaultDeny"
-        }
-      }
----
-apiVersion: extensions/v1beta1
-kind: NetworkPolicy
-metadata:
-  name: test-network-policy
-  namespace: default
-spec:
-  podSelector:
-    matchLabels:
-      role: db
-  ingress:
-  - from:
-    - namespaceSelector:
-        matchLabels:
-          project: myproject
-    - podSelector:
-        matchLabels:
-          role: frontend
-    ports:
-    - protocol: tcp
-      port: 6379
-`
 
 const seedConverted = `# from examples/seed.yaml: document 1; annotation net.beta.kubernetes.io/network-policy removed
 apiVersion: v1
@@ -104,7 +70,7 @@ func cluster(t *testing.T, o *manifest.Objects, mode model.Mode) *model.Cluster 
 }
 
 func TestSeed(t *testing.T) {
-	in := parse(t, "examples/seed.yaml", seed)
+	in := parse(t, "examples/seed.yaml", seed.Document())
 	out, warnings, err := Convert(in)
 	if err != nil {
 		t.Fatal(err)
@@ -398,7 +364,7 @@ spec:
 
 func TestConvertHandBuilt(t *testing.T) {
 	// Objects without sources (not from Load) still convert, in slice order.
-	in := parse(t, "f.yaml", seed)
+	in := parse(t, "f.yaml", seed.Document())
 	in.Sources = nil
 	out, _, err := Convert(in)
 	if err != nil {

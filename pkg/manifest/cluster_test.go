@@ -9,11 +9,12 @@ import (
 
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/ovs-netpol/ovs-netpol/examples/seed"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 )
 
 func TestClusterSeed(t *testing.T) {
-	o, err := Parse("examples/seed.yaml", []byte(seed+`---
+	o, err := Parse("examples/seed.yaml", []byte(seed.Document()+`---
 apiVersion: v1
 kind: Pod
 metadata: {name: db, labels: {role: db}}

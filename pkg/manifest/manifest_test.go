@@ -8,43 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ovs-netpol/ovs-netpol/examples/seed"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 )
-
-// seed is the example of the Kubernetes 1.6 NetworkPolicy documentation.
-const seed = `kind: Namespace
-apiVersion: v1
-metadata:
-  name: default
-  annotations:
-    net.beta.kubernetes.io/network-policy: |
-      {
-        "ingress": {
-          "isolation": "DefaultDeny"
-        }
-      }
----
-apiVersion: extensions/v1beta1
-kind: NetworkPolicy
-metadata:
-  name: test-network-policy
-  namespace: default
-spec:
-  podSelector:
-    matchLabels:
-      role: db
-  ingress:
-  - from:
-    - namespaceSelector:
-        matchLabels:
-          project: myproject
-    - podSelector:
-        matchLabels:
-          role: frontend
-    ports:
-    - protocol: tcp
-      port: 6379
-`
 
 // summary lists what was loaded as "Kind ns/name@doc[.item]" in input order.
 func summary(o *Objects) []string {
@@ -72,7 +38,7 @@ func TestParse(t *testing.T) {
 		wantErr          string
 	}{
 		{
-			name: "seed", file: "examples/seed.yaml", data: seed,
+			name: "seed", file: "examples/seed.yaml", data: seed.Document(),
 			want: []string{"Namespace default@1", "NetworkPolicy default/test-network-policy@2"},
 		},
 		{
@@ -165,7 +131,7 @@ foo: bar
 		},
 		{
 			name: "unknown field", file: "f.yaml",
-			data:    seed + "    - protocol: TCP\n      prot: 80\n",
+			data:    seed.Document() + "    - protocol: TCP\n      prot: 80\n",
 			wantErr: `f.yaml: document 2 (NetworkPolicy default/test-network-policy): strict decoding error: unknown field "spec.ingress[0].ports[1].prot"`,
 		},
 		{
@@ -263,7 +229,7 @@ foo: bar
 }
 
 func TestSeedIcmpError(t *testing.T) {
-	o, err := Parse("examples/seed.yaml", []byte(strings.Replace(seed, "protocol: tcp", "protocol: icmp", 1)))
+	o, err := Parse("examples/seed.yaml", []byte(strings.Replace(seed.Document(), "protocol: tcp", "protocol: icmp", 1)))
 	if err != nil {
 		t.Fatal(err)
 	}

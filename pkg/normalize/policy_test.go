@@ -12,6 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
+
+	"github.com/ovs-netpol/ovs-netpol/examples/seed"
 )
 
 // v1 decodes a networking.k8s.io/v1 spec written in YAML, so cases read like
@@ -344,32 +346,9 @@ func repeat[T any](v T, n int) []T {
 	return out
 }
 
-const seedPolicy = `
-apiVersion: extensions/v1beta1
-kind: NetworkPolicy
-metadata:
-  name: test-network-policy
-  namespace: default
-spec:
-  podSelector:
-    matchLabels:
-      role: db
-  ingress:
-  - from:
-    - namespaceSelector:
-        matchLabels:
-          project: myproject
-    - podSelector:
-        matchLabels:
-          role: frontend
-    ports:
-    - protocol: tcp
-      port: 6379
-`
-
 func TestNetworkPolicyV1beta1(t *testing.T) {
 	var old extv1beta1.NetworkPolicy
-	if err := yaml.UnmarshalStrict([]byte(seedPolicy), &old); err != nil {
+	if err := yaml.UnmarshalStrict([]byte(seed.Policy), &old); err != nil {
 		t.Fatal(err)
 	}
 	got, err := NetworkPolicyV1beta1(&old)
