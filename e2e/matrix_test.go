@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ovs-netpol/ovs-netpol/pkg/netpoltest"
 )
 
 // probeT is one protocol/port a connection is tried on.
@@ -33,8 +35,8 @@ var (
 // node IP) and an external address entering through the destination node's
 // gateway port.
 const (
-	srcNode = "node"
-	srcExt  = "ext"
+	srcNode = netpoltest.SourceNode
+	srcExt  = netpoltest.SourceExternal
 )
 
 type cellKey struct {
@@ -85,11 +87,11 @@ func (m *matrix) expect(from, to string, allowed bool, probes ...probeT) *matrix
 	}
 	for _, p := range probes {
 		for _, f := range m.from {
-			if !matchPattern(from, f) {
+			if !netpoltest.MatchPattern(from, f) {
 				continue
 			}
 			for _, d := range m.to {
-				if matchPattern(to, d) {
+				if netpoltest.MatchPattern(to, d) {
 					m.cells[cellKey{p, f, d}] = allowed
 				}
 			}
@@ -108,29 +110,6 @@ func (m *matrix) always() *matrix {
 		}
 	}
 	return m
-}
-
-func matchPattern(pattern, name string) bool {
-	for _, pat := range strings.Split(pattern, "|") {
-		switch {
-		case pat == "all":
-			return true
-		case pat == srcNode || pat == srcExt:
-			if name == pat {
-				return true
-			}
-		case name == srcNode || name == srcExt:
-		case pat == "*":
-			return true
-		default:
-			ns, pod, _ := strings.Cut(name, "/")
-			pns, ppod, _ := strings.Cut(pat, "/")
-			if (pns == "*" || pns == ns) && (ppod == "*" || ppod == pod) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // table draws one probe's matrix: rows from, columns to, "." connected,

@@ -215,11 +215,11 @@ func (r *Reachability) Expect(from, to string, allowed bool, probes ...Probe) *R
 	}
 	for _, p := range probes {
 		for _, s := range r.f.Sources() {
-			if !matchPattern(from, s) {
+			if !MatchPattern(from, s) {
 				continue
 			}
 			for _, d := range r.f.Order {
-				if matchPattern(to, d) {
+				if MatchPattern(to, d) {
 					r.allowed[cell{p, s, d}] = allowed
 				}
 			}
@@ -240,7 +240,9 @@ func (r *Reachability) ExpectSelfAndNode() *Reachability {
 	return r
 }
 
-func matchPattern(pattern, name string) bool {
+// MatchPattern reports whether a source or destination name ("x/a",
+// "node", "ext") matches an expectation pattern (see Reachability.Expect).
+func MatchPattern(pattern, name string) bool {
 	for _, pat := range strings.Split(pattern, "|") {
 		switch {
 		case pat == "all":
