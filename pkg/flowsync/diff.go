@@ -245,6 +245,20 @@ func (d desiredSet) diff(installed []openflow.Flow, canonical bool) ([]Mod, Sync
 	return append(dels, adds...), st
 }
 
+// addAll is the diff against a switch holding none of our flows: an add of
+// every desired flow in the given order. Added counts distinct texts (table,
+// priority, match) without canonicalizing: two texts naming one OVS flow,
+// which the compiler never emits, would count twice.
+func addAll(desired []openflow.Flow) ([]Mod, SyncStats) {
+	mods := make([]Mod, len(desired))
+	seen := make(map[openflow.Key]struct{}, len(desired))
+	for i, f := range desired {
+		mods[i] = Mod{Add, f}
+		seen[f.Key()] = struct{}{}
+	}
+	return mods, SyncStats{Added: len(seen)}
+}
+
 func sortMods(m []Mod) {
 	slices.SortFunc(m, func(a, b Mod) int {
 		switch {

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -584,6 +585,42 @@ func TestSyncReplacesAttributes(t *testing.T) {
 	}
 	if fl := dumpAll(t, s, "br-int"); len(fl) != 1 || fl[0] != "cookie=0x4e00000000000001, table=60, priority=100,ip,nw_dst=10.1.1.1 actions=output:5" {
 		t.Errorf("flows %q", fl)
+	}
+}
+
+// TestSyncOntoEmptySwitch: with none of our flows installed, Sync adds the
+// desired flows as given, without canonicalizing them; a later flow of one
+// identity still replaces an earlier one, and foreign flows stay.
+func TestSyncOntoEmptySwitch(t *testing.T) {
+	s := ovstest.Start(t)
+	ctx := context.Background()
+	in := newBridge(t, s, "br-int")
+	if err := s.AddFlows("br-int", "table=0,priority=5,cookie=0x1234,actions=drop\n"); err != nil {
+		t.Fatal(err)
+	}
+	want := []openflow.Flow{
+		{Table: 60, Priority: 100, Cookie: openflow.Ours | 1, Match: "ip,nw_dst=10.1.1.1", Actions: "output:5"},
+		{Table: 60, Priority: 100, Cookie: openflow.Ours | 2, Match: "ip,nw_dst=10.1.1.2", Actions: "output:6"},
+		{Table: 60, Priority: 100, Cookie: openflow.Ours | 1, Match: "ip,nw_dst=10.1.1.1", Actions: "output:7"},
+	}
+	st, err := in.Sync(ctx, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st != (SyncStats{Added: 2}) {
+		t.Errorf("stats %v, want 2 added", st)
+	}
+	got := dumpAll(t, s, "br-int")
+	wantDump := []string{
+		"cookie=0x1234, priority=5 actions=drop",
+		"cookie=0x4e00000000000001, table=60, priority=100,ip,nw_dst=10.1.1.1 actions=output:7",
+		"cookie=0x4e00000000000002, table=60, priority=100,ip,nw_dst=10.1.1.2 actions=output:6",
+	}
+	if !slices.Equal(got, wantDump) {
+		t.Errorf("flows %q, want %q", got, wantDump)
+	}
+	if st, err := in.Sync(ctx, want[1:]); err != nil || st != (SyncStats{Unchanged: 2}) {
+		t.Errorf("second Sync: %v, %v", st, err)
 	}
 }
 
