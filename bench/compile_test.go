@@ -25,7 +25,14 @@ func synthModel(b *testing.B, s synth.Scale) *model.Cluster {
 // compile-ms (wall clock; compile-cpu-ms is the CPU time of the process
 // meanwhile, the garbage collector's included), peak-heap-MB (Go heap during the compile, the model it reads
 // included), model-heap-MB (the model alone), flows, cross-flows (the same
-// policies without conjunctions), and their ratio (x-fewer).
+// policies without conjunctions), and their ratio (x-fewer); then what
+// OpenShift SDN's NetworkPolicy plugin would install for the same objects
+// (OpenShiftSDN: its algorithm, rules it cannot express counted as their
+// cross product): osdn-flows (our flows with our policy flows replaced by
+// its), x-fewer-osdn, osdn-policy-flows (its allow flows and the
+// substituted cross products) against policy-flows, x-fewer-osdn-policy,
+// osdn-isolation-flows (its drop and priority-50 flows),
+// osdn-substituted-flows and osdn-substituted-rules.
 func benchCompile(b *testing.B, s synth.Scale) {
 	m := synthModel(b, s)
 	cfg := NodeConfig(m)
@@ -59,6 +66,14 @@ func benchCompile(b *testing.B, s synth.Scale) {
 	b.ReportMetric(float64(fc.CrossPolicy), "cross-policy-flows")
 	b.ReportMetric(float64(fc.CrossTotal())/float64(fc.Total), "x-fewer")
 	b.ReportMetric(float64(fc.CrossPolicy)/float64(fc.Policy), "x-fewer-policy")
+	o := OpenShiftSDN(m, cfg.Node, res.Flows)
+	b.ReportMetric(float64(o.Total(fc)), "osdn-flows")
+	b.ReportMetric(float64(o.Total(fc))/float64(fc.Total), "x-fewer-osdn")
+	b.ReportMetric(float64(o.Policy()), "osdn-policy-flows")
+	b.ReportMetric(float64(o.Policy())/float64(fc.Policy), "x-fewer-osdn-policy")
+	b.ReportMetric(float64(o.Drop+o.Default), "osdn-isolation-flows")
+	b.ReportMetric(float64(o.Substituted), "osdn-substituted-flows")
+	b.ReportMetric(float64(o.SubstitutedRules), "osdn-substituted-rules")
 	b.ReportMetric(float64(len(cfg.Bindings)), "local-pods")
 }
 
