@@ -53,6 +53,11 @@ func compareKeys(a, b openflow.Key) int {
 // ownFlows sorts a fragment's flows by key and merges those sharing one
 // (shared matches within a rule's groups).
 func ownFlows(flows []openflow.Flow) ([]openflow.Flow, error) {
+	// Peer fragments come sorted with distinct keys: keep them as they are
+	// (the caller hands the slice over).
+	if strictlySorted(flows) {
+		return flows, nil
+	}
 	sorted := make([]openflow.Flow, len(flows))
 	copy(sorted, flows)
 	slices.SortFunc(sorted, func(a, b openflow.Flow) int { return compareKeys(a.Key(), b.Key()) })
@@ -70,6 +75,15 @@ func ownFlows(flows []openflow.Flow) ([]openflow.Flow, error) {
 		i = j
 	}
 	return out, nil
+}
+
+func strictlySorted(flows []openflow.Flow) bool {
+	for i := 1; i < len(flows); i++ {
+		if compareKeys(flows[i-1].Key(), flows[i].Key()) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // SetFragment replaces fragment id's flows (none: removes the fragment).

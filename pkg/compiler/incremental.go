@@ -36,6 +36,16 @@ type Incremental struct {
 	rules    *ruleIndex
 	// ruleConjKeys remembers the conjunction keys each rule allocated.
 	ruleConjKeys map[string][]string
+	// groups are the selector peers' address groups by groupKey, and
+	// peerGroups each indexed peer's group (see groups.go); podAddrs
+	// memoizes pods' addresses as rendered peers.
+	groups     map[string]*addrGroup
+	peerGroups map[peerUse]*peerRef
+	podAddrs   map[string]podAddrs
+	// peerSigs holds, per rule with a peer fragment, what its peer flows
+	// were rendered from ("" when that cannot be told; see setRulePeers).
+	peerSigs map[string]string
+	versions uint64 // the last group version handed out
 
 	set   *FlowSet
 	dirty map[string]bool
@@ -51,6 +61,10 @@ func NewIncremental(c *model.Cluster, cfg Config) *Incremental {
 		nsLabels:     labelIndex{},
 		rules:        newRuleIndex(),
 		ruleConjKeys: map[string][]string{},
+		groups:       map[string]*addrGroup{},
+		peerGroups:   map[peerUse]*peerRef{},
+		podAddrs:     map[string]podAddrs{},
+		peerSigs:     map[string]string{},
 		set:          NewFlowSet(),
 		dirty:        map[string]bool{},
 	}
@@ -62,6 +76,7 @@ func NewIncremental(c *model.Cluster, cfg Config) *Incremental {
 	}
 	for _, p := range c.Policies {
 		in.indexPolicy(p)
+		in.refGroups(p)
 	}
 	in.SetConfig(cfg)
 	return in
@@ -115,7 +130,13 @@ func (in *Incremental) markAll() {
 	for _, p := range in.c.Policies {
 		in.markPolicy(p)
 	}
-	in.set.fragments(func(id string) { in.dirty[id] = true })
+	clear(in.peerSigs) // render every peer fragment again
+	in.set.fragments(func(id string) {
+		if key, ok := strings.CutPrefix(id, "rulepeers/"); ok {
+			id = ruleFrag(key) // computed with its rule
+		}
+		in.dirty[id] = true
+	})
 }
 
 // Fragment IDs.
@@ -180,6 +201,7 @@ func (in *Incremental) SetPod(p *model.Pod) {
 	}
 	in.c.AddPod(p)
 	in.indexPod(p)
+	in.podChanged(old, p)
 	if !relabel {
 		in.markPodEverywhere(p)
 	}
@@ -202,6 +224,8 @@ func (in *Incremental) DeletePod(uid string) {
 	in.markPodEverywhere(old)
 	in.unindexPod(old)
 	delete(in.c.Pods, uid)
+	in.podChanged(old, nil)
+	delete(in.podAddrs, uid)
 }
 
 // markPodEverywhere marks what one version of a pod takes part in: its own
@@ -347,10 +371,14 @@ func (in *Incremental) markNamespaceChange(old, ns *model.Namespace) {
 	}
 	oldLabels, newLabels := namespaceLabels(old), namespaceLabels(ns)
 	check := func(r ruleRef) {
-		for _, peer := range r.rule().Peers {
+		rule := r.rule()
+		for j := range rule.Peers {
+			peer := &rule.Peers[j]
 			if peer.NamespaceSelector != nil && peer.NamespaceSelector.Matches(oldLabels) != peer.NamespaceSelector.Matches(newLabels) {
 				in.dirty[ruleFrag(RuleKey(r.pol, r.dir, r.index))] = true
-				return
+				if g := in.group(peer, r.pol.Namespace); g != nil {
+					in.invalidate(g)
+				}
 			}
 		}
 	}
@@ -369,9 +397,11 @@ func namespaceLabels(ns *model.Namespace) labels.Set {
 
 // SetPolicy adds or replaces a policy.
 func (in *Incremental) SetPolicy(p *model.Policy) {
+	in.refGroups(p) // before the old version lets go of groups both share
 	if old, ok := in.c.Policies[p.Key()]; ok {
 		in.markPolicyAndTargets(old)
 		in.unindexPolicy(old)
+		in.unrefGroups(old)
 	}
 	in.c.AddPolicy(p)
 	in.indexPolicy(p)
@@ -383,6 +413,7 @@ func (in *Incremental) DeletePolicy(key string) {
 	if old, ok := in.c.Policies[key]; ok {
 		in.markPolicyAndTargets(old)
 		in.unindexPolicy(old)
+		in.unrefGroups(old)
 		delete(in.c.Policies, key)
 	}
 }
@@ -496,7 +527,10 @@ func (in *Incremental) computeRule(key string) ([]openflow.Flow, error) {
 	d := model.Direction(parts[2])
 	pol := in.c.Policies[parts[0]+"/"+parts[1]]
 	var flows []openflow.Flow
+	var dims []peerDim
 	var used []string
+	var sources string
+	var memo bool
 	if pol != nil && in.c.PolicyAffects(pol, d) && index < len(pol.Rules(d)) {
 		var targets []*model.Pod
 		for _, pod := range in.podsByNS[pol.Namespace] {
@@ -509,11 +543,16 @@ func (in *Incremental) computeRule(key string) ([]openflow.Flow, error) {
 		}
 		sort.Slice(targets, func(i, j int) bool { return targets[i].Key() < targets[j].Key() })
 		rec := &recordingIDs{IDAllocator: in.ids}
-		flows = ruleFlows(ruleInput{
+		rule := &pol.Rules(d)[index]
+		flows, dims = ruleFlows(ruleInput{
 			cluster: in.c, cfg: in.cfg, policy: pol, dir: d, index: index,
-			rule: &pol.Rules(d)[index], targets: targets, peerPods: in.peerPods, allPods: in.allPods,
+			rule: rule, targets: targets, peerAddrs: in.groupAddrs, allPods: in.allPods,
 		}, rec)
 		used = rec.keys
+		sources, memo = in.peerSources(pol, d, rule)
+	}
+	if err := in.setRulePeers(key, dims, sources, memo); err != nil {
+		return nil, err
 	}
 	keep := map[string]bool{}
 	for _, k := range used {
@@ -530,6 +569,73 @@ func (in *Incremental) computeRule(key string) ([]openflow.Flow, error) {
 		delete(in.ruleConjKeys, key)
 	}
 	return flows, nil
+}
+
+// Peer dimensions live in a fragment of their own per rule, "rulepeers/"
+// + rule key, computed with the rule's. They are rendered again only when
+// what they depend on changed: the peers (their sources: the versions of
+// the rule's address groups and its ipBlocks) and, per conjunction, its
+// action, families and table. So a rule recomputed because a local target
+// came or went, which changes one flow, does not render and diff its
+// hundreds of peer flows.
+func rulePeersFrag(key string) string { return "rulepeers/" + key }
+
+// peerSources describes where a rule's peers come from; memo is false when
+// that is not enough to know them: egress named ports over ipBlocks or
+// every peer resolve against all pods.
+func (in *Incremental) peerSources(pol *model.Policy, d model.Direction, r *model.Rule) (string, bool) {
+	if d == model.Egress && hasNamedPort(r) && (r.AllPeers() || hasIPBlock(r)) {
+		return "", false
+	}
+	var b strings.Builder
+	for i := range r.Peers {
+		peer := &r.Peers[i]
+		if peer.IPBlock != nil {
+			b.WriteString(peer.IPBlock.CIDR.String())
+			for _, e := range peer.IPBlock.Except {
+				b.WriteString("-" + e.String())
+			}
+		} else {
+			g := in.group(peer, pol.Namespace)
+			if g == nil {
+				return "", false
+			}
+			b.WriteString("g" + strconv.FormatUint(g.version, 10))
+		}
+		b.WriteByte(';')
+	}
+	return b.String(), true
+}
+
+// setRulePeers updates the rule's peer fragment unless its signature says
+// it is unchanged.
+func (in *Incremental) setRulePeers(key string, dims []peerDim, sources string, memo bool) error {
+	old, had := in.peerSigs[key]
+	if len(dims) == 0 {
+		if had {
+			delete(in.peerSigs, key)
+			return in.set.SetFragment(rulePeersFrag(key), nil)
+		}
+		return nil
+	}
+	sig := ""
+	if memo {
+		var b strings.Builder
+		b.WriteString(sources)
+		for _, d := range dims {
+			b.WriteString("|" + d.signature())
+		}
+		sig = b.String()
+		if had && old == sig {
+			return nil
+		}
+	}
+	var flows []openflow.Flow
+	for _, d := range dims {
+		flows = append(flows, d.flows()...)
+	}
+	in.peerSigs[key] = sig // "": not memoized, rendered each time
+	return in.set.SetFragment(rulePeersFrag(key), flows)
 }
 
 // peerPods returns the pods a selector peer selects: what

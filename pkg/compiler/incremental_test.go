@@ -15,7 +15,9 @@ import (
 // TestIncrementalEqualsFull applies random events to an Incremental and
 // checks after each Flush that its flow set equals a full Compile of the
 // same state, and that the keys Flush reported are exactly those that
-// changed.
+// changed. Flushes come after one to three events, so memos (address
+// groups, peer fragments) also see several changes at once: a policy
+// replaced or deleted and re-added around pod changes.
 func TestIncrementalEqualsFull(t *testing.T) {
 	for seed := int64(1); seed <= 30; seed++ {
 		rng := rand.New(rand.NewPCG(uint64(seed), 0))
@@ -32,6 +34,9 @@ func TestIncrementalEqualsFull(t *testing.T) {
 		prev := byKey(in.Flows())
 		for step := 0; step < 25; step++ {
 			desc := randomEvent(rng, f, in)
+			for range rng.IntN(3) {
+				desc += "; " + randomEvent(rng, f, in)
+			}
 			changed, err := in.Flush()
 			if err != nil {
 				t.Fatalf("seed %d step %d (%s): %v", seed, step, desc, err)
@@ -101,7 +106,7 @@ func randomEvent(rng *rand.Rand, f *netpoltest.Fixture, in *compiler.Incremental
 	c := in.Cluster()
 	pods := c.SortedPods()
 	pod := pods[rng.IntN(len(pods))]
-	switch rng.IntN(8) {
+	switch rng.IntN(10) {
 	case 0, 1:
 		ps := netpoltest.RandomPolicies(rng, f, 1)
 		p := ps[0]
@@ -144,6 +149,30 @@ func randomEvent(rng *rand.Rand, f *netpoltest.Fixture, in *compiler.Incremental
 		}
 		in.SetPod(&np)
 		return "phase of " + pod.Key()
+	case 7:
+		// Another pod's address (two live pods claiming one IP: an event
+		// still in flight) or a fresh one, in place.
+		np := *pod
+		if other := pods[rng.IntN(len(pods))]; rng.IntN(2) == 0 && len(other.IPs) > 0 {
+			np.IPs = other.IPs
+		} else {
+			np.IPs = []netip.Addr{netip.AddrFrom4([4]byte{10, 8, 0, byte(1 + rng.IntN(4))})}
+		}
+		in.SetPod(&np)
+		return "readdress pod " + pod.Key()
+	case 8:
+		// The same policy object again, or its copy deleted and re-added.
+		for _, p := range c.SortedPolicies() {
+			if rng.IntN(2) == 0 {
+				in.SetPolicy(p)
+				return "set policy " + p.Key() + " unchanged"
+			}
+			in.DeletePolicy(p.Key())
+			cp := *p
+			in.SetPolicy(&cp)
+			return "delete and re-add policy " + p.Key()
+		}
+		return "nothing"
 	default:
 		b := map[string]compiler.Binding{}
 		for k, v := range in.Config().Bindings {

@@ -33,9 +33,10 @@ type ruleInput struct {
 	rule    *model.Rule
 	// targets are the bound local pods the policy selects.
 	targets []*model.Pod
-	// peerPods returns the pods a selector peer selects, in any order
-	// (exactly those model.Cluster.PeerSelects accepts).
-	peerPods func(peer *model.Peer, policyNS string) []*model.Pod
+	// peerAddrs returns the addresses of the pods a selector peer selects
+	// (exactly those model.Cluster.PeerSelects accepts), sorted by prefix,
+	// one per prefix; the slice is shared: read only.
+	peerAddrs func(peer *model.Peer, policyNS string) []peerAddr
 	// allPods returns every pod (egress named ports with no peers).
 	allPods func() []*model.Pod
 }
@@ -44,10 +45,24 @@ type ruleInput struct {
 type idSource interface{ ID(key string) uint32 }
 
 // peerAddr is one address block a rule's peers cover; pod is set when the
-// block is a pod's address.
+// block is a pod's address, and then match holds its source and
+// destination matches, rendered once.
 type peerAddr struct {
 	prefix netip.Prefix
 	pod    *model.Pod
+	match  [2]string
+}
+
+// matchAs is the block as a source ("src") or destination ("dst") match.
+func (p peerAddr) matchAs(dir string) string {
+	i := 0
+	if dir == "dst" {
+		i = 1
+	}
+	if p.match[i] != "" {
+		return p.match[i]
+	}
+	return prefixMatch(p.prefix, dir, "")
 }
 
 // portMatch is one transport match: every port of proto when all is set.
@@ -68,18 +83,20 @@ type group struct {
 	ports    []portMatch
 }
 
-// ruleFlows compiles one rule into its conjunctions. ids hands out stable
+// ruleFlows compiles one rule into its conjunctions: the flows of targets,
+// ports and conj_id (and direct allows), and the peer dimension of each
+// conjunction, left unrendered (see peerDim). ids hands out stable
 // conjunction IDs.
-func ruleFlows(in ruleInput, ids idSource) []openflow.Flow {
+func ruleFlows(in ruleInput, ids idSource) ([]openflow.Flow, []peerDim) {
 	r := in.rule
 	if len(in.targets) == 0 {
-		return nil
+		return nil, nil
 	}
 	var peers []peerAddr
 	if !r.AllPeers() {
 		peers = rulePeers(in)
 		if len(peers) == 0 {
-			return nil // peer selectors that match nothing allow nothing
+			return nil, nil // peer selectors that match nothing allow nothing
 		}
 	}
 	key := RuleKey(in.policy, in.dir, in.index)
@@ -89,47 +106,94 @@ func ruleFlows(in ruleInput, ids idSource) []openflow.Flow {
 		next = TableCommit
 	}
 	var flows []openflow.Flow
+	var dims []peerDim
 	for _, g := range ruleGroups(in, peers) {
-		flows = append(flows, groupFlows(in, g, key, cookie, next, ids)...)
+		f, d := groupFlows(in, g, key, cookie, next, ids)
+		flows = append(flows, f...)
+		if d != nil {
+			dims = append(dims, *d)
+		}
 	}
-	return flows
+	return flows, dims
+}
+
+// peerDim is the peer dimension of one conjunction: a flow per peer address
+// of the families in fams, all with one action. A rule's peer dimensions
+// are kept apart from its other flows because they are most of them and
+// often unchanged when the rule is recomputed (a target came or went).
+type peerDim struct {
+	peers  []peerAddr // read only
+	fams   map[family]bool
+	dir    string // "src" or "dst"
+	table  uint8
+	cookie openflow.Cookie
+	action string
+}
+
+// flows renders the dimension.
+func (d peerDim) flows() []openflow.Flow {
+	out := make([]openflow.Flow, 0, len(d.peers))
+	for _, p := range d.peers {
+		if d.fams[familyOf(p.prefix.Addr())] {
+			out = append(out, openflow.Flow{Table: d.table, Priority: PrioRuleConj, Cookie: d.cookie, Match: p.matchAs(d.dir), Actions: d.action})
+		}
+	}
+	return out
+}
+
+// signature is everything flows depends on but the peers themselves.
+func (d peerDim) signature() string {
+	return fmt.Sprintf("%d/%s/%x/%s/v4=%t,v6=%t/%d", d.table, d.dir, uint64(d.cookie), d.action, d.fams[4], d.fams[6], len(d.peers))
 }
 
 // rulePeers expands a rule's peers into address blocks: ipBlocks minus their
-// exceptions as disjoint prefixes, selected pods as host addresses.
+// exceptions as disjoint prefixes, selected pods as host addresses; sorted
+// by match text (see compareAddrs), one per prefix (the first peer listing
+// it wins). A rule whose only peer is one selector gets that selector's
+// shared list: read only.
 func rulePeers(in ruleInput) []peerAddr {
-	var out []peerAddr
-	seen := map[netip.Prefix]bool{}
-	add := func(p peerAddr) {
-		if !seen[p.prefix] {
-			seen[p.prefix] = true
-			out = append(out, p)
-		}
+	peers := in.rule.Peers
+	if len(peers) == 1 && peers[0].IPBlock == nil {
+		return in.peerAddrs(&peers[0], in.policy.Namespace)
 	}
-	for i := range in.rule.Peers {
-		peer := &in.rule.Peers[i]
+	var out []peerAddr
+	for i := range peers {
+		peer := &peers[i]
+		var next []peerAddr
 		if peer.IPBlock != nil {
 			for _, p := range addr.Subtract(peer.IPBlock.CIDR, peer.IPBlock.Except) {
-				add(peerAddr{prefix: p})
+				next = append(next, peerAddr{prefix: p, match: [2]string{prefixMatch(p, "src", ""), prefixMatch(p, "dst", "")}})
 			}
-			continue
+			slices.SortFunc(next, compareAddrs)
+		} else {
+			next = in.peerAddrs(peer, in.policy.Namespace)
 		}
-		for _, pod := range in.peerPods(peer, in.policy.Namespace) {
-			for _, ip := range pod.IPs {
-				add(peerAddr{prefix: addr.HostPrefix(ip), pod: pod})
-			}
+		out = mergeAddrs(out, next)
+	}
+	return out
+}
+
+// mergeAddrs merges two sorted address lists into a new one; of equal
+// prefixes, a's is kept.
+func mergeAddrs(a, b []peerAddr) []peerAddr {
+	out := make([]peerAddr, 0, len(a)+len(b))
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		switch c := compareAddrs(a[i], b[j]); {
+		case c < 0:
+			out = append(out, a[i])
+			i++
+		case c > 0:
+			out = append(out, b[j])
+			j++
+		default:
+			out = append(out, a[i])
+			i++
+			j++
 		}
 	}
-	slices.SortFunc(out, func(a, b peerAddr) int {
-		if addr.PrefixLess(a.prefix, b.prefix) {
-			return -1
-		}
-		if addr.PrefixLess(b.prefix, a.prefix) {
-			return 1
-		}
-		return 0
-	})
-	return out
+	out = append(out, a[i:]...)
+	return append(out, b[j:]...)
 }
 
 // ruleGroups splits a rule by port resolution. Numeric ports form one group
@@ -210,12 +274,18 @@ func ruleGroups(in ruleInput, peers []peerAddr) []group {
 // count: a pod in an IPv4 block is no IPv6 peer.
 func egressNamedAddrs(in ruleInput, peers []peerAddr) []peerAddr {
 	var out []peerAddr
-	seen := map[netip.Prefix]bool{}
+	seen := map[netip.Prefix]int{} // index in out
 	add := func(ip netip.Addr, pod *model.Pod) {
 		p := addr.HostPrefix(ip)
-		if !seen[p] {
-			seen[p] = true
+		i, ok := seen[p]
+		switch {
+		case !ok:
+			seen[p] = len(out)
 			out = append(out, peerAddr{prefix: p, pod: pod})
+		case podLess(pod, out[i].pod):
+			// Two live pods claim the address: its ports are the first
+			// pod's by namespace/name, whatever order pods come in.
+			out[i].pod = pod
 		}
 	}
 	var blocks []netip.Prefix
@@ -239,6 +309,14 @@ func egressNamedAddrs(in ruleInput, peers []peerAddr) []peerAddr {
 		}
 	}
 	return out
+}
+
+// podLess orders pods by namespace/name, then UID.
+func podLess(a, b *model.Pod) bool {
+	if a.Key() != b.Key() {
+		return a.Key() < b.Key()
+	}
+	return a.UID < b.UID
 }
 
 func containedIn(ip netip.Addr, blocks []netip.Prefix) bool {
@@ -301,26 +379,28 @@ func resolveNamed(specs []model.PortSpec, pod *model.Pod) []portMatch {
 }
 
 func dedupePorts(in []portMatch) []portMatch {
-	seen := map[portMatch]bool{}
-	var out []portMatch
+	if len(in) <= 1 {
+		return in
+	}
+	out := make([]portMatch, 0, len(in))
 	for _, m := range in {
-		if !seen[m] {
-			seen[m] = true
+		if !slices.Contains(out, m) {
 			out = append(out, m)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		if a.proto != b.proto {
-			return a.proto < b.proto
+	slices.SortFunc(out, func(a, b portMatch) int {
+		switch {
+		case a.proto != b.proto:
+			return strings.Compare(string(a.proto), string(b.proto))
+		case a.all != b.all:
+			if a.all {
+				return -1
+			}
+			return 1
+		case a.mask.Value != b.mask.Value:
+			return int(a.mask.Value) - int(b.mask.Value)
 		}
-		if a.all != b.all {
-			return a.all
-		}
-		if a.mask.Value != b.mask.Value {
-			return a.mask.Value < b.mask.Value
-		}
-		return a.mask.Mask < b.mask.Mask
+		return int(a.mask.Mask) - int(b.mask.Mask)
 	})
 	return out
 }
@@ -349,9 +429,10 @@ func familyOf(a netip.Addr) family {
 }
 
 // groupFlows renders one group as a conjunction: targets × peers × ports,
-// leaving out unconstrained dimensions. With only the target dimension left,
-// the rule needs no conjunction: each target flow allows directly.
-func groupFlows(in ruleInput, g group, ruleKey string, cookie openflow.Cookie, next uint8, ids idSource) []openflow.Flow {
+// leaving out unconstrained dimensions; the peer dimension is returned
+// unrendered. With only the target dimension left, the rule needs no
+// conjunction: each target flow allows directly.
+func groupFlows(in ruleInput, g group, ruleKey string, cookie openflow.Cookie, next uint8, ids idSource) ([]openflow.Flow, *peerDim) {
 	// Families the conjunction can ever complete for.
 	fams := map[family]bool{}
 	for _, t := range g.targets {
@@ -371,30 +452,24 @@ func groupFlows(in ruleInput, g group, ruleKey string, cookie openflow.Cookie, n
 		}
 	}
 	if len(fams) == 0 {
-		return nil
+		return nil, nil
 	}
 
+	// The dimensions in conjunction order: targets, peers, ports. Peers
+	// are never empty here (a family without peers was dropped above).
 	var dims [][]string
 	dims = append(dims, targetMatches(in, g.targets, fams))
+	peerIndex := -1
 	if !g.allPeers {
-		dir := "src"
-		if in.dir == model.Egress {
-			dir = "dst"
-		}
-		var m []string
-		for _, p := range g.peers {
-			if fams[familyOf(p.prefix.Addr())] {
-				m = append(m, prefixMatch(p.prefix, dir, ""))
-			}
-		}
-		dims = append(dims, m)
+		peerIndex = len(dims)
+		dims = append(dims, nil)
 	}
 	if !g.allPorts {
 		dims = append(dims, portMatches(g.ports, fams))
 	}
-	for _, d := range dims {
-		if len(d) == 0 {
-			return nil
+	for i, d := range dims {
+		if len(d) == 0 && i != peerIndex {
+			return nil, nil
 		}
 	}
 
@@ -408,7 +483,7 @@ func groupFlows(in ruleInput, g group, ruleKey string, cookie openflow.Cookie, n
 		for _, m := range dims[0] {
 			flows = append(flows, openflow.Flow{Table: table, Priority: PrioRuleAllow, Cookie: cookie, Match: m, Actions: allow})
 		}
-		return flows
+		return flows, nil
 	}
 	conjKey := ruleKey
 	if g.key != "" {
@@ -421,15 +496,24 @@ func groupFlows(in ruleInput, g group, ruleKey string, cookie openflow.Cookie, n
 	}
 	flows = make([]openflow.Flow, 0, n)
 	ids32 := strconv.FormatUint(uint64(id), 10)
+	var peer *peerDim
 	for k, d := range dims {
 		action := "conjunction(" + ids32 + "," + strconv.Itoa(k+1) + "/" + strconv.Itoa(len(dims)) + ")"
+		if k == peerIndex {
+			dir := "src"
+			if in.dir == model.Egress {
+				dir = "dst"
+			}
+			peer = &peerDim{peers: g.peers, fams: fams, dir: dir, table: table, cookie: cookie, action: action}
+			continue
+		}
 		for _, m := range d {
 			flows = append(flows, openflow.Flow{Table: table, Priority: PrioRuleConj, Cookie: cookie, Match: m, Actions: action})
 		}
 	}
 	flows = append(flows, openflow.Flow{Table: table, Priority: PrioRuleConj, Cookie: cookie,
 		Match: "conj_id=" + ids32, Actions: allow})
-	return flows
+	return flows, peer
 }
 
 // targetMatches identifies the rule's local pods: by ingress port for egress
