@@ -1,8 +1,10 @@
 package compiler
 
 import (
+	"cmp"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -167,34 +169,48 @@ func mergeKey(fs []openflow.Flow) (openflow.Flow, error) {
 			action string
 			cookie openflow.Cookie
 		}
-		var parts []part
+		parts := make([]part, 0, len(fs))
 		for _, f := range fs {
 			if !isConjunction(f.Actions) {
 				return openflow.Flow{}, fmt.Errorf("flow table=%d,priority=%d,%s: conjunction and non-conjunction actions collide", k.Table, k.Priority, k.Match)
 			}
-			for _, a := range splitConjunctions(f.Actions) {
+			for rest := f.Actions; rest != ""; {
+				a := rest
+				if i := strings.Index(rest, "),"); i >= 0 {
+					a, rest = rest[:i+1], rest[i+2:]
+				} else {
+					rest = ""
+				}
 				parts = append(parts, part{conjunctionID(a), a, f.Cookie})
 			}
 		}
-		sort.Slice(parts, func(i, j int) bool {
-			if parts[i].id != parts[j].id {
-				return parts[i].id < parts[j].id
+		slices.SortFunc(parts, func(a, b part) int {
+			switch {
+			case a.id != b.id:
+				return cmp.Compare(a.id, b.id)
+			case a.action != b.action:
+				return strings.Compare(a.action, b.action)
 			}
-			if parts[i].action != parts[j].action {
-				return parts[i].action < parts[j].action
-			}
-			return parts[i].cookie < parts[j].cookie
+			return cmp.Compare(a.cookie, b.cookie)
 		})
-		var actions []string
+		n := 0
+		for _, p := range parts {
+			n += len(p.action) + 1
+		}
+		var b strings.Builder
+		b.Grow(n)
 		for i, p := range parts {
 			if i > 0 && p.action == parts[i-1].action {
 				continue
 			}
-			actions = append(actions, p.action)
+			if b.Len() > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(p.action)
 		}
 		f := fs[0]
 		f.Cookie = parts[0].cookie
-		f.Actions = strings.Join(actions, ",")
+		f.Actions = b.String()
 		return f, nil
 	}
 	f := fs[0]
@@ -220,13 +236,4 @@ func conjunctionID(action string) uint32 {
 	}
 	id, _ := strconv.ParseUint(digits[:n], 10, 32)
 	return uint32(id)
-}
-
-// splitConjunctions splits "conjunction(1,1/2),conjunction(5,2/3)".
-func splitConjunctions(actions string) []string {
-	var out []string
-	for _, a := range strings.SplitAfter(actions, "),") {
-		out = append(out, strings.TrimSuffix(a, ","))
-	}
-	return out
 }
