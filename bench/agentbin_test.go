@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -16,7 +17,9 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
 	"github.com/ovs-netpol/ovs-netpol/pkg/flowsync"
@@ -65,9 +68,20 @@ func agentBinary(b *testing.B, ctx context.Context, sw *ovstest.Switch, kc *k8st
 		"--ovs-rundir="+sw.Dir, "--datapath-type=netdev", "--metrics-addr="+addr,
 		"--node-ip="+NodeIP.String(), "--log-level=warn")
 	cmd.Stdout, cmd.Stderr = logf, logf
-	if v := os.Getenv("BENCH_AGENT_GOMEMLIMIT"); v != "" {
-		cmd.Env = append(os.Environ(), "GOMEMLIMIT="+v)
+	// Run it as deployed: with the DaemonSet's memory limit for Go.
+	limit, err := deployedGOMEMLIMIT(root)
+	if err != nil {
+		b.Fatal(err)
 	}
+	if v, ok := os.LookupEnv("BENCH_AGENT_GOMEMLIMIT"); ok {
+		limit = v // "off": Go's default
+	}
+	cmd.Env = append(os.Environ(), "GOMEMLIMIT="+limit)
+	limitBytes, err := parseByteSize(limit)
+	if err != nil {
+		b.Fatalf("GOMEMLIMIT %q: %v", limit, err)
+	}
+	b.ReportMetric(float64(limitBytes)/(1<<20), "agent-gomemlimit-MiB")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	t0 := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -222,4 +236,53 @@ func freeAddr() (string, error) {
 	}
 	defer l.Close()
 	return l.Addr().String(), nil
+}
+
+// deployedGOMEMLIMIT is the GOMEMLIMIT the DaemonSet gives the agent
+// container in manifests/daemonset.yaml ("off" when it sets none).
+func deployedGOMEMLIMIT(root string) (string, error) {
+	data, err := os.ReadFile(filepath.Join(root, "manifests", "daemonset.yaml"))
+	if err != nil {
+		return "", err
+	}
+	var ds appsv1.DaemonSet
+	if err := yaml.Unmarshal(data, &ds); err != nil {
+		return "", fmt.Errorf("manifests/daemonset.yaml: %w", err)
+	}
+	for _, c := range ds.Spec.Template.Spec.Containers {
+		if c.Name != "agent" {
+			continue
+		}
+		for _, e := range c.Env {
+			if e.Name == "GOMEMLIMIT" {
+				return e.Value, nil
+			}
+		}
+		return "off", nil
+	}
+	return "", errors.New("manifests/daemonset.yaml: no container named agent")
+}
+
+// parseByteSize reads a GOMEMLIMIT value ("off" is 0): a number with an
+// optional B, KiB, MiB, GiB or TiB suffix, as the Go runtime accepts.
+func parseByteSize(v string) (int64, error) {
+	if v == "off" {
+		return 0, nil
+	}
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if n, ok := strings.CutSuffix(v, u.suffix); ok {
+			v, mult = n, u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	return n * mult, nil
 }

@@ -236,7 +236,11 @@ func table(w io.Writer, r results) {
 		idle, _ := r.get(a, "agent-idle-rss-MB")
 		peak, _ := r.get(a, "agent-peak-rss-MB")
 		heap, _ := r.get(a, "agent-heap-MB")
-		add("agent binary steady-state RSS at S1 (after a 1,000-event burst)", "≤ 100 MB",
+		limit := "GOMEMLIMIT off"
+		if l, _ := r.get(a, "agent-gomemlimit-MiB"); l > 0 {
+			limit = fmt.Sprintf("GOMEMLIMIT=%.0fMiB", l)
+		}
+		add(fmt.Sprintf("agent binary steady-state RSS at S1 (after a 1,000-event burst), as deployed (%s, from manifests/daemonset.yaml)", limit), "≤ 100 MB",
 			fmt.Sprintf("%.0f MB (idle after sync %.0f MB; Go heap %.0f MB; startup peak %.0f MB)", v, idle, heap, peak), verdict(v <= 100))
 	}
 
