@@ -134,6 +134,46 @@ func (s *FlowSet) SetFragment(id string, flows []openflow.Flow) error {
 	return nil
 }
 
+// PatchFragment changes fragment id's flows by single flows, in order: an
+// add puts f in place of the fragment's flow of f's key (or inserts it), a
+// remove drops the flow of f's key. It costs a binary search per change
+// where SetFragment walks the whole fragment; the fragment's keys must stay
+// distinct, which adds replacing flows of their key guarantee.
+func (s *FlowSet) PatchFragment(id string, changes []FlowChange) {
+	fs := s.frags[id]
+	for _, c := range changes {
+		k := c.Flow.Key()
+		i, found := slices.BinarySearchFunc(fs, k, func(f openflow.Flow, k openflow.Key) int { return compareKeys(f.Key(), k) })
+		switch {
+		case c.Remove && found:
+			fs = slices.Delete(fs, i, i+1)
+			s.sharers[k] = without(s.sharers[k], id)
+			s.touched[k] = struct{}{}
+		case c.Remove:
+		case found:
+			if fs[i] != c.Flow {
+				fs[i] = c.Flow
+				s.touched[k] = struct{}{}
+			}
+		default:
+			fs = slices.Insert(fs, i, c.Flow)
+			s.sharers[k] = append(s.sharers[k], id)
+			s.touched[k] = struct{}{}
+		}
+	}
+	if len(fs) == 0 {
+		delete(s.frags, id)
+	} else {
+		s.frags[id] = fs
+	}
+}
+
+// FlowChange is one change of PatchFragment.
+type FlowChange struct {
+	Flow   openflow.Flow
+	Remove bool
+}
+
 func without(ids []string, id string) []string {
 	for i := range ids {
 		if ids[i] == id {

@@ -30,10 +30,6 @@ type addrGroup struct {
 	policyNS string     // the namespace a nil namespace selector means
 	refs     int        // indexed peers with these selectors
 
-	// version changes with the members: a number never used before by any
-	// group of this Incremental, so rules can tell whether their peers moved.
-	version uint64
-
 	built   bool
 	members map[string]*model.Pod // by UID: active pods with addresses it selects
 	sorted  []peerAddr            // members' addresses, sorted, one per prefix; nil: stale
@@ -101,7 +97,7 @@ func (in *Incremental) refGroups(p *model.Policy) {
 			k := groupKey(peer, p.Namespace)
 			g := in.groups[k]
 			if g == nil {
-				g = &addrGroup{peer: model.Peer{NamespaceSelector: peer.NamespaceSelector, PodSelector: peer.PodSelector}, policyNS: p.Namespace, version: in.nextVersion()}
+				g = &addrGroup{peer: model.Peer{NamespaceSelector: peer.NamespaceSelector, PodSelector: peer.PodSelector}, policyNS: p.Namespace}
 				in.groups[k] = g
 			}
 			r = &peerRef{g: g}
@@ -180,34 +176,34 @@ func (in *Incremental) groupSeesPod(g *addrGroup, old, p *model.Pod) {
 	if !g.built {
 		return
 	}
-	changed := false
 	if old != nil {
 		if m, ok := g.members[old.UID]; ok {
 			delete(g.members, old.UID)
 			g.sorted = in.withoutAddrs(g.sorted, m)
-			changed = true
+			if g.shared {
+				g.sorted = nil // which pod owns a shared address is for the rebuild to say
+			}
 		}
 	}
 	if p != nil && len(p.IPs) > 0 && in.c.PeerSelects(&g.peer, g.policyNS, p) {
 		g.members[p.UID] = p
 		g.sorted = in.withAddrs(g.sorted, p)
-		changed = true
-	}
-	if g.shared {
-		g.sorted = nil // which pod owns a shared address is for the rebuild to say
-	}
-	if changed {
-		g.version = in.nextVersion()
+		if g.shared {
+			g.sorted = nil
+		}
 	}
 }
 
-// withAddrs inserts a new member's addresses into sorted (nil stays nil: to
-// be rebuilt); an address already listed (another pod's) asks for a rebuild,
-// which picks the pod that owns it deterministically and notes the sharing.
+// withAddrs returns sorted with a new member's addresses inserted, as a new
+// slice: a list once handed out never changes (rules remember the lists
+// they rendered). Nil stays nil: to be rebuilt; an address already listed
+// (another pod's) asks for a rebuild, which picks the pod that owns it
+// deterministically and notes the sharing.
 func (in *Incremental) withAddrs(sorted []peerAddr, p *model.Pod) []peerAddr {
 	if sorted == nil {
 		return nil
 	}
+	sorted = slices.Clip(sorted) // Insert then copies
 	for _, a := range in.podPeerAddrs(p) {
 		i, found := slices.BinarySearchFunc(sorted, a, compareAddrs)
 		if found {
@@ -218,8 +214,8 @@ func (in *Incremental) withAddrs(sorted []peerAddr, p *model.Pod) []peerAddr {
 	return sorted
 }
 
-// withoutAddrs removes a leaving member's addresses from sorted (only
-// called while no members share an address).
+// withoutAddrs returns sorted without a leaving member's addresses, as a
+// new slice (see withAddrs); only called while no members share an address.
 func (in *Incremental) withoutAddrs(sorted []peerAddr, p *model.Pod) []peerAddr {
 	if sorted == nil {
 		return nil
@@ -229,20 +225,14 @@ func (in *Incremental) withoutAddrs(sorted []peerAddr, p *model.Pod) []peerAddr 
 		if !found || sorted[i].pod != p {
 			return nil
 		}
-		sorted = slices.Delete(sorted, i, i+1)
+		sorted = slices.Concat(sorted[:i], sorted[i+1:])
 	}
 	return sorted
 }
 
-func (in *Incremental) nextVersion() uint64 {
-	in.versions++
-	return in.versions
-}
-
 // invalidate makes a group rebuild from a scan when next read.
-func (in *Incremental) invalidate(g *addrGroup) {
+func (g *addrGroup) invalidate() {
 	g.built, g.members, g.sorted = false, nil, nil
-	g.version = in.nextVersion()
 }
 
 // groupAddrs returns the addresses of the pods a selector peer of an

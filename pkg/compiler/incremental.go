@@ -42,10 +42,9 @@ type Incremental struct {
 	groups     map[string]*addrGroup
 	peerGroups map[peerUse]*peerRef
 	podAddrs   map[string]podAddrs
-	// peerSigs holds, per rule with a peer fragment, what its peer flows
-	// were rendered from ("" when that cannot be told; see setRulePeers).
-	peerSigs map[string]string
-	versions uint64 // the last group version handed out
+	// peerMemos holds, per rule with a peer fragment, what its peer flows
+	// were rendered from (see setRulePeers).
+	peerMemos map[string]*peerMemo
 
 	set   *FlowSet
 	dirty map[string]bool
@@ -64,7 +63,7 @@ func NewIncremental(c *model.Cluster, cfg Config) *Incremental {
 		groups:       map[string]*addrGroup{},
 		peerGroups:   map[peerUse]*peerRef{},
 		podAddrs:     map[string]podAddrs{},
-		peerSigs:     map[string]string{},
+		peerMemos:    map[string]*peerMemo{},
 		set:          NewFlowSet(),
 		dirty:        map[string]bool{},
 	}
@@ -130,7 +129,7 @@ func (in *Incremental) markAll() {
 	for _, p := range in.c.Policies {
 		in.markPolicy(p)
 	}
-	clear(in.peerSigs) // render every peer fragment again
+	clear(in.peerMemos) // render every peer fragment again
 	in.set.fragments(func(id string) {
 		if key, ok := strings.CutPrefix(id, "rulepeers/"); ok {
 			id = ruleFrag(key) // computed with its rule
@@ -377,7 +376,7 @@ func (in *Incremental) markNamespaceChange(old, ns *model.Namespace) {
 			if peer.NamespaceSelector != nil && peer.NamespaceSelector.Matches(oldLabels) != peer.NamespaceSelector.Matches(newLabels) {
 				in.dirty[ruleFrag(RuleKey(r.pol, r.dir, r.index))] = true
 				if g := in.group(peer, r.pol.Namespace); g != nil {
-					in.invalidate(g)
+					g.invalidate()
 				}
 			}
 		}
@@ -529,8 +528,7 @@ func (in *Incremental) computeRule(key string) ([]openflow.Flow, error) {
 	var flows []openflow.Flow
 	var dims []peerDim
 	var used []string
-	var sources string
-	var memo bool
+	var disjoint bool
 	if pol != nil && in.c.PolicyAffects(pol, d) && index < len(pol.Rules(d)) {
 		var targets []*model.Pod
 		for _, pod := range in.podsByNS[pol.Namespace] {
@@ -544,14 +542,13 @@ func (in *Incremental) computeRule(key string) ([]openflow.Flow, error) {
 		sort.Slice(targets, func(i, j int) bool { return targets[i].Key() < targets[j].Key() })
 		rec := &recordingIDs{IDAllocator: in.ids}
 		rule := &pol.Rules(d)[index]
-		flows, dims = ruleFlows(ruleInput{
+		flows, dims, disjoint = ruleFlows(ruleInput{
 			cluster: in.c, cfg: in.cfg, policy: pol, dir: d, index: index,
 			rule: rule, targets: targets, peerAddrs: in.groupAddrs, allPods: in.allPods,
 		}, rec)
 		used = rec.keys
-		sources, memo = in.peerSources(pol, d, rule)
 	}
-	if err := in.setRulePeers(key, dims, sources, memo); err != nil {
+	if err := in.setRulePeers(key, dims, disjoint); err != nil {
 		return nil, err
 	}
 	keep := map[string]bool{}
@@ -572,70 +569,60 @@ func (in *Incremental) computeRule(key string) ([]openflow.Flow, error) {
 }
 
 // Peer dimensions live in a fragment of their own per rule, "rulepeers/"
-// + rule key, computed with the rule's. They are rendered again only when
-// what they depend on changed: the peers (their sources: the versions of
-// the rule's address groups and its ipBlocks) and, per conjunction, its
-// action, families and table. So a rule recomputed because a local target
-// came or went, which changes one flow, does not render and diff its
-// hundreds of peer flows.
+// + rule key, computed with the rule's. A rule remembers the peer lists it
+// rendered (lists are never changed in place: see withAddrs), so when it is
+// recomputed its peer flows are
+//   - left alone when its dimensions and their lists are the same (a local
+//     target came or went: one flow changes, not its hundreds of peers);
+//   - patched, one flow per address that came or went, when only the lists
+//     changed (a pod joined or left a group) and no two dimensions can
+//     share an address;
+//   - rendered again otherwise.
 func rulePeersFrag(key string) string { return "rulepeers/" + key }
 
-// peerSources describes where a rule's peers come from; memo is false when
-// that is not enough to know them: egress named ports over ipBlocks or
-// every peer resolve against all pods.
-func (in *Incremental) peerSources(pol *model.Policy, d model.Direction, r *model.Rule) (string, bool) {
-	if d == model.Egress && hasNamedPort(r) && (r.AllPeers() || hasIPBlock(r)) {
-		return "", false
-	}
-	var b strings.Builder
-	for i := range r.Peers {
-		peer := &r.Peers[i]
-		if peer.IPBlock != nil {
-			b.WriteString(peer.IPBlock.CIDR.String())
-			for _, e := range peer.IPBlock.Except {
-				b.WriteString("-" + e.String())
-			}
-		} else {
-			g := in.group(peer, pol.Namespace)
-			if g == nil {
-				return "", false
-			}
-			b.WriteString("g" + strconv.FormatUint(g.version, 10))
-		}
-		b.WriteByte(';')
-	}
-	return b.String(), true
+// peerMemo is what a rule's peer fragment was rendered from.
+type peerMemo struct {
+	sig   string       // the dimensions' signatures
+	peers [][]peerAddr // each dimension's list
 }
 
-// setRulePeers updates the rule's peer fragment unless its signature says
-// it is unchanged.
-func (in *Incremental) setRulePeers(key string, dims []peerDim, sources string, memo bool) error {
-	old, had := in.peerSigs[key]
+// setRulePeers updates the rule's peer fragment from its dimensions.
+// disjoint says no address can be in two of them (so that each flow of the
+// fragment comes from one dimension).
+func (in *Incremental) setRulePeers(key string, dims []peerDim, disjoint bool) error {
+	old := in.peerMemos[key]
+	id := rulePeersFrag(key)
 	if len(dims) == 0 {
-		if had {
-			delete(in.peerSigs, key)
-			return in.set.SetFragment(rulePeersFrag(key), nil)
+		if old != nil {
+			delete(in.peerMemos, key)
+			return in.set.SetFragment(id, nil)
 		}
 		return nil
 	}
-	sig := ""
-	if memo {
-		var b strings.Builder
-		b.WriteString(sources)
-		for _, d := range dims {
-			b.WriteString("|" + d.signature())
+	next := &peerMemo{peers: make([][]peerAddr, len(dims))}
+	var b strings.Builder
+	for i, d := range dims {
+		b.WriteString(d.signature())
+		b.WriteByte('|')
+		next.peers[i] = d.peers
+	}
+	next.sig = b.String()
+	in.peerMemos[key] = next
+	if old != nil && old.sig == next.sig && (disjoint || len(dims) == 1) {
+		var removes, adds []FlowChange
+		for i, d := range dims {
+			d.diff(old.peers[i], &removes, &adds)
 		}
-		sig = b.String()
-		if had && old == sig {
-			return nil
-		}
+		// Removes first: an address moving between dimensions is removed
+		// from one before it is added to the other.
+		in.set.PatchFragment(id, append(removes, adds...))
+		return nil
 	}
 	var flows []openflow.Flow
 	for _, d := range dims {
 		flows = append(flows, d.flows()...)
 	}
-	in.peerSigs[key] = sig // "": not memoized, rendered each time
-	return in.set.SetFragment(rulePeersFrag(key), flows)
+	return in.set.SetFragment(id, flows)
 }
 
 // peerPods returns the pods a selector peer selects: what

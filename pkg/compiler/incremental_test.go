@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/labels"
+
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 	"github.com/ovs-netpol/ovs-netpol/pkg/netpoltest"
@@ -74,6 +76,96 @@ func TestIncrementalEqualsFull(t *testing.T) {
 			prev = got
 		}
 	}
+}
+
+// TestIncrementalLongBatches: hundreds of events between two Flushes, so
+// that rules whose peer fragments are patched, rendered again and left
+// alone meet in one Flush.
+func TestIncrementalLongBatches(t *testing.T) {
+	for seed := int64(1); seed <= 6; seed++ {
+		rng := rand.New(rand.NewPCG(uint64(seed), 7))
+		f := netpoltest.NewFixture(netpoltest.Options{Nodes: 2})
+		netpoltest.Randomize(rng, f)
+		cfg := compiler.Config{Node: "node-1", UplinkPort: 9, NodeIPs: []netip.Addr{netpoltest.NodeIP(1)}}
+		cfg.Bindings = compiler.DefaultBindings(f.Cluster, "node-1", nil, 9)
+		in := compiler.NewIncremental(copyCluster(f.Cluster), cfg)
+		if _, err := in.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		for round := 0; round < 4; round++ {
+			n := []int{5, 300, 40, 150}[round]
+			for range n {
+				randomEvent(rng, f, in)
+			}
+			if _, err := in.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			full, err := compiler.Compile(in.Cluster(), in.Config())
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, want := byKey(in.Flows()), byKey(full.Flows)
+			for k, w := range want {
+				if g := got[k]; g != w {
+					t.Fatalf("seed %d round %d (%d events): incremental has %v, full compile %v", seed, round, n, g, w)
+				}
+			}
+			if len(got) != len(want) {
+				t.Fatalf("seed %d round %d: incremental has %d flows, full compile %d", seed, round, len(got), len(want))
+			}
+		}
+	}
+}
+
+// TestGroupChurn: a peer group changes hundreds of times between two
+// Flushes, then a few times; the rule's peer fragment is patched from the
+// lists it rendered.
+func TestGroupChurn(t *testing.T) {
+	f := netpoltest.NewFixture(netpoltest.Options{Nodes: 2})
+	cfg := compiler.Config{Node: "node-1", UplinkPort: 9, NodeIPs: []netip.Addr{netpoltest.NodeIP(1)}}
+	cfg.Bindings = compiler.DefaultBindings(f.Cluster, "node-1", nil, 9)
+	in := compiler.NewIncremental(copyCluster(f.Cluster), cfg)
+	web := labels.SelectorFromSet(labels.Set{"app": "web"})
+	in.SetPolicy(&model.Policy{Namespace: "x", Name: "from-web", APIVersion: "networking.k8s.io/v1",
+		PodSelector: labels.Everything(), AffectsIngress: true,
+		Ingress: []model.Rule{{Peers: []model.Peer{{NamespaceSelector: labels.Everything(), PodSelector: web}}}}})
+	check := func(what string) {
+		t.Helper()
+		if _, err := in.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		full, err := compiler.Compile(in.Cluster(), in.Config())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, want := byKey(in.Flows()), byKey(full.Flows)
+		for k, w := range want {
+			if g := got[k]; g != w {
+				t.Fatalf("%s: incremental has %v, full compile %v", what, g, w)
+			}
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%s: incremental has %d flows, full compile %d", what, len(got), len(want))
+		}
+	}
+	toggle := func(key string, i int) {
+		pod := *in.Cluster().Pods[f.Pods[key].UID]
+		pod.Labels = labels.Set{"pod": pod.Labels["pod"]}
+		if i%2 == 0 {
+			pod.Labels["app"] = "web"
+		}
+		in.SetPod(&pod)
+	}
+	toggle("y/b", 0)
+	check("one peer")
+	for i := range 201 { // ends out of the group
+		toggle([]string{"y/a", "z/c", "z/b"}[i%3], i)
+	}
+	check("201 changes")
+	for i := range 3 {
+		toggle("z/a", i)
+	}
+	check("3 changes")
 }
 
 func copyCluster(c *model.Cluster) *model.Cluster {

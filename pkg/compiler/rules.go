@@ -85,18 +85,18 @@ type group struct {
 
 // ruleFlows compiles one rule into its conjunctions: the flows of targets,
 // ports and conj_id (and direct allows), and the peer dimension of each
-// conjunction, left unrendered (see peerDim). ids hands out stable
-// conjunction IDs.
-func ruleFlows(in ruleInput, ids idSource) ([]openflow.Flow, []peerDim) {
+// conjunction, left unrendered (see peerDim); disjoint says no address is in
+// two dimensions. ids hands out stable conjunction IDs.
+func ruleFlows(in ruleInput, ids idSource) (flows []openflow.Flow, dims []peerDim, disjoint bool) {
 	r := in.rule
 	if len(in.targets) == 0 {
-		return nil, nil
+		return nil, nil, false
 	}
 	var peers []peerAddr
 	if !r.AllPeers() {
 		peers = rulePeers(in)
 		if len(peers) == 0 {
-			return nil, nil // peer selectors that match nothing allow nothing
+			return nil, nil, false // peer selectors that match nothing allow nothing
 		}
 	}
 	key := RuleKey(in.policy, in.dir, in.index)
@@ -105,16 +105,19 @@ func ruleFlows(in ruleInput, ids idSource) ([]openflow.Flow, []peerDim) {
 	if in.dir == model.Ingress {
 		next = TableCommit
 	}
-	var flows []openflow.Flow
-	var dims []peerDim
-	for _, g := range ruleGroups(in, peers) {
+	groups := ruleGroups(in, peers)
+	// Egress named groups split the peers by how their ports resolve: no
+	// address is in two of them.
+	disjoint = in.dir == model.Egress
+	for _, g := range groups {
 		f, d := groupFlows(in, g, key, cookie, next, ids)
 		flows = append(flows, f...)
 		if d != nil {
 			dims = append(dims, *d)
 		}
+		disjoint = disjoint && g.key != ""
 	}
-	return flows, dims
+	return flows, dims, disjoint
 }
 
 // peerDim is the peer dimension of one conjunction: a flow per peer address
@@ -135,7 +138,7 @@ func (d peerDim) flows() []openflow.Flow {
 	out := make([]openflow.Flow, 0, len(d.peers))
 	for _, p := range d.peers {
 		if d.fams[familyOf(p.prefix.Addr())] {
-			out = append(out, openflow.Flow{Table: d.table, Priority: PrioRuleConj, Cookie: d.cookie, Match: p.matchAs(d.dir), Actions: d.action})
+			out = append(out, d.flow(p))
 		}
 	}
 	return out
@@ -143,7 +146,48 @@ func (d peerDim) flows() []openflow.Flow {
 
 // signature is everything flows depends on but the peers themselves.
 func (d peerDim) signature() string {
-	return fmt.Sprintf("%d/%s/%x/%s/v4=%t,v6=%t/%d", d.table, d.dir, uint64(d.cookie), d.action, d.fams[4], d.fams[6], len(d.peers))
+	return fmt.Sprintf("%d/%s/%x/%s/v4=%t,v6=%t", d.table, d.dir, uint64(d.cookie), d.action, d.fams[4], d.fams[6])
+}
+
+// flow renders one peer address of the dimension.
+func (d peerDim) flow(p peerAddr) openflow.Flow {
+	return openflow.Flow{Table: d.table, Priority: PrioRuleConj, Cookie: d.cookie, Match: p.matchAs(d.dir), Actions: d.action}
+}
+
+// diff appends the flow changes that turn the dimension rendered from old
+// into the dimension rendered from its peers (both sorted by compareAddrs).
+func (d peerDim) diff(old []peerAddr, removes, adds *[]FlowChange) {
+	cur := d.peers
+	if len(old) == len(cur) && (len(cur) == 0 || &old[0] == &cur[0]) {
+		return // the same list
+	}
+	i, j := 0, 0
+	for i < len(old) || j < len(cur) {
+		c := 0
+		switch {
+		case i == len(old):
+			c = 1
+		case j == len(cur):
+			c = -1
+		default:
+			c = compareAddrs(old[i], cur[j])
+		}
+		switch {
+		case c < 0:
+			if d.fams[familyOf(old[i].prefix.Addr())] {
+				*removes = append(*removes, FlowChange{Flow: d.flow(old[i]), Remove: true})
+			}
+			i++
+		case c > 0:
+			if d.fams[familyOf(cur[j].prefix.Addr())] {
+				*adds = append(*adds, FlowChange{Flow: d.flow(cur[j])})
+			}
+			j++
+		default:
+			i++
+			j++
+		}
+	}
 }
 
 // rulePeers expands a rule's peers into address blocks: ipBlocks minus their
@@ -273,41 +317,43 @@ func ruleGroups(in ruleInput, peers []peerAddr) []group {
 // address when the rule has no peers. Only addresses the rule's peers cover
 // count: a pod in an IPv4 block is no IPv6 peer.
 func egressNamedAddrs(in ruleInput, peers []peerAddr) []peerAddr {
+	if !in.rule.AllPeers() && !slices.ContainsFunc(peers, func(p peerAddr) bool { return p.pod == nil }) {
+		return peers // selected pods only: already sorted, one per address
+	}
 	var out []peerAddr
 	seen := map[netip.Prefix]int{} // index in out
-	add := func(ip netip.Addr, pod *model.Pod) {
-		p := addr.HostPrefix(ip)
-		i, ok := seen[p]
+	add := func(p peerAddr) {
+		i, ok := seen[p.prefix]
 		switch {
 		case !ok:
-			seen[p] = len(out)
-			out = append(out, peerAddr{prefix: p, pod: pod})
-		case podLess(pod, out[i].pod):
+			seen[p.prefix] = len(out)
+			out = append(out, p)
+		case podLess(p.pod, out[i].pod):
 			// Two live pods claim the address: its ports are the first
 			// pod's by namespace/name, whatever order pods come in.
-			out[i].pod = pod
+			out[i].pod = p.pod
 		}
 	}
 	var blocks []netip.Prefix
 	for _, p := range peers {
 		if p.pod != nil {
-			add(p.prefix.Addr(), p.pod)
+			add(p)
 		} else {
 			blocks = append(blocks, p.prefix)
 		}
 	}
-	if in.rule.AllPeers() || len(blocks) > 0 {
-		for _, pod := range in.allPods() {
-			if !pod.Active() {
-				continue
-			}
-			for _, ip := range pod.IPs {
-				if in.rule.AllPeers() || containedIn(ip, blocks) {
-					add(ip, pod)
-				}
+	for _, pod := range in.allPods() {
+		if !pod.Active() {
+			continue
+		}
+		for _, ip := range pod.IPs {
+			if in.rule.AllPeers() || containedIn(ip, blocks) {
+				pre := addr.HostPrefix(ip)
+				add(peerAddr{prefix: pre, pod: pod, match: [2]string{prefixMatch(pre, "src", ""), prefixMatch(pre, "dst", "")}})
 			}
 		}
 	}
+	slices.SortFunc(out, compareAddrs)
 	return out
 }
 
