@@ -2,7 +2,6 @@ package compiler
 
 import (
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
@@ -188,8 +187,27 @@ func without(ids []string, id string) []string {
 // flowOf returns fragment id's flow for key k.
 func (s *FlowSet) flowOf(id string, k openflow.Key) openflow.Flow {
 	fs := s.frags[id]
-	i := sort.Search(len(fs), func(i int) bool { return compareKeys(fs[i].Key(), k) >= 0 })
-	return fs[i]
+	lo, hi := 0, len(fs)
+	for lo < hi { // the first flow whose key is not below k
+		m := int(uint(lo+hi) >> 1)
+		if compareFlowKey(&fs[m], k) < 0 {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return fs[lo]
+}
+
+// compareFlowKey is compareKeys(f.Key(), k) without copying f.
+func compareFlowKey(f *openflow.Flow, k openflow.Key) int {
+	switch {
+	case f.Table != k.Table:
+		return int(f.Table) - int(k.Table)
+	case f.Priority != k.Priority:
+		return int(f.Priority) - int(k.Priority)
+	}
+	return strings.Compare(f.Match, k.Match)
 }
 
 // Commit merges the touched keys and returns those whose merged flow was

@@ -45,6 +45,8 @@ type Incremental struct {
 	// peerMemos holds, per rule with a peer fragment, what its peer flows
 	// were rendered from (see setRulePeers).
 	peerMemos map[string]*peerMemo
+	// egressSplits memoizes egress named-port splits per rule (see egressSplit).
+	egressSplits map[string]*egressSplit
 
 	set   *FlowSet
 	dirty map[string]bool
@@ -64,6 +66,7 @@ func NewIncremental(c *model.Cluster, cfg Config) *Incremental {
 		peerGroups:   map[peerUse]*peerRef{},
 		podAddrs:     map[string]podAddrs{},
 		peerMemos:    map[string]*peerMemo{},
+		egressSplits: map[string]*egressSplit{},
 		set:          NewFlowSet(),
 		dirty:        map[string]bool{},
 	}
@@ -542,11 +545,22 @@ func (in *Incremental) computeRule(key string) ([]openflow.Flow, error) {
 		sort.Slice(targets, func(i, j int) bool { return targets[i].Key() < targets[j].Key() })
 		rec := &recordingIDs{IDAllocator: in.ids}
 		rule := &pol.Rules(d)[index]
+		var split *egressSplit
+		if d == model.Egress && hasNamedPort(rule) {
+			if split = in.egressSplits[key]; split == nil {
+				split = &egressSplit{}
+				in.egressSplits[key] = split
+			}
+		}
 		flows, dims, disjoint = ruleFlows(ruleInput{
 			cluster: in.c, cfg: in.cfg, policy: pol, dir: d, index: index,
 			rule: rule, targets: targets, peerAddrs: in.groupAddrs, allPods: in.allPods,
+			egressSplit: split,
 		}, rec)
 		used = rec.keys
+	}
+	if len(flows) == 0 {
+		delete(in.egressSplits, key)
 	}
 	if err := in.setRulePeers(key, dims, disjoint); err != nil {
 		return nil, err

@@ -39,6 +39,9 @@ type ruleInput struct {
 	peerAddrs func(peer *model.Peer, policyNS string) []peerAddr
 	// allPods returns every pod (egress named ports with no peers).
 	allPods func() []*model.Pod
+	// egressSplit, if set, is the rule's memo of its egress named-port
+	// split, used and updated by ruleGroups.
+	egressSplit *egressSplit
 }
 
 // idSource hands out conjunction IDs by key.
@@ -293,9 +296,27 @@ func ruleGroups(in ruleInput, peers []peerAddr) []group {
 			}
 		}
 	} else {
-		for _, pa := range egressNamedAddrs(in, peers) {
-			if g := member(pa.pod); g != nil {
-				g.peers = append(g.peers, pa)
+		addrs := egressNamedAddrs(in, peers)
+		if m := in.egressSplit; m != nil && m.rule == r && sameList(m.addrs, addrs) {
+			// The same destinations as last time: the same split.
+			for i, k := range m.keys {
+				keys = append(keys, k)
+				byKey[k] = &namedGroup{ports: m.ports[i], peers: m.peers[i]}
+			}
+		} else {
+			for _, pa := range addrs {
+				if g := member(pa.pod); g != nil {
+					g.peers = append(g.peers, pa)
+				}
+			}
+			if m != nil {
+				*m = egressSplit{rule: r, addrs: addrs}
+				sort.Strings(keys)
+				for _, k := range keys {
+					m.keys = append(m.keys, k)
+					m.ports = append(m.ports, byKey[k].ports)
+					m.peers = append(m.peers, byKey[k].peers)
+				}
 			}
 		}
 	}
@@ -309,6 +330,22 @@ func ruleGroups(in ruleInput, peers []peerAddr) []group {
 		}
 	}
 	return groups
+}
+
+// egressSplit remembers how an egress rule's named ports split its
+// destinations: resolving names for hundreds of pods each time the rule is
+// recomputed (a local target came or went) is most of its cost.
+type egressSplit struct {
+	rule  *model.Rule
+	addrs []peerAddr // the destinations it split (a list never changed in place)
+	keys  []string
+	ports [][]portMatch
+	peers [][]peerAddr
+}
+
+// sameList reports whether a and b are the same list (not a copy).
+func sameList(a, b []peerAddr) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 // egressNamedAddrs are the destination pod addresses an egress rule's
