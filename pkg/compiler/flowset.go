@@ -18,8 +18,9 @@ type FlowSet struct {
 	// frags holds each fragment's flows, one per key (flows of one key
 	// merged within the fragment), sorted by key.
 	frags map[string][]openflow.Flow
-	// sharers lists, per key, the fragments with a flow for it.
-	sharers map[openflow.Key][]string
+	// sharers lists, per key, the fragments with a flow for it and what
+	// their flow says, so that Commit merges without looking flows up.
+	sharers map[openflow.Key][]share
 	merged  map[openflow.Key]openflow.Flow
 	// touched are the keys whose contributions changed since the last Commit.
 	touched map[openflow.Key]struct{}
@@ -31,7 +32,7 @@ type FlowSet struct {
 func NewFlowSet() *FlowSet {
 	return &FlowSet{
 		frags:   map[string][]openflow.Flow{},
-		sharers: map[openflow.Key][]string{},
+		sharers: map[openflow.Key][]share{},
 		merged:  map[openflow.Key]openflow.Flow{},
 		touched: map[openflow.Key]struct{}{},
 		removed: map[openflow.Key]openflow.Flow{},
@@ -108,18 +109,14 @@ func (s *FlowSet) SetFragment(id string, flows []openflow.Flow) error {
 		}
 		switch {
 		case c < 0:
-			k := prev[i].Key()
-			s.sharers[k] = without(s.sharers[k], id)
-			s.touched[k] = struct{}{}
+			s.unshare(prev[i].Key(), id)
 			i++
 		case c > 0:
-			k := next[j].Key()
-			s.sharers[k] = append(s.sharers[k], id)
-			s.touched[k] = struct{}{}
+			s.share(next[j], id)
 			j++
 		default:
 			if prev[i] != next[j] {
-				s.touched[next[j].Key()] = struct{}{}
+				s.reshare(next[j], id)
 			}
 			i++
 			j++
@@ -146,18 +143,16 @@ func (s *FlowSet) PatchFragment(id string, changes []FlowChange) {
 		switch {
 		case c.Remove && found:
 			fs = slices.Delete(fs, i, i+1)
-			s.sharers[k] = without(s.sharers[k], id)
-			s.touched[k] = struct{}{}
+			s.unshare(k, id)
 		case c.Remove:
 		case found:
 			if fs[i] != c.Flow {
 				fs[i] = c.Flow
-				s.touched[k] = struct{}{}
+				s.reshare(c.Flow, id)
 			}
 		default:
 			fs = slices.Insert(fs, i, c.Flow)
-			s.sharers[k] = append(s.sharers[k], id)
-			s.touched[k] = struct{}{}
+			s.share(c.Flow, id)
 		}
 	}
 	if len(fs) == 0 {
@@ -173,41 +168,42 @@ type FlowChange struct {
 	Remove bool
 }
 
-func without(ids []string, id string) []string {
-	for i := range ids {
-		if ids[i] == id {
-			last := len(ids) - 1
-			ids[i] = ids[last]
-			return ids[:last]
-		}
-	}
-	return ids
+// share is one fragment's flow for a key: the parts Commit merges.
+type share struct {
+	frag    string
+	cookie  openflow.Cookie
+	actions string
 }
 
-// flowOf returns fragment id's flow for key k.
-func (s *FlowSet) flowOf(id string, k openflow.Key) openflow.Flow {
-	fs := s.frags[id]
-	lo, hi := 0, len(fs)
-	for lo < hi { // the first flow whose key is not below k
-		m := int(uint(lo+hi) >> 1)
-		if compareFlowKey(&fs[m], k) < 0 {
-			lo = m + 1
-		} else {
-			hi = m
-		}
-	}
-	return fs[lo]
+// share, unshare and reshare record that fragment id gained, lost or
+// changed its flow for a key.
+func (s *FlowSet) share(f openflow.Flow, id string) {
+	k := f.Key()
+	s.sharers[k] = append(s.sharers[k], share{id, f.Cookie, f.Actions})
+	s.touched[k] = struct{}{}
 }
 
-// compareFlowKey is compareKeys(f.Key(), k) without copying f.
-func compareFlowKey(f *openflow.Flow, k openflow.Key) int {
-	switch {
-	case f.Table != k.Table:
-		return int(f.Table) - int(k.Table)
-	case f.Priority != k.Priority:
-		return int(f.Priority) - int(k.Priority)
+func (s *FlowSet) unshare(k openflow.Key, id string) {
+	sh := s.sharers[k]
+	for i := range sh {
+		if sh[i].frag == id {
+			last := len(sh) - 1
+			sh[i] = sh[last]
+			s.sharers[k] = sh[:last]
+			break
+		}
 	}
-	return strings.Compare(f.Match, k.Match)
+	s.touched[k] = struct{}{}
+}
+
+func (s *FlowSet) reshare(f openflow.Flow, id string) {
+	k := f.Key()
+	for i, sh := range s.sharers[k] {
+		if sh.frag == id {
+			s.sharers[k][i] = share{id, f.Cookie, f.Actions}
+		}
+	}
+	s.touched[k] = struct{}{}
 }
 
 // Commit merges the touched keys and returns those whose merged flow was
@@ -216,9 +212,9 @@ func (s *FlowSet) Commit() ([]openflow.Key, error) {
 	var changed []openflow.Key
 	clear(s.removed)
 	for k := range s.touched {
-		ids := s.sharers[k]
+		sh := s.sharers[k]
 		old, had := s.merged[k]
-		if len(ids) == 0 {
+		if len(sh) == 0 {
 			delete(s.sharers, k)
 			if had {
 				delete(s.merged, k)
@@ -227,9 +223,9 @@ func (s *FlowSet) Commit() ([]openflow.Key, error) {
 			}
 			continue
 		}
-		fs := make([]openflow.Flow, len(ids))
-		for i, id := range ids {
-			fs[i] = s.flowOf(id, k)
+		fs := make([]openflow.Flow, len(sh))
+		for i, c := range sh {
+			fs[i] = openflow.Flow{Table: k.Table, Priority: k.Priority, Cookie: c.cookie, Match: k.Match, Actions: c.actions}
 		}
 		f, err := mergeKey(fs)
 		if err != nil {
