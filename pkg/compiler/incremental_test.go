@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/labels"
@@ -198,7 +199,7 @@ func randomEvent(rng *rand.Rand, f *netpoltest.Fixture, in *compiler.Incremental
 	c := in.Cluster()
 	pods := c.SortedPods()
 	pod := pods[rng.IntN(len(pods))]
-	switch rng.IntN(10) {
+	switch rng.IntN(11) {
 	case 0, 1:
 		ps := netpoltest.RandomPolicies(rng, f, 1)
 		p := ps[0]
@@ -252,6 +253,15 @@ func randomEvent(rng *rand.Rand, f *netpoltest.Fixture, in *compiler.Incremental
 		}
 		in.SetPod(&np)
 		return "readdress pod " + pod.Key()
+	case 9:
+		// A named port moves to another number (a new pod version).
+		np := *pod
+		np.Ports = slices.Clone(pod.Ports)
+		if len(np.Ports) > 0 {
+			np.Ports[rng.IntN(len(np.Ports))].Port = int32(80 + rng.IntN(3))
+		}
+		in.SetPod(&np)
+		return "renumber a named port of " + pod.Key()
 	case 8:
 		// The same policy object again, or its copy deleted and re-added.
 		for _, p := range c.SortedPolicies() {

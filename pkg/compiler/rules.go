@@ -296,28 +296,18 @@ func ruleGroups(in ruleInput, peers []peerAddr) []group {
 			}
 		}
 	} else {
-		addrs := egressNamedAddrs(in, peers)
-		if m := in.egressSplit; m != nil && m.rule == r && sameList(m.addrs, addrs) {
-			// The same destinations as last time: the same split.
-			for i, k := range m.keys {
-				keys = append(keys, k)
-				byKey[k] = &namedGroup{ports: m.ports[i], peers: m.peers[i]}
+		split := in.egressSplit
+		if split == nil {
+			split = &egressSplit{}
+		}
+		for i, pa := range split.update(r, named, egressNamedAddrs(in, peers)) {
+			g, ok := byKey[split.keys[i]]
+			if !ok {
+				g = &namedGroup{ports: split.ports[i]}
+				byKey[split.keys[i]] = g
+				keys = append(keys, split.keys[i])
 			}
-		} else {
-			for _, pa := range addrs {
-				if g := member(pa.pod); g != nil {
-					g.peers = append(g.peers, pa)
-				}
-			}
-			if m != nil {
-				*m = egressSplit{rule: r, addrs: addrs}
-				sort.Strings(keys)
-				for _, k := range keys {
-					m.keys = append(m.keys, k)
-					m.ports = append(m.ports, byKey[k].ports)
-					m.peers = append(m.peers, byKey[k].peers)
-				}
-			}
+			g.peers = append(g.peers, pa...)
 		}
 	}
 	sort.Strings(keys)
@@ -332,20 +322,57 @@ func ruleGroups(in ruleInput, peers []peerAddr) []group {
 	return groups
 }
 
-// egressSplit remembers how an egress rule's named ports split its
-// destinations: resolving names for hundreds of pods each time the rule is
-// recomputed (a local target came or went) is most of its cost.
+// egressSplit remembers how an egress rule's named ports resolved for each
+// destination: resolving names for hundreds of pods each time the rule is
+// recomputed is most of its cost, and mostly the same pods come back.
 type egressSplit struct {
 	rule  *model.Rule
-	addrs []peerAddr // the destinations it split (a list never changed in place)
-	keys  []string
+	addrs []peerAddr // the destinations last split, sorted by compareAddrs
+	res   []int      // per destination: an index in keys, or -1 (no port)
+	keys  []string   // the resolutions seen (portsKey), with their ports
 	ports [][]portMatch
-	peers [][]peerAddr
 }
 
-// sameList reports whether a and b are the same list (not a copy).
-func sameList(a, b []peerAddr) bool {
-	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+// update splits addrs (sorted by compareAddrs) by resolution: the result
+// holds, per index in keys, the destinations resolving to it (nil for
+// resolutions none does). A destination last seen with the same pod keeps
+// its resolution.
+func (m *egressSplit) update(r *model.Rule, named []model.PortSpec, addrs []peerAddr) [][]peerAddr {
+	if m.rule != r {
+		*m = egressSplit{rule: r}
+	}
+	index := func(ports []portMatch) int {
+		k := portsKey(ports)
+		if i := slices.Index(m.keys, k); i >= 0 {
+			return i
+		}
+		m.keys = append(m.keys, k)
+		m.ports = append(m.ports, ports)
+		return len(m.keys) - 1
+	}
+	res := make([]int, len(addrs))
+	i := 0 // walks the previous destinations alongside
+	for j, pa := range addrs {
+		for i < len(m.addrs) && compareAddrs(m.addrs[i], pa) < 0 {
+			i++
+		}
+		if i < len(m.addrs) && m.addrs[i].prefix == pa.prefix && m.addrs[i].pod == pa.pod {
+			res[j] = m.res[i]
+			continue
+		}
+		res[j] = -1
+		if ports := resolveNamed(named, pa.pod); len(ports) > 0 {
+			res[j] = index(ports)
+		}
+	}
+	m.addrs, m.res = addrs, res
+	out := make([][]peerAddr, len(m.keys))
+	for j, pa := range addrs {
+		if res[j] >= 0 {
+			out[res[j]] = append(out[res[j]], pa)
+		}
+	}
+	return out
 }
 
 // egressNamedAddrs are the destination pod addresses an egress rule's
