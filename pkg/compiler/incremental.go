@@ -15,9 +15,11 @@ import (
 
 // Incremental keeps a node's desired flow set up to date as the cluster
 // changes. The flow set is a function of the state, memoized per fragment:
-// one fragment per local pod, per remote pod, per policy rule, plus the
-// pipeline and node fragments. A change marks the fragments it can affect;
-// Flush recomputes only those and reports which flows changed.
+// one fragment per local pod, per remote pod, per policy rule (and its peer
+// flows, see setRulePeers), plus the pipeline and node fragments. A change
+// marks the fragments it can affect; Flush recomputes only those and reports
+// which flows changed. Rules read their peers from address groups shared by
+// rules with the same selectors (groups.go), kept current by pod events.
 //
 // All changes to the cluster go through Incremental's methods, so it sees
 // the old and the new version of each object. It is not safe for concurrent
