@@ -21,6 +21,11 @@
 //     cookie mask; --no-stats drops counters, --no-names keeps port and table
 //     numbers where ovs-ofctl could print names (tables named in OVSDB, as
 //     the agent does, print as names on a terminal or with --names).
+//   - --no-names on every command: without it ovs-ofctl first asks the
+//     switch for its port and table names (two more connections and
+//     requests) so that it could accept names; our flows use numbers and
+//     reserved ports (LOCAL) only. Measured: a one-flow bundle takes half
+//     the time (6–10 ms instead of 19–21 ms).
 package flowsync
 
 import (
@@ -189,7 +194,7 @@ func (i *Installer) Apply(ctx context.Context, mods []Mod) error {
 		return err
 	}
 	defer text.Close()
-	_, err = i.run(ctx, text, "--bundle", "add-flows", i.Bridge, "-")
+	_, err = i.run(ctx, text, "--no-names", "--bundle", "add-flows", i.Bridge, "-")
 	if err != nil {
 		return err
 	}
@@ -297,7 +302,7 @@ func (i *Installer) Sync(ctx context.Context, desired []openflow.Flow) (SyncStat
 // request: cheap enough to poll for an ovs-vswitchd restart, which empties
 // the tables).
 func (i *Installer) FlowCount(ctx context.Context) (int, error) {
-	out, err := i.run(ctx, nil, "dump-aggregate", i.Bridge, ourCookie)
+	out, err := i.run(ctx, nil, "--no-names", "dump-aggregate", i.Bridge, ourCookie)
 	if err != nil {
 		return 0, err
 	}
