@@ -481,10 +481,11 @@ func (p queueProvider) NewRetriesMetric(string) workqueue.CounterMetric { return
 // --- the floor: raw ovs-ofctl bundles ---
 
 type floorRunner struct {
-	sw       *ovstest.Switch
-	dir      string
-	n        int
-	one, big Samples
+	sw         *ovstest.Switch
+	dir        string
+	n          int
+	one, big   Samples
+	oneNoNames Samples
 }
 
 // measure times one raw "ovs-ofctl -O OpenFlow15 --bundle add-flows" of a
@@ -508,6 +509,16 @@ func (f *floorRunner) measure(b *testing.B, flows int) time.Duration {
 	switch flows {
 	case 1:
 		f.one.Add(d)
+		// The same with --no-names, as flowsync runs it (no port and
+		// table name lookups first), for comparison.
+		if _, err := f.sw.Ofctl("-O", "OpenFlow15", "del-flows", "br-int", "table=99"); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if _, err := f.sw.Ofctl("-O", "OpenFlow15", "--no-names", "--bundle", "add-flows", "br-int", file); err != nil {
+			b.Fatal(err)
+		}
+		f.oneNoNames.Add(time.Since(t1))
 	case 1000:
 		f.big.Add(d)
 	}
@@ -659,6 +670,7 @@ func reportEvents(b *testing.B, rs []eventResult, floor *floorRunner) {
 	b.ReportMetric(Ms(Quantile(allCompute, 0.99)), "compute-p99-ms")
 	b.ReportMetric(Ms(floor.one.Quantile(0.5)), "floor1-p50-ms")
 	b.ReportMetric(Ms(floor.one.Quantile(0.99)), "floor1-p99-ms")
+	b.ReportMetric(Ms(floor.oneNoNames.Quantile(0.5)), "floor1-nonames-p50-ms")
 	b.ReportMetric(Ms(floor.big.Quantile(0.5)), "floor1000-p50-ms")
 }
 

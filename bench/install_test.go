@@ -18,9 +18,10 @@ import (
 // a real ovs-vswitchd, each iteration twice and interleaved (so load from
 // other processes hits both alike): by raw "ovs-ofctl -O OpenFlow15
 // --bundle add-flows BR FILE" of the flow text, and by the agent's full
-// install, flowsync's Installer.Sync (dump, diff, one streamed bundle); and
-// the installer's bundle alone (Installer.Apply of every flow). Reports the
-// medians raw-ms, sync-ms, apply-ms and the ratios to raw.
+// install, flowsync's Installer.Sync (dump, diff, one bundle); and the
+// installer's bundle alone (Installer.Apply of every flow). Reports the
+// medians raw-ms, sync-ms, apply-ms and the ratios to raw; also raw with
+// --no-names (raw-nonames-ms, ratio-nonames), which flowsync passes.
 func benchInstall(b *testing.B, s synth.Scale) {
 	m := synthModel(b, s)
 	res, err := compiler.Compile(m, NodeConfig(m))
@@ -44,7 +45,7 @@ func benchInstall(b *testing.B, s synth.Scale) {
 		}
 	}
 	mods := flowsync.Diff(flows, nil)
-	var raw, sync, apply []time.Duration
+	var raw, rawNoNames, sync, apply []time.Duration
 	for b.Loop() {
 		empty()
 		t0 := time.Now()
@@ -52,6 +53,12 @@ func benchInstall(b *testing.B, s synth.Scale) {
 			b.Fatal(err)
 		}
 		raw = append(raw, time.Since(t0))
+		empty()
+		t0 = time.Now()
+		if _, err := sw.Ofctl("-O", "OpenFlow15", "--no-names", "--bundle", "add-flows", "br-int", file); err != nil {
+			b.Fatal(err)
+		}
+		rawNoNames = append(rawNoNames, time.Since(t0))
 		empty()
 		t0 = time.Now()
 		st, err := inst.Sync(ctx, flows)
@@ -73,8 +80,11 @@ func benchInstall(b *testing.B, s synth.Scale) {
 		b.Fatalf("%d flows installed (%v), want %d", n, err, len(flows))
 	}
 	r, y, a := Quantile(raw, 0.5), Quantile(sync, 0.5), Quantile(apply, 0.5)
+	rn := Quantile(rawNoNames, 0.5)
 	b.ReportMetric(float64(len(flows)), "flows")
 	b.ReportMetric(Ms(r), "raw-ms")
+	b.ReportMetric(Ms(rn), "raw-nonames-ms")
+	b.ReportMetric(float64(y)/float64(rn), "ratio-nonames")
 	b.ReportMetric(Ms(y), "sync-ms")
 	b.ReportMetric(Ms(a), "apply-ms")
 	b.ReportMetric(float64(y)/float64(r), "ratio")
