@@ -60,65 +60,70 @@ var attributes = map[string]bool{
 // The cookie mask makes a delete touch only our flows (verified: OpenFlow
 // 1.5 delete_strict honours it; a foreign flow with the same table, priority
 // and match survives).
-func (m Mod) String() string {
-	var b strings.Builder
-	m.appendTo(&b)
-	return b.String()
-}
+func (m Mod) String() string { return string(m.appendTo(nil)) }
 
-func (m Mod) appendTo(b *strings.Builder) {
+// appendTo appends the mod's line (without newline) to dst, without fmt:
+// a large bundle's text is rendered on the install's critical path.
+func (m Mod) appendTo(dst []byte) []byte {
 	f := m.Flow
 	switch m.Op {
 	case Add:
-		b.WriteString("add ")
-		appendFlow(b, f)
+		dst = append(dst, "add "...)
+		dst = appendFlow(dst, f)
 	case Delete:
-		b.WriteString("delete_strict table=")
-		writeUint(b, uint64(f.Table))
-		b.WriteString(",priority=")
-		writeUint(b, uint64(f.Priority))
-		b.WriteString(",cookie=" + oursCookieMask)
+		dst = append(dst, "delete_strict table="...)
+		dst = strconv.AppendUint(dst, uint64(f.Table), 10)
+		dst = append(dst, ",priority="...)
+		dst = strconv.AppendUint(dst, uint64(f.Priority), 10)
+		dst = append(dst, ",cookie="+oursCookieMask...)
 		for _, tok := range strings.Split(f.Match, ",") {
 			name, _, _ := strings.Cut(tok, "=")
 			if tok == "" || attributes[strings.TrimSpace(name)] {
 				continue
 			}
-			b.WriteByte(',')
-			b.WriteString(tok)
+			dst = append(dst, ',')
+			dst = append(dst, tok...)
 		}
 	default:
-		fmt.Fprintf(b, "# invalid op %d", m.Op)
+		dst = fmt.Appendf(dst, "# invalid op %d", m.Op)
 	}
+	return dst
 }
 
 // oursCookieMask is "cookie/mask" selecting our flows.
 var oursCookieMask = openflow.Ours.String() + "/" + openflow.OursMask.String()
 
-// appendFlow writes f.String() without fmt: a large bundle's text is
-// rendered while ovs-ofctl reads it, so this is on the install's critical
-// path.
-func appendFlow(b *strings.Builder, f openflow.Flow) {
-	b.WriteString("table=")
-	writeUint(b, uint64(f.Table))
-	b.WriteString(",priority=")
-	writeUint(b, uint64(f.Priority))
-	b.WriteString(",cookie=0x") // Cookie.String: 0x%016x
-	var hex [16]byte
-	for i, v := 15, uint64(f.Cookie); i >= 0; i, v = i-1, v>>4 {
-		hex[i] = "0123456789abcdef"[v&0xf]
+// appendFlow appends f.String() without fmt.
+func appendFlow(dst []byte, f openflow.Flow) []byte {
+	dst = append(dst, "table="...)
+	dst = strconv.AppendUint(dst, uint64(f.Table), 10)
+	dst = append(dst, ",priority="...)
+	dst = strconv.AppendUint(dst, uint64(f.Priority), 10)
+	dst = append(dst, ",cookie=0x"...) // Cookie.String: 0x%016x
+	for i := 60; i >= 0; i -= 4 {
+		dst = append(dst, "0123456789abcdef"[uint64(f.Cookie)>>i&0xf])
 	}
-	b.Write(hex[:])
 	if f.Match != "" {
-		b.WriteByte(',')
-		b.WriteString(f.Match)
+		dst = append(dst, ',')
+		dst = append(dst, f.Match...)
 	}
-	b.WriteString(" actions=")
-	b.WriteString(f.Actions)
+	dst = append(dst, " actions="...)
+	return append(dst, f.Actions...)
 }
 
-func writeUint(b *strings.Builder, v uint64) {
-	var buf [20]byte
-	b.Write(strconv.AppendUint(buf[:0], v, 10))
+// bundleText renders mods as the lines of one bundle, in one buffer sized
+// up front.
+func bundleText(mods []Mod) []byte {
+	n := 0
+	for _, m := range mods {
+		n += len(m.Flow.Match) + len(m.Flow.Actions) + 80
+	}
+	dst := make([]byte, 0, n)
+	for _, m := range mods {
+		dst = m.appendTo(dst)
+		dst = append(dst, '\n')
+	}
+	return dst
 }
 
 // Diff returns the mods that turn installed into desired. Flows are

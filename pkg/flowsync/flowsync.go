@@ -29,7 +29,6 @@
 package flowsync
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -219,11 +218,7 @@ func bundleFile(mods []Mod) (*os.File, error) {
 		}
 		os.Remove(f.Name())
 	}
-	w := bufio.NewWriterSize(f, 256<<10)
-	_, err := io.Copy(w, &modReader{mods: mods})
-	if err == nil {
-		err = w.Flush()
-	}
+	_, err := f.Write(bundleText(mods))
 	if err == nil {
 		_, err = f.Seek(0, io.SeekStart)
 	}
@@ -232,32 +227,6 @@ func bundleFile(mods []Mod) (*os.File, error) {
 		return nil, fmt.Errorf("flowsync: bundle file: %w", err)
 	}
 	return f, nil
-}
-
-// modReader renders mods as bundle lines on demand, so a large bundle is
-// streamed to ovs-ofctl without building its whole text.
-type modReader struct {
-	mods []Mod
-	buf  []byte
-	sb   strings.Builder
-}
-
-func (r *modReader) Read(p []byte) (int, error) {
-	for len(r.buf) == 0 {
-		if len(r.mods) == 0 {
-			return 0, io.EOF
-		}
-		r.sb.Reset()
-		for n := 0; n < 256 && len(r.mods) > 0; n++ {
-			r.mods[0].appendTo(&r.sb)
-			r.sb.WriteByte('\n')
-			r.mods = r.mods[1:]
-		}
-		r.buf = []byte(r.sb.String())
-	}
-	n := copy(p, r.buf)
-	r.buf = r.buf[n:]
-	return n, nil
 }
 
 // Sync makes our installed flows equal desired: Dump, Diff, Apply (one
