@@ -134,7 +134,11 @@ func (in *Incremental) markAll() {
 	for _, p := range in.c.Policies {
 		in.markPolicy(p)
 	}
-	clear(in.peerMemos) // render every peer fragment again
+	// Render every peer fragment again, but keep knowing which exist: a
+	// rule that now has no peer flows must still remove its fragment.
+	for _, m := range in.peerMemos {
+		m.sig = staleMemo
+	}
 	in.set.fragments(func(id string) {
 		if key, ok := strings.CutPrefix(id, "rulepeers/"); ok {
 			id = ruleFrag(key) // computed with its rule
@@ -255,9 +259,9 @@ func (in *Incremental) markPodEverywhere(p *model.Pod) {
 
 // markRelabel marks what a change of a pod's labels alone affects: its own
 // fragment (isolation), the rules of policies whose selection of it flips,
-// and the rules whose peers start or stop involving it. A rule that
-// involves the pod before and after sees the same addresses and ports, so
-// its flows stay.
+// and the rules one of whose selector peers selects one version and not the
+// other (selectionFlips). Other rules see the same peers, addresses and
+// ports, so their flows stay.
 func (in *Incremental) markRelabel(old, p *model.Pod) {
 	in.dirty[podFrag(p)] = true
 	if p.Node == in.cfg.Node {
@@ -268,8 +272,7 @@ func (in *Incremental) markRelabel(old, p *model.Pod) {
 		}
 	}
 	check := func(r ruleRef) {
-		rule := r.rule()
-		if in.peerMayInvolve(r.pol, r.dir, rule, old) != in.peerMayInvolve(r.pol, r.dir, rule, p) {
+		if in.selectionFlips(r, old, p) {
 			in.dirty[ruleFrag(RuleKey(r.pol, r.dir, r.index))] = true
 		}
 	}
@@ -283,6 +286,23 @@ func (in *Incremental) markRelabel(old, p *model.Pod) {
 	nsLabels := in.nsLabelSet(p.Namespace)
 	in.rules.forPod(old, nsLabels, check)
 	in.rules.forPod(p, nsLabels, check)
+}
+
+// selectionFlips reports whether one of the rule's selector peers selects
+// one version of a relabelled pod and not the other. Labels matter to a
+// rule's peers only through its selectors: whether the pod's addresses are
+// peers, and which peer lists a shared address first (its owner, whose
+// named ports count). ipBlocks and named-port resolution see addresses and
+// ports, which a relabel keeps.
+func (in *Incremental) selectionFlips(r ruleRef, old, p *model.Pod) bool {
+	rule := r.rule()
+	for i := range rule.Peers {
+		peer := &rule.Peers[i]
+		if peer.IPBlock == nil && in.c.PeerSelects(peer, r.pol.Namespace, old) != in.c.PeerSelects(peer, r.pol.Namespace, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // markPodAsTarget marks the pod's own fragment and the rules of policies
@@ -595,6 +615,9 @@ func (in *Incremental) computeRule(key string) ([]openflow.Flow, error) {
 //     share an address;
 //   - rendered again otherwise.
 func rulePeersFrag(key string) string { return "rulepeers/" + key }
+
+// staleMemo is a signature no dimension has: the fragment is rendered again.
+const staleMemo = "\x00stale"
 
 // peerMemo is what a rule's peer fragment was rendered from.
 type peerMemo struct {

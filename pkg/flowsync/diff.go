@@ -116,7 +116,7 @@ func appendFlow(dst []byte, f openflow.Flow) []byte {
 func bundleText(mods []Mod) []byte {
 	n := 0
 	for _, m := range mods {
-		n += len(m.Flow.Match) + len(m.Flow.Actions) + 80
+		n += len(m.Flow.Match) + len(m.Flow.Actions) + 96 // the rest of a line, delete_strict's included
 	}
 	dst := make([]byte, 0, n)
 	for _, m := range mods {

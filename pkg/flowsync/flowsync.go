@@ -169,8 +169,9 @@ func parseFlowText(line string) (openflow.Flow, error) {
 // as Diff does). Every mod's cookie must carry our magic byte, so Apply
 // cannot create foreign flows by mistake; a Delete removes our flow at the
 // mod's table, priority and match whatever its exact cookie, and deleting a
-// missing flow is not an error. Mods are streamed to ovs-ofctl's stdin, so
-// bundles of 100k flows need no temporary file.
+// missing flow is not an error. The bundle's text is rendered in memory and
+// given to ovs-ofctl as an in-memory file on its stdin (see bundleFile): about
+// 150 bytes per flow, 2 MB for the 13k flows of a full install at 10k pods.
 //
 // If ctx ends while ovs-ofctl runs, it is killed: an uncommitted bundle is
 // discarded by the switch, but if the commit request was already sent the
