@@ -12,6 +12,7 @@ import (
 	"runtime/metrics"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -39,13 +40,31 @@ var conjRE = regexp.MustCompile(`conjunction\((\d+),(\d+)/(\d+)\)`)
 // one each.
 func CountFlows(flows []openflow.Flow) FlowCounts {
 	var c FlowCounts
-	dims := map[string][]int{} // conjunction ID → flows per dimension
 	for _, f := range flows {
 		c.Total++
+		if f.Cookie.Kind() == openflow.KindRule {
+			c.Policy++
+		}
+	}
+	for _, n := range RuleCrossProducts(flows) {
+		c.CrossPolicy += n
+	}
+	return c
+}
+
+// RuleCrossProducts splits FlowCounts.CrossPolicy of flows by rule cookie:
+// a conjunction (d1·…·dn) goes to the rule whose cookie its conj_id flow
+// carries (a flow shared by conjunctions of several rules carries one
+// cookie only; the conj_id flow is the conjunction's own), a direct allow
+// to its own cookie. The values add up to CountFlows(flows).CrossPolicy.
+func RuleCrossProducts(flows []openflow.Flow) map[openflow.Cookie]int {
+	out := map[openflow.Cookie]int{}
+	dims := map[string][]int{}
+	owner := map[string]openflow.Cookie{}
+	for _, f := range flows {
 		if f.Cookie.Kind() != openflow.KindRule {
 			continue
 		}
-		c.Policy++
 		m := conjRE.FindAllStringSubmatch(f.Actions, -1)
 		switch {
 		case len(m) > 0:
@@ -60,18 +79,23 @@ func CountFlows(flows []openflow.Flow) FlowCounts {
 				d[k-1]++
 			}
 		case len(f.Match) >= 8 && f.Match[:8] == "conj_id=":
+			id := f.Match[8:]
+			if i := strings.IndexByte(id, ','); i >= 0 {
+				id = id[:i]
+			}
+			owner[id] = f.Cookie
 		default:
-			c.CrossPolicy++
+			out[f.Cookie]++
 		}
 	}
-	for _, d := range dims {
+	for id, d := range dims {
 		p := 1
 		for _, n := range d {
 			p *= n
 		}
-		c.CrossPolicy += p
+		out[owner[id]] += p // cookie 0 if the conj_id flow were missing
 	}
-	return c
+	return out
 }
 
 // HeapPeak samples the Go heap (bytes of allocated objects, live or not

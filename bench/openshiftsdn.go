@@ -3,7 +3,6 @@ package bench
 import (
 	"sort"
 	"strconv"
-	"strings"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
@@ -261,50 +260,4 @@ func OpenShiftSDN(m *model.Cluster, node string, flows []openflow.Flow) OSDNCoun
 		}
 	}
 	return c
-}
-
-// RuleCrossProducts splits FlowCounts.CrossPolicy of flows by rule cookie:
-// a conjunction (d1·…·dn) goes to the rule whose cookie its conj_id flow
-// carries (a flow shared by conjunctions of several rules carries one
-// cookie only; the conj_id flow is the conjunction's own), a direct allow
-// to its own cookie. The values add up to CountFlows(flows).CrossPolicy.
-func RuleCrossProducts(flows []openflow.Flow) map[openflow.Cookie]int {
-	out := map[openflow.Cookie]int{}
-	dims := map[string][]int{}
-	owner := map[string]openflow.Cookie{}
-	for _, f := range flows {
-		if f.Cookie.Kind() != openflow.KindRule {
-			continue
-		}
-		m := conjRE.FindAllStringSubmatch(f.Actions, -1)
-		switch {
-		case len(m) > 0:
-			for _, a := range m {
-				k, _ := strconv.Atoi(a[2])
-				n, _ := strconv.Atoi(a[3])
-				d := dims[a[1]]
-				if d == nil {
-					d = make([]int, n)
-					dims[a[1]] = d
-				}
-				d[k-1]++
-			}
-		case len(f.Match) >= 8 && f.Match[:8] == "conj_id=":
-			id := f.Match[8:]
-			if i := strings.IndexByte(id, ','); i >= 0 {
-				id = id[:i]
-			}
-			owner[id] = f.Cookie
-		default:
-			out[f.Cookie]++
-		}
-	}
-	for id, d := range dims {
-		p := 1
-		for _, n := range d {
-			p *= n
-		}
-		out[owner[id]] += p // cookie 0 if the conj_id flow were missing
-	}
-	return out
 }

@@ -98,22 +98,7 @@ func TestIncrementalLongBatches(t *testing.T) {
 			for range n {
 				randomEvent(rng, f, in)
 			}
-			if _, err := in.Flush(); err != nil {
-				t.Fatal(err)
-			}
-			full, err := compiler.Compile(in.Cluster(), in.Config())
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, want := byKey(in.Flows()), byKey(full.Flows)
-			for k, w := range want {
-				if g := got[k]; g != w {
-					t.Fatalf("seed %d round %d (%d events): incremental has %v, full compile %v", seed, round, n, g, w)
-				}
-			}
-			if len(got) != len(want) {
-				t.Fatalf("seed %d round %d: incremental has %d flows, full compile %d", seed, round, len(got), len(want))
-			}
+			flushEqualsFull(t, in, fmt.Sprintf("seed %d round %d (%d events)", seed, round, n))
 		}
 	}
 }
@@ -132,22 +117,7 @@ func TestGroupChurn(t *testing.T) {
 		Ingress: []model.Rule{{Peers: []model.Peer{{NamespaceSelector: labels.Everything(), PodSelector: web}}}}})
 	check := func(what string) {
 		t.Helper()
-		if _, err := in.Flush(); err != nil {
-			t.Fatal(err)
-		}
-		full, err := compiler.Compile(in.Cluster(), in.Config())
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, want := byKey(in.Flows()), byKey(full.Flows)
-		for k, w := range want {
-			if g := got[k]; g != w {
-				t.Fatalf("%s: incremental has %v, full compile %v", what, g, w)
-			}
-		}
-		if len(got) != len(want) {
-			t.Fatalf("%s: incremental has %d flows, full compile %d", what, len(got), len(want))
-		}
+		flushEqualsFull(t, in, what)
 	}
 	toggle := func(key string, i int) {
 		pod := *in.Cluster().Pods[f.Pods[key].UID]
@@ -183,6 +153,36 @@ func copyCluster(c *model.Cluster) *model.Cluster {
 		cp.Policies[k] = v
 	}
 	return cp
+}
+
+// flushEqualsFull flushes in and fails if its flows differ from a
+// full Compile of its state.
+func flushEqualsFull(t *testing.T, in *compiler.Incremental, what string) {
+	t.Helper()
+	if _, err := in.Flush(); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	full, err := compiler.Compile(in.Cluster(), in.Config())
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	got, want := byKey(in.Flows()), byKey(full.Flows)
+	bad := 0
+	for k, w := range want {
+		if g, ok := got[k]; !ok || g != w {
+			t.Errorf("%s: incremental has %v, full compile %v", what, g, w)
+			bad++
+		}
+	}
+	for k, g := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("%s: incremental has extra flow %v", what, g)
+			bad++
+		}
+	}
+	if bad > 0 {
+		t.FailNow()
+	}
 }
 
 func byKey(flows []openflow.Flow) map[openflow.Key]openflow.Flow {

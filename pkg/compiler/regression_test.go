@@ -21,36 +21,6 @@ import (
 // Incremental after a sequence of events with a fresh Compile of the same
 // state.
 
-// flushEqualsFull flushes in and fails if its flows differ from a
-// full Compile of its state.
-func flushEqualsFull(t *testing.T, in *compiler.Incremental, what string) {
-	t.Helper()
-	if _, err := in.Flush(); err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
-	full, err := compiler.Compile(in.Cluster(), in.Config())
-	if err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
-	got, want := byKey(in.Flows()), byKey(full.Flows)
-	bad := 0
-	for k, w := range want {
-		if g, ok := got[k]; !ok || g != w {
-			t.Errorf("%s: incremental has %v, full compile %v", what, g, w)
-			bad++
-		}
-	}
-	for k, g := range got {
-		if _, ok := want[k]; !ok {
-			t.Errorf("%s: incremental has extra flow %v", what, g)
-			bad++
-		}
-	}
-	if bad > 0 {
-		t.FailNow()
-	}
-}
-
 // flushedSetup returns an Incremental over a copy of f's cluster, flushed,
 // with node-1's pods bound.
 func flushedSetup(t *testing.T, f *netpoltest.Fixture) (*compiler.Incremental, compiler.Config) {
