@@ -87,12 +87,7 @@ func TestIncrementalLongBatches(t *testing.T) {
 		rng := rand.New(rand.NewPCG(uint64(seed), 7))
 		f := netpoltest.NewFixture(netpoltest.Options{Nodes: 2})
 		netpoltest.Randomize(rng, f)
-		cfg := compiler.Config{Node: "node-1", UplinkPort: 9, NodeIPs: []netip.Addr{netpoltest.NodeIP(1)}}
-		cfg.Bindings = compiler.DefaultBindings(f.Cluster, "node-1", nil, 9)
-		in := compiler.NewIncremental(copyCluster(f.Cluster), cfg)
-		if _, err := in.Flush(); err != nil {
-			t.Fatal(err)
-		}
+		in, _ := flushedSetup(t, f)
 		for round := 0; round < 4; round++ {
 			n := []int{5, 300, 40, 150}[round]
 			for range n {
@@ -108,9 +103,7 @@ func TestIncrementalLongBatches(t *testing.T) {
 // lists it rendered.
 func TestGroupChurn(t *testing.T) {
 	f := netpoltest.NewFixture(netpoltest.Options{Nodes: 2})
-	cfg := compiler.Config{Node: "node-1", UplinkPort: 9, NodeIPs: []netip.Addr{netpoltest.NodeIP(1)}}
-	cfg.Bindings = compiler.DefaultBindings(f.Cluster, "node-1", nil, 9)
-	in := compiler.NewIncremental(copyCluster(f.Cluster), cfg)
+	in, _ := flushedSetup(t, f)
 	web := labels.SelectorFromSet(labels.Set{"app": "web"})
 	in.SetPolicy(&model.Policy{Namespace: "x", Name: "from-web", APIVersion: "networking.k8s.io/v1",
 		PodSelector: labels.Everything(), AffectsIngress: true,
@@ -153,6 +146,17 @@ func copyCluster(c *model.Cluster) *model.Cluster {
 		cp.Policies[k] = v
 	}
 	return cp
+}
+
+// flushedSetup returns an Incremental over a copy of f's cluster, flushed,
+// with node-1's pods bound.
+func flushedSetup(t *testing.T, f *netpoltest.Fixture) (*compiler.Incremental, compiler.Config) {
+	t.Helper()
+	cfg := compiler.Config{Node: "node-1", UplinkPort: 9, NodeIPs: []netip.Addr{netpoltest.NodeIP(1)}}
+	cfg.Bindings = compiler.DefaultBindings(f.Cluster, "node-1", nil, 9)
+	in := compiler.NewIncremental(copyCluster(f.Cluster), cfg)
+	flushEqualsFull(t, in, "initial")
+	return in, cfg
 }
 
 // flushEqualsFull flushes in and fails if its flows differ from a

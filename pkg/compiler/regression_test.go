@@ -21,17 +21,6 @@ import (
 // Incremental after a sequence of events with a fresh Compile of the same
 // state.
 
-// flushedSetup returns an Incremental over a copy of f's cluster, flushed,
-// with node-1's pods bound.
-func flushedSetup(t *testing.T, f *netpoltest.Fixture) (*compiler.Incremental, compiler.Config) {
-	t.Helper()
-	cfg := compiler.Config{Node: "node-1", UplinkPort: 9, NodeIPs: []netip.Addr{netpoltest.NodeIP(1)}}
-	cfg.Bindings = compiler.DefaultBindings(f.Cluster, "node-1", nil, 9)
-	in := compiler.NewIncremental(copyCluster(f.Cluster), cfg)
-	flushEqualsFull(t, in, "initial")
-	return in, cfg
-}
-
 func selector(kv ...string) labels.Selector {
 	s := labels.Set{}
 	for i := 0; i+1 < len(kv); i += 2 {
@@ -47,10 +36,10 @@ func withLabels(in *compiler.Incremental, f *netpoltest.Fixture, key string, l l
 	return &p
 }
 
-// TestSetConfigDropsPeerFragment: SetConfig marks everything and
-// forgets every rule's peer memo; a rule that then renders no peer
-// dimension (its targets went away) must still drop its old peer
-// fragment ("rulepeers/<rule>").
+// TestSetConfigDropsPeerFragment: SetConfig marks everything and used to
+// forget every rule's peer memo, so a rule that then rendered no peer
+// dimension (its targets went away) kept its old peer fragment
+// ("rulepeers/<rule>").
 func TestSetConfigDropsPeerFragment(t *testing.T) {
 	f := netpoltest.NewFixture(netpoltest.Options{Nodes: 2})
 	in, cfg := flushedSetup(t, f)
@@ -79,52 +68,38 @@ func TestSetConfigThenDeletePolicy(t *testing.T) {
 	flushEqualsFull(t, in, "SetConfig (unchanged) and DeletePolicy")
 }
 
-// TestRelabelOutOfSelectorIntoExcept: an egress rule with a named
-// port whose peers are a pod selector and an ipBlock whose exception holds
-// a selected pod's address. The pod losing the selected label stops being a
-// peer (its address is excepted), but markRelabel sees peerMayInvolve true
-// before and after (it checks the block's CIDR without its exceptions) and
-// leaves the rule alone.
-func TestRelabelOutOfSelectorIntoExcept(t *testing.T) {
-	f := netpoltest.NewFixture(netpoltest.Options{Nodes: 2})
-	in, _ := flushedSetup(t, f)
-	// x/b is 10.1.1.2 (node-2); x/a is on node-1 (a target).
-	in.SetPod(withLabels(in, f, "x/b", labels.Set{"pod": "b", "app": "web"}))
-	in.SetPolicy(&model.Policy{Namespace: "x", Name: "to-web", APIVersion: "networking.k8s.io/v1",
-		PodSelector: labels.Everything(), AffectsEgress: true,
-		Egress: []model.Rule{{
-			Peers: []model.Peer{
-				{PodSelector: selector("app", "web")},
-				{IPBlock: &model.IPBlock{CIDR: netip.MustParsePrefix("10.0.0.0/8"), Except: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}}},
-			},
-			Ports: []model.PortSpec{{Protocol: model.TCP, Name: "serve-80-tcp"}},
-		}}})
-	flushEqualsFull(t, in, "x/b selected")
-	in.SetPod(withLabels(in, f, "x/b", labels.Set{"pod": "b"}))
-	flushEqualsFull(t, in, "x/b relabelled out of the selector")
-}
-
-// TestRelabelOutOfSelectorOtherFamilyInBlock: the same with a
-// dual-stack pod whose IPv6 address is in the rule's (IPv6) ipBlock: its
-// IPv4 address stops being a peer when it loses the selected label, but
-// the block keeps peerMayInvolve true.
-func TestRelabelOutOfSelectorOtherFamilyInBlock(t *testing.T) {
-	f := netpoltest.NewFixture(netpoltest.Options{Nodes: 2, DualStack: true})
-	in, _ := flushedSetup(t, f)
-	// x/b is 10.1.1.2 and fd00:10:1::1:2 (node-2); x/a is on node-1.
-	in.SetPod(withLabels(in, f, "x/b", labels.Set{"pod": "b", "app": "web"}))
-	in.SetPolicy(&model.Policy{Namespace: "x", Name: "to-web", APIVersion: "networking.k8s.io/v1",
-		PodSelector: labels.Everything(), AffectsEgress: true,
-		Egress: []model.Rule{{
-			Peers: []model.Peer{
-				{PodSelector: selector("app", "web")},
-				{IPBlock: &model.IPBlock{CIDR: netip.MustParsePrefix("fd00::/8")}},
-			},
-			Ports: []model.PortSpec{{Protocol: model.TCP, Name: "serve-80-tcp"}},
-		}}})
-	flushEqualsFull(t, in, "x/b selected")
-	in.SetPod(withLabels(in, f, "x/b", labels.Set{"pod": "b"}))
-	flushEqualsFull(t, in, "x/b relabelled out of the selector")
+// TestRelabelOutOfSelector: an egress rule with a named port has a
+// selector peer and an ipBlock. A pod relabelled out of the selector stops
+// being a peer: its address is excepted from the block, or only its other
+// family's address is in it. The relabel used to be judged by
+// peerMayInvolve, true before and after (the block's CIDR, exceptions and
+// families ignored), so the rule kept allowing the pod.
+func TestRelabelOutOfSelector(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		dualStack bool
+		block     model.IPBlock
+	}{
+		// x/b is 10.1.1.2 (node-2); x/a is on node-1 (a target).
+		{"into the block's exception", false, model.IPBlock{CIDR: netip.MustParsePrefix("10.0.0.0/8"), Except: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}}},
+		// x/b is also fd00:10:1::1:2.
+		{"other family in the block", true, model.IPBlock{CIDR: netip.MustParsePrefix("fd00::/8")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := netpoltest.NewFixture(netpoltest.Options{Nodes: 2, DualStack: tc.dualStack})
+			in, _ := flushedSetup(t, f)
+			in.SetPod(withLabels(in, f, "x/b", labels.Set{"pod": "b", "app": "web"}))
+			in.SetPolicy(&model.Policy{Namespace: "x", Name: "to-web", APIVersion: "networking.k8s.io/v1",
+				PodSelector: labels.Everything(), AffectsEgress: true,
+				Egress: []model.Rule{{
+					Peers: []model.Peer{{PodSelector: selector("app", "web")}, {IPBlock: &tc.block}},
+					Ports: []model.PortSpec{{Protocol: model.TCP, Name: "serve-80-tcp"}},
+				}}})
+			flushEqualsFull(t, in, "x/b selected")
+			in.SetPod(withLabels(in, f, "x/b", labels.Set{"pod": "b"}))
+			flushEqualsFull(t, in, "x/b relabelled out of the selector")
+		})
+	}
 }
 
 // TestRelabelChangesSharedAddressOwner: two live pods claim one
