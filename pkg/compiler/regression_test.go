@@ -38,34 +38,33 @@ func withLabels(in *compiler.Incremental, f *netpoltest.Fixture, key string, l l
 
 // TestSetConfigDropsPeerFragment: SetConfig marks everything and used to
 // forget every rule's peer memo, so a rule that then rendered no peer
-// dimension (its targets went away) kept its old peer fragment
-// ("rulepeers/<rule>").
+// dimension kept its old peer fragment ("rulepeers/<rule>"): when its
+// targets went away, or when its policy was deleted in the same batch.
 func TestSetConfigDropsPeerFragment(t *testing.T) {
-	f := netpoltest.NewFixture(netpoltest.Options{Nodes: 2})
-	in, cfg := flushedSetup(t, f)
-	in.SetPolicy(&model.Policy{Namespace: "x", Name: "from-y", APIVersion: "networking.k8s.io/v1",
-		PodSelector: labels.Everything(), AffectsIngress: true,
-		Ingress: []model.Rule{{Peers: []model.Peer{{NamespaceSelector: selector("ns", "y")}}}}})
-	flushEqualsFull(t, in, "policy added")
-
-	// The node's pods are no longer bound: no rule has targets.
-	cfg.Bindings = map[string]compiler.Binding{}
-	in.SetConfig(cfg)
-	flushEqualsFull(t, in, "SetConfig without bindings")
-}
-
-// TestSetConfigThenDeletePolicy: the same with the configuration
-// unchanged and a policy deleted in the same batch.
-func TestSetConfigThenDeletePolicy(t *testing.T) {
-	f := netpoltest.NewFixture(netpoltest.Options{Nodes: 2})
-	in, cfg := flushedSetup(t, f)
-	in.SetPolicy(&model.Policy{Namespace: "x", Name: "from-y", APIVersion: "networking.k8s.io/v1",
-		PodSelector: labels.Everything(), AffectsIngress: true,
-		Ingress: []model.Rule{{Peers: []model.Peer{{NamespaceSelector: selector("ns", "y")}}}}})
-	flushEqualsFull(t, in, "policy added")
-	in.SetConfig(cfg)
-	in.DeletePolicy("x/from-y")
-	flushEqualsFull(t, in, "SetConfig (unchanged) and DeletePolicy")
+	for _, tc := range []struct {
+		name   string
+		change func(in *compiler.Incremental, cfg compiler.Config)
+	}{
+		{"the node's pods no longer bound", func(in *compiler.Incremental, cfg compiler.Config) {
+			cfg.Bindings = map[string]compiler.Binding{}
+			in.SetConfig(cfg)
+		}},
+		{"config unchanged, policy deleted", func(in *compiler.Incremental, cfg compiler.Config) {
+			in.SetConfig(cfg)
+			in.DeletePolicy("x/from-y")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := netpoltest.NewFixture(netpoltest.Options{Nodes: 2})
+			in, cfg := flushedSetup(t, f)
+			in.SetPolicy(&model.Policy{Namespace: "x", Name: "from-y", APIVersion: "networking.k8s.io/v1",
+				PodSelector: labels.Everything(), AffectsIngress: true,
+				Ingress: []model.Rule{{Peers: []model.Peer{{NamespaceSelector: selector("ns", "y")}}}}})
+			flushEqualsFull(t, in, "policy added")
+			tc.change(in, cfg)
+			flushEqualsFull(t, in, tc.name)
+		})
+	}
 }
 
 // TestRelabelOutOfSelector: an egress rule with a named port has a
