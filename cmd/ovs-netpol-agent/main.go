@@ -102,21 +102,10 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	cfg := compiler.Config{Node: o.nodeName, CTZone: o.ctZone}
-	if cfg.GatewayPort, err = compiler.ParsePort(o.gatewayPort); err != nil {
-		return fmt.Errorf("--gateway-port: %w", err)
-	}
-	if o.uplinkPort != "" {
-		if cfg.UplinkPort, err = compiler.ParsePort(o.uplinkPort); err != nil {
-			return fmt.Errorf("--uplink-port: %w", err)
-		}
-	}
-	for _, s := range o.nodeIPs {
-		ip, err := netip.ParseAddr(s)
-		if err != nil {
-			return fmt.Errorf("--node-ip %q: not an IP address", s)
-		}
-		cfg.NodeIPs = append(cfg.NodeIPs, ip)
+	cfg, err := compiler.NodeFlags{Node: o.nodeName, CTZone: o.ctZone, GatewayPort: o.gatewayPort,
+		UplinkPort: o.uplinkPort, NodeIPs: o.nodeIPs}.Config()
+	if err != nil {
+		return err
 	}
 
 	restCfg, err := kubeConfig(o.kubeconfig)

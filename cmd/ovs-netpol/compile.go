@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -83,21 +82,10 @@ func runCompile(o compileOptions, stdout, stderr io.Writer) error {
 	for _, w := range append(objs.Warnings, warnings...) {
 		fmt.Fprintln(stderr, "warning:", w)
 	}
-	cfg := compiler.Config{Node: o.node, CTZone: o.ctZone}
-	if cfg.GatewayPort, err = compiler.ParsePort(o.gateway); err != nil {
-		return fmt.Errorf("--gateway-port: %w", err)
-	}
-	if o.uplink != "" {
-		if cfg.UplinkPort, err = compiler.ParsePort(o.uplink); err != nil {
-			return fmt.Errorf("--uplink-port: %w", err)
-		}
-	}
-	for _, s := range o.nodeIPs {
-		ip, err := netip.ParseAddr(s)
-		if err != nil {
-			return fmt.Errorf("--node-ip %q: not an IP address", s)
-		}
-		cfg.NodeIPs = append(cfg.NodeIPs, ip)
+	cfg, err := compiler.NodeFlags{Node: o.node, CTZone: o.ctZone, GatewayPort: o.gateway,
+		UplinkPort: o.uplink, NodeIPs: o.nodeIPs}.Config()
+	if err != nil {
+		return err
 	}
 	for _, n := range objs.Nodes {
 		if n.Name != o.node {

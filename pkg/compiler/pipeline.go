@@ -120,6 +120,39 @@ func ParsePort(s string) (uint32, error) {
 	return uint32(n), nil
 }
 
+// NodeFlags are a node's settings as the commands take them on their
+// command lines.
+type NodeFlags struct {
+	Node        string
+	CTZone      uint16
+	GatewayPort string   // a port number or LOCAL
+	UplinkPort  string   // a port number, LOCAL, or "" for none
+	NodeIPs     []string // addresses
+}
+
+// Config turns the flags into a Config (without bindings); errors name the
+// flag.
+func (f NodeFlags) Config() (Config, error) {
+	cfg := Config{Node: f.Node, CTZone: f.CTZone}
+	var err error
+	if cfg.GatewayPort, err = ParsePort(f.GatewayPort); err != nil {
+		return Config{}, fmt.Errorf("--gateway-port: %w", err)
+	}
+	if f.UplinkPort != "" {
+		if cfg.UplinkPort, err = ParsePort(f.UplinkPort); err != nil {
+			return Config{}, fmt.Errorf("--uplink-port: %w", err)
+		}
+	}
+	for _, s := range f.NodeIPs {
+		ip, err := netip.ParseAddr(s)
+		if err != nil {
+			return Config{}, fmt.Errorf("--node-ip %q: not an IP address", s)
+		}
+		cfg.NodeIPs = append(cfg.NodeIPs, ip)
+	}
+	return cfg, nil
+}
+
 // outputAction is an output as OVS prints it (LOCAL has its own action).
 func outputAction(p uint32) string {
 	if p == PortLocal {
