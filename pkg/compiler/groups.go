@@ -1,7 +1,6 @@
 package compiler
 
 import (
-	"net/netip"
 	"slices"
 	"strings"
 
@@ -311,14 +310,4 @@ func (in *Incremental) podPeerAddrs(p *model.Pod) []peerAddr {
 type podAddrs struct {
 	pod   *model.Pod
 	addrs []peerAddr
-}
-
-func comparePrefix(a, b netip.Prefix) int {
-	switch {
-	case addr.PrefixLess(a, b):
-		return -1
-	case addr.PrefixLess(b, a):
-		return 1
-	}
-	return 0
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"sort"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
@@ -168,19 +167,4 @@ func DefaultMAC(pod *model.Pod) net.HardwareAddr {
 	}
 	h := openflow.NewCookie(0, pod.UID)
 	return net.HardwareAddr{0x0a, 0x58, byte(h >> 32), byte(h >> 24), byte(h >> 16), byte(h >> 8)}
-}
-
-// localPods returns the active pods of cfg.Node that have a binding, sorted.
-func localPods(c *model.Cluster, cfg Config) []*model.Pod {
-	var out []*model.Pod
-	for _, pod := range c.SortedPods() {
-		if pod.Node != cfg.Node || !pod.Active() {
-			continue
-		}
-		if _, ok := cfg.Bindings[pod.Key()]; ok {
-			out = append(out, pod)
-		}
-	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
-	return out
 }
