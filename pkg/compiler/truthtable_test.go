@@ -56,7 +56,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -221,7 +220,7 @@ func runStep(t *testing.T, sc ttScenario, st ttStep, f *netpoltest.Fixture, w *n
 			wantFn(want)
 		}
 		want.ExpectSelfAndNode()
-		traced := traceMatrix(t, w, probes, fam, ignore)
+		traced := w.MatrixExcept(t, probes, fam, ignore)
 		eval := evaluate(f, probes, fam)
 		cells := 0
 		for _, r := range []*reach{want, traced, eval} {
@@ -241,56 +240,6 @@ func runStep(t *testing.T, sc ttScenario, st ttStep, f *netpoltest.Fixture, w *n
 		st.check(t, w)
 	}
 	ttTotals.steps.Add(1)
-}
-
-// traceMatrix is w.Matrix, leaving out the cells of ignored pods.
-func traceMatrix(t *testing.T, w *netpoltest.World, probes []probe, fam int, ignore map[string]bool) *reach {
-	t.Helper()
-	if len(ignore) == 0 {
-		return w.Matrix(t, probes, fam)
-	}
-	r := netpoltest.NewReachability(w.F, probes, false)
-	type job struct {
-		p        probe
-		src, dst string
-	}
-	jobs := make(chan job)
-	var mu sync.Mutex
-	var errs []string
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range jobs {
-				ok, _, err := w.Trace(j.src, j.dst, j.p, fam)
-				mu.Lock()
-				if err != nil {
-					errs = append(errs, err.Error())
-				}
-				r.Set(j.p, j.src, j.dst, ok)
-				mu.Unlock()
-			}
-		}()
-	}
-	for _, p := range probes {
-		for _, s := range w.F.Sources() {
-			for _, d := range w.F.Order {
-				if ignore[s] || ignore[d] {
-					continue
-				}
-				if _, _, ok := w.F.Endpoints(s, d, fam); ok {
-					jobs <- job{p, s, d}
-				}
-			}
-		}
-	}
-	close(jobs)
-	wg.Wait()
-	if len(errs) > 0 {
-		t.Fatalf("tracing failed:\n%s", strings.Join(errs, "\n"))
-	}
-	return r
 }
 
 // evaluate is netpoltest.Evaluate for either address family.
