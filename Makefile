@@ -3,10 +3,12 @@ SHELL := /bin/bash
 GO    ?= go
 BIN   := bin
 
-# Debian packages the tests and the demo run on.
-DEB_PACKAGES := openvswitch-switch ethtool iproute2 containernetworking-plugins etcd-server
+# Debian packages the tests and the demo run on (iptables: kube-proxy's
+# iptables mode runs iptables, iptables-save, iptables-restore and their ip6
+# variants; it talks to conntrack over netlink, no conntrack binary).
+DEB_PACKAGES := openvswitch-switch ethtool iproute2 containernetworking-plugins etcd-server iptables
 
-.PHONY: all build test deps fmt vet clean demo demo-down kube-apiserver
+.PHONY: all build test deps fmt vet clean demo demo-down kube kube-apiserver kube-proxy
 
 all: build
 
@@ -19,7 +21,8 @@ deps:
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
-	@for c in ovsdb-server ovs-vswitchd ovs-ofctl ovs-appctl ip ethtool etcd kubectl; do \
+	@for c in ovsdb-server ovs-vswitchd ovs-ofctl ovs-appctl ip ethtool etcd kubectl \
+	  iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do \
 	  command -v $$c >/dev/null || { echo "missing $$c after install" >&2; exit 1; }; done
 
 ## build: the CLI, agent and CNI plugin into ./bin.
@@ -33,13 +36,19 @@ fmt:
 vet:
 	$(GO) vet ./...
 
-## kube-apiserver: build it from the k8s.io/kubernetes module (cached in
-## $${OVS_NETPOL_CACHE:-$$HOME/.cache/ovs-netpol}; ~8 min cold).
+## kube: build kube-apiserver and kube-proxy from the k8s.io/kubernetes module
+## (tools/kube; cached in $${OVS_NETPOL_CACHE:-$$HOME/.cache/ovs-netpol}; ~8 min cold for the first).
+kube: kube-apiserver kube-proxy
+
 kube-apiserver:
-	bash scripts/build-kube-apiserver.sh
+	bash scripts/build-kube.sh kube-apiserver
+
+# After kube-apiserver (not in parallel with it): they share most of the build.
+kube-proxy: | kube-apiserver
+	bash scripts/build-kube.sh kube-proxy
 
 ## test: every test, against real Open vSwitch, etcd and kube-apiserver (needs root).
-test: deps fmt vet kube-apiserver
+test: deps fmt vet kube
 	$(GO) test -race -count=1 -timeout 30m ./...
 
 clean:
@@ -55,10 +64,10 @@ demo-down:
 
 ## e2e: the end-to-end tests only (built agent and CNI plugin, real traffic); `make test` runs them too.
 .PHONY: e2e
-e2e: deps kube-apiserver
+e2e: deps kube
 	$(GO) test -race -count=1 -timeout 20m -v ./e2e/...
 
 ## bench: the cluster-scale benchmarks against real Open vSwitch and kube-apiserver (~10 min): goals vs measured (BENCHMARKS.md).
 .PHONY: bench
-bench: deps kube-apiserver
+bench: deps kube
 	$(GO) run ./bench/cmd/benchtable

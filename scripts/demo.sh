@@ -73,7 +73,7 @@ go build -o bin/ ./cmd/... ./e2e/cmd/netpol-agnhost
 say "kube-apiserver (built once from k8s.io/kubernetes and cached; ~8 min the first time)"
 (t0=$SECONDS; while sleep 30; do echo "   ... still building kube-apiserver ($((SECONDS - t0)) s)"; done) &
 ticker=$!
-APISERVER=$(bash scripts/build-kube-apiserver.sh | tail -1) || { kill $ticker; die "building kube-apiserver failed"; }
+APISERVER=$(bash scripts/build-kube.sh kube-apiserver | tail -1) || { kill $ticker; die "building kube-apiserver failed"; }
 kill $ticker 2>/dev/null || true
 echo "$APISERVER"
 

@@ -1,6 +1,6 @@
 // Package k8stest starts a real Kubernetes API server for tests: a private
 // etcd (Debian etcd-server) and a kube-apiserver built from k8s.io/kubernetes
-// (tools/kube-apiserver, scripts/build-kube-apiserver.sh), in a fresh
+// (tools/kube, scripts/build-kube.sh), in a fresh
 // directory with free localhost ports, so any number of clusters (in one
 // test binary or in several at once) never collide.
 //
@@ -34,10 +34,14 @@
 //
 // The kube-apiserver binary is $OVS_NETPOL_KUBE_APISERVER, or the cached
 // build ${OVS_NETPOL_CACHE:-$HOME/.cache/ovs-netpol}/kube-apiserver-v1.37.2;
-// when that is missing Start runs scripts/build-kube-apiserver.sh (~8 min
+// when that is missing Start runs scripts/build-kube.sh kube-apiserver (~8 min
 // cold, longer than go test's default 10 min timeout: build it before the
 // tests, as `make test` does). etcd is $OVS_NETPOL_ETCD or etcd from PATH /
 // /usr/bin. A missing binary or a failed start fails the test, never skips it.
+//
+// StartKubeProxy runs a real kube-proxy (iptables mode, built the same way,
+// scripts/build-kube.sh kube-proxy) in a network namespace against the
+// cluster; kubeproxy.go lists what it needs without a kubelet.
 //
 // The daemons are children of the test process that die with it
 // (PR_SET_PDEATHSIG); t.Cleanup (or RunShared) stops them and removes the
@@ -78,8 +82,8 @@ import (
 	"github.com/ovs-netpol/ovs-netpol/pkg/testproc"
 )
 
-// KubeVersion is the kube-apiserver version the tests run against (keep in
-// sync with tools/kube-apiserver/go.mod and scripts/build-kube-apiserver.sh).
+// KubeVersion is the kube-apiserver (and kube-proxy) version the tests run
+// against (keep in sync with tools/kube/go.mod and scripts/build-kube.sh).
 const KubeVersion = "v1.37.2"
 
 // The agent's ServiceAccount (manifests/) as an authenticated user. Every
@@ -237,18 +241,23 @@ func start(logf func(string, ...any)) (_ *Cluster, err error) {
 	return c, nil
 }
 
-// writeTokens writes the static token file: the admin (system:masters) and
-// AgentUser, each with a random token.
+// writeTokens writes the static token file: the admin (system:masters),
+// AgentUser and KubeProxyUser, each with a random token.
 func (c *Cluster) writeTokens() error {
 	var b strings.Builder
 	add := func(user string, groups ...string) {
 		tok := randomHex(16)
 		c.tokens[user] = tok
-		// token,user,uid,"group1,group2"
-		fmt.Fprintf(&b, "%s,%s,%s,%q\n", tok, user, user, strings.Join(groups, ","))
+		// token,user,uid[,"group1,group2"] (an empty 4th column would be a group "")
+		fmt.Fprintf(&b, "%s,%s,%s", tok, user, user)
+		if len(groups) > 0 {
+			fmt.Fprintf(&b, ",%q", strings.Join(groups, ","))
+		}
+		b.WriteString("\n")
 	}
 	add("admin", "system:masters")
 	add(AgentUser, AgentGroups...)
+	add(KubeProxyUser) // bound to system:node-proxier by the bootstrap RBAC policy
 	c.Token = c.tokens["admin"]
 	return os.WriteFile(filepath.Join(c.Dir, "tokens.csv"), []byte(b.String()), 0o600)
 }
@@ -609,12 +618,19 @@ func (d *daemon) kill() {
 }
 
 // APIServerBinary returns the kube-apiserver to run: $OVS_NETPOL_KUBE_APISERVER,
-// else the cached build, else it runs scripts/build-kube-apiserver.sh (its
-// progress goes to stderr) and returns what that built.
+// else the cached build, else it runs scripts/build-kube.sh kube-apiserver
+// (its progress goes to stderr) and returns what that built.
 func APIServerBinary() (string, error) {
-	if p := os.Getenv("OVS_NETPOL_KUBE_APISERVER"); p != "" {
+	return kubeBinary("kube-apiserver", "OVS_NETPOL_KUBE_APISERVER")
+}
+
+// kubeBinary returns the Kubernetes component to run: $envVar, else the
+// cached build ${OVS_NETPOL_CACHE:-$HOME/.cache/ovs-netpol}/COMPONENT-KubeVersion,
+// else what scripts/build-kube.sh COMPONENT builds (progress on stderr).
+func kubeBinary(component, envVar string) (string, error) {
+	if p := os.Getenv(envVar); p != "" {
 		if !isExecutable(p) {
-			return "", fmt.Errorf("OVS_NETPOL_KUBE_APISERVER=%s is not an executable file", p)
+			return "", fmt.Errorf("%s=%s is not an executable file", envVar, p)
 		}
 		return p, nil
 	}
@@ -622,24 +638,25 @@ func APIServerBinary() (string, error) {
 	if cache == "" {
 		home, err := os.UserHomeDir()
 		if err != nil {
-			return "", fmt.Errorf("no OVS_NETPOL_KUBE_APISERVER, OVS_NETPOL_CACHE or home directory: %v", err)
+			return "", fmt.Errorf("no %s, OVS_NETPOL_CACHE or home directory: %v", envVar, err)
 		}
 		cache = filepath.Join(home, ".cache", "ovs-netpol")
 	}
-	if p := filepath.Join(cache, "kube-apiserver-"+KubeVersion); isExecutable(p) {
+	if p := filepath.Join(cache, component+"-"+KubeVersion); isExecutable(p) {
 		return p, nil
 	}
 	root, err := RepoRoot()
 	if err != nil {
-		return "", fmt.Errorf("kube-apiserver is not built and the build script cannot be found: %v", err)
+		return "", fmt.Errorf("%s is not built and the build script cannot be found: %v", component, err)
 	}
-	script := filepath.Join(root, "scripts", "build-kube-apiserver.sh")
-	fmt.Fprintf(os.Stderr, "k8stest: no kube-apiserver %s yet, running %s (run it before the tests: ~8 min cold)\n", KubeVersion, script)
-	cmd := exec.Command("bash", script)
+	script := filepath.Join(root, "scripts", "build-kube.sh")
+	fmt.Fprintf(os.Stderr, "k8stest: no %s %s yet, running %s %s (run it before the tests, as make test does: minutes cold)\n",
+		component, KubeVersion, script, component)
+	cmd := exec.Command("bash", script, component)
 	var stdout bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("building kube-apiserver with %s failed (%v); see its output above", script, err)
+		return "", fmt.Errorf("building %s with %s failed (%v); see its output above", component, script, err)
 	}
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
 	p := lines[len(lines)-1]
@@ -650,7 +667,7 @@ func APIServerBinary() (string, error) {
 }
 
 // RepoRoot returns the ovs-netpol repository's root: the nearest directory
-// above the working directory with go.mod and scripts/build-kube-apiserver.sh.
+// above the working directory with go.mod and scripts/build-kube.sh.
 func RepoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
@@ -658,13 +675,13 @@ func RepoRoot() (string, error) {
 	}
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			if _, err := os.Stat(filepath.Join(dir, "scripts", "build-kube-apiserver.sh")); err == nil {
+			if _, err := os.Stat(filepath.Join(dir, "scripts", "build-kube.sh")); err == nil {
 				return dir, nil
 			}
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("no directory with go.mod and scripts/build-kube-apiserver.sh above the working directory")
+			return "", errors.New("no directory with go.mod and scripts/build-kube.sh above the working directory")
 		}
 		dir = parent
 	}
