@@ -14,11 +14,17 @@ import (
 // normalize). Any object that cannot be normalized is an error naming where it
 // was read. Namespaces that pods or policies use without being declared are
 // added with no labels and no annotation. Nodes are not part of the model.
+// Services and EndpointSlices that kube-proxy would not use (ExternalName
+// and headless Services, Services without a cluster IP, FQDN slices, slices
+// without a kubernetes.io/service-name label) are left out; a slice whose
+// Service is not in the input is kept.
 //
 // The warnings (distinct from o.Warnings, which Load already reported) say
 // what will surprise: a malformed legacy annotation (the namespace then fails
-// closed), the legacy annotation in v1 mode, and, in v1.6 mode, policies that
-// have no effect or whose egress part is ignored.
+// closed), the legacy annotation in v1 mode, in v1.6 mode policies that
+// have no effect or whose egress part is ignored, a Service left out for
+// want of a cluster IP (manifests written for kubectl leave it to the API
+// server) and an EndpointSlice left out for want of a Service name.
 func (o *Objects) Cluster(mode model.Mode) (*model.Cluster, []string, error) {
 	if mode != model.ModeV1 && mode != model.ModeV16 {
 		return nil, nil, fmt.Errorf("unknown isolation mode %q", mode)
@@ -91,6 +97,10 @@ func (o *Objects) Cluster(mode model.Mode) (*model.Cluster, []string, error) {
 		}
 	}
 
+	if err := o.services(c, warnf); err != nil {
+		return nil, nil, err
+	}
+
 	implicit := func(ns string) {
 		if _, ok := c.Namespaces[ns]; !ok {
 			c.AddNamespace(&model.Namespace{Name: ns, Labels: labels.Set{}})
@@ -119,4 +129,53 @@ func (o *Objects) Cluster(mode model.Mode) (*model.Cluster, []string, error) {
 		}
 	}
 	return c, warnings, nil
+}
+
+// services normalizes o's Services and EndpointSlices into c.
+func (o *Objects) services(c *model.Cluster, warnf func(runtime.Object, string, ...any)) error {
+	key := func(namespace, name string) string {
+		if namespace == "" {
+			namespace = normalize.DefaultNamespace
+		}
+		return namespace + "/" + name
+	}
+	services := map[string]runtime.Object{}
+	for _, s := range o.Services {
+		n, err := normalize.Service(s)
+		if err != nil {
+			return fmt.Errorf("%s: %w", o.Where(s), err)
+		}
+		k := key(s.Namespace, s.Name)
+		if prev, dup := services[k]; dup {
+			return fmt.Errorf("%s: defined twice: also at %s", o.Where(s), o.Where(prev))
+		}
+		services[k] = s
+		if n == nil {
+			if skip := normalize.ServiceSkip(s); skip == normalize.SkipNoClusterIP {
+				warnf(s, "not load balanced: %s", skip)
+			}
+			continue
+		}
+		c.AddService(n)
+	}
+	slices := map[string]runtime.Object{}
+	for _, e := range o.EndpointSlices {
+		n, err := normalize.EndpointSlice(e)
+		if err != nil {
+			return fmt.Errorf("%s: %w", o.Where(e), err)
+		}
+		k := key(e.Namespace, e.Name)
+		if prev, dup := slices[k]; dup {
+			return fmt.Errorf("%s: defined twice: also at %s", o.Where(e), o.Where(prev))
+		}
+		slices[k] = e
+		if n == nil {
+			if skip := normalize.EndpointSliceSkip(e); skip == normalize.SkipNoService {
+				warnf(e, "ignored: %s", skip)
+			}
+			continue
+		}
+		c.AddEndpointSlice(n)
+	}
+	return nil
 }

@@ -2,15 +2,16 @@
 // the CLI (check, explain, convert, ...).
 //
 // Files hold YAML (several documents separated by "---" lines) or JSON (one
-// or more values). A document is a Namespace, Pod or Node (v1), a
+// or more values). A document is a Namespace, Pod, Node or Service (v1), a
 // NetworkPolicy (networking.k8s.io/v1, or extensions/v1beta1 as written for
-// Kubernetes 1.6), or a List of those (kind: List, or a typed list such as
-// NetworkPolicyList, as `kubectl get -o yaml` prints). Other kinds are skipped
-// with a warning, because people pass whole directories that also hold
-// Deployments and Services; so is a known kind name in another API group
-// (Calico's crd.projectcalico.org NetworkPolicy). An apiVersion of a known
-// kind's own group that ovs-netpol does not read (networking.k8s.io/v2) is an
-// error.
+// Kubernetes 1.6), an EndpointSlice (discovery.k8s.io/v1), or a List of
+// those (kind: List, or a typed list such as NetworkPolicyList, as `kubectl
+// get -o yaml` prints). Other kinds are skipped with a warning, because
+// people pass whole directories that also hold Deployments and ConfigMaps;
+// so is a known kind name in another API group (Calico's
+// crd.projectcalico.org NetworkPolicy). An apiVersion of a known kind's own
+// group that ovs-netpol does not read (networking.k8s.io/v2,
+// discovery.k8s.io/v1beta1) is an error.
 //
 // Decoding is strict and behaves like kubectl's: unknown or misspelled fields
 // (field names are case-sensitive) and duplicate keys are errors.
@@ -34,6 +35,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	extv1beta1 "k8s.io/api/extensions/v1beta1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -77,6 +79,8 @@ type Objects struct {
 	Nodes           []*corev1.Node
 	PoliciesV1      []*networkingv1.NetworkPolicy
 	PoliciesV1beta1 []*extv1beta1.NetworkPolicy
+	Services        []*corev1.Service
+	EndpointSlices  []*discoveryv1.EndpointSlice
 	// Warnings are about documents that were skipped (kinds ovs-netpol does
 	// not use) and directories without manifests.
 	Warnings []string
@@ -109,6 +113,10 @@ func Describe(obj runtime.Object) string {
 		return "NetworkPolicy " + v.Namespace + "/" + v.Name
 	case *extv1beta1.NetworkPolicy:
 		return "NetworkPolicy " + v.Namespace + "/" + v.Name
+	case *corev1.Service:
+		return "Service " + v.Namespace + "/" + v.Name
+	case *discoveryv1.EndpointSlice:
+		return "EndpointSlice " + v.Namespace + "/" + v.Name
 	}
 	return fmt.Sprintf("%T", obj)
 }
@@ -232,13 +240,20 @@ var kinds = map[string]kindInfo{
 			normalize.APIVersionV1:      func() runtime.Object { return &networkingv1.NetworkPolicy{} },
 			normalize.APIVersionV1beta1: func() runtime.Object { return &extv1beta1.NetworkPolicy{} },
 		}},
+	"Service": {groups: []string{""}, want: "v1", namespaced: true,
+		versions: map[string]func() runtime.Object{"v1": func() runtime.Object { return &corev1.Service{} }}},
+	"EndpointSlice": {groups: []string{"discovery.k8s.io"}, want: "discovery.k8s.io/v1", namespaced: true,
+		versions: map[string]func() runtime.Object{"discovery.k8s.io/v1": func() runtime.Object { return &discoveryv1.EndpointSlice{} }}},
 }
+
+// readKinds lists the kinds of the kinds table for messages.
+const readKinds = "Namespace, Pod, Node, NetworkPolicy, Service and EndpointSlice"
 
 // decoder decodes JSON into the typed objects strictly, case-sensitively and
 // exactly as kubectl and the API server do.
 var decoder = func() *kjson.Serializer {
 	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, networkingv1.AddToScheme, extv1beta1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, networkingv1.AddToScheme, extv1beta1.AddToScheme, discoveryv1.AddToScheme} {
 		if err := add(scheme); err != nil {
 			panic(err)
 		}
@@ -356,7 +371,7 @@ func (l *loader) list(src Source, h head, itemsRaw []byte, fromYAML bool) error 
 	if h.Kind == "List" {
 		itemKind = ""
 	} else if _, known := kinds[itemKind]; !known {
-		l.warnf("%s: skipped %s with %d items (ovs-netpol reads only Namespace, Pod, Node and NetworkPolicy)", src, h.Kind, len(items))
+		l.warnf("%s: skipped %s with %d items (ovs-netpol reads only %s)", src, h.Kind, len(items), readKinds)
 		return nil
 	}
 	for i, item := range items {
@@ -398,7 +413,7 @@ func (l *loader) object(src Source, h head, raw []byte, fromYAML bool) error {
 	case h.Kind == "":
 		return fmt.Errorf("%s: kind is missing", src)
 	case !known:
-		l.warnf("%s: skipped %s (ovs-netpol reads only Namespace, Pod, Node and NetworkPolicy)", where, strings.TrimSpace(h.APIVersion+" "+h.Kind))
+		l.warnf("%s: skipped %s (ovs-netpol reads only %s)", where, strings.TrimSpace(h.APIVersion+" "+h.Kind), readKinds)
 		return nil
 	case h.APIVersion == "":
 		return fmt.Errorf("%s: apiVersion is missing (want %s)", where, info.want)
@@ -455,6 +470,18 @@ func (l *loader) add(src Source, where string, h head, obj runtime.Object) error
 		}
 		name, key = v.Name, "NetworkPolicy/"+v.Namespace+"/"+v.Name
 		l.objs.PoliciesV1beta1 = append(l.objs.PoliciesV1beta1, v)
+	case *corev1.Service:
+		if v.Namespace == "" {
+			v.Namespace = normalize.DefaultNamespace
+		}
+		name, key = v.Name, "Service/"+v.Namespace+"/"+v.Name
+		l.objs.Services = append(l.objs.Services, v)
+	case *discoveryv1.EndpointSlice:
+		if v.Namespace == "" {
+			v.Namespace = normalize.DefaultNamespace
+		}
+		name, key = v.Name, "EndpointSlice/"+v.Namespace+"/"+v.Name
+		l.objs.EndpointSlices = append(l.objs.EndpointSlices, v)
 	default:
 		return fmt.Errorf("%s: internal error: unexpected %T", where, obj)
 	}

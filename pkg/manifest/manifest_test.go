@@ -91,7 +91,7 @@ items: [{}, {}]
 			name: "other kinds and other groups are skipped",
 			file: "mixed.yaml",
 			data: `apiVersion: v1
-kind: Service
+kind: ConfigMap
 metadata: {name: s}
 ---
 apiVersion: crd.projectcalico.org/v1
@@ -102,10 +102,61 @@ spec: {selector: all()}
 foo: bar
 `,
 			wantWarnings: []string{
-				"mixed.yaml: document 1 (Service s): skipped v1 Service",
+				"mixed.yaml: document 1 (ConfigMap s): skipped v1 ConfigMap (ovs-netpol reads only Namespace, Pod, Node, NetworkPolicy, Service and EndpointSlice)",
 				"mixed.yaml: document 2 (NetworkPolicy x/calico): skipped crd.projectcalico.org/v1 NetworkPolicy: not the Kubernetes NetworkPolicy",
 				"mixed.yaml: document 3: skipped: not a Kubernetes object",
 			},
+		},
+		{
+			name: "Services and EndpointSlices, alone and in lists",
+			file: "svc.yaml",
+			data: `apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: a}
+spec: {clusterIP: 10.96.0.10, ports: [{port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{port: 8080}]
+endpoints: [{addresses: [10.244.1.5]}]
+---
+apiVersion: v1
+kind: List
+items:
+- {apiVersion: v1, kind: Service, metadata: {name: web}, spec: {clusterIP: None}}
+- {apiVersion: discovery.k8s.io/v1, kind: EndpointSlice, metadata: {name: web-1, namespace: a}, addressType: IPv6}
+- {apiVersion: v1, kind: Endpoints, metadata: {name: web, namespace: a}}
+---
+apiVersion: v1
+kind: ServiceList
+items:
+- metadata: {name: db, namespace: a}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSliceList
+items:
+- {metadata: {name: db-1, namespace: a}, addressType: IPv4}
+`,
+			want: []string{
+				"Service a/web@1", "EndpointSlice default/web-1@2", "Service default/web@3.1", "EndpointSlice a/web-1@3.2",
+				"Service a/db@4.1", "EndpointSlice a/db-1@5.1",
+			},
+			wantWarnings: []string{"svc.yaml: document 3, item 3 (Endpoints a/web): skipped v1 Endpoints"},
+		},
+		{
+			name: "Service and EndpointSlice as JSON",
+			file: "svc.json",
+			data: `{"apiVersion":"v1","kind":"Service","metadata":{"name":"s","namespace":"a"},"spec":{"clusterIP":"10.96.0.1","ports":[{"port":53,"protocol":"UDP"}]}}
+{"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{"name":"s-x","namespace":"a","labels":{"kubernetes.io/service-name":"s"}},"addressType":"IPv4","endpoints":[{"addresses":["10.0.0.1"],"conditions":{"ready":false}}]}`,
+			want: []string{"Service a/s@1", "EndpointSlice a/s-x@2"},
+		},
+		{
+			name:         "EndpointSlice of another group",
+			file:         "f.yaml",
+			data:         "apiVersion: example.com/v1\nkind: EndpointSlice\nmetadata: {name: e}\n",
+			wantWarnings: []string{"f.yaml: document 1 (EndpointSlice default/e): skipped example.com/v1 EndpointSlice: not the Kubernetes EndpointSlice (apiVersion discovery.k8s.io/v1)"},
 		},
 		{
 			name: "namespace defaults to default",
@@ -188,6 +239,36 @@ foo: bar
 			name: "duplicates across versions", file: "f.yaml",
 			data:    "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p}\nspec: {podSelector: {}}\n---\napiVersion: extensions/v1beta1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: default}\nspec: {podSelector: {}}\n",
 			wantErr: `f.yaml: document 2 (NetworkPolicy default/p): defined twice: also at f.yaml: document 1 (NetworkPolicy default/p)`,
+		},
+		{
+			name: "EndpointSlice v1beta1", file: "f.yaml",
+			data:    "apiVersion: discovery.k8s.io/v1beta1\nkind: EndpointSlice\nmetadata: {name: e, namespace: x}\naddressType: IPv4\n",
+			wantErr: `f.yaml: document 1 (EndpointSlice x/e): unsupported apiVersion "discovery.k8s.io/v1beta1" for EndpointSlice (want discovery.k8s.io/v1)`,
+		},
+		{
+			name: "EndpointSlice fields are top-level", file: "f.yaml",
+			data:    "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: e}\nspec: {addressType: IPv4}\n",
+			wantErr: `f.yaml: document 1 (EndpointSlice default/e): strict decoding error: unknown field "spec"`,
+		},
+		{
+			name: "unknown Service field", file: "f.yaml",
+			data:    "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80, targetport: 8080}]}\n",
+			wantErr: `f.yaml: document 1 (Service default/s): strict decoding error: unknown field "spec.ports[0].targetport"`,
+		},
+		{
+			name: "Service name missing", file: "f.yaml",
+			data:    "apiVersion: v1\nkind: Service\nmetadata: {namespace: a}\n",
+			wantErr: `f.yaml: document 1 (Service a/): metadata.name is required`,
+		},
+		{
+			name: "Service defined twice", file: "f.yaml",
+			data:    "apiVersion: v1\nkind: Service\nmetadata: {name: s}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s}\naddressType: IPv4\n---\napiVersion: v1\nkind: List\nitems: [{apiVersion: v1, kind: Service, metadata: {name: s, namespace: default}}]\n",
+			wantErr: `f.yaml: document 3, item 1 (Service default/s): defined twice: also at f.yaml: document 1 (Service default/s)`,
+		},
+		{
+			name: "EndpointSlice defined twice", file: "f.yaml",
+			data:    "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: e}\naddressType: IPv4\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSliceList\nitems: [{metadata: {name: e}, addressType: IPv6}]\n",
+			wantErr: `f.yaml: document 2, item 1 (EndpointSlice default/e): defined twice: also at f.yaml: document 1 (EndpointSlice default/e)`,
 		},
 		{
 			name: "nested lists", file: "f.yaml",
@@ -387,5 +468,16 @@ func TestLoadStdin(t *testing.T) {
 	}
 	if got := (&Objects{}).Where(o.Namespaces[0]); got != "Namespace from-stdin" {
 		t.Errorf("Where without source = %q", got)
+	}
+}
+
+func TestReadKindsNamesEveryKind(t *testing.T) {
+	for kind := range kinds {
+		if !strings.Contains(readKinds, kind) {
+			t.Errorf("readKinds %q does not name %s", readKinds, kind)
+		}
+	}
+	if n := strings.Count(readKinds, ",") + 2; n != len(kinds) {
+		t.Errorf("readKinds names %d kinds, the table has %d", n, len(kinds))
 	}
 }

@@ -64,6 +64,9 @@ type Cluster struct {
 	// Pods by UID.
 	Pods     map[string]*Pod
 	Policies map[string]*Policy // by namespace/name
+	// Services and EndpointSlices by namespace/name.
+	Services       map[string]*Service
+	EndpointSlices map[string]*EndpointSlice
 }
 
 // NewCluster returns an empty cluster in mode.
@@ -73,6 +76,9 @@ func NewCluster(mode Mode) *Cluster {
 		Namespaces: map[string]*Namespace{},
 		Pods:       map[string]*Pod{},
 		Policies:   map[string]*Policy{},
+
+		Services:       map[string]*Service{},
+		EndpointSlices: map[string]*EndpointSlice{},
 	}
 }
 
@@ -80,6 +86,10 @@ func NewCluster(mode Mode) *Cluster {
 func (c *Cluster) AddNamespace(ns *Namespace) { c.Namespaces[ns.Name] = ns }
 func (c *Cluster) AddPod(p *Pod)              { c.Pods[p.UID] = p }
 func (c *Cluster) AddPolicy(p *Policy)        { c.Policies[p.Key()] = p }
+
+// AddService and AddEndpointSlice insert or replace an object.
+func (c *Cluster) AddService(s *Service)             { c.Services[s.Key()] = s }
+func (c *Cluster) AddEndpointSlice(e *EndpointSlice) { c.EndpointSlices[e.Key()] = e }
 
 // SortedPods returns the pods ordered by namespace/name then UID.
 func (c *Cluster) SortedPods() []*Pod {
