@@ -265,31 +265,29 @@ func newRecorder(sw *ovstest.Switch) *recorder {
 }
 
 // Sync, Apply and Count are cmd/ovs-netpol-agent's ofctlFlows.
-func (r *recorder) Sync(ctx context.Context, desired []openflow.Flow) (int, int, error) {
-	st, err := r.inst.Sync(ctx, desired)
-	return st.Added + st.Replaced, st.Deleted, err
+func (r *recorder) Sync(ctx context.Context, flows []openflow.Flow, groups []openflow.Group) (int, int, error) {
+	st, err := r.inst.SyncAll(ctx, flows, groups)
+	return st.Added + st.Replaced + st.Groups, st.Deleted, err
 }
 
-func (r *recorder) Apply(ctx context.Context, add, del []openflow.Flow) error {
-	mods := make([]flowsync.Mod, 0, len(add)+len(del))
-	for _, f := range del {
-		mods = append(mods, flowsync.Mod{Op: flowsync.Delete, Flow: f})
-	}
-	for _, f := range add {
-		mods = append(mods, flowsync.Mod{Op: flowsync.Add, Flow: f})
-	}
+func (r *recorder) Apply(ctx context.Context, ch controller.Change) error {
+	mods, groups := flowsync.Mods(ch.AddFlows, ch.DelFlows, ch.SetGroups, ch.DelGroups)
 	t0 := time.Now()
-	if err := r.inst.Apply(ctx, mods); err != nil {
+	if err := r.inst.ApplyBundle(ctx, mods, groups); err != nil {
 		return err
 	}
 	r.mu.Lock()
-	r.cur.mods += len(mods)
+	r.cur.mods += len(mods) + len(groups)
 	r.cur.bundle += time.Since(t0)
 	r.mu.Unlock()
 	return nil
 }
 
 func (r *recorder) Count(ctx context.Context) (int, error) { return r.inst.FlowCount(ctx) }
+
+func (r *recorder) FlushConntrack(ctx context.Context, fl []openflow.ConntrackFlush) error {
+	return r.inst.FlushConntrack(ctx, fl)
+}
 
 // metrics returns controller metrics whose observations feed the recorder.
 func (r *recorder) metrics() *controller.Metrics {

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
+	"github.com/ovs-netpol/ovs-netpol/pkg/controller"
 	"github.com/ovs-netpol/ovs-netpol/pkg/flowsync"
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
 	"github.com/ovs-netpol/ovs-netpol/pkg/ovsdb"
@@ -32,20 +33,18 @@ func (p *ovsdbPorts) Changed() <-chan struct{} { return p.ch }
 // ofctlFlows adapts the bundle installer to the controller.
 type ofctlFlows struct{ inst *flowsync.Installer }
 
-func (f ofctlFlows) Sync(ctx context.Context, desired []openflow.Flow) (int, int, error) {
-	st, err := f.inst.Sync(ctx, desired)
-	return st.Added + st.Replaced, st.Deleted, err
+func (f ofctlFlows) Sync(ctx context.Context, flows []openflow.Flow, groups []openflow.Group) (int, int, error) {
+	st, err := f.inst.SyncAll(ctx, flows, groups)
+	return st.Added + st.Replaced + st.Groups, st.Deleted, err
 }
 
-func (f ofctlFlows) Apply(ctx context.Context, add, del []openflow.Flow) error {
-	mods := make([]flowsync.Mod, 0, len(add)+len(del))
-	for _, fl := range del {
-		mods = append(mods, flowsync.Mod{Op: flowsync.Delete, Flow: fl})
-	}
-	for _, fl := range add {
-		mods = append(mods, flowsync.Mod{Op: flowsync.Add, Flow: fl})
-	}
-	return f.inst.Apply(ctx, mods)
+func (f ofctlFlows) Apply(ctx context.Context, ch controller.Change) error {
+	mods, groups := flowsync.Mods(ch.AddFlows, ch.DelFlows, ch.SetGroups, ch.DelGroups)
+	return f.inst.ApplyBundle(ctx, mods, groups)
+}
+
+func (f ofctlFlows) FlushConntrack(ctx context.Context, fl []openflow.ConntrackFlush) error {
+	return f.inst.FlushConntrack(ctx, fl)
 }
 
 func (f ofctlFlows) Count(ctx context.Context) (int, error) { return f.inst.FlowCount(ctx) }

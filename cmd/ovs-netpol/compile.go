@@ -29,15 +29,17 @@ func compileCmd() *cobra.Command {
 	var o compileOptions
 	cmd := &cobra.Command{
 		Use:   "compile -f PATH [-f PATH ...] --node NODE",
-		Short: "Print the flow set of one node's br-int for the given manifests",
-		Long: `Reads Namespaces, Pods, Nodes and NetworkPolicies (networking.k8s.io/v1 or
-extensions/v1beta1) from YAML/JSON files or directories and prints the complete
-flow set of NODE's br-int, in the form
+		Short: "Print the flows and groups of one node's br-int for the given manifests",
+		Long: `Reads Namespaces, Pods, Nodes, NetworkPolicies (networking.k8s.io/v1 or
+extensions/v1beta1), Services and EndpointSlices from YAML/JSON files or
+directories and prints the complete flow set of NODE's br-int, with the
+Services' load-balancing groups, in the form
 
-  ovs-ofctl -O OpenFlow15 --bundle add-flows br-int -
+  ovs-ofctl -O OpenFlow15 bundle br-int -
 
-accepts unchanged. Each group of flows is preceded by a comment naming its
-origin (pipeline, node, pod or policy rule).
+accepts unchanged ("group add ..." lines, then "flow add ..." lines). Each
+group of flows is preceded by a comment naming its origin (pipeline, node,
+pod, policy rule or Service).
 
 Pods of NODE are bound to bridge ports by --ports lines "NAMESPACE/NAME OFPORT
 MAC"; a pod without a line gets, in namespace/name order, the lowest free port

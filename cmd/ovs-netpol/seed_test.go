@@ -28,11 +28,19 @@ func compileSeed(t *testing.T, isolation string, files ...string) string {
 
 var seedFiles = []string{"../../examples/seed/namespace.yaml", "../../examples/seed/policy.yaml", "../../examples/seed/pods.yaml"}
 
+// serviceFile is the db Service of the seed (and its EndpointSlice).
+const serviceFile = "../../examples/seed/service.yaml"
+
 // TestSeedGolden keeps flows/golden/*.flows equal to what compile prints.
 func TestSeedGolden(t *testing.T) {
-	for _, iso := range []string{"v1.6", "v1"} {
-		got := compileSeed(t, iso, seedFiles...)
-		path := filepath.Join("../../flows/golden", "seed-"+iso+".flows")
+	for _, c := range []struct{ iso, name string }{{"v1.6", "seed-v1.6"}, {"v1", "seed-v1"}, {"v1", "seed-v1-service"}} {
+		files := seedFiles
+		if strings.HasSuffix(c.name, "-service") {
+			files = append(append([]string(nil), seedFiles...), serviceFile)
+		}
+		iso := c.iso
+		got := compileSeed(t, iso, files...)
+		path := filepath.Join("../../flows/golden", c.name+".flows")
 		if *update {
 			if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
 				t.Fatal(err)
@@ -44,7 +52,7 @@ func TestSeedGolden(t *testing.T) {
 			t.Fatalf("%v (run go test ./cmd/ovs-netpol -update)", err)
 		}
 		if got != string(want) {
-			t.Errorf("compile output for %s differs from %s (run go test ./cmd/ovs-netpol -run Golden -update and review the diff)", iso, path)
+			t.Errorf("compile output for %s differs from %s (run go test ./cmd/ovs-netpol -run Golden -update and review the diff)", c.name, path)
 		}
 	}
 }
@@ -80,6 +88,9 @@ var seedProbes = []seedProbe{
 	{"db -> external (egress not isolated)", "10", "10.244.1.10", "192.0.2.1", "tcp", 443, true},
 }
 
+// seedServiceIP is db's cluster IP (examples/seed/service.yaml).
+const seedServiceIP = "10.96.0.10"
+
 var seedPorts = map[string]struct {
 	port int
 	mac  string
@@ -106,11 +117,9 @@ func TestSeedOnOVS(t *testing.T) {
 		}
 	}
 	check := func(t *testing.T, flows string, probes []seedProbe) {
-		if _, err := sw.Ofctl("-O", "OpenFlow15", "del-flows", "br-int"); err != nil {
-			t.Fatal(err)
-		}
-		if err := sw.AddFlows("br-int", flows); err != nil {
-			t.Fatalf("ovs-ofctl --bundle add-flows refused the compile output: %v", err)
+		t.Helper()
+		if err := sw.InstallBundle("br-int", flows); err != nil {
+			t.Fatalf("ovs-ofctl bundle refused the compile output: %v", err)
 		}
 		for _, p := range probes {
 			srcMAC := "02:00:00:00:00:01"
@@ -127,6 +136,9 @@ func TestSeedOnOVS(t *testing.T) {
 			if dp, ok := seedPorts[p.dst]; ok {
 				want = fmt.Sprint(dp.port)
 			}
+			if p.dst == seedServiceIP {
+				want = "10" // balanced to db
+			}
 			got := !res.Dropped
 			if got && (len(res.OutputPorts) != 1 || fmt.Sprint(res.OutputPorts[0]) != strings.Replace(want, "LOCAL", "65534", 1)) {
 				t.Errorf("%s: delivered to %v, want port %s", p.name, res.OutputNames, want)
@@ -139,6 +151,17 @@ func TestSeedOnOVS(t *testing.T) {
 	}
 	for _, iso := range []string{"v1.6", "v1"} {
 		t.Run(iso, func(t *testing.T) { check(t, compileSeed(t, iso, seedFiles...), seedProbes) })
+	}
+	// Through db's Service: the bridge balances to db, and the policy judges
+	// db (its pod IP and port), not the cluster IP.
+	for _, iso := range []string{"v1.6", "v1"} {
+		t.Run(iso+" through the Service", func(t *testing.T) {
+			check(t, compileSeed(t, iso, append(append([]string(nil), seedFiles...), serviceFile)...), []seedProbe{
+				{"frontend -> db Service:6379/TCP", "11", "10.244.1.11", seedServiceIP, "tcp", 6379, true},
+				{"backend -> db Service:6379/TCP", "12", "10.244.1.12", seedServiceIP, "tcp", 6379, false},
+				{"db -> db Service:6379/TCP (hairpin)", "10", "10.244.1.10", seedServiceIP, "tcp", 6379, true},
+			})
+		})
 	}
 	// Without the annotation, v1.6 policies have no effect: all open.
 	t.Run("v1.6 without annotation", func(t *testing.T) {

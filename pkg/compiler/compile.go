@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -16,10 +17,13 @@ import (
 // IDAllocator hands out conjunction IDs derived from a hash of the rule key,
 // so one policy's IDs never depend on which other policies exist. A hash
 // collision takes the next free ID; an allocator that lives as long as the
-// agent keeps every ID it gave out until Release.
+// agent keeps every ID it gave out until Release. IDs are never 0 and, for
+// an allocator made with newIDAllocatorIn, stay in its range.
 type IDAllocator struct {
 	byKey map[string]uint32
 	used  map[uint32]string
+	// base | (hash & mask): the range IDs come from (mask 0: all 32 bits).
+	base, mask uint32
 }
 
 // NewIDAllocator returns an empty allocator.
@@ -27,16 +31,27 @@ func NewIDAllocator() *IDAllocator {
 	return &IDAllocator{byKey: map[string]uint32{}, used: map[uint32]string{}}
 }
 
-// ID returns the conjunction ID of key, allocating it on first use.
+// newIDAllocatorIn returns an empty allocator of IDs base | (h & mask).
+func newIDAllocatorIn(base, mask uint32) *IDAllocator {
+	a := NewIDAllocator()
+	a.base, a.mask = base, mask
+	return a
+}
+
+// ID returns the ID of key, allocating it on first use.
 func (a *IDAllocator) ID(key string) uint32 {
 	if id, ok := a.byKey[key]; ok {
 		return id
 	}
 	h := fnv.New32a()
 	h.Write([]byte(key))
-	id := h.Sum32()
+	mask := a.mask
+	if mask == 0 {
+		mask = ^uint32(0)
+	}
+	id := a.base | h.Sum32()&mask
 	for id == 0 || a.used[id] != "" {
-		id++
+		id = a.base | (id+1)&mask
 	}
 	a.byKey[key] = id
 	a.used[id] = key
@@ -61,20 +76,21 @@ func (a *IDAllocator) Release(key string) {
 type Result struct {
 	// Flows are merged and sorted: ready for ovs-ofctl.
 	Flows []openflow.Flow
-	// Origins maps each cookie in Flows to a human description.
+	// Groups are the Services' select groups, by ID.
+	Groups []openflow.Group
+	// Origins maps each cookie in Flows and Groups to a human description.
 	Origins map[openflow.Cookie]string
 	// Conjunctions maps conjunction IDs to the rule (and named-port group).
 	Conjunctions map[uint32]string
 }
 
-// Text renders the flows one per line, with a comment header per origin
-// when comments is set (ovs-ofctl ignores '#' lines).
+// Text renders the result as an "ovs-ofctl -O OpenFlow15 bundle" file:
+// "group add" lines (groups first: flows refer to them), then "flow add"
+// lines, with a comment header per origin when comments is set
+// (ovs-ofctl ignores '#' lines).
 func (r *Result) Text(comments bool) string {
-	if !comments {
-		return openflow.Text(r.Flows)
-	}
 	var b strings.Builder
-	if len(r.Conjunctions) > 0 {
+	if comments && len(r.Conjunctions) > 0 {
 		ids := make([]uint32, 0, len(r.Conjunctions))
 		for id := range r.Conjunctions {
 			ids = append(ids, id)
@@ -85,18 +101,30 @@ func (r *Result) Text(comments bool) string {
 			fmt.Fprintf(&b, "#   %d: %s\n", id, r.Conjunctions[id])
 		}
 	}
+	if comments && len(r.Groups) > 0 {
+		b.WriteString("# groups: Service load balancers (one per port and address family)\n")
+	}
+	for _, g := range r.Groups {
+		if comments {
+			fmt.Fprintf(&b, "# group %d (cookie %s): %s\n", g.ID, g.Cookie, r.Origins[g.Cookie])
+		}
+		b.WriteString("group add ")
+		b.WriteString(g.String())
+		b.WriteByte('\n')
+	}
 	var last openflow.Cookie
 	var lastTable = -1
 	for _, f := range r.Flows {
-		if int(f.Table) != lastTable {
+		if comments && int(f.Table) != lastTable {
 			fmt.Fprintf(&b, "# table %d: %s\n", f.Table, TableNames[f.Table])
 			lastTable = int(f.Table)
 			last = 0
 		}
-		if f.Cookie != last {
+		if comments && f.Cookie != last {
 			fmt.Fprintf(&b, "# cookie %s: %s\n", f.Cookie, r.Origins[f.Cookie])
 			last = f.Cookie
 		}
+		b.WriteString("flow add ")
 		b.WriteString(f.String())
 		b.WriteByte('\n')
 	}
@@ -111,23 +139,22 @@ func Compile(c *model.Cluster, cfg Config) (*Result, error) {
 	// Incremental takes ownership of the cluster it is given; give it a
 	// shallow copy so the caller keeps theirs.
 	cp := model.NewCluster(c.Mode)
-	for k, v := range c.Namespaces {
-		cp.Namespaces[k] = v
-	}
-	for k, v := range c.Pods {
-		cp.Pods[k] = v
-	}
-	for k, v := range c.Policies {
-		cp.Policies[k] = v
-	}
+	maps.Copy(cp.Namespaces, c.Namespaces)
+	maps.Copy(cp.Pods, c.Pods)
+	maps.Copy(cp.Policies, c.Policies)
+	maps.Copy(cp.Services, c.Services)
+	maps.Copy(cp.EndpointSlices, c.EndpointSlices)
 	in := NewIncremental(cp, cfg)
 	if _, err := in.Flush(); err != nil {
 		return nil, err
 	}
-	res := &Result{Flows: in.Flows(), Origins: map[openflow.Cookie]string{}, Conjunctions: in.Conjunctions()}
+	res := &Result{Flows: in.Flows(), Groups: in.Groups(), Origins: map[openflow.Cookie]string{}, Conjunctions: in.Conjunctions()}
 	origins := in.Origins()
 	for _, f := range res.Flows {
 		res.Origins[f.Cookie] = origins[f.Cookie]
+	}
+	for _, g := range res.Groups {
+		res.Origins[g.Cookie] = origins[g.Cookie]
 	}
 	return res, nil
 }

@@ -1,6 +1,7 @@
 package compiler
 
 import (
+	"cmp"
 	"slices"
 	"strings"
 
@@ -271,3 +272,81 @@ func (s *FlowSet) Flows() []openflow.Flow {
 	openflow.Sort(out)
 	return out
 }
+
+// GroupSet holds the fragments' groups. Every group ID belongs to one key
+// of the group ID allocator and so to one fragment: unlike flows, groups
+// are never shared or merged.
+type GroupSet struct {
+	frags     map[string][]openflow.Group
+	groups    map[uint32]openflow.Group
+	committed map[uint32]openflow.Group
+	touched   map[uint32]struct{}
+}
+
+// NewGroupSet returns an empty set.
+func NewGroupSet() *GroupSet {
+	return &GroupSet{
+		frags:     map[string][]openflow.Group{},
+		groups:    map[uint32]openflow.Group{},
+		committed: map[uint32]openflow.Group{},
+		touched:   map[uint32]struct{}{},
+	}
+}
+
+// SetFragment replaces fragment id's groups (none: removes them).
+func (s *GroupSet) SetFragment(id string, groups []openflow.Group) {
+	for _, g := range s.frags[id] {
+		delete(s.groups, g.ID)
+		s.touched[g.ID] = struct{}{}
+	}
+	for _, g := range groups {
+		s.groups[g.ID] = g
+		s.touched[g.ID] = struct{}{}
+	}
+	if len(groups) == 0 {
+		delete(s.frags, id)
+	} else {
+		s.frags[id] = groups
+	}
+}
+
+// Commit returns the IDs of groups added, changed or removed since the
+// last Commit, sorted.
+func (s *GroupSet) Commit() []uint32 {
+	var changed []uint32
+	for id := range s.touched {
+		g, ok := s.groups[id]
+		old, had := s.committed[id]
+		switch {
+		case ok && (!had || !g.Equal(old) || g.Cookie != old.Cookie):
+			s.committed[id] = g
+		case !ok && had:
+			delete(s.committed, id)
+		default:
+			continue
+		}
+		changed = append(changed, id)
+	}
+	clear(s.touched)
+	slices.Sort(changed)
+	return changed
+}
+
+// Group returns the group with ID id, if any.
+func (s *GroupSet) Group(id uint32) (openflow.Group, bool) {
+	g, ok := s.committed[id]
+	return g, ok
+}
+
+// Groups returns every group, by ID.
+func (s *GroupSet) Groups() []openflow.Group {
+	out := make([]openflow.Group, 0, len(s.committed))
+	for _, g := range s.committed {
+		out = append(out, g)
+	}
+	slices.SortFunc(out, func(a, b openflow.Group) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Len is the number of groups.
+func (s *GroupSet) Len() int { return len(s.committed) }

@@ -50,8 +50,21 @@ type Incremental struct {
 	// egressSplits memoizes egress named-port splits per rule (see egressSplit).
 	egressSplits map[string]*egressSplit
 
-	set   *FlowSet
-	dirty map[string]bool
+	// Services: each Service's EndpointSlices by Service key; group IDs;
+	// per Service the group keys it holds and the backends serving its UDP
+	// ports (for conntrack flushes, see staleUDP).
+	slicesBySvc  map[string]map[string]*model.EndpointSlice
+	groupIDs     *IDAllocator
+	svcGroupKeys map[string][]string
+	svcServing   map[string]map[serviceFamilyPort]map[model.Backend]bool
+
+	set      *FlowSet
+	ofGroups *GroupSet // OpenFlow groups (not address groups)
+	dirty    map[string]bool
+	// changedGroups and ctFlushes are what the last Flush changed besides
+	// flows.
+	changedGroups []uint32
+	ctFlushes     []openflow.ConntrackFlush
 }
 
 // NewIncremental takes ownership of c (change it only through the returned
@@ -69,8 +82,16 @@ func NewIncremental(c *model.Cluster, cfg Config) *Incremental {
 		podAddrs:     map[string]podAddrs{},
 		peerMemos:    map[string]*peerMemo{},
 		egressSplits: map[string]*egressSplit{},
+		slicesBySvc:  map[string]map[string]*model.EndpointSlice{},
+		groupIDs:     newIDAllocatorIn(openflow.GroupIDOurs, ^openflow.GroupIDOursMask),
+		svcGroupKeys: map[string][]string{},
+		svcServing:   map[string]map[serviceFamilyPort]map[model.Backend]bool{},
 		set:          NewFlowSet(),
+		ofGroups:     NewGroupSet(),
 		dirty:        map[string]bool{},
+	}
+	for _, sl := range c.EndpointSlices {
+		in.indexSlice(sl)
 	}
 	for _, p := range c.Pods {
 		in.indexPod(p)
@@ -134,6 +155,9 @@ func (in *Incremental) markAll() {
 	for _, p := range in.c.Policies {
 		in.markPolicy(p)
 	}
+	for key := range in.c.Services {
+		in.dirty[serviceFrag(key)] = true
+	}
 	// Render every peer fragment again, but keep knowing which exist: a
 	// rule that now has no peer flows must still remove its fragment.
 	for _, m := range in.peerMemos {
@@ -153,8 +177,9 @@ const (
 	fragNode     = "node"
 )
 
-func podFrag(p *model.Pod) string { return "pod/" + p.UID }
-func ruleFrag(key string) string  { return "rule/" + key }
+func podFrag(p *model.Pod) string   { return "pod/" + p.UID }
+func ruleFrag(key string) string    { return "rule/" + key }
+func serviceFrag(key string) string { return "svc/" + key }
 
 func (in *Incremental) indexPod(p *model.Pod) {
 	m := in.podsByNS[p.Namespace]
@@ -472,6 +497,7 @@ func (in *Incremental) Flush() ([]openflow.Key, error) {
 	}
 	sort.Strings(ids) // deterministic conjunction ID allocation
 	in.dirty = map[string]bool{}
+	in.ctFlushes = nil
 	for _, id := range ids {
 		flows, err := in.compute(id)
 		if err != nil {
@@ -485,6 +511,7 @@ func (in *Incremental) Flush() ([]openflow.Key, error) {
 	if err != nil {
 		return nil, err
 	}
+	in.changedGroups = in.ofGroups.Commit()
 	sort.Slice(out, func(i, j int) bool { return keyLess(out[i], out[j]) })
 	return out, nil
 }
@@ -536,6 +563,8 @@ func (in *Incremental) compute(id string) ([]openflow.Flow, error) {
 		return podFlows(in.cfg, pod, b, ing, eg), nil
 	case strings.HasPrefix(id, "rule/"):
 		return in.computeRule(strings.TrimPrefix(id, "rule/"))
+	case strings.HasPrefix(id, "svc/"):
+		return in.computeService(strings.TrimPrefix(id, "svc/")), nil
 	}
 	return nil, fmt.Errorf("unknown fragment %q", id)
 }
@@ -750,5 +779,117 @@ func (in *Incremental) Origins() map[openflow.Cookie]string {
 			}
 		}
 	}
+	for _, svc := range in.c.Services {
+		out[ServiceCookie(svc)] = "service " + svc.Key()
+	}
 	return out
 }
+
+// SetService adds or replaces a Service (nil-safe callers leave headless
+// and ExternalName Services out: they are deleted).
+func (in *Incremental) SetService(svc *model.Service) {
+	in.c.AddService(svc)
+	in.dirty[serviceFrag(svc.Key())] = true
+}
+
+// DeleteService removes a Service by namespace/name.
+func (in *Incremental) DeleteService(key string) {
+	if _, ok := in.c.Services[key]; ok {
+		delete(in.c.Services, key)
+		in.dirty[serviceFrag(key)] = true
+	}
+}
+
+// SetEndpointSlice adds or replaces an EndpointSlice.
+func (in *Incremental) SetEndpointSlice(sl *model.EndpointSlice) {
+	if old, ok := in.c.EndpointSlices[sl.Key()]; ok {
+		in.unindexSlice(old)
+		in.dirty[serviceFrag(old.ServiceKey())] = true
+	}
+	in.c.AddEndpointSlice(sl)
+	in.indexSlice(sl)
+	in.dirty[serviceFrag(sl.ServiceKey())] = true
+}
+
+// DeleteEndpointSlice removes an EndpointSlice by namespace/name.
+func (in *Incremental) DeleteEndpointSlice(key string) {
+	if old, ok := in.c.EndpointSlices[key]; ok {
+		in.unindexSlice(old)
+		delete(in.c.EndpointSlices, key)
+		in.dirty[serviceFrag(old.ServiceKey())] = true
+	}
+}
+
+func (in *Incremental) indexSlice(sl *model.EndpointSlice) {
+	m := in.slicesBySvc[sl.ServiceKey()]
+	if m == nil {
+		m = map[string]*model.EndpointSlice{}
+		in.slicesBySvc[sl.ServiceKey()] = m
+	}
+	m[sl.Key()] = sl
+}
+
+func (in *Incremental) unindexSlice(sl *model.EndpointSlice) {
+	if m := in.slicesBySvc[sl.ServiceKey()]; m != nil {
+		delete(m, sl.Key())
+		if len(m) == 0 {
+			delete(in.slicesBySvc, sl.ServiceKey())
+		}
+	}
+}
+
+// computeService compiles Service key's load balancing: its flows (the
+// fragment's), its groups, and the UDP conntrack entries its changed
+// backends leave stale. A Service that is gone yields nothing and gives
+// back its group IDs.
+func (in *Incremental) computeService(key string) []openflow.Flow {
+	svc := in.c.Services[key]
+	var res serviceResult
+	if svc != nil {
+		slices := make([]*model.EndpointSlice, 0, len(in.slicesBySvc[key]))
+		for _, sl := range in.slicesBySvc[key] {
+			slices = append(slices, sl)
+		}
+		// In key order: a backend in two slices is taken from the later one.
+		sort.Slice(slices, func(i, j int) bool { return slices[i].Key() < slices[j].Key() })
+		res = serviceFlows(in.cfg, svc, slices, in.groupIDs.ID)
+		if old, ok := in.svcServing[key]; ok {
+			in.ctFlushes = append(in.ctFlushes, staleUDP(in.cfg.CTZone, old, res.serving)...)
+		}
+		in.svcServing[key] = res.serving
+	} else {
+		delete(in.svcServing, key)
+	}
+	keep := map[string]bool{}
+	for _, k := range res.groupKeys {
+		keep[k] = true
+	}
+	for _, k := range in.svcGroupKeys[key] {
+		if !keep[k] {
+			in.groupIDs.Release(k)
+		}
+	}
+	if len(res.groupKeys) > 0 {
+		in.svcGroupKeys[key] = res.groupKeys
+	} else {
+		delete(in.svcGroupKeys, key)
+	}
+	in.ofGroups.SetFragment(serviceFrag(key), res.groups)
+	return res.flows
+}
+
+// GroupChanges returns the IDs of the groups the last Flush added, changed
+// or removed, sorted: install Group(id) for each, or delete the ID when it
+// has none.
+func (in *Incremental) GroupChanges() []uint32 { return in.changedGroups }
+
+// Group returns the desired group with ID id, if any.
+func (in *Incremental) Group(id uint32) (openflow.Group, bool) { return in.ofGroups.Group(id) }
+
+// Groups returns every desired group, by ID.
+func (in *Incremental) Groups() []openflow.Group { return in.ofGroups.Groups() }
+
+// ConntrackFlushes returns the conntrack entries the last Flush made stale
+// (UDP to backends that stopped serving a Service port): delete them after
+// the flows and groups are installed.
+func (in *Incremental) ConntrackFlushes() []openflow.ConntrackFlush { return in.ctFlushes }

@@ -184,6 +184,18 @@ func flushEqualsFull(t *testing.T, in *compiler.Incremental, what string) {
 			bad++
 		}
 	}
+	gotGroups, wantGroups := in.Groups(), full.Groups
+	if len(gotGroups) != len(wantGroups) {
+		t.Errorf("%s: incremental has %d groups, full compile %d", what, len(gotGroups), len(wantGroups))
+		bad++
+	} else {
+		for i := range wantGroups {
+			if !gotGroups[i].Equal(wantGroups[i]) {
+				t.Errorf("%s: incremental has group %v, full compile %v", what, gotGroups[i], wantGroups[i])
+				bad++
+			}
+		}
+	}
 	if bad > 0 {
 		t.FailNow()
 	}

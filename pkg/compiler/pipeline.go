@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
 )
@@ -17,10 +18,15 @@ const (
 	TableClassify  uint8 = 0  // port security: who sent this, with which addresses
 	TableConntrack uint8 = 10 // send IP through conntrack
 	TableCTState   uint8 = 20 // established/related pass, invalid drop, new → policy
-	TableEgress    uint8 = 30 // source pod's egress policy
-	TableIngress   uint8 = 40 // destination pod's ingress policy
-	TableCommit    uint8 = 50 // commit the allowed new connection
-	TableForward   uint8 = 60 // deliver by destination address
+	// Service load balancing of new connections (services.go).
+	TableService       uint8 = 25 // a Service port's address: choose a backend (select group)
+	TableAffinity      uint8 = 26 // learned: a client's last backend (sessionAffinity ClientIP)
+	TableAffinityDNAT  uint8 = 27 // to the remembered backend, or choose one
+	TableAffinityLearn uint8 = 28 // remember the chosen backend
+	TableEgress        uint8 = 30 // source pod's egress policy
+	TableIngress       uint8 = 40 // destination pod's ingress policy
+	TableCommit        uint8 = 50 // commit the allowed new connection
+	TableForward       uint8 = 60 // deliver by destination address
 )
 
 // TableNames maps tables to the names documented in flows/ (and set in
@@ -29,10 +35,16 @@ var TableNames = map[uint8]string{
 	TableClassify:  "classify",
 	TableConntrack: "conntrack",
 	TableCTState:   "ct_state",
-	TableEgress:    "egress",
-	TableIngress:   "ingress",
-	TableCommit:    "commit",
-	TableForward:   "forward",
+
+	TableService:       "service",
+	TableAffinity:      "affinity",
+	TableAffinityDNAT:  "affinity_dnat",
+	TableAffinityLearn: "affinity_learn",
+
+	TableEgress:  "egress",
+	TableIngress: "ingress",
+	TableCommit:  "commit",
+	TableForward: "forward",
 }
 
 // Priorities in the egress and ingress tables. The gaps are reserved for
@@ -60,6 +72,13 @@ const PortLocal uint32 = 0xfffe
 
 // regNodeLocal marks, in reg0, a packet sent by this node's host.
 const regNodeLocal = "0x1/0x1"
+
+// ctMarkBalanced marks, in ct_mark, a connection that the load balancer
+// committed (with its DNAT) but that policy has not allowed yet: its
+// packets are checked again, its replies dropped, until the commit of
+// table 50 clears the mark. Connections committed only by table 50 (all
+// connections not to a Service) never carry it.
+const ctMarkBalanced = "0x2/0x2"
 
 // Config is what the compiler needs besides the cluster state.
 type Config struct {
@@ -171,30 +190,48 @@ func pipelineFlows(cfg Config) []openflow.Flow {
 	f := func(table uint8, prio uint16, match, actions string) openflow.Flow {
 		return openflow.Flow{Table: table, Priority: prio, Cookie: pipelineCookie, Match: match, Actions: actions}
 	}
+	// Table 50's commit allows the connection: it clears the balancer's mark.
+	commit := fmt.Sprintf("ct(commit,zone=%d,exec(set_field:0/%s->ct_mark)),%s", z, ctMarkBit(ctMarkBalanced), gotoTable(TableForward))
+	allowed := "ct_mark=0/" + ctMarkBit(ctMarkBalanced)
 	return []openflow.Flow{
 		// Anything no port-security flow vouched for is spoofed or unknown.
 		f(TableClassify, PrioDefault, "", "drop"),
 
-		f(TableConntrack, prioPort, "ip", fmt.Sprintf("ct(table=%d,zone=%d)", TableCTState, z)),
-		f(TableConntrack, prioPort, "ipv6", fmt.Sprintf("ct(table=%d,zone=%d)", TableCTState, z)),
+		// nat: packets of connections the balancer DNATed are translated
+		// (replies back to the Service address) before anything else looks.
+		f(TableConntrack, prioPort, "ip", fmt.Sprintf("ct(table=%d,zone=%d,nat)", TableCTState, z)),
+		f(TableConntrack, prioPort, "ipv6", fmt.Sprintf("ct(table=%d,zone=%d,nat)", TableCTState, z)),
 		f(TableConntrack, PrioDefault, "", "drop"),
 
 		f(TableCTState, prioHigh, "ct_state=+inv+trk", "drop"),
-		f(TableCTState, prioHigh-10, "ct_state=+est+trk", gotoTable(TableForward)),
-		f(TableCTState, prioHigh-20, "ct_state=+rel+trk", gotoTable(TableForward)),
-		f(TableCTState, 10, "ct_state=+new+trk", gotoTable(TableEgress)),
+		f(TableCTState, prioHigh-10, "ct_state=+est+trk,"+allowed, gotoTable(TableForward)),
+		f(TableCTState, prioHigh-20, "ct_state=+rel+trk,"+allowed, gotoTable(TableForward)),
+		// A reply in a connection policy has not allowed (only balanced).
+		f(TableCTState, prioHigh-30, "ct_state=+rpl+trk", "drop"),
+		// New connections, and balanced ones policy has not allowed yet.
+		f(TableCTState, 10, "ct_state=+trk", gotoTable(TableService)),
 		f(TableCTState, PrioDefault, "", "drop"),
+
+		// Not to a Service port (or already DNATed): policy.
+		f(TableService, PrioDefault, "", gotoTable(TableEgress)),
+		f(TableAffinityLearn, PrioDefault, "", gotoTable(TableEgress)),
 
 		f(TableEgress, PrioDefault, "", gotoTable(TableIngress)),
 		f(TableIngress, PrioDefault, "", gotoTable(TableCommit)),
 
-		f(TableCommit, prioPort, "ip", fmt.Sprintf("ct(commit,zone=%d),%s", z, gotoTable(TableForward))),
-		f(TableCommit, prioPort, "ipv6", fmt.Sprintf("ct(commit,zone=%d),%s", z, gotoTable(TableForward))),
+		f(TableCommit, prioPort, "ip", commit),
+		f(TableCommit, prioPort, "ipv6", commit),
 		f(TableCommit, PrioDefault, "", "drop"),
 
 		// Destinations that are not pods of this node leave through the host.
 		f(TableForward, PrioDefault, "", outputAction(cfg.GatewayPort)),
 	}
+}
+
+// ctMarkBit is the bit of a "bit/bit" ct_mark constant.
+func ctMarkBit(m string) string {
+	_, bit, _ := strings.Cut(m, "/")
+	return bit
 }
 
 var nodeCookie = openflow.NewCookie(openflow.KindNode, "node")

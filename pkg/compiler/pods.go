@@ -26,30 +26,49 @@ func podFlows(cfg Config, pod *model.Pod, b Binding, ingressIsolated, egressIsol
 		return openflow.Flow{Table: table, Priority: prio, Cookie: cookie, Match: match, Actions: actions}
 	}
 	in := fmt.Sprintf("in_port=%s,dl_src=%s", PortName(b.OFPort), b.MAC)
-	out := outputAction(b.OFPort)
+	inPort := "in_port=" + PortName(b.OFPort)
+	// Delivery rewrites the destination MAC: a DNATed packet (to a Service)
+	// was addressed to the gateway's MAC.
+	setMAC := "set_field:" + b.MAC.String() + "->eth_dst,"
+	out := setMAC + outputAction(b.OFPort)
 	var flows []openflow.Flow
 	var v6 []netip.Addr
 	for _, ip := range pod.IPs {
+		hairpin := HairpinIPv4
+		if ip.Is6() {
+			hairpin = HairpinIPv6
+		}
 		// Port security: the pod may send only from its own MAC and IPs.
 		flows = append(flows, f(TableClassify, prioPort, ipMatch(ip, "src", in), gotoTable(TableConntrack)))
-		// A pod always reaches itself (e.g. through a Service hairpin).
-		self := "ct_state=+new+trk," + ipMatch(ip, "src", "")
-		self += "," + ipField(ip, "dst") + "=" + ip.String()
-		flows = append(flows, f(TableCTState, prioHigh-50, self, gotoTable(TableCommit)))
+		// A reply to a hairpin connection (see table 60) gets its
+		// destination back before conntrack (which un-DNATs it).
+		flows = append(flows, f(TableClassify, prioHairpinReply, ipMatch(ip, "src", in)+","+ipField(ip, "dst")+"="+hairpin.String(),
+			"set_field:"+ip.String()+"->"+setFieldName(ip, "dst")+","+gotoTable(TableConntrack)))
+		// A pod always reaches itself (through its own Service).
+		self := ipMatch(ip, "src", "") + "," + ipField(ip, "dst") + "=" + ip.String()
+		flows = append(flows, f(TableEgress, PrioInfra, self, gotoTable(TableCommit)))
 		// Delivery by destination address, so the pod the policy checked is
-		// the pod that receives.
-		flows = append(flows, f(TableForward, prioPort, ipMatch(ip, "dst", ""), out))
+		// the pod that receives; back out of its own port for replies of
+		// its hairpin connections (OpenFlow drops output to in_port).
+		flows = append(flows,
+			f(TableForward, prioPort, ipMatch(ip, "dst", ""), out),
+			f(TableForward, prioDeliverInPort, ipMatch(ip, "dst", inPort), setMAC+"IN_PORT"))
+		// Hairpin: a pod reached itself through a Service. Its source
+		// becomes the hairpin address, else the pod would answer itself
+		// directly (to an address it did not call).
+		flows = append(flows, f(TableForward, prioHairpin, self+","+inPort,
+			"set_field:"+hairpin.String()+"->"+setFieldName(ip, "src")+","+setMAC+"IN_PORT"))
 		if ingressIsolated {
 			flows = append(flows, f(TableIngress, PrioIsolation, ipMatch(ip, "dst", ""), "drop"))
 		}
 		if ip.Is4() {
 			flows = append(flows,
 				f(TableClassify, prioPort, fmt.Sprintf("arp,%s,arp_spa=%s,arp_sha=%s", in, ip, b.MAC), gotoTable(TableForward)),
-				f(TableForward, prioPort, "arp,arp_tpa="+ip.String(), out))
+				f(TableForward, prioPort, "arp,arp_tpa="+ip.String(), outputAction(b.OFPort)))
 		} else {
 			v6 = append(v6, ip)
 			flows = append(flows, f(TableForward, prioPortND,
-				"icmp6,icmp_type=135,icmp_code=0,nd_target="+ip.String(), out))
+				"icmp6,icmp_type=135,icmp_code=0,nd_target="+ip.String(), outputAction(b.OFPort)))
 		}
 	}
 	if len(v6) > 0 {
@@ -76,6 +95,31 @@ func podFlows(cfg Config, pod *model.Pod, b Binding, ingressIsolated, egressIsol
 		flows = append(flows, f(TableEgress, PrioIsolation, "in_port="+PortName(b.OFPort), "drop"))
 	}
 	return flows
+}
+
+// Hairpin source addresses: a pod that reaches itself through a Service
+// sees the connection come from here (link-local IPv4; an address of the
+// ULA range for IPv6). kube-proxy masquerades such connections to the
+// node's address for the same reason.
+var (
+	HairpinIPv4 = netip.MustParseAddr("169.254.169.253")
+	HairpinIPv6 = netip.MustParseAddr("fd69::fffd")
+)
+
+// Priorities of the hairpin flows: distinct from prioPort/prioPortND so
+// that no two flows that may overlap share a priority.
+const (
+	prioHairpinReply  uint16 = 103 // table 0
+	prioDeliverInPort uint16 = 105 // table 60
+	prioHairpin       uint16 = 107 // table 60
+)
+
+// setFieldName is the field set_field names for an address (as OVS prints).
+func setFieldName(ip netip.Addr, dir string) string {
+	if ip.Is6() {
+		return "ipv6_" + dir
+	}
+	return "ip_" + dir
 }
 
 func ipField(ip netip.Addr, dir string) string {

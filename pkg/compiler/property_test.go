@@ -188,7 +188,7 @@ func (s *scenario) install(w *netpoltest.World) error {
 				return
 			}
 			nb.Result = res
-			if err := w.Switch.InstallFlows(nb.Bridge, res.Text(false)); err != nil {
+			if err := w.Switch.InstallBundle(nb.Bridge, res.Text(false)); err != nil {
 				errs[i] = fmt.Errorf("install flows on %s: %w", nb.Bridge, err)
 			}
 		}()

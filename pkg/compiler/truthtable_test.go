@@ -55,6 +55,7 @@ package compiler_test
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -126,12 +127,12 @@ type ttScenario struct {
 
 // ttTotals counts what the run checked, for the final log line.
 var ttTotals struct {
-	scenarios, steps, matrices, tracedCells, evalCells, extraTraces atomic.Int64
+	scenarios, steps, matrices, tracedCells, evalCells, extraTraces, serviceCells atomic.Int64
 }
 
 func TestTruthTable(t *testing.T) {
 	start := time.Now()
-	for _, c := range []*atomic.Int64{&ttTotals.scenarios, &ttTotals.steps, &ttTotals.matrices, &ttTotals.tracedCells, &ttTotals.evalCells, &ttTotals.extraTraces} {
+	for _, c := range []*atomic.Int64{&ttTotals.scenarios, &ttTotals.steps, &ttTotals.matrices, &ttTotals.tracedCells, &ttTotals.evalCells, &ttTotals.extraTraces, &ttTotals.serviceCells} {
 		c.Store(0)
 	}
 	scenarios := truthTable()
@@ -150,10 +151,10 @@ func TestTruthTable(t *testing.T) {
 			})
 		}
 	})
-	t.Logf("truth table: %d scenarios, %d steps, %d matrices; %d cells checked against the traced flows and %d against the evaluator (%d cells in all); %d extra traces; %v",
+	t.Logf("truth table: %d scenarios, %d steps, %d matrices; %d cells checked against the traced flows, %d against the evaluator and %d traced through Services' cluster IPs (%d cells in all); %d extra traces; %v",
 		ttTotals.scenarios.Load(), ttTotals.steps.Load(), ttTotals.matrices.Load(),
-		ttTotals.tracedCells.Load(), ttTotals.evalCells.Load(),
-		ttTotals.tracedCells.Load()+ttTotals.evalCells.Load(), ttTotals.extraTraces.Load(), time.Since(start).Round(time.Millisecond))
+		ttTotals.tracedCells.Load(), ttTotals.evalCells.Load(), ttTotals.serviceCells.Load(),
+		ttTotals.tracedCells.Load()+ttTotals.evalCells.Load()+ttTotals.serviceCells.Load(), ttTotals.extraTraces.Load(), time.Since(start).Round(time.Millisecond))
 }
 
 func runScenario(t *testing.T, sc ttScenario) {
@@ -167,6 +168,7 @@ func runScenario(t *testing.T, sc ttScenario) {
 	// not to a step.
 	applyChanges(t, f, sc.steps[0])
 	w := netpoltest.NewWorld(t, f)
+	w.PodServices = true
 	for i, st := range sc.steps {
 		name := fmt.Sprintf("step%d", i+1)
 		if st.name != "" {
@@ -234,6 +236,35 @@ func runStep(t *testing.T, sc ttScenario, st ttStep, f *netpoltest.Fixture, w *n
 		}
 		if n, d := want.Diff(eval, "expected", "evaluator"); n > 0 {
 			t.Errorf("IPv%d: %d of %d cells of the evaluator differ from the expectation:\n%s", fam, n, cells, d)
+		}
+		// The same matrix through every destination's Service: the bridge
+		// balances to the pod, and policy judges the pod (pod rows only).
+		// (Probes the Services have ports for: the standard ones.)
+		var svcProbes []probe
+		for _, p := range probes {
+			if slices.Contains(netpoltest.StandardProbes, p) {
+				svcProbes = append(svcProbes, p)
+			}
+		}
+		if len(svcProbes) == 0 {
+			continue
+		}
+		viaSvc := w.ServiceMatrixExcept(t, svcProbes, fam, ignore)
+		wantPods := netpoltest.NewReachability(f, svcProbes, false)
+		svcCells := 0
+		for _, p := range svcProbes {
+			for _, s := range f.Order {
+				for _, d := range f.Order {
+					if _, _, ok := f.Endpoints(s, d, fam); ok && !ignore[s] && !ignore[d] {
+						wantPods.Set(p, s, d, want.Get(p, s, d))
+						svcCells++
+					}
+				}
+			}
+		}
+		ttTotals.serviceCells.Add(int64(svcCells))
+		if n, d := wantPods.Diff(viaSvc, "expected", "traced through Services"); n > 0 {
+			t.Errorf("IPv%d: %d of %d cells traced through cluster IPs differ from the expectation:\n%s", fam, n, svcCells, d)
 		}
 	}
 	if st.check != nil {

@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	netlisters "k8s.io/client-go/listers/networking/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
@@ -39,15 +40,30 @@ type Ports interface {
 	Changed() <-chan struct{}
 }
 
-// Flows is the bridge's flow table (the OpenFlow adapter).
+// Flows is the bridge's flow and group tables (the OpenFlow adapter).
 type Flows interface {
-	// Sync makes our installed flows equal desired, reading what is
-	// installed first: for start-up and after the switch lost its flows.
-	Sync(ctx context.Context, desired []openflow.Flow) (added, deleted int, err error)
-	// Apply commits adds (add or replace) and deletes as one bundle.
-	Apply(ctx context.Context, add, del []openflow.Flow) error
+	// Sync makes our installed flows and groups equal desired, reading what
+	// is installed first: for start-up and after the switch lost its flows.
+	Sync(ctx context.Context, flows []openflow.Flow, groups []openflow.Group) (added, deleted int, err error)
+	// Apply commits a change as one bundle.
+	Apply(ctx context.Context, ch Change) error
+	// FlushConntrack deletes conntrack entries.
+	FlushConntrack(ctx context.Context, flushes []openflow.ConntrackFlush) error
 	// Count returns how many of our flows are installed.
 	Count(ctx context.Context) (int, error)
+}
+
+// Change is one bundle: flows added (or replaced) and deleted, groups added
+// (or replaced) and deleted.
+type Change struct {
+	AddFlows, DelFlows []openflow.Flow
+	SetGroups          []openflow.Group
+	DelGroups          []uint32
+}
+
+// Len is the number of flow and group mods.
+func (ch Change) Len() int {
+	return len(ch.AddFlows) + len(ch.DelFlows) + len(ch.SetGroups) + len(ch.DelGroups)
 }
 
 // Options configure a Controller.
@@ -67,7 +83,7 @@ type Options struct {
 
 // item is one unit of queued work.
 type item struct {
-	kind string // "ns", "pod", "policy", "ports"
+	kind string // "ns", "pod", "policy", "service", "slice", "ports"
 	key  string
 }
 
@@ -84,6 +100,8 @@ type Controller struct {
 	nsLister     corelisters.NamespaceLister
 	pods         podStore
 	policyLister netlisters.NetworkPolicyLister
+	svcLister    corelisters.ServiceLister
+	sliceLister  discoverylisters.EndpointSliceLister
 	synced       []cache.InformerSynced
 
 	mu      sync.Mutex // guards everything below
@@ -139,8 +157,12 @@ func (c *Controller) Run(ctx context.Context) error {
 	nsInf := factory.Core().V1().Namespaces()
 	podInf := factory.Core().V1().Pods()
 	polInf := factory.Networking().V1().NetworkPolicies()
+	svcInf := factory.Core().V1().Services()
+	sliceInf := factory.Discovery().V1().EndpointSlices()
 	c.nsLister, c.pods, c.policyLister = nsInf.Lister(), podStore{podInf.Informer().GetIndexer()}, polInf.Lister()
-	c.synced = []cache.InformerSynced{nsInf.Informer().HasSynced, podInf.Informer().HasSynced, polInf.Informer().HasSynced}
+	c.svcLister, c.sliceLister = svcInf.Lister(), sliceInf.Lister()
+	c.synced = []cache.InformerSynced{nsInf.Informer().HasSynced, podInf.Informer().HasSynced, polInf.Informer().HasSynced,
+		svcInf.Informer().HasSynced, sliceInf.Informer().HasSynced}
 	handler := func(kind string) cache.ResourceEventHandlerFuncs {
 		enqueue := func(obj any) {
 			key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
@@ -159,7 +181,8 @@ func (c *Controller) Run(ctx context.Context) error {
 	for _, reg := range []struct {
 		inf  cache.SharedIndexInformer
 		kind string
-	}{{nsInf.Informer(), "ns"}, {podInf.Informer(), "pod"}, {polInf.Informer(), "policy"}} {
+	}{{nsInf.Informer(), "ns"}, {podInf.Informer(), "pod"}, {polInf.Informer(), "policy"},
+		{svcInf.Informer(), "service"}, {sliceInf.Informer(), "slice"}} {
 		if _, err := reg.inf.AddEventHandler(handler(reg.kind)); err != nil {
 			return err
 		}
@@ -279,7 +302,7 @@ func (c *Controller) process(ctx context.Context, batch []item) error {
 	c.metrics.ComputeSeconds.Observe(compute.Seconds())
 	c.metrics.Events.Add(float64(len(batch)))
 	if c.needFull {
-		added, deleted, err := c.flows.Sync(ctx, c.inc.Flows())
+		added, deleted, err := c.flows.Sync(ctx, c.inc.Flows(), c.inc.Groups())
 		if err != nil {
 			c.metrics.SyncErrors.Inc()
 			return fmt.Errorf("full sync: %w", err)
@@ -287,11 +310,21 @@ func (c *Controller) process(ctx context.Context, batch []item) error {
 		c.installed = c.inc.Len()
 		c.needFull = false
 		c.metrics.FlowMods.Add(float64(added + deleted))
-		c.log.WithFields(logrus.Fields{"flows": c.installed, "added": added, "deleted": deleted, "took": time.Since(start)}).Info("full sync committed")
+		c.log.WithFields(logrus.Fields{"flows": c.installed, "groups": len(c.inc.Groups()), "added": added, "deleted": deleted, "took": time.Since(start)}).Info("full sync committed")
 	} else if err := c.commit(ctx, changed); err != nil {
 		c.metrics.SyncErrors.Inc()
 		c.needFull = true // the bridge state is unknown now
 		return err
+	}
+	// After the commit: new connections already go to the new backends.
+	if fl := c.inc.ConntrackFlushes(); len(fl) > 0 {
+		if err := c.flows.FlushConntrack(ctx, fl); err != nil {
+			// Not retried: the entries expire on their own (UDP: seconds
+			// after their last datagram).
+			c.log.WithError(err).Warn("flushing conntrack entries of removed Service backends failed")
+		} else {
+			c.log.WithField("entries", len(fl)).Debug("conntrack entries of removed UDP backends flushed")
+		}
 	}
 	c.metrics.Flows.Set(float64(c.installed))
 	c.metrics.SyncSeconds.Observe(time.Since(start).Seconds())
@@ -305,24 +338,32 @@ func (c *Controller) process(ctx context.Context, batch []item) error {
 // commit sends the keys the last Flush reported (each one's flow changed
 // since the previous Flush, whose flows are installed) as one bundle.
 func (c *Controller) commit(ctx context.Context, changed []openflow.Key) error {
-	var add, del []openflow.Flow
+	var ch Change
 	for _, k := range changed {
 		if f, ok := c.inc.Flow(k); ok {
-			add = append(add, f)
+			ch.AddFlows = append(ch.AddFlows, f)
 		} else if old, ok := c.inc.Removed(k); ok {
-			del = append(del, old)
+			ch.DelFlows = append(ch.DelFlows, old)
 		}
 	}
-	if len(add)+len(del) == 0 {
+	for _, id := range c.inc.GroupChanges() {
+		if g, ok := c.inc.Group(id); ok {
+			ch.SetGroups = append(ch.SetGroups, g)
+		} else {
+			ch.DelGroups = append(ch.DelGroups, id)
+		}
+	}
+	if ch.Len() == 0 {
 		return nil
 	}
-	if err := c.flows.Apply(ctx, add, del); err != nil {
-		return fmt.Errorf("bundle of %d adds and %d deletes: %w", len(add), len(del), err)
+	if err := c.flows.Apply(ctx, ch); err != nil {
+		return fmt.Errorf("bundle of %d flow adds, %d flow deletes, %d group adds/changes and %d group deletes: %w",
+			len(ch.AddFlows), len(ch.DelFlows), len(ch.SetGroups), len(ch.DelGroups), err)
 	}
 	c.installed = c.inc.Len()
-	c.metrics.FlowMods.Add(float64(len(add) + len(del)))
+	c.metrics.FlowMods.Add(float64(ch.Len()))
 	c.metrics.Bundles.Inc()
-	c.log.WithFields(logrus.Fields{"add": len(add), "delete": len(del)}).Debug("bundle committed")
+	c.log.WithFields(logrus.Fields{"add": len(ch.AddFlows), "delete": len(ch.DelFlows), "groups": len(ch.SetGroups) + len(ch.DelGroups)}).Debug("bundle committed")
 	return nil
 }
 
@@ -350,7 +391,64 @@ func (c *Controller) apply(it item) {
 		c.applyPod(it.key)
 	case "policy":
 		c.applyPolicy(it.key)
+	case "service":
+		c.applyService(it.key)
+	case "slice":
+		c.applySlice(it.key)
 	}
+}
+
+// applyService brings a Service into the model. One that is not balanced
+// here (headless, ExternalName, no cluster IP) is removed from it; one that
+// cannot be used is rejected (counted, logged) and removed too: its
+// ClusterIP traffic then goes to the host, where kube-proxy handles it.
+func (c *Controller) applyService(key string) {
+	ns, name, _ := cache.SplitMetaNamespaceKey(key)
+	svc, err := c.svcLister.Services(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		c.inc.DeleteService(key)
+		return
+	}
+	if err != nil {
+		c.reject("service", key, err)
+		return
+	}
+	s, err := normalize.Service(svc)
+	if err != nil {
+		c.reject("service", key, err)
+		c.inc.DeleteService(key)
+		return
+	}
+	if s == nil {
+		c.inc.DeleteService(key)
+		return
+	}
+	c.inc.SetService(s)
+}
+
+// applySlice brings an EndpointSlice into the model (see applyService).
+func (c *Controller) applySlice(key string) {
+	ns, name, _ := cache.SplitMetaNamespaceKey(key)
+	sl, err := c.sliceLister.EndpointSlices(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		c.inc.DeleteEndpointSlice(key)
+		return
+	}
+	if err != nil {
+		c.reject("endpointslice", key, err)
+		return
+	}
+	e, err := normalize.EndpointSlice(sl)
+	if err != nil {
+		c.reject("endpointslice", key, err)
+		c.inc.DeleteEndpointSlice(key)
+		return
+	}
+	if e == nil {
+		c.inc.DeleteEndpointSlice(key)
+		return
+	}
+	c.inc.SetEndpointSlice(e)
 }
 
 func (c *Controller) applyPod(key string) {

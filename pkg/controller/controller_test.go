@@ -53,7 +53,7 @@ type memFlows struct {
 	mods    int
 }
 
-func (f *memFlows) Sync(_ context.Context, desired []openflow.Flow) (int, int, error) {
+func (f *memFlows) Sync(_ context.Context, desired []openflow.Flow, _ []openflow.Group) (int, int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.flows = map[openflow.Key]openflow.Flow{}
@@ -62,19 +62,20 @@ func (f *memFlows) Sync(_ context.Context, desired []openflow.Flow) (int, int, e
 	}
 	return len(desired), 0, nil
 }
-func (f *memFlows) Apply(_ context.Context, add, del []openflow.Flow) error {
+func (f *memFlows) Apply(_ context.Context, ch Change) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, fl := range del {
+	for _, fl := range ch.DelFlows {
 		delete(f.flows, fl.Key())
 	}
-	for _, fl := range add {
+	for _, fl := range ch.AddFlows {
 		f.flows[fl.Key()] = fl
 	}
 	f.bundles++
-	f.mods += len(add) + len(del)
+	f.mods += len(ch.AddFlows) + len(ch.DelFlows)
 	return nil
 }
+func (f *memFlows) FlushConntrack(context.Context, []openflow.ConntrackFlush) error { return nil }
 func (f *memFlows) Count(context.Context) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -158,7 +159,9 @@ func TestControllerFollowsEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	ports.set("x/c", compiler.Binding{OFPort: 11, MAC: net.HardwareAddr{2, 0, 0, 0, 0, 3}})
-	eventually(t, "x/c delivery", func() bool { return flows.has("ip,nw_dst=10.1.1.3 actions=output:11") })
+	eventually(t, "x/c delivery", func() bool {
+		return flows.has("ip,nw_dst=10.1.1.3 actions=set_field:02:00:00:00:00:03->eth_dst,output:11")
+	})
 
 	// Deleting the policy removes its flows and the isolation.
 	if err := client.NetworkingV1().NetworkPolicies("x").Delete(ctx, "allow-b", metav1.DeleteOptions{}); err != nil {
@@ -170,7 +173,9 @@ func TestControllerFollowsEvents(t *testing.T) {
 	flows.mu.Lock()
 	flows.flows = map[openflow.Key]openflow.Flow{}
 	flows.mu.Unlock()
-	eventually(t, "resync after flow loss", func() bool { return flows.has("ip,nw_dst=10.1.1.3 actions=output:11") })
+	eventually(t, "resync after flow loss", func() bool {
+		return flows.has("ip,nw_dst=10.1.1.3 actions=set_field:02:00:00:00:00:03->eth_dst,output:11")
+	})
 
 	cancel()
 	if err := <-done; err != nil {

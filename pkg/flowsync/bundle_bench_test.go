@@ -20,7 +20,7 @@ func BenchmarkBundleFileS1(b *testing.B) {
 	mods, _ := addAll(res.Flows)
 	b.Logf("%d mods", len(mods))
 	for b.Loop() {
-		f, err := bundleFile(mods)
+		f, err := bundleFile(bundleText(mods, nil))
 		if err != nil {
 			b.Fatal(err)
 		}

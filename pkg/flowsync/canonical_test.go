@@ -187,15 +187,15 @@ func TestParseFlow(t *testing.T) {
 
 func TestModString(t *testing.T) {
 	f := openflow.Flow{Table: 40, Priority: 30000, Cookie: 0x4e03000000000001, Match: "ip,nw_dst=10.1.1.1,idle_timeout=5", Actions: "conjunction(7,1/2)"}
-	if got, want := (Mod{Add, f}).String(), "add "+f.String(); got != want {
+	if got, want := (Mod{Add, f}).String(), "flow add "+f.String(); got != want {
 		t.Errorf("add line %q, want %q", got, want)
 	}
-	want := "delete_strict table=40,priority=30000,cookie=0x4e00000000000000/0xff00000000000000,ip,nw_dst=10.1.1.1"
+	want := "flow delete_strict table=40,priority=30000,cookie=0x4e00000000000000/0xff00000000000000,ip,nw_dst=10.1.1.1"
 	if got := (Mod{Delete, f}).String(); got != want {
 		t.Errorf("delete line %q, want %q", got, want)
 	}
 	f.Match = ""
-	want = "delete_strict table=40,priority=30000,cookie=0x4e00000000000000/0xff00000000000000"
+	want = "flow delete_strict table=40,priority=30000,cookie=0x4e00000000000000/0xff00000000000000"
 	if got := (Mod{Delete, f}).String(); got != want {
 		t.Errorf("delete line %q, want %q", got, want)
 	}
@@ -228,12 +228,12 @@ func TestDiff(t *testing.T) {
 		lines = append(lines, m.String())
 	}
 	want := []string{
-		"delete_strict table=40,priority=6,cookie=0x4e00000000000000/0xff00000000000000,udp",
-		"delete_strict table=40,priority=5,cookie=0x4e00000000000000/0xff00000000000000,udp",
-		"add table=20,priority=150,cookie=0x4e00000000000001,ip,ct_state=+trk+new,nw_src=10.0.0.1/32 actions=goto_table:50",
-		"add table=30,priority=5,cookie=0x4e00000000000002,tcp,tcp_dst=80 actions=drop",
-		"add table=40,priority=7,cookie=0x4e00000000000001,udp actions=drop",
-		"add table=60,priority=0,cookie=0x4e00000000000001 actions=output:LOCAL",
+		"flow delete_strict table=40,priority=6,cookie=0x4e00000000000000/0xff00000000000000,udp",
+		"flow delete_strict table=40,priority=5,cookie=0x4e00000000000000/0xff00000000000000,udp",
+		"flow add table=20,priority=150,cookie=0x4e00000000000001,ip,ct_state=+trk+new,nw_src=10.0.0.1/32 actions=goto_table:50",
+		"flow add table=30,priority=5,cookie=0x4e00000000000002,tcp,tcp_dst=80 actions=drop",
+		"flow add table=40,priority=7,cookie=0x4e00000000000001,udp actions=drop",
+		"flow add table=60,priority=0,cookie=0x4e00000000000001 actions=output:LOCAL",
 	}
 	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
 		t.Errorf("Diff:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))

@@ -52,10 +52,10 @@ var attributes = map[string]bool{
 	"no_packet_counts": true, "no_byte_counts": true,
 }
 
-// String renders the mod as one line of "ovs-ofctl --bundle add-flows":
+// String renders the mod as one line of "ovs-ofctl bundle":
 //
-//	add table=T,priority=P,cookie=C,MATCH actions=A
-//	delete_strict table=T,priority=P,cookie=0x4e00000000000000/0xff00000000000000,MATCH
+//	flow add table=T,priority=P,cookie=C,MATCH actions=A
+//	flow delete_strict table=T,priority=P,cookie=0x4e00000000000000/0xff00000000000000,MATCH
 //
 // The cookie mask makes a delete touch only our flows (verified: OpenFlow
 // 1.5 delete_strict honours it; a foreign flow with the same table, priority
@@ -68,10 +68,10 @@ func (m Mod) appendTo(dst []byte) []byte {
 	f := m.Flow
 	switch m.Op {
 	case Add:
-		dst = append(dst, "add "...)
+		dst = append(dst, "flow add "...)
 		dst = appendFlow(dst, f)
 	case Delete:
-		dst = append(dst, "delete_strict table="...)
+		dst = append(dst, "flow delete_strict table="...)
 		dst = strconv.AppendUint(dst, uint64(f.Table), 10)
 		dst = append(dst, ",priority="...)
 		dst = strconv.AppendUint(dst, uint64(f.Priority), 10)
@@ -111,19 +111,93 @@ func appendFlow(dst []byte, f openflow.Flow) []byte {
 	return append(dst, f.Actions...)
 }
 
-// bundleText renders mods as the lines of one bundle, in one buffer sized
-// up front.
-func bundleText(mods []Mod) []byte {
+// Mods turns flow and group changes into the mods of one bundle: flow
+// deletes before adds (an identity deleted and re-added must end up added).
+func Mods(addFlows, delFlows []openflow.Flow, setGroups []openflow.Group, delGroups []uint32) ([]Mod, []GroupMod) {
+	mods := make([]Mod, 0, len(addFlows)+len(delFlows))
+	for _, f := range delFlows {
+		mods = append(mods, Mod{Op: Delete, Flow: f})
+	}
+	for _, f := range addFlows {
+		mods = append(mods, Mod{Op: Add, Flow: f})
+	}
+	groups := make([]GroupMod, 0, len(setGroups)+len(delGroups))
+	for _, g := range setGroups {
+		groups = append(groups, GroupMod{Group: g})
+	}
+	for _, id := range delGroups {
+		groups = append(groups, GroupMod{Delete: true, Group: openflow.Group{ID: id}})
+	}
+	return mods, groups
+}
+
+// GroupMod is one change to the group table.
+type GroupMod struct {
+	// Delete removes the group with Group.ID; otherwise Group is added or,
+	// if its ID exists, replaces it ("add_or_mod").
+	Delete bool
+	Group  openflow.Group
+}
+
+// appendTo appends the mod's line of "ovs-ofctl bundle" (without newline).
+func (m GroupMod) appendTo(dst []byte) []byte {
+	if m.Delete {
+		dst = append(dst, "group delete group_id="...)
+		return strconv.AppendUint(dst, uint64(m.Group.ID), 10)
+	}
+	dst = append(dst, "group add_or_mod "...)
+	return append(dst, m.Group.String()...)
+}
+
+// bundleText renders flow and group mods as the lines of one bundle, in one
+// buffer sized up front, in an order OVS accepts: groups are added or
+// changed before the flows that refer to them, and deleted after (deleting
+// a group deletes every flow that refers to it).
+func bundleText(mods []Mod, groups []GroupMod) []byte {
 	n := 0
 	for _, m := range mods {
 		n += len(m.Flow.Match) + len(m.Flow.Actions) + 96 // the rest of a line, delete_strict's included
 	}
+	for _, g := range groups {
+		n += 64 + 100*len(g.Group.Buckets)
+	}
 	dst := make([]byte, 0, n)
+	for _, g := range groups {
+		if !g.Delete {
+			dst = append(g.appendTo(dst), '\n')
+		}
+	}
 	for _, m := range mods {
 		dst = m.appendTo(dst)
 		dst = append(dst, '\n')
 	}
+	for _, g := range groups {
+		if g.Delete {
+			dst = append(g.appendTo(dst), '\n')
+		}
+	}
 	return dst
+}
+
+// DiffGroups returns the group mods that turn installed (our groups on the
+// bridge, as DumpGroups returns them) into desired: groups compare by their
+// rendered text (Group.String is OVS's own form), sorted by ID.
+func DiffGroups(desired []openflow.Group, installed map[uint32]string) []GroupMod {
+	var out []GroupMod
+	want := make(map[uint32]bool, len(desired))
+	for _, g := range desired {
+		want[g.ID] = true
+		if installed[g.ID] != g.String() {
+			out = append(out, GroupMod{Group: g})
+		}
+	}
+	for id := range installed {
+		if !want[id] {
+			out = append(out, GroupMod{Delete: true, Group: openflow.Group{ID: id}})
+		}
+	}
+	slices.SortFunc(out, func(a, b GroupMod) int { return int(int64(a.Group.ID) - int64(b.Group.ID)) })
+	return out
 }
 
 // Diff returns the mods that turn installed into desired. Flows are

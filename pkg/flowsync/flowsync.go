@@ -71,6 +71,7 @@ type SyncStats struct {
 	Replaced  int // installed flows re-added with other actions or cookie
 	Deleted   int // our installed flows that were not desired
 	Unchanged int // desired flows already installed as they are
+	Groups    int // groups added, changed or deleted
 }
 
 func (s SyncStats) String() string {
@@ -177,7 +178,14 @@ func parseFlowText(line string) (openflow.Flow, error) {
 // discarded by the switch, but if the commit request was already sent the
 // outcome is unknown. After any error, Sync repairs the table.
 func (i *Installer) Apply(ctx context.Context, mods []Mod) error {
-	if len(mods) == 0 {
+	return i.ApplyBundle(ctx, mods, nil)
+}
+
+// ApplyBundle is Apply with group changes in the same bundle (see
+// bundleText for their order). Only groups with our IDs
+// (openflow.IsOurGroup) can be changed.
+func (i *Installer) ApplyBundle(ctx context.Context, mods []Mod, groups []GroupMod) error {
+	if len(mods)+len(groups) == 0 {
 		return nil
 	}
 	for _, m := range mods {
@@ -188,18 +196,23 @@ func (i *Installer) Apply(ctx context.Context, mods []Mod) error {
 			return fmt.Errorf("flowsync: %s of a flow without our cookie: %s", m.Op, m.Flow)
 		}
 	}
+	for _, g := range groups {
+		if !openflow.IsOurGroup(g.Group.ID) {
+			return fmt.Errorf("flowsync: change of group %d, which is not in our range", g.Group.ID)
+		}
+	}
 	start := time.Now()
-	text, err := bundleFile(mods)
+	text, err := bundleFile(bundleText(mods, groups))
 	if err != nil {
 		return err
 	}
 	defer text.Close()
-	_, err = i.run(ctx, text, "--no-names", "--bundle", "add-flows", i.Bridge, "-")
+	_, err = i.run(ctx, text, "--no-names", "bundle", i.Bridge, "-")
 	if err != nil {
 		return err
 	}
 	if i.Log != nil {
-		i.Log.WithFields(logrus.Fields{"bridge": i.Bridge, "mods": len(mods), "took": time.Since(start)}).Debug("flow bundle committed")
+		i.Log.WithFields(logrus.Fields{"bridge": i.Bridge, "mods": len(mods), "groups": len(groups), "took": time.Since(start)}).Debug("bundle committed")
 	}
 	return nil
 }
@@ -209,7 +222,7 @@ func (i *Installer) Apply(ctx context.Context, mods []Mod) error {
 // of ours competing with it and ovs-vswitchd for the CPU while the bundle
 // loads (measured: ~10 % of a full install). Where memfd_create is refused
 // (a strict seccomp profile), an unlinked file in the temporary directory.
-func bundleFile(mods []Mod) (*os.File, error) {
+func bundleFile(text []byte) (*os.File, error) {
 	var f *os.File
 	if fd, err := unix.MemfdCreate("ovs-netpol-bundle", unix.MFD_CLOEXEC); err == nil {
 		f = os.NewFile(uintptr(fd), "ovs-netpol-bundle")
@@ -219,7 +232,7 @@ func bundleFile(mods []Mod) (*os.File, error) {
 		}
 		os.Remove(f.Name())
 	}
-	_, err := f.Write(bundleText(mods))
+	_, err := f.Write(text)
 	if err == nil {
 		_, err = f.Seek(0, io.SeekStart)
 	}
@@ -239,6 +252,12 @@ func bundleFile(mods []Mod) (*os.File, error) {
 // installed ones, and streams them as given (a later flow of one identity
 // replaces an earlier one, as in Diff).
 func (i *Installer) Sync(ctx context.Context, desired []openflow.Flow) (SyncStats, error) {
+	return i.SyncAll(ctx, desired, nil)
+}
+
+// SyncAll is Sync of flows and of our groups (IDs in our range; other
+// groups are left alone) in one bundle.
+func (i *Installer) SyncAll(ctx context.Context, desired []openflow.Flow, groups []openflow.Group) (SyncStats, error) {
 	for _, f := range desired {
 		if !f.Cookie.IsOurs() {
 			return SyncStats{}, fmt.Errorf("flowsync: desired flow without our cookie: %s", f)
@@ -249,6 +268,10 @@ func (i *Installer) Sync(ctx context.Context, desired []openflow.Flow) (SyncStat
 	if err != nil {
 		return SyncStats{}, err
 	}
+	installedGroups, err := i.DumpGroups(ctx)
+	if err != nil {
+		return SyncStats{}, err
+	}
 	var mods []Mod
 	var st SyncStats
 	if len(installed) == 0 {
@@ -256,16 +279,61 @@ func (i *Installer) Sync(ctx context.Context, desired []openflow.Flow) (SyncStat
 	} else {
 		mods, st = prepare(desired).diff(installed, true)
 	}
-	if err := i.Apply(ctx, mods); err != nil {
+	gmods := DiffGroups(groups, installedGroups)
+	if err := i.ApplyBundle(ctx, mods, gmods); err != nil {
 		return SyncStats{}, err
 	}
+	st.Groups = len(gmods)
 	if i.Log != nil {
 		i.Log.WithFields(logrus.Fields{
 			"bridge": i.Bridge, "added": st.Added, "replaced": st.Replaced,
-			"deleted": st.Deleted, "unchanged": st.Unchanged, "took": time.Since(start),
+			"deleted": st.Deleted, "unchanged": st.Unchanged, "groups changed": st.Groups, "took": time.Since(start),
 		}).Debug("flows synced")
 	}
 	return st, nil
+}
+
+// DumpGroups returns our groups on the bridge (IDs in our range) as
+// "ovs-ofctl -O OpenFlow15 dump-groups" prints them, by ID.
+func (i *Installer) DumpGroups(ctx context.Context) (map[uint32]string, error) {
+	out, err := i.run(ctx, nil, "--no-names", "dump-groups", i.Bridge)
+	if err != nil {
+		return nil, err
+	}
+	groups := map[uint32]string{}
+	for _, line := range strings.Split(string(out), "\n") {
+		// Groups are indented; the reply header is not.
+		if !strings.HasPrefix(line, " ") {
+			continue
+		}
+		line = strings.TrimSpace(line)
+		head, _, _ := strings.Cut(line, ",")
+		v, ok := strings.CutPrefix(head, "group_id=")
+		if !ok {
+			return nil, fmt.Errorf("flowsync: dump-groups: unexpected line %q", line)
+		}
+		id, err := strconv.ParseUint(v, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("flowsync: dump-groups: bad group_id in %q", line)
+		}
+		if openflow.IsOurGroup(uint32(id)) {
+			groups[uint32(id)] = line
+		}
+	}
+	return groups, nil
+}
+
+// FlushConntrack deletes conntrack entries (ovs-ofctl ct-flush, an Open
+// vSwitch 3.1 extension: partial tuples match every entry with those
+// fields). It stops at the first error.
+func (i *Installer) FlushConntrack(ctx context.Context, flushes []openflow.ConntrackFlush) error {
+	for _, f := range flushes {
+		orig, reply := f.Tuples()
+		if _, err := i.run(ctx, nil, "ct-flush", i.Bridge, "zone="+strconv.Itoa(int(f.Zone)), orig, reply); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // FlowCount returns how many of our flows are installed (one dump-aggregate

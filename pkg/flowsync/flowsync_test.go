@@ -87,11 +87,24 @@ func modelPolicies(t testing.TB) []*model.Policy {
 // two-node fixture under two configurations (uplink and node IPs; a
 // numbered gateway port without node IPs).
 func compiledSets(t testing.TB) map[string][]openflow.Flow {
+	out := map[string][]openflow.Flow{}
+	for node, res := range compiledResults(t, false) {
+		out[node] = res.Flows
+	}
+	return out
+}
+
+// compiledResults is compiledSets with, if services, the fixture's sample
+// Services (netpoltest.SampleServices): flows and groups.
+func compiledResults(t testing.TB, services bool) map[string]*compiler.Result {
 	f := netpoltest.NewFixture(netpoltest.Options{Nodes: 2, DualStack: true})
 	for _, p := range modelPolicies(t) {
 		f.Cluster.AddPolicy(p)
 	}
-	out := map[string][]openflow.Flow{}
+	if services {
+		netpoltest.SampleServices(f)
+	}
+	out := map[string]*compiler.Result{}
 	for _, c := range []struct {
 		name string
 		cfg  compiler.Config
@@ -105,7 +118,7 @@ func compiledSets(t testing.TB) map[string][]openflow.Flow {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out[c.name] = res.Flows
+		out[c.name] = res
 	}
 	return out
 }
@@ -114,16 +127,27 @@ func compiledSets(t testing.TB) map[string][]openflow.Flow {
 // installed and dumped, compares equal to what was compiled (Diff is empty),
 // both when the compiler's text is installed and when its canonical form is.
 func TestRoundTripCompiled(t *testing.T) {
-	sets := compiledSets(t)
+	results := compiledResults(t, true)
+	sets := map[string][]openflow.Flow{}
 	// The fixture must keep exercising every form; otherwise the test
 	// proves less than it claims.
 	var all strings.Builder
-	for _, flows := range sets {
-		all.WriteString(openflow.Text(flows))
+	for node, res := range results {
+		sets[node] = res.Flows
+		all.WriteString(openflow.Text(res.Flows))
+		for _, g := range res.Groups {
+			all.WriteString(g.String() + "\n")
+		}
 	}
 	for _, want := range []string{
 		"conjunction(", "conj_id=", "tp_dst=0x", "tcp6", "udp6", "sctp6", "sctp,", "ipv6_dst=fd00:10:1::/",
-		"nw_dst=10.", "/9", "ct_state=+new+trk", "ct(commit,zone=", "ct(table=20,zone=", "set_field:0x1/0x1->reg0",
+		"nw_dst=10.", "/9", "ct_state=+trk", "ct_state=+rpl+trk", "ct_mark=0/0x2", "ct(commit,zone=", "ct(table=20,zone=",
+		",nat)", "nat(dst=10.", "nat(dst=[fd00:", "exec(set_field:0x2/0x2->ct_mark)", "exec(set_field:0/0x2->ct_mark)",
+		"group:", "resubmit(,26)", "learn(table=26,idle_timeout=30,", "idle_timeout=65535", "NXM_NX_IPV6_SRC[]",
+		"ct_ipv6_dst=", "ct_nw_dst=", "ct_nw_proto=6", "set_field:0x", "->reg2", "reg2=0x",
+		"fields(ipv6_src,ipv6_dst,udp_src,udp_dst)", "fields(ip_src,ip_dst,sctp_src,sctp_dst)",
+		"->eth_dst", "IN_PORT", "set_field:169.254.169.253->ip_src", "set_field:fd69::fffd->ipv6_src", "->ipv6_dst,goto_table:10",
+		"set_field:0x1/0x1->reg0",
 		"reg0=0x1/0x1", "output:9", "output:3", "in_port=LOCAL", "in_port=3", "nd_target=fe80::/10",
 		"ipv6_src=::,", "arp_spa=", "dl_src=", "actions=drop", "priority=30001", "ipv6,in_port=3", "nw_src=172.18.0.1",
 		"ipv6_src=fd00:172:18::1",
@@ -155,8 +179,25 @@ func TestRoundTripCompiled(t *testing.T) {
 				}
 				mods = append(mods, Mod{Add, f})
 			}
-			if err := in.Apply(ctx, mods); err != nil {
+			var groups []GroupMod
+			for _, g := range results[node].Groups {
+				groups = append(groups, GroupMod{Group: g})
+			}
+			if err := in.ApplyBundle(ctx, mods, groups); err != nil {
 				t.Fatalf("%s: %v", br, err)
+			}
+			// Groups are rendered as OVS prints them: nothing to change.
+			dumpedGroups, err := in.DumpGroups(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(dumpedGroups) != len(groups) {
+				t.Errorf("%s: %d groups installed, %d dumped", br, len(groups), len(dumpedGroups))
+			}
+			if d := DiffGroups(results[node].Groups, dumpedGroups); len(d) != 0 {
+				for _, m := range d {
+					t.Errorf("%s: group %d: ours\n  %s\nOVS's\n  %s", br, m.Group.ID, m.Group, dumpedGroups[m.Group.ID])
+				}
 			}
 			dumped, err := in.Dump(ctx)
 			if err != nil {
@@ -174,7 +215,7 @@ func TestRoundTripCompiled(t *testing.T) {
 			}
 			checkPrintedForm(t, in, flows)
 		}
-		t.Logf("%s: %d compiled flows round-trip", node, len(flows))
+		t.Logf("%s: %d compiled flows and %d groups round-trip", node, len(flows), len(results[node].Groups))
 	}
 }
 

@@ -119,6 +119,20 @@ func checkAgentCan(t *testing.T, c *k8stest.Cluster, agent kubernetes.Interface)
 			}
 			return watchFrom(agent.NetworkingV1().NetworkPolicies("").Watch(ctx, withRV(metav1.ListOptions{}, l.ResourceVersion)))
 		},
+		"list and watch services": func() error {
+			l, err := agent.CoreV1().Services("").List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return err
+			}
+			return watchFrom(agent.CoreV1().Services("").Watch(ctx, withRV(metav1.ListOptions{}, l.ResourceVersion)))
+		},
+		"list and watch endpointslices": func() error {
+			l, err := agent.DiscoveryV1().EndpointSlices("").List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return err
+			}
+			return watchFrom(agent.DiscoveryV1().EndpointSlices("").Watch(ctx, withRV(metav1.ListOptions{}, l.ResourceVersion)))
+		},
 		"get its node's addresses": func() error {
 			n, err := agent.CoreV1().Nodes().Get(ctx, "rbac-node", metav1.GetOptions{})
 			if err == nil && (len(n.Status.Addresses) != 1 || n.Status.Addresses[0].Address != "192.168.1.10") {
@@ -223,11 +237,13 @@ func checkExactPermissions(t *testing.T, c *k8stest.Cluster) {
 	t.Helper()
 	ctx := ctxFor(t)
 	want := []string{
+		"endpointslices.discovery.k8s.io.get", "endpointslices.discovery.k8s.io.list", "endpointslices.discovery.k8s.io.watch",
 		"events.create", "events.patch",
 		"namespaces.get", "namespaces.list", "namespaces.watch",
 		"networkpolicies.networking.k8s.io.get", "networkpolicies.networking.k8s.io.list", "networkpolicies.networking.k8s.io.watch",
 		"nodes.get",
 		"pods.get", "pods.list", "pods.watch",
+		"services.get", "services.list", "services.watch",
 	}
 	lists, err := c.Client.Discovery().ServerPreferredResources()
 	if err != nil {

@@ -21,6 +21,9 @@ type World struct {
 	F      *Fixture
 	Switch *ovstest.Switch
 	Nodes  map[string]*NodeBridge
+	// PodServices makes Apply give every pod its Service first (see
+	// SyncPodServices), so that matrices can be traced through cluster IPs.
+	PodServices bool
 }
 
 // NodeBridge is one node's bridge.
@@ -73,6 +76,9 @@ func (w *World) portName(ns, pod string, nb *NodeBridge) string {
 // installs them (one atomic replace per bridge).
 func (w *World) Apply(t testing.TB) {
 	t.Helper()
+	if w.PodServices {
+		SyncPodServices(w.F)
+	}
 	for _, node := range w.F.Nodes {
 		nb := w.Nodes[node]
 		res, err := compiler.Compile(w.F.Cluster, nb.Config)
@@ -80,7 +86,7 @@ func (w *World) Apply(t testing.TB) {
 			t.Fatalf("compile for %s: %v", node, err)
 		}
 		nb.Result = res
-		if err := w.Switch.InstallFlows(nb.Bridge, res.Text(true)); err != nil {
+		if err := w.Switch.InstallBundle(nb.Bridge, res.Text(true)); err != nil {
 			t.Fatalf("install flows on %s: %v", nb.Bridge, err)
 		}
 	}
@@ -121,17 +127,27 @@ type leg struct {
 // allowed is true when every leg delivers to the expected port; detail
 // explains a refusal or a misdelivery.
 func (w *World) Trace(src, dst string, p Probe, fam int) (allowed bool, detail string, err error) {
-	return w.trace(src, dst, p, fam, "trk,new")
+	return w.trace(src, dst, p, fam, "trk,new", false)
+}
+
+// TraceService is Trace of a connection from pod src to the cluster IP of
+// pod dst's Service (World.PodServices) on the probe's port: the source's
+// bridge balances it to dst, then policy decides on dst's address.
+func (w *World) TraceService(src, dst string, p Probe, fam int) (allowed bool, detail string, err error) {
+	if _, ok := w.F.Pods[src]; !ok {
+		return false, "", fmt.Errorf("a Service trace needs a pod source, not %s", src)
+	}
+	return w.trace(src, dst, p, fam, "trk,new", true)
 }
 
 // TraceReply traces a reply packet of an established connection: pass the
 // replier as src and the connection's originator as dst (ct_state
 // est,rpl). Replies must always pass.
 func (w *World) TraceReply(src, dst string, p Probe, fam int) (bool, string, error) {
-	return w.trace(src, dst, p, fam, "trk,est,rpl")
+	return w.trace(src, dst, p, fam, "trk,est,rpl", false)
 }
 
-func (w *World) trace(src, dst string, p Probe, fam int, ctState string) (bool, string, error) {
+func (w *World) trace(src, dst string, p Probe, fam int, ctState string, viaService bool) (bool, string, error) {
 	se, de, ok := w.F.Endpoints(src, dst, fam)
 	if !ok {
 		return false, "", fmt.Errorf("no family %d addresses for %s -> %s", fam, src, dst)
@@ -144,10 +160,11 @@ func (w *World) trace(src, dst string, p Probe, fam int, ctState string) (bool, 
 	switch {
 	case src == SourceNode:
 		legs = []leg{{nb: dnb, inPort: "LOCAL", dlSrc: "02:00:00:00:00:fe", want: dport}}
-	case src == dst:
-		// A pod reaching itself through the bridge is a Service hairpin:
-		// the host DNATs and sends it back in from the gateway port (direct
-		// self-traffic stays on the pod's loopback).
+	case src == dst && !viaService:
+		// A pod reaching itself through the bridge is a Service hairpin;
+		// traced here as the host's kube-proxy would send it: DNATed, back
+		// in from the gateway port (direct self-traffic stays on the pod's
+		// loopback). TraceService traces the bridge's own hairpin.
 		legs = []leg{{nb: dnb, inPort: "LOCAL", dlSrc: "02:00:00:00:00:fe", want: dport}}
 	case src == SourceExternal:
 		legs = []leg{{nb: dnb, inPort: fmt.Sprint(UplinkPort), dlSrc: "02:00:00:00:00:ee", want: dport}}
@@ -163,8 +180,12 @@ func (w *World) trace(src, dst string, p Probe, fam int, ctState string) (bool, 
 			legs = []leg{first}
 		}
 	}
-	for _, l := range legs {
-		flow := fmt.Sprintf("in_port=%s,%s,dl_src=%s,dl_dst=%s,%s", l.inPort, transport(p, fam), l.dlSrc, dmac, ipFields(se.IP, de.IP))
+	for i, l := range legs {
+		dstIP := de.IP
+		if viaService && i == 0 {
+			dstIP = ServiceIP(dpod.Namespace, dpod.Name, fam)
+		}
+		flow := fmt.Sprintf("in_port=%s,%s,dl_src=%s,dl_dst=%s,%s", l.inPort, transport(p, fam), l.dlSrc, dmac, ipFields(se.IP, dstIP))
 		res, err := w.Switch.Trace(l.nb.Bridge, flow, ctState)
 		if err != nil {
 			return false, "", err
@@ -189,6 +210,19 @@ func (w *World) Matrix(t testing.TB, probes []Probe, fam int) *Reachability {
 // MatrixExcept is Matrix leaving out the cells of the ignored pods.
 func (w *World) MatrixExcept(t testing.TB, probes []Probe, fam int, ignore map[string]bool) *Reachability {
 	t.Helper()
+	return w.matrix(t, probes, fam, ignore, false)
+}
+
+// ServiceMatrixExcept is MatrixExcept through the pods' Services' cluster
+// IPs (World.PodServices): rows are pods only, the node and external rows
+// stay false (they reach Services through kube-proxy, not the bridge).
+func (w *World) ServiceMatrixExcept(t testing.TB, probes []Probe, fam int, ignore map[string]bool) *Reachability {
+	t.Helper()
+	return w.matrix(t, probes, fam, ignore, true)
+}
+
+func (w *World) matrix(t testing.TB, probes []Probe, fam int, ignore map[string]bool, viaService bool) *Reachability {
+	t.Helper()
 	r := NewReachability(w.F, probes, false)
 	type job struct {
 		p        Probe
@@ -203,7 +237,7 @@ func (w *World) MatrixExcept(t testing.TB, probes []Probe, fam int, ignore map[s
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				ok, _, err := w.Trace(j.src, j.dst, j.p, fam)
+				ok, _, err := w.trace(j.src, j.dst, j.p, fam, "trk,new", viaService)
 				mu.Lock()
 				if err != nil {
 					errs = append(errs, err.Error())
@@ -215,6 +249,9 @@ func (w *World) MatrixExcept(t testing.TB, probes []Probe, fam int, ignore map[s
 	}
 	for _, p := range probes {
 		for _, s := range w.F.Sources() {
+			if viaService && w.F.Pods[s] == nil {
+				continue
+			}
 			for _, d := range w.F.Order {
 				if ignore[s] || ignore[d] {
 					continue

@@ -28,7 +28,10 @@ const (
 	KindRule CookieKind = 3
 	// KindNode: the node's own traffic (gateway port, node IPs).
 	KindNode CookieKind = 4
-	// 5..15 are left for cluster-wide (admin) policy tiers.
+	// KindService: one Service's load balancing (its ClusterIPs' flows and
+	// groups).
+	KindService CookieKind = 5
+	// 6..15 are left for cluster-wide (admin) policy tiers.
 )
 
 const (
@@ -51,6 +54,8 @@ func (k CookieKind) String() string {
 		return "rule"
 	case KindNode:
 		return "node"
+	case KindService:
+		return "service"
 	}
 	return fmt.Sprintf("kind%d", uint8(k))
 }
@@ -69,3 +74,14 @@ func (c Cookie) Kind() CookieKind { return CookieKind(c >> 48) }
 func (c Cookie) IsOurs() bool { return c&OursMask == Ours }
 
 func (c Cookie) String() string { return fmt.Sprintf("0x%016x", uint64(c)) }
+
+// learnedMagic marks flows that ovs-vswitchd makes itself through learn()
+// actions of ours (session affinity): they are not ours to sync (the agent
+// never adds or deletes them; they expire on their own), so they carry a
+// magic byte outside OursMask.
+const learnedMagic = 0x4c
+
+// Learned returns the cookie that flows learned on behalf of c's origin
+// carry: c with the magic byte 0x4c instead of 0x4e, so that
+// "dump-flows cookie=0x4c05.../-1" lists one Service's affinity entries.
+func (c Cookie) Learned() Cookie { return c&^OursMask | learnedMagic<<56 }

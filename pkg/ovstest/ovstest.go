@@ -252,6 +252,24 @@ func (s *Switch) AddFlows(bridge, text string) error {
 	return s.flowFile("add-flows", bridge, text)
 }
 
+// InstallBundle atomically replaces the bridge's flows and groups with an
+// "ovs-ofctl bundle" file (lines "flow add ...", "group add ...", comments),
+// as "ovs-netpol compile" prints it.
+func (s *Switch) InstallBundle(bridge, text string) error {
+	return s.Bundle(bridge, "flow delete\ngroup delete group_id=all\n"+text)
+}
+
+// Bundle applies an "ovs-ofctl -O OpenFlow15 bundle" file atomically.
+func (s *Switch) Bundle(bridge, text string) error {
+	f := filepath.Join(s.Dir, fmt.Sprintf("bundle-%d.txt", s.seq.Add(1)))
+	if err := os.WriteFile(f, []byte(text), 0o644); err != nil {
+		return err
+	}
+	defer os.Remove(f)
+	_, err := s.Ofctl("-O", "OpenFlow15", "bundle", bridge, f)
+	return err
+}
+
 func (s *Switch) flowFile(cmd, bridge, text string) error {
 	f := filepath.Join(s.Dir, fmt.Sprintf("flows-%d.txt", s.seq.Add(1)))
 	if err := os.WriteFile(f, []byte(text), 0o644); err != nil {
