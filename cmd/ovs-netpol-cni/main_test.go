@@ -204,6 +204,15 @@ func (w *world) checkAdded(p *pod, r *types100.Result) net.IP {
 	if l := run(t, "ip", "-n", w.sw.NetNS, "-o", "link", "show", host); !strings.Contains(l, hi.Mac) {
 		t.Errorf("host end %s:\n%s", host, l)
 	}
+	// ... where the host's stack must not answer the pod (ARP) or speak IPv6 on it.
+	for key, want := range map[string]string{
+		"net.ipv4.conf." + host + ".arp_ignore":   "8",
+		"net.ipv6.conf." + host + ".disable_ipv6": "1",
+	} {
+		if got := strings.TrimSpace(run(t, "ip", "netns", "exec", w.sw.NetNS, "sysctl", "-n", key)); got != want {
+			t.Errorf("%s = %q, want %q", key, got, want)
+		}
+	}
 
 	got := w.vsctl("get", "Interface", host, "ofport", "type",
 		`external_ids:"ovs-netpol.io/pod-namespace"`, `external_ids:"ovs-netpol.io/pod-name"`,

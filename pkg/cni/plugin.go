@@ -16,6 +16,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ipam"
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/containernetworking/plugins/pkg/utils/sysctl"
 	"github.com/vishvananda/netlink"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/ovsdb"
@@ -82,6 +83,9 @@ func Add(args *skel.CmdArgs) (err error) {
 		return types.NewError(types.ErrInternal, fmt.Sprintf("cannot create the veth pair %s (in %s) / %s", args.IfName, args.Netns, hostName), err.Error())
 	}
 	undo = append(undo, func() { _ = deleteHostVeth(hostNS, hostName) })
+	if err := hostNS.Do(func(ns.NetNS) error { return quietHostVeth(hostName) }); err != nil {
+		return types.NewError(types.ErrInternal, fmt.Sprintf("cannot configure %s", hostName), err.Error())
+	}
 
 	delegateArgs()
 	r, err := ipam.ExecAdd(conf.IPAM.Type, args.StdinData)
@@ -141,6 +145,28 @@ func Add(args *skel.CmdArgs) (err error) {
 		return types.NewError(types.ErrInternal, fmt.Sprintf("cannot add %s to OVS bridge %s", hostName, conf.Bridge), err.Error())
 	}
 	return types.PrintResult(result, conf.CNIVersion)
+}
+
+// quietHostVeth keeps the host's own network stack out of the pod's
+// traffic on the host end of its veth (in the current namespace). With the
+// userspace datapath the veth is an ordinary interface of the host: besides
+// ovs-vswitchd, the host's stack sees every frame the pod sends. It would
+// answer the pod's ARP requests for the gateway address with the veth's
+// MAC (so the pod would send to a MAC that the bridge's gateway port does
+// not have), and it would route, through kube-proxy's rules, a second copy
+// of what the pod addresses to it. arp_ignore=8 ("reply for no local
+// address") and no IPv6 on the veth leave the pod only the bridge (with the
+// kernel datapath the port belongs to OVS and the stack never sees it).
+func quietHostVeth(name string) error {
+	for key, value := range map[string]string{
+		"net/ipv4/conf/" + name + "/arp_ignore":   "8",
+		"net/ipv6/conf/" + name + "/disable_ipv6": "1",
+	} {
+		if _, err := sysctl.Sysctl(key, value); err != nil {
+			return fmt.Errorf("sysctl %s=%s: %w", key, value, err)
+		}
+	}
+	return nil
 }
 
 // Del implements CNI DEL. Everything already gone (network namespace, veth,
