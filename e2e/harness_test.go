@@ -24,8 +24,12 @@ import (
 
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/k8stest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
@@ -140,6 +144,12 @@ type world struct {
 	nodes []*node
 	mu    sync.Mutex
 	pods  map[string]*pod // "ns/name"
+
+	// podServices gives every pod a Service ("s-NAME", TCP and UDP 80 and
+	// 81) and keeps its EndpointSlice (as the EndpointSlice controller
+	// would), so that matrices are also probed through cluster IPs, as
+	// upstream's netpol e2e probes them.
+	podServices bool
 }
 
 type node struct {
@@ -151,6 +161,7 @@ type node struct {
 	cniCfg []byte
 	agent  *agent
 	uplink bool
+	proxy  *k8stest.KubeProxy // kube-proxy in the node's host namespace
 }
 
 type pod struct {
@@ -164,6 +175,7 @@ type pod struct {
 	hostVeth string
 	ofport   int
 	server   *proc
+	svcIP    string // the cluster IP of its Service (world.podServices)
 }
 
 func (p *pod) key() string { return p.ns + "/" + p.name }
@@ -241,6 +253,22 @@ func (w *world) addNode(t *testing.T) *node {
 	// The host's TCP through the tap would carry partial checksums, which
 	// userspace conntrack marks invalid (as for a pod's veth).
 	must(t, "ip", "netns", "exec", ns, "ethtool", "-K", bridge, "tx", "off")
+	// Like a real node: it forwards, and has a default route, which also
+	// covers the Service CIDR (kube-proxy's rules apply to routed packets
+	// only). Beyond it is a namespace of its own that drops everything
+	// (this kernel has no dummy links).
+	must(t, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	outside := fmt.Sprintf("%s%s-out%d", netnsPrefix(), w.name, idx)
+	must(t, "ip", "netns", "add", outside)
+	t.Cleanup(func() { _, _ = run("ip", "netns", "delete", outside) })
+	must(t, "ip", "link", "add", "world0", "netns", ns, "type", "veth", "peer", "name", "world1", "netns", outside)
+	must(t, "ip", "-n", ns, "link", "set", "world0", "up")
+	must(t, "ip", "-n", outside, "link", "set", "world1", "up")
+	must(t, "ip", "-n", ns, "route", "add", "default", "dev", "world0")
+	// A real kube-proxy on the node's host, as in a cluster: host traffic
+	// to cluster IPs, node ports and Services without endpoints are its.
+	n.proxy = w.c.StartKubeProxy(t, k8stest.KubeProxyOptions{NetNS: ns, NodeName: n.name,
+		NodeIPs: []string{n.gw}, ClusterCIDRs: []string{w.net16 + ".0.0/16"}})
 	dataDir := filepath.Join(w.dir, n.name+"-ipam")
 	cfg := map[string]any{
 		"cniVersion":   "1.0.0",
@@ -495,7 +523,85 @@ func (n *node) addPod(t *testing.T, s podSpec) *pod {
 	if _, err := w.c.Client.CoreV1().Pods(s.ns).UpdateStatus(w.ctx(), created, metav1.UpdateOptions{}); err != nil {
 		t.Fatalf("status of %s: %v", p.key(), err)
 	}
+	if w.podServices {
+		w.ensurePodService(t, p, tcp, udp)
+	}
 	return p
+}
+
+// podServicePorts are the ports of a pod's Service: what it serves of TCP
+// and UDP 80 and 81, each to the same port.
+func podServicePorts(tcp, udp []int) (svc []corev1.ServicePort, slice []discoveryv1.EndpointPort) {
+	for _, pp := range []struct {
+		proto corev1.Protocol
+		ports []int
+	}{{corev1.ProtocolTCP, tcp}, {corev1.ProtocolUDP, udp}} {
+		for _, port := range pp.ports {
+			name := fmt.Sprintf("serve-%d-%s", port, strings.ToLower(string(pp.proto)))
+			svc = append(svc, corev1.ServicePort{Name: name, Protocol: pp.proto, Port: int32(port), TargetPort: intstr.FromInt32(int32(port))})
+			slice = append(slice, discoveryv1.EndpointPort{Name: ptr.To(name), Protocol: ptr.To(pp.proto), Port: ptr.To(int32(port))})
+		}
+	}
+	return svc, slice
+}
+
+// ensurePodService gives pod p its Service "s-NAME" (created once, the
+// cluster IP allocated by the apiserver) and sets its EndpointSlice to the
+// pod as it is now, ready, as the EndpointSlice controller would.
+func (w *world) ensurePodService(t *testing.T, p *pod, tcp, udp []int) {
+	t.Helper()
+	svcPorts, slicePorts := podServicePorts(tcp, udp)
+	name := "s-" + p.name
+	svcs := w.c.Client.CoreV1().Services(p.ns)
+	svc, err := svcs.Get(w.ctx(), name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		svc, err = svcs.Create(w.ctx(), &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec:       corev1.ServiceSpec{Selector: map[string]string{"pod": p.name}, Ports: svcPorts},
+		}, metav1.CreateOptions{})
+	}
+	if err != nil {
+		t.Fatalf("service of %s: %v", p.key(), err)
+	}
+	p.svcIP = svc.Spec.ClusterIP
+	w.setSlice(t, p.ns, name, name, slicePorts, endpointOf(p, true))
+}
+
+// endpointOf is pod p as an endpoint, ready or not.
+func endpointOf(p *pod, ready bool) discoveryv1.Endpoint {
+	return discoveryv1.Endpoint{
+		Addresses:  []string{p.ip},
+		Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(ready), Serving: ptr.To(ready), Terminating: ptr.To(false)},
+		NodeName:   ptr.To(p.node.name),
+		TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: p.ns, Name: p.name, UID: types.UID(p.uid)},
+	}
+}
+
+// setSlice creates or replaces the IPv4 EndpointSlice name of Service svc.
+func (w *world) setSlice(t *testing.T, ns, svc, name string, ports []discoveryv1.EndpointPort, eps ...discoveryv1.Endpoint) {
+	t.Helper()
+	setSliceOf(t, w, ns, svc, name, discoveryv1.AddressTypeIPv4, ports, eps...)
+}
+
+func setSliceOf(t *testing.T, w *world, ns, svc, name string, family discoveryv1.AddressType, ports []discoveryv1.EndpointPort, eps ...discoveryv1.Endpoint) {
+	t.Helper()
+	cl := w.c.Client.DiscoveryV1().EndpointSlices(ns)
+	sl := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
+			discoveryv1.LabelServiceName: svc, discoveryv1.LabelManagedBy: "e2e.ovs-netpol.io"}},
+		AddressType: family, Ports: ports, Endpoints: eps,
+	}
+	old, err := cl.Get(w.ctx(), name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		_, err = cl.Create(w.ctx(), sl, metav1.CreateOptions{})
+	case err == nil:
+		sl.ResourceVersion = old.ResourceVersion
+		_, err = cl.Update(w.ctx(), sl, metav1.UpdateOptions{})
+	}
+	if err != nil {
+		t.Fatalf("EndpointSlice %s/%s: %v", ns, name, err)
+	}
 }
 
 func joinInts(v []int) string {
@@ -531,6 +637,13 @@ func (n *node) cni(command string, p *pod) ([]byte, error) {
 // namespace) and deletes the Pod object.
 func (w *world) deletePod(t *testing.T, p *pod) {
 	t.Helper()
+	if w.podServices {
+		// The endpoint goes, as the EndpointSlice controller would see it.
+		err := w.c.Client.DiscoveryV1().EndpointSlices(p.ns).Delete(w.ctx(), "s-"+p.name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Fatal(err)
+		}
+	}
 	w.teardownPod(p)
 	zero := int64(0)
 	if err := w.c.Client.CoreV1().Pods(p.ns).Delete(w.ctx(), p.name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
@@ -694,6 +807,14 @@ func (w *world) waitPodsRealized(t *testing.T) {
 			if !strings.Contains(snap[p.node.idx-1], want) {
 				missing = p.key()
 				break
+			}
+			// Its Service is balanced on every node.
+			if p.svcIP != "" {
+				for i := range w.nodes {
+					if !strings.Contains(snap[i], fmt.Sprintf(",nw_dst=%s,tp_dst=80 ", p.svcIP)) {
+						missing = p.key() + "'s Service on " + w.nodes[i].name
+					}
+				}
 			}
 		}
 		if missing == "" {

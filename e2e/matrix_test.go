@@ -51,6 +51,9 @@ type matrix struct {
 	from, to []string
 	cells    map[cellKey]bool
 	why      map[cellKey]string // observed: why a cell failed / who answered
+	// viaService: connections go to the destination's Service's cluster
+	// IP (world.podServices), not to its pod IP.
+	viaService bool
 }
 
 func newMatrix(probes []probeT, from, to []string, def bool) *matrix {
@@ -98,6 +101,22 @@ func (m *matrix) expect(from, to string, allowed bool, probes ...probeT) *matrix
 		}
 	}
 	return m
+}
+
+// throughServices returns the same expectation for connections to every
+// destination's Service's cluster IP: the bridge balances pods' connections
+// to the pod, and policy judges the pod, so every pod row is the same. The
+// node's and the external address's connections are the host's: kube-proxy
+// DNATs them to the pod; it also masquerades those from outside the
+// cluster CIDR (the external address) to the node's address, so that row
+// becomes the node's: always allowed.
+func (m *matrix) throughServices() *matrix {
+	out := newMatrix(m.probes, m.from, m.to, false)
+	for k, v := range m.cells {
+		out.cells[k] = v
+	}
+	out.viaService = true
+	return out.expect(srcExt, "*", true)
 }
 
 // always sets what every matrix obeys whatever the policies: a pod reaches
@@ -240,7 +259,7 @@ func nextUDPPorts(n int) int {
 // observe probes the cells: one netpol-agnhost per source namespace, all
 // targets at once, all sources in parallel. A connection answered by another
 // pod than the destination counts as failed (misdelivery).
-func (w *world) observe(t *testing.T, cells []cellKey) map[cellKey]result {
+func (w *world) observe(t *testing.T, cells []cellKey, viaService bool) map[cellKey]result {
 	t.Helper()
 	groups := map[source][]cellKey{}
 	for _, k := range cells {
@@ -260,7 +279,14 @@ func (w *world) observe(t *testing.T, cells []cellKey) map[cellKey]result {
 				args = append(args, "--source", s.bind)
 			}
 			for i, k := range ks {
-				a := fmt.Sprintf("%d=%s:%s:%d", i, k.p.proto, w.pod(k.to).ip, k.p.port)
+				dst := w.pod(k.to).ip
+				if viaService {
+					if dst = w.pod(k.to).svcIP; dst == "" {
+						errs = append(errs, k.to+" has no Service")
+						return
+					}
+				}
+				a := fmt.Sprintf("%d=%s:%s:%d", i, k.p.proto, dst, k.p.port)
 				if k.p.proto == "udp" {
 					a += fmt.Sprintf(":%d", nextUDPPorts(1))
 				}
@@ -319,11 +345,15 @@ func (w *world) check(t *testing.T, want *matrix) {
 			got.why[k] = r.why
 		}
 	}
-	apply(w.observe(t, want.keys()))
+	apply(w.observe(t, want.keys(), want.viaService))
 	totals.matrices.Add(1)
 	fail := func(rounds int) {
 		n, d := diff(want, got)
-		t.Errorf("%d of %d cells differ from the expectation (%d rounds, %v):\n%s", n, len(want.cells), rounds, time.Since(start).Round(time.Millisecond), d)
+		via := ""
+		if want.viaService {
+			via = " through the Services' cluster IPs"
+		}
+		t.Errorf("%d of %d cells%s differ from the expectation (%d rounds, %v):\n%s", n, len(want.cells), via, rounds, time.Since(start).Round(time.Millisecond), d)
 	}
 	for _, k := range want.keys() {
 		if got.cells[k] && !want.cells[k] {
@@ -354,7 +384,7 @@ func (w *world) check(t *testing.T, want *matrix) {
 			t.Logf("%d connections expected to pass failed in the first round, probing them again: %s", len(missed), strings.Join(s, ", "))
 		}
 		time.Sleep(200 * time.Millisecond)
-		apply(w.observe(t, missed))
+		apply(w.observe(t, missed, want.viaService))
 		rounds++
 	}
 	if rounds > 1 {

@@ -63,6 +63,7 @@ func apply(docs ...string) func(t *testing.T, w *world) {
 
 func xyzWorld(t *testing.T) *world {
 	w := newWorld(t, "xyz", "10.62")
+	w.podServices = true
 	n := w.addNode(t)
 	n.startAgent(t, "v1")
 	start := time.Now()
@@ -113,6 +114,8 @@ func (w *world) runScenario(t *testing.T, sc scenario, baseline *[]string) {
 			}
 			want.always()
 			w.check(t, want)
+			// The same connections through the destinations' Services.
+			w.check(t, want.throughServices())
 			if st.check != nil {
 				st.check(t, w)
 			}
@@ -573,7 +576,7 @@ func testEstablished(t *testing.T, w *world) {
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	res := w.observe(t, []cellKey{{tcp80, "x/a", "x/b"}})
+	res := w.observe(t, []cellKey{{tcp80, "x/a", "x/b"}}, false)
 	if res[cellKey{tcp80, "x/a", "x/b"}].ok {
 		t.Fatal("a new connection x/a -> x/b passed while the held one was open")
 	}

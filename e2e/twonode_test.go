@@ -20,6 +20,7 @@ var twoPods = []string{"two/a1", "two/b1", "two/c1", "two/a2", "two/b2"}
 
 func TestTwoNodes(t *testing.T) {
 	w := newWorld(t, "two", "10.63")
+	w.podServices = true
 	n1, n2 := w.addNode(t), w.addNode(t)
 	link(t, n1, n2)
 	n1.startAgent(t, "v1")
@@ -43,7 +44,10 @@ func TestTwoNodes(t *testing.T) {
 		return m.always()
 	}
 
-	t.Run("open-across-nodes", func(t *testing.T) { w.check(t, matrixOf(nil)) })
+	t.Run("open-across-nodes", func(t *testing.T) {
+		w.check(t, matrixOf(nil))
+		w.check(t, matrixOf(nil).throughServices())
+	})
 
 	a2, b1 := w.pod("two/a2"), w.pod("two/b1")
 	t.Run("ingress-on-node-2-egress-on-node-1", func(t *testing.T) {
@@ -52,10 +56,14 @@ func TestTwoNodes(t *testing.T) {
 				np("two", "a2-from-a1", "podSelector:\n  matchLabels: {pod: a2}\ningress:\n- from:\n  - podSelector:\n      matchLabels: {pod: a1}"),
 				np("two", "b1-to-b2", "podSelector:\n  matchLabels: {pod: b1}\npolicyTypes: [Egress]\negress:\n- to:\n  - podSelector:\n      matchLabels: {pod: b2}"))
 		})
-		w.check(t, matrixOf(func(m *matrix) {
+		want := matrixOf(func(m *matrix) {
 			m.expect("all", "two/a2", false).expect("two/a1", "two/a2", true).
 				expect("two/b1", "*", false).expect("two/b1", "two/b2", true)
-		}))
+		})
+		w.check(t, want)
+		// Through the Services: balanced on the client's node, egress
+		// decided there, ingress on the backend's node.
+		w.check(t, want.throughServices())
 
 		// Where each side is enforced: a2's ingress isolation exists on
 		// node 2 only, b1's egress isolation on node 1 only.
@@ -77,7 +85,7 @@ func TestTwoNodes(t *testing.T) {
 		fwd := fmt.Sprintf("table=60, .*priority=90,ip,nw_dst=%s actions=output:%d", regexp.QuoteMeta(a2.ip), uplinkOFPort)
 		drop := fmt.Sprintf("table=40, .*priority=20000,ip,nw_dst=%s actions=drop", regexp.QuoteMeta(a2.ip))
 		fwd0, drop0 := packets(t, n1, fwd), packets(t, n2, drop)
-		res := w.observe(t, []cellKey{{tcp80, "two/c1", "two/a2"}, {udp81, "two/c1", "two/a2"}})
+		res := w.observe(t, []cellKey{{tcp80, "two/c1", "two/a2"}, {udp81, "two/c1", "two/a2"}}, false)
 		for k, r := range res {
 			if r.ok {
 				t.Errorf("%s c1 -> a2 passed", k.p)
