@@ -6,15 +6,23 @@
 #   a private userspace Open vSwitch (ovs-vswitchd in network namespace
 #   ovs-netpol-demo, where br-int's LOCAL port is the node's host, 10.244.1.1)
 #   the ovs-netpol agent of node-1 (--isolation v1.6)
+#   kube-proxy (iptables mode, built like kube-apiserver, cached) in the
+#   node's host namespace, as on a real node; it reaches the API server
+#   through e2e/cmd/netns-forward
 #   pods made as a runtime makes them: a Pod object, a network namespace
 #   (demo-NAME) attached by the ovs-netpol CNI plugin with host-local IPAM,
 #   the pod IP from the CNI result; each runs a small TCP/UDP server
+#   the db Service 10.96.0.10:6379 and its EndpointSlice
+#   (examples/seed/service.yaml, the slice's address set to db's real IP)
 #
 # It prints who can connect to whom (real connections from inside the pods),
-# applies the documentation's annotation (its exact kubectl command) and its
-# policy (converted by `ovs-netpol convert`, applied with kubectl), prints the
-# matrix again and the bridge's flows with their origins, and leaves it all
-# running. `make demo-down` (scripts/demo.sh down) removes everything.
+# directly and through the Service (pods: balanced inside br-int; the node's
+# host: kube-proxy's iptables), applies the documentation's annotation (its
+# exact kubectl command) and its policy (converted by `ovs-netpol convert`,
+# applied with kubectl), prints the matrices again and the bridge's flows with
+# their origins, and leaves it all running. `make demo-down` (scripts/demo.sh
+# down) removes everything (kube-proxy's iptables rules go with the node's
+# network namespace).
 #
 # Needs root, Debian 12, Go, kubectl; installs the Debian packages it needs.
 set -euo pipefail
@@ -26,6 +34,9 @@ PODNS_PREFIX=demo-               # pod network namespaces
 NODE=node-1
 GW=10.244.1.1                    # the node's address on br-int (--node-ip)
 SUBNET=10.244.1.0/24
+CLUSTER_CIDR=10.244.0.0/16       # kube-proxy's clusterCIDR (detectLocalMode)
+SERVICE_CIDR=10.96.0.0/16        # kube-apiserver's --service-cluster-ip-range
+DB_VIP=10.96.0.10                # the db Service's cluster IP (examples/seed/service.yaml)
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 die() { echo "demo: $*" >&2; exit 1; }
@@ -54,7 +65,7 @@ down() {
 
 if [ "${1:-}" = down ]; then
 	down
-	echo "demo removed (processes, network namespaces, veths, $STATE)"
+	echo "demo removed (processes incl. kube-proxy, network namespaces with their veths and iptables rules, $STATE)"
 	exit 0
 fi
 
@@ -68,14 +79,24 @@ if ! command -v openssl >/dev/null; then
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl
 fi
 
-say "building ovs-netpol (agent, CNI plugin, CLI) and netpol-agnhost"
-go build -o bin/ ./cmd/... ./e2e/cmd/netpol-agnhost
-say "kube-apiserver (built once from k8s.io/kubernetes and cached; ~8 min the first time)"
-(t0=$SECONDS; while sleep 30; do echo "   ... still building kube-apiserver ($((SECONDS - t0)) s)"; done) &
-ticker=$!
-APISERVER=$(bash scripts/build-kube.sh kube-apiserver | tail -1) || { kill $ticker; die "building kube-apiserver failed"; }
-kill $ticker 2>/dev/null || true
+say "building ovs-netpol (agent, CNI plugin, CLI), netpol-agnhost and netns-forward"
+go build -o bin/ ./cmd/... ./e2e/cmd/netpol-agnhost ./e2e/cmd/netns-forward
+say "kube-apiserver and kube-proxy (built once from k8s.io/kubernetes and cached; ~10 min the first time)"
+# build_kube COMPONENT: prints the cached binary's path, building it if missing.
+build_kube() {
+	local ticker bin
+	# Its stdout is not the command substitution's pipe, which would stay open
+	# (and the caller wait) until its sleep ends.
+	(t0=$SECONDS; while sleep 30; do echo "   ... still building $1 ($((SECONDS - t0)) s)"; done) >&2 &
+	ticker=$!
+	bin=$(bash scripts/build-kube.sh "$1" | tail -1) || { kill $ticker; die "building $1 failed"; }
+	kill $ticker 2>/dev/null || true
+	echo "$bin"
+}
+APISERVER=$(build_kube kube-apiserver)
 echo "$APISERVER"
+KUBE_PROXY=$(build_kube kube-proxy) # after kube-apiserver: they share most of the build
+echo "$KUBE_PROXY"
 
 say "cleaning up a previous demo"
 down
@@ -120,10 +141,14 @@ start etcd etcd --name=demo --data-dir="$K/etcd" \
 openssl genrsa -out "$K/sa.key" 2048 2>/dev/null
 ADMIN_TOKEN=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
 AGENT_TOKEN=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+PROXY_TOKEN=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
 AGENT_USER=system:serviceaccount:ovs-netpol:ovs-netpol-agent
+# system:kube-proxy: the bootstrap ClusterRoleBinding system:node-proxier
+# already grants it what kube-proxy needs.
 cat >"$K/tokens.csv" <<EOF
 $ADMIN_TOKEN,admin,admin,"system:masters"
 $AGENT_TOKEN,$AGENT_USER,$AGENT_USER,"system:serviceaccounts,system:serviceaccounts:ovs-netpol"
+$PROXY_TOKEN,system:kube-proxy,system:kube-proxy
 EOF
 start kube-apiserver "$APISERVER" --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
 	--secure-port="$API_PORT" --bind-address=127.0.0.1 --advertise-address=127.0.0.1 \
@@ -151,6 +176,7 @@ EOF
 export KUBECONFIG=$K/admin.kubeconfig
 kubeconfig "$KUBECONFIG" admin "$ADMIN_TOKEN"
 kubeconfig "$K/agent.kubeconfig" "$AGENT_USER" "$AGENT_TOKEN"
+kubeconfig "$K/kube-proxy.kubeconfig" system:kube-proxy "$PROXY_TOKEN"
 wait_for kube-apiserver 90 kubectl get --raw=/readyz
 echo "kube-apiserver https://127.0.0.1:$API_PORT ready"
 # The agent runs as its ServiceAccount, with the least-privilege RBAC of manifests/.
@@ -176,6 +202,9 @@ ip -n "$NETNS" addr add "$GW/24" dev br-int
 ip -n "$NETNS" link set br-int up
 ip -n "$NETNS" link set lo up
 ip netns exec "$NETNS" ethtool -K br-int tx off >/dev/null # userspace conntrack needs full checksums
+# The host's connections to a ClusterIP need a route covering it (a real
+# node's default route does), or they fail before kube-proxy's iptables DNAT.
+ip -n "$NETNS" route add "$SERVICE_CIDR" dev br-int
 
 say "starting the agent of $NODE (--isolation v1.6)"
 METRICS=127.0.0.1:$(free_port)
@@ -183,6 +212,57 @@ start agent bin/ovs-netpol-agent --kubeconfig="$K/agent.kubeconfig" --node-name=
 	--ovs-rundir="$O" --datapath-type=netdev --isolation=v1.6 --node-ip="$GW" --metrics-addr="$METRICS"
 wait_for "the agent" 60 http_ok "${METRICS%:*}" "${METRICS#*:}" /readyz
 echo "agent ready (/metrics, /readyz on $METRICS)"
+
+say "starting kube-proxy (iptables mode) in $NETNS, the node's host"
+# Without a kubelet, kube-proxy finds its node's address in a Node object
+# (created with its status), or waits 30 s and assumes 127.0.0.1.
+kubectl create -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Node
+metadata: {name: $NODE, labels: {kubernetes.io/hostname: $NODE}}
+status:
+  addresses: [{type: InternalIP, address: $GW}, {type: Hostname, address: $NODE}]
+EOF
+# kube-apiserver listens on 127.0.0.1 of this namespace, which the node's
+# namespace cannot reach: forward the same port of its loopback to it.
+start apiserver-forward bin/netns-forward "$NETNS" "127.0.0.1:$API_PORT" "127.0.0.1:$API_PORT"
+wait_for "the API server forwarder" 10 grep -q listening "$STATE/logs/apiserver-forward.log"
+# The settings pkg/k8stest/kubeproxy.go verified (see its comment): leave the
+# conntrack sysctls, route_localnet and the OOM score alone; healthz and
+# metrics on the node namespace's loopback.
+cat >"$K/kube-proxy.yaml" <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: iptables
+hostnameOverride: $NODE
+clientConnection: {kubeconfig: "$K/kube-proxy.kubeconfig"}
+healthzBindAddress: 127.0.0.1:10256
+metricsBindAddress: 127.0.0.1:10249
+bindAddressHardFail: true
+detectLocalMode: ClusterCIDR
+clusterCIDR: $CLUSTER_CIDR
+nodePortAddresses: [primary]
+iptables: {localhostNodePorts: false}
+conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+oomScoreAdj: 0
+logging: {verbosity: 2}
+EOF
+start kube-proxy ip netns exec "$NETNS" "$KUBE_PROXY" --config="$K/kube-proxy.yaml"
+nat() { ip netns exec "$NETNS" iptables-save -t nat; }
+# wait_nat WHAT SECONDS REGEXP: until kube-proxy's nat table has a line matching REGEXP.
+wait_nat() {
+	local what=$1 secs=$2 re=$3
+	for _ in $(seq $((secs * 10))); do
+		kill -0 "$(cat "$STATE/kube-proxy.pid")" 2>/dev/null ||
+			die "kube-proxy exited; the end of $STATE/logs/kube-proxy.log:"$'\n'"$(tail -20 "$STATE/logs/kube-proxy.log")"
+		grep -q -- "$re" <<<"$(nat 2>/dev/null)" && return 0 # (not a pipe: pipefail and grep -q)
+		sleep 0.1
+	done
+	die "$what not in kube-proxy's iptables rules after ${secs}s (logs in $STATE/logs)"
+}
+# Its first full sync ends with KUBE-MARK-MASQ's rule.
+wait_nat "kube-proxy's first sync" 60 '^-A KUBE-MARK-MASQ '
+echo "kube-proxy synced (Node $NODE with InternalIP $GW; API through 127.0.0.1:$API_PORT in $NETNS)"
 
 say "creating the pods (Pod object, network namespace attached by the CNI plugin, status IP from its result)"
 kubectl create namespace myproject >/dev/null
@@ -251,6 +331,9 @@ matrix() {
 		--target "db=${IP[default/db]}" --target "frontend=${IP[default/frontend]}" \
 		--target "backend=${IP[default/backend]}" --target "client=${IP[myproject/client]}" \
 		--target "stranger=${IP[other/stranger]}" --probe tcp/6379 --probe tcp/80 | sed 's/^/  /'
+	echo "  db reached at its pod IP and through its Service (pods: balanced in br-int; node-1: kube-proxy):"
+	bin/netpol-agnhost matrix "${SOURCES[@]}" --target "db ($DB_IP)=$DB_IP" \
+		--target "Service db ($DB_VIP)=$DB_VIP" --probe tcp/6379 | sed 's/^/  /'
 }
 flows() { ovs-ofctl -O OpenFlow15 dump-flows br-int --no-stats | sort; }
 # settle CMD...: runs CMD, then waits until the agent has changed br-int's
@@ -270,6 +353,32 @@ settle() {
 	echo "  (the flows did not change within 10 s)"
 }
 
+say "the db Service ($DB_VIP:6379) and its EndpointSlice"
+DB_IP=${IP[default/db]}
+# The example's slice names db's address in pods.yaml; the slice applied is
+# made from db's real address (the same unless IPAM gave db another one).
+SLICE_IP=$(grep -oE 'addresses: \["[0-9.]+"\]' examples/seed/service.yaml | grep -oE '[0-9]+(\.[0-9]+){3}')
+[ -n "$SLICE_IP" ] || die "no endpoint address in examples/seed/service.yaml"
+if [ "$SLICE_IP" = "$DB_IP" ]; then
+	echo "  \$ kubectl apply -f examples/seed/service.yaml"
+	apply_service() { kubectl apply -f examples/seed/service.yaml; }
+else
+	echo "  \$ sed 's/\"$SLICE_IP\"/\"$DB_IP\"/' examples/seed/service.yaml | kubectl apply -f -   # db's address here"
+	apply_service() { sed "s/\"${SLICE_IP//./\\.}\"/\"$DB_IP\"/" examples/seed/service.yaml | kubectl apply -f -; }
+fi
+settle apply_service | sed 's/^/  /'
+wait_for "the Service's flows" 30 bash -c "ovs-ofctl -O OpenFlow15 dump-flows br-int table=25 | grep -q 'nw_dst=$DB_VIP,'"
+wait_nat "the db Service" 30 "DNAT --to-destination $DB_IP:6379"
+echo "  br-int balances the pods' connections to it (ovs-ofctl dump-flows br-int table=25; dump-groups br-int):"
+ovs-ofctl -O OpenFlow15 dump-flows br-int table=25 --no-stats | grep "nw_dst=$DB_VIP," | sed 's/^ *cookie=[^ ]* /    /'
+ovs-ofctl -O OpenFlow15 dump-groups br-int | grep group_id= | sed 's/^ */    /'
+echo "  kube-proxy DNATs the node's host's own connections to it (iptables-save -t nat in $NETNS):"
+nat | grep -F 'default/db:redis' | sed 's/^/    /'
+echo "  \$ ip netns exec ${PODNS_PREFIX}frontend bin/netpol-agnhost probe db=tcp:$DB_VIP:6379"
+ip netns exec "${PODNS_PREFIX}frontend" bin/netpol-agnhost probe "db=tcp:$DB_VIP:6379" | sed 's/^/    /'
+echo "  \$ ip netns exec $NETNS bin/netpol-agnhost probe --source $GW db=tcp:$DB_VIP:6379"
+ip netns exec "$NETNS" bin/netpol-agnhost probe --source "$GW" "db=tcp:$DB_VIP:6379" | sed 's/^/    /'
+
 say "1. no policy: everything is open"
 matrix
 
@@ -287,9 +396,11 @@ matrix
 echo "  db:6379 is open to the frontend (role=frontend in default) and to the client (namespace"
 echo "  project=myproject), not to the backend nor to the stranger (role=frontend elsewhere);"
 echo "  the node always reaches its pods."
+echo "  Through the Service, the same verdicts: br-int balances a pod's connection to $DB_VIP:6379"
+echo "  to db ($DB_IP:6379) before policy, so the policy judges db itself (the host: kube-proxy's DNAT)."
 
 say "the flows on br-int, each under the origin its cookie names"
-kubectl get namespaces,pods,networkpolicies -A -o yaml >"$STATE/cluster.yaml"
+kubectl get namespaces,pods,networkpolicies,services,endpointslices -A -o yaml >"$STATE/cluster.yaml"
 for p in "${!IP[@]}"; do
 	veth=$($VSCTL --bare --columns=name find Interface "external_ids:\"ovs-netpol.io/pod-name\"=${p#*/}" \
 		"external_ids:\"ovs-netpol.io/pod-namespace\"=${p%/*}")
@@ -318,9 +429,13 @@ cat <<EOM
    kubectl get pods -A -o wide; kubectl get networkpolicy -A
    export OVS_RUNDIR=$O
    ovs-ofctl -O OpenFlow15 dump-flows br-int --names          # the agent's flows (counters move)
-   ip netns exec ${PODNS_PREFIX}frontend $ROOT/bin/netpol-agnhost probe db=tcp:${IP[default/db]}:6379
-   ip netns exec ${PODNS_PREFIX}backend  $ROOT/bin/netpol-agnhost probe db=tcp:${IP[default/db]}:6379
+   ovs-ofctl -O OpenFlow15 dump-groups br-int                 # the Services' load balancers
+   ovs-ofctl -O OpenFlow15 dump-flows br-int table=25 --names # the db Service's flow: $DB_VIP:6379 -> group
+   ip netns exec ${PODNS_PREFIX}frontend $ROOT/bin/netpol-agnhost probe db=tcp:${IP[default/db]}:6379 svc=tcp:$DB_VIP:6379
+   ip netns exec ${PODNS_PREFIX}backend  $ROOT/bin/netpol-agnhost probe db=tcp:${IP[default/db]}:6379 svc=tcp:$DB_VIP:6379
+   ip netns exec $NETNS $ROOT/bin/netpol-agnhost probe --source $GW svc=tcp:$DB_VIP:6379  # the host, via kube-proxy
+   ip netns exec $NETNS iptables-save -t nat | grep default/db  # kube-proxy's rules on the node's host
    kubectl delete networkpolicy -n default test-network-policy  # the agent applies every change
-   less $STATE/logs/agent.log
+   less $STATE/logs/agent.log $STATE/logs/kube-proxy.log
    make demo-down                                              # removes everything
 EOM
