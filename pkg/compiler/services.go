@@ -156,15 +156,25 @@ func serviceFlows(cfg Config, svc *model.Service, slices []*model.EndpointSlice,
 			continue
 		}
 		key := p.groupKey(svc)
-		res.groupKeys = append(res.groupKeys, key)
-		g := openflow.Group{ID: groupID(key), Cookie: cookie, Fields: hashFields(p)}
 		ids := bucketIDs(backends)
-		if svc.AffinitySeconds == 0 {
-			for i, b := range backends {
-				g.Buckets = append(g.Buckets, openflow.Bucket{ID: ids[i], Actions: natAction(cfg, b, TableEgress)})
+		buckets := make([]openflow.Bucket, len(backends))
+		affinity := svc.AffinitySeconds > 0
+		for i, b := range backends {
+			if !affinity {
+				buckets[i] = openflow.Bucket{ID: ids[i], Actions: natAction(cfg, b, TableEgress)}
+				continue
 			}
-			res.flows = append(res.flows, f(TableService, prioServicePort, p.match(), "group:"+strconv.FormatUint(uint64(g.ID), 10)))
-			res.groups = append(res.groups, g)
+			nat := natAction(cfg, b, TableAffinityLearn)
+			reg := "0x" + strconv.FormatUint(uint64(ids[i]), 16)
+			buckets[i] = openflow.Bucket{ID: ids[i], Actions: "set_field:" + reg + "->" + regAffinity + "," + nat}
+			res.flows = append(res.flows, f(TableAffinityDNAT, prioAffinityBackend, regAffinity+"="+reg+","+p.match(), nat))
+		}
+		groups, keys := splitGroup(key, cookie, hashFields(p), buckets, groupID)
+		res.groups = append(res.groups, groups...)
+		res.groupKeys = append(res.groupKeys, keys...)
+		toGroup := "group:" + strconv.FormatUint(uint64(groups[0].ID), 10)
+		if !affinity {
+			res.flows = append(res.flows, f(TableService, prioServicePort, p.match(), toGroup))
 			continue
 		}
 		// Session affinity: table 26 holds what learn() remembered of
@@ -173,17 +183,37 @@ func serviceFlows(cfg Config, svc *model.Service, slices []*model.EndpointSlice,
 		// remembers the choice.
 		res.flows = append(res.flows,
 			f(TableService, prioServicePort, p.match(), fmt.Sprintf("resubmit(,%d),%s", TableAffinity, gotoTable(TableAffinityDNAT))),
-			f(TableAffinityDNAT, prioAffinityChoose, p.match(), "group:"+strconv.FormatUint(uint64(g.ID), 10)),
+			f(TableAffinityDNAT, prioAffinityChoose, p.match(), toGroup),
 			f(TableAffinityLearn, prioAffinityLearn, learnMatch(p), learnAction(svc, p, cookie)+","+gotoTable(TableEgress)))
-		for i, b := range backends {
-			nat := natAction(cfg, b, TableAffinityLearn)
-			reg := "0x" + strconv.FormatUint(uint64(ids[i]), 16)
-			g.Buckets = append(g.Buckets, openflow.Bucket{ID: ids[i], Actions: "set_field:" + reg + "->" + regAffinity + "," + nat})
-			res.flows = append(res.flows, f(TableAffinityDNAT, prioAffinityBackend, regAffinity+"="+reg+","+p.match(), nat))
-		}
-		res.groups = append(res.groups, g)
 	}
 	return res
+}
+
+// maxBuckets bounds a group's buckets: a group is one OpenFlow message
+// (at most 64 KiB), and an IPv6 bucket with affinity takes ~110 bytes
+// (measured on OVS 3.1: 500 such buckets install, 700 are refused).
+const maxBuckets = 400
+
+// splitGroup makes the group of one Service port from its buckets. Up to
+// maxBuckets it is one group; beyond, a group whose equally weighted
+// buckets lead to sub-groups of (almost) equal size, so that every backend
+// keeps (almost) the same share. The first group is the one flows send to;
+// keys are the group ID keys used.
+func splitGroup(key string, cookie openflow.Cookie, fields string, buckets []openflow.Bucket, groupID func(string) uint32) ([]openflow.Group, []string) {
+	if len(buckets) <= maxBuckets {
+		return []openflow.Group{{ID: groupID(key), Cookie: cookie, Fields: fields, Buckets: buckets}}, []string{key}
+	}
+	n := (len(buckets) + maxBuckets - 1) / maxBuckets
+	top := openflow.Group{ID: groupID(key), Cookie: cookie, Fields: fields}
+	groups, keys := []openflow.Group{top}, []string{key}
+	for i := range n {
+		subKey := key + "/part" + strconv.Itoa(i)
+		sub := openflow.Group{ID: groupID(subKey), Cookie: cookie, Fields: fields,
+			Buckets: buckets[i*len(buckets)/n : (i+1)*len(buckets)/n]}
+		groups[0].Buckets = append(groups[0].Buckets, openflow.Bucket{ID: uint32(i + 1), Actions: "group:" + strconv.FormatUint(uint64(sub.ID), 10)})
+		groups, keys = append(groups, sub), append(keys, subKey)
+	}
+	return groups, keys
 }
 
 // regAffinity holds, in tables 26–28, the bucket ID of a client's

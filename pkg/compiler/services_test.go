@@ -12,6 +12,7 @@ import (
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 	"github.com/ovs-netpol/ovs-netpol/pkg/netpoltest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
+	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
 )
 
 // TestServicesIncrementalEqualsFull: random Service and EndpointSlice events
@@ -216,5 +217,67 @@ func TestServiceTraces(t *testing.T) {
 	}
 	if !res.Dropped {
 		t.Errorf("internalTrafficPolicy Local without a local endpoint: not dropped:\n%s", res.Raw)
+	}
+}
+
+// TestServiceManyEndpoints: a Service port with more backends than one
+// OpenFlow group message holds (IPv6 with affinity: the largest buckets)
+// becomes a group of equally weighted sub-groups; OVS installs it and
+// balances through it.
+func TestServiceManyEndpoints(t *testing.T) {
+	c := model.NewCluster(model.ModeV1)
+	vip := netip.MustParseAddr("fd00:96::7")
+	c.AddService(&model.Service{Namespace: "x", Name: "big", ClusterIPs: []netip.Addr{vip}, AffinitySeconds: 60,
+		Ports: []model.ServicePort{{Name: "http", Protocol: model.TCP, Port: 80}}})
+	sl := &model.EndpointSlice{Namespace: "x", Name: "big-1", Service: "big", IPv6: true,
+		Ports: []model.EndpointPort{{Name: "http", Protocol: model.TCP, Port: 8080}}}
+	for i := range 1000 {
+		sl.Endpoints = append(sl.Endpoints, model.Endpoint{Address: netip.MustParseAddr(fmt.Sprintf("fd00:10:2::%x", i+1)), Ready: true, Serving: true})
+	}
+	c.AddEndpointSlice(sl)
+	res, err := compiler.Compile(c, compiler.Config{Node: "node-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Groups) != 4 {
+		t.Fatalf("%d groups, want a top group and 3 sub-groups", len(res.Groups))
+	}
+	total := 0
+	for _, g := range res.Groups {
+		if len(g.Buckets) > 400 {
+			t.Errorf("group %d has %d buckets", g.ID, len(g.Buckets))
+		}
+		if !strings.Contains(g.Buckets[0].Actions, "group:") {
+			total += len(g.Buckets)
+		}
+	}
+	if total != 1000 {
+		t.Errorf("%d backends in the sub-groups, want 1000", total)
+	}
+	sw := ovstest.Start(t)
+	if err := sw.AddBridge("br-int"); err != nil {
+		t.Fatal(err)
+	}
+	if err := sw.AddInternalPort("br-int", "client", 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := sw.InstallBundle("br-int", res.Text(true)); err != nil {
+		t.Fatalf("OVS refused the groups: %v", err)
+	}
+	dump, err := sw.Ofctl("-O", "OpenFlow15", "dump-groups", "br-int")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range res.Groups {
+		if !strings.Contains(dump, " "+g.String()+"\n") {
+			t.Errorf("group %d is not printed by OVS as we render it", g.ID)
+		}
+	}
+	tr, err := sw.Trace("br-int", "in_port=LOCAL,tcp6,ipv6_src=fd00:10:1::1,ipv6_dst=fd00:96::7,tcp_src=40000,tcp_dst=80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(tr.Passes, " "), "nat(dst=[fd00:10:2::") {
+		t.Errorf("not balanced through the sub-groups:\n%s", tr.Raw)
 	}
 }
