@@ -889,6 +889,9 @@ func (in *Incremental) Group(id uint32) (openflow.Group, bool) { return in.ofGro
 // Groups returns every desired group, by ID.
 func (in *Incremental) Groups() []openflow.Group { return in.ofGroups.Groups() }
 
+// GroupCount is the number of desired groups.
+func (in *Incremental) GroupCount() int { return in.ofGroups.Len() }
+
 // ConntrackFlushes returns the conntrack entries the last Flush made stale
 // (UDP to backends that stopped serving a Service port): delete them after
 // the flows and groups are installed.

@@ -310,7 +310,7 @@ func (c *Controller) process(ctx context.Context, batch []item) error {
 		c.installed = c.inc.Len()
 		c.needFull = false
 		c.metrics.FlowMods.Add(float64(added + deleted))
-		c.log.WithFields(logrus.Fields{"flows": c.installed, "groups": len(c.inc.Groups()), "added": added, "deleted": deleted, "took": time.Since(start)}).Info("full sync committed")
+		c.log.WithFields(logrus.Fields{"flows": c.installed, "groups": c.inc.GroupCount(), "added": added, "deleted": deleted, "took": time.Since(start)}).Info("full sync committed")
 	} else if err := c.commit(ctx, changed); err != nil {
 		c.metrics.SyncErrors.Inc()
 		c.needFull = true // the bridge state is unknown now
@@ -323,10 +323,12 @@ func (c *Controller) process(ctx context.Context, batch []item) error {
 			// after their last datagram).
 			c.log.WithError(err).Warn("flushing conntrack entries of removed Service backends failed")
 		} else {
+			c.metrics.CTFlushes.Add(float64(len(fl)))
 			c.log.WithField("entries", len(fl)).Debug("conntrack entries of removed UDP backends flushed")
 		}
 	}
 	c.metrics.Flows.Set(float64(c.installed))
+	c.metrics.Groups.Set(float64(c.inc.GroupCount()))
 	c.metrics.SyncSeconds.Observe(time.Since(start).Seconds())
 	if !c.ready.Load() {
 		c.ready.Store(true)

@@ -10,6 +10,8 @@ type Metrics struct {
 	Bundles        prometheus.Counter
 	FlowMods       prometheus.Counter
 	Flows          prometheus.Gauge
+	Groups         prometheus.Gauge
+	CTFlushes      prometheus.Counter
 	SyncErrors     prometheus.Counter
 	Rejected       *prometheus.CounterVec
 	ComputeSeconds prometheus.Histogram
@@ -21,10 +23,13 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	buckets := []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5}
 	m := &Metrics{
-		Events:     prometheus.NewCounter(prometheus.CounterOpts{Name: "ovs_netpol_events_total", Help: "Queued object events processed."}),
-		Bundles:    prometheus.NewCounter(prometheus.CounterOpts{Name: "ovs_netpol_bundles_total", Help: "Incremental bundles committed to the bridge."}),
-		FlowMods:   prometheus.NewCounter(prometheus.CounterOpts{Name: "ovs_netpol_flow_mods_total", Help: "Flow adds and deletes committed."}),
-		Flows:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "ovs_netpol_flows", Help: "Flows installed by the agent."}),
+		Events:   prometheus.NewCounter(prometheus.CounterOpts{Name: "ovs_netpol_events_total", Help: "Queued object events processed."}),
+		Bundles:  prometheus.NewCounter(prometheus.CounterOpts{Name: "ovs_netpol_bundles_total", Help: "Incremental bundles committed to the bridge."}),
+		FlowMods: prometheus.NewCounter(prometheus.CounterOpts{Name: "ovs_netpol_flow_mods_total", Help: "Flow adds and deletes committed."}),
+		Flows:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "ovs_netpol_flows", Help: "Flows installed by the agent."}),
+		Groups:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "ovs_netpol_groups", Help: "Groups (Service load balancers) installed by the agent."}),
+		CTFlushes: prometheus.NewCounter(prometheus.CounterOpts{Name: "ovs_netpol_conntrack_flushes_total",
+			Help: "Conntrack flushes of UDP connections to Service backends that stopped serving."}),
 		SyncErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "ovs_netpol_sync_errors_total", Help: "Failed syncs (retried)."}),
 		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ovs_netpol_rejected_objects_total",
 			Help: "Objects that could not be used (malformed annotation, invalid or oversized policy, bad pod IP)."}, []string{"kind"}),
@@ -32,7 +37,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		SyncSeconds:    prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ovs_netpol_sync_seconds", Help: "Time from batch start to bundle committed.", Buckets: buckets}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Events, m.Bundles, m.FlowMods, m.Flows, m.SyncErrors, m.Rejected, m.ComputeSeconds, m.SyncSeconds)
+		reg.MustRegister(m.Events, m.Bundles, m.FlowMods, m.Flows, m.Groups, m.CTFlushes, m.SyncErrors, m.Rejected, m.ComputeSeconds, m.SyncSeconds)
 	}
 	return m
 }
