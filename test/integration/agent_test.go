@@ -35,8 +35,10 @@ const (
 )
 
 // podFlowCount is what one IPv4 pod of node-1 costs when it is not
-// isolated: port security (ip, arp), self traffic, delivery (ip, arp).
-const podFlowCount = 5
+// isolated: port security (ip, arp), self traffic, delivery (ip, arp), and
+// its Service hairpins (reply restore, delivery back out its own port for
+// replies and for the hairpin itself).
+const podFlowCount = 8
 
 func tcpPort(port int32) networkingv1.NetworkPolicyPort {
 	p := corev1.ProtocolTCP
@@ -99,6 +101,7 @@ func TestAgent(t *testing.T) {
 		{"CompletedAndHostNetworkPods", e.testPhases},
 		{"MalformedLegacyAnnotation", e.testLegacyAnnotation},
 		{"Measurements", e.testMeasurements},
+		{"Services", e.testServices},
 		{"RejectedUpdateAcrossAgentRestart", e.testRejectedAcrossRestart},
 		{"AgentRestartUnchanged", e.testAgentRestart},
 		{"ChangesWhileAgentDown", e.testChangesWhileDown},
@@ -809,8 +812,8 @@ func (e *env) testChangesWhileDown(t *testing.T) {
 		{"mz no longer a peer", ruleCookie(ns, "pol-peer", model.Ingress, 0), flowSpec{count: -1, hasNot: []string{"nw_src=" + mz.IP, "nw_src=" + ml.IP}}},
 		{"ml deleted while down", podCookie(ns, "ml"), flowSpec{count: 0}},
 		{"mn on its new port", podCookie(ns, "mn"), flowSpec{count: podFlowCount,
-			has:    []string{"table=0,in_port=" + fmt.Sprint(mn2.OFPort) + ",dl_src=" + mn2.MAC, "table=60,nw_dst=" + mn.IP + ",actions=output:" + fmt.Sprint(mn2.OFPort)},
-			hasNot: []string{"in_port=" + fmt.Sprint(mn.OFPort), "actions=output:" + fmt.Sprint(mn.OFPort)}}},
+			has:    []string{"table=0,in_port=" + fmt.Sprint(mn2.OFPort) + ",dl_src=" + mn2.MAC, "table=60,nw_dst=" + mn.IP + ",actions=set_field:" + mn2.MAC + "->eth_dst,output:" + fmt.Sprint(mn2.OFPort)},
+			hasNot: []string{"in_port=" + fmt.Sprint(mn.OFPort), "output:" + fmt.Sprint(mn.OFPort)}}},
 	}
 	for _, c := range checks {
 		flows, err := e.flowsOf(c.cookie)
