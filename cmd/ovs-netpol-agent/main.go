@@ -45,6 +45,7 @@ type options struct {
 	gatewayPort  string
 	uplinkPort   string
 	nodeIPs      []string
+	hairpinIPs   []string
 	ctZone       uint16
 	logLevel     string
 	logFormat    string
@@ -76,6 +77,7 @@ func main() {
 	f.StringVar(&o.gatewayPort, "gateway-port", "LOCAL", "OpenFlow port to the node's host network")
 	f.StringVar(&o.uplinkPort, "uplink-port", "", "OpenFlow port to other nodes (optional)")
 	f.StringArrayVar(&o.nodeIPs, "node-ip", nil, "an address of this node (repeatable; default: the Node's InternalIPs)")
+	f.StringArrayVar(&o.hairpinIPs, "hairpin-ip", nil, "source address of a pod's connections to itself through a Service, one per family (default 169.254.123.253, fd69::fffd)")
 	f.Uint16Var(&o.ctZone, "ct-zone", compiler.DefaultCTZone, "conntrack zone")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
@@ -103,7 +105,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	cfg, err := compiler.NodeFlags{Node: o.nodeName, CTZone: o.ctZone, GatewayPort: o.gatewayPort,
-		UplinkPort: o.uplinkPort, NodeIPs: o.nodeIPs}.Config()
+		UplinkPort: o.uplinkPort, NodeIPs: o.nodeIPs, HairpinIPs: o.hairpinIPs}.Config()
 	if err != nil {
 		return err
 	}

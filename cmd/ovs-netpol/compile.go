@@ -14,15 +14,16 @@ import (
 )
 
 type compileOptions struct {
-	files     []string
-	node      string
-	isolation string
-	ports     string
-	gateway   string
-	uplink    string
-	nodeIPs   []string
-	ctZone    uint16
-	comments  bool
+	files      []string
+	node       string
+	isolation  string
+	ports      string
+	gateway    string
+	uplink     string
+	nodeIPs    []string
+	hairpinIPs []string
+	ctZone     uint16
+	comments   bool
 }
 
 func compileCmd() *cobra.Command {
@@ -60,6 +61,7 @@ is node-local (always allowed). Without any, all gateway traffic is.`,
 	f.StringVar(&o.gateway, "gateway-port", "LOCAL", "OpenFlow port to the node's host")
 	f.StringVar(&o.uplink, "uplink-port", "", "OpenFlow port to other nodes (optional)")
 	f.StringArrayVar(&o.nodeIPs, "node-ip", nil, "an address of the node (repeatable)")
+	f.StringArrayVar(&o.hairpinIPs, "hairpin-ip", nil, "source address of a pod's connections to itself through a Service, one per family (default 169.254.123.253, fd69::fffd)")
 	f.Uint16Var(&o.ctZone, "ct-zone", compiler.DefaultCTZone, "conntrack zone")
 	f.BoolVar(&o.comments, "comments", true, "precede flow groups with '# origin' comments")
 	_ = cmd.MarkFlagRequired("filename")
@@ -85,7 +87,7 @@ func runCompile(o compileOptions, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "warning:", w)
 	}
 	cfg, err := compiler.NodeFlags{Node: o.node, CTZone: o.ctZone, GatewayPort: o.gateway,
-		UplinkPort: o.uplink, NodeIPs: o.nodeIPs}.Config()
+		UplinkPort: o.uplink, NodeIPs: o.nodeIPs, HairpinIPs: o.hairpinIPs}.Config()
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,10 @@ func TestNodeFlagsConfig(t *testing.T) {
 		{flags: compiler.NodeFlags{GatewayPort: "99999"}, wantErr: "--gateway-port"},
 		{flags: compiler.NodeFlags{GatewayPort: "LOCAL", UplinkPort: "x"}, wantErr: "--uplink-port"},
 		{flags: compiler.NodeFlags{GatewayPort: "LOCAL", NodeIPs: []string{"abc"}}, wantErr: `--node-ip "abc"`},
+		{flags: compiler.NodeFlags{GatewayPort: "LOCAL", HairpinIPs: []string{"169.254.9.9", "fd00::9"}},
+			want: compiler.Config{GatewayPort: compiler.PortLocal, HairpinIPv4: netip.MustParseAddr("169.254.9.9"), HairpinIPv6: netip.MustParseAddr("fd00::9")}},
+		{flags: compiler.NodeFlags{GatewayPort: "LOCAL", HairpinIPs: []string{"169.254.9.9", "169.254.9.8"}}, wantErr: "one address per family"},
+		{flags: compiler.NodeFlags{GatewayPort: "LOCAL", HairpinIPs: []string{"224.0.0.1"}}, wantErr: `--hairpin-ip "224.0.0.1"`},
 	} {
 		got, err := tc.flags.Config()
 		switch {

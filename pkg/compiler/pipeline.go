@@ -97,6 +97,10 @@ type Config struct {
 	CTZone uint16
 	// Bindings maps local pods (namespace/name) to their port.
 	Bindings map[string]Binding
+	// HairpinIPv4 and HairpinIPv6 are the source addresses of a pod's
+	// connections to itself through a Service, as the pod sees them
+	// (zero: DefaultHairpinIPv4/IPv6).
+	HairpinIPv4, HairpinIPv6 netip.Addr
 }
 
 // Binding is a local pod's attachment to the bridge.
@@ -115,6 +119,12 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.CTZone == 0 {
 		out.CTZone = DefaultCTZone
+	}
+	if !out.HairpinIPv4.IsValid() {
+		out.HairpinIPv4 = DefaultHairpinIPv4
+	}
+	if !out.HairpinIPv6.IsValid() {
+		out.HairpinIPv6 = DefaultHairpinIPv6
 	}
 	return out
 }
@@ -147,6 +157,7 @@ type NodeFlags struct {
 	GatewayPort string   // a port number or LOCAL
 	UplinkPort  string   // a port number, LOCAL, or "" for none
 	NodeIPs     []string // addresses
+	HairpinIPs  []string // at most one address per family
 }
 
 // Config turns the flags into a Config (without bindings); errors name the
@@ -168,6 +179,20 @@ func (f NodeFlags) Config() (Config, error) {
 			return Config{}, fmt.Errorf("--node-ip %q: not an IP address", s)
 		}
 		cfg.NodeIPs = append(cfg.NodeIPs, ip)
+	}
+	for _, s := range f.HairpinIPs {
+		ip, err := netip.ParseAddr(s)
+		if err != nil || ip.Zone() != "" || ip.IsUnspecified() || ip.IsMulticast() || ip.Is4In6() {
+			return Config{}, fmt.Errorf("--hairpin-ip %q: not a unicast IP address", s)
+		}
+		dst := &cfg.HairpinIPv4
+		if ip.Is6() {
+			dst = &cfg.HairpinIPv6
+		}
+		if dst.IsValid() {
+			return Config{}, fmt.Errorf("--hairpin-ip %q: one address per family", s)
+		}
+		*dst = ip
 	}
 	return cfg, nil
 }

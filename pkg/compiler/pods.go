@@ -34,9 +34,9 @@ func podFlows(cfg Config, pod *model.Pod, b Binding, ingressIsolated, egressIsol
 	var flows []openflow.Flow
 	var v6 []netip.Addr
 	for _, ip := range pod.IPs {
-		hairpin := HairpinIPv4
+		hairpin := cfg.HairpinIPv4
 		if ip.Is6() {
-			hairpin = HairpinIPv6
+			hairpin = cfg.HairpinIPv6
 		}
 		// Port security: the pod may send only from its own MAC and IPs.
 		flows = append(flows, f(TableClassify, prioPort, ipMatch(ip, "src", in), gotoTable(TableConntrack)))
@@ -44,9 +44,18 @@ func podFlows(cfg Config, pod *model.Pod, b Binding, ingressIsolated, egressIsol
 		// destination back before conntrack (which un-DNATs it).
 		flows = append(flows, f(TableClassify, prioHairpinReply, ipMatch(ip, "src", in)+","+ipField(ip, "dst")+"="+hairpin.String(),
 			"set_field:"+ip.String()+"->"+setFieldName(ip, "dst")+","+gotoTable(TableConntrack)))
-		// A pod always reaches itself (through its own Service).
+		// Nobody else may send as the pod: its address from the gateway or
+		// the uplink is spoofed (it would pass as the pod's own traffic:
+		// egress is judged by in_port, and conntrack entries are keyed by
+		// address).
+		for _, port := range []uint32{cfg.GatewayPort, cfg.UplinkPort} {
+			if port != 0 {
+				flows = append(flows, f(TableClassify, prioSpoofedPod, ipMatch(ip, "src", "in_port="+PortName(port)), "drop"))
+			}
+		}
+		// A pod always reaches itself, through its own port (its Service).
 		self := ipMatch(ip, "src", "") + "," + ipField(ip, "dst") + "=" + ip.String()
-		flows = append(flows, f(TableEgress, PrioInfra, self, gotoTable(TableCommit)))
+		flows = append(flows, f(TableEgress, PrioInfra, self+","+inPort, gotoTable(TableCommit)))
 		// Delivery by destination address, so the pod the policy checked is
 		// the pod that receives; back out of its own port for replies of
 		// its hairpin connections (OpenFlow drops output to in_port).
@@ -97,18 +106,22 @@ func podFlows(cfg Config, pod *model.Pod, b Binding, ingressIsolated, egressIsol
 	return flows
 }
 
-// Hairpin source addresses: a pod that reaches itself through a Service
-// sees the connection come from here (link-local IPv4; an address of the
-// ULA range for IPv6). kube-proxy masquerades such connections to the
-// node's address for the same reason.
+// Default hairpin source addresses (Config.HairpinIPv4/IPv6): a pod that
+// reaches itself through a Service sees the connection come from here; a
+// packet it sends to this address goes to itself. Link-local IPv4 away from
+// the addresses clouds serve (169.254.169.0/24: metadata, DNS, NTP;
+// 169.254.20.10: NodeLocal DNSCache) and an address of the ULA range for
+// IPv6. kube-proxy masquerades such connections to the node's address for
+// the same reason.
 var (
-	HairpinIPv4 = netip.MustParseAddr("169.254.169.253")
-	HairpinIPv6 = netip.MustParseAddr("fd69::fffd")
+	DefaultHairpinIPv4 = netip.MustParseAddr("169.254.123.253")
+	DefaultHairpinIPv6 = netip.MustParseAddr("fd69::fffd")
 )
 
 // Priorities of the hairpin flows: distinct from prioPort/prioPortND so
 // that no two flows that may overlap share a priority.
 const (
+	prioSpoofedPod    uint16 = 106 // table 0: above the node-local flows
 	prioHairpinReply  uint16 = 103 // table 0
 	prioDeliverInPort uint16 = 105 // table 60
 	prioHairpin       uint16 = 107 // table 60

@@ -126,7 +126,10 @@ type serviceResult struct {
 	flows  []openflow.Flow
 	groups []openflow.Group
 	// serving are, per UDP port and family, the backends that serve it
-	// (model.ServingBackends): what the conntrack entries to it may keep.
+	// (model.ServingBackends): what the conntrack entries to it may keep;
+	// while the port has no endpoints, also the port itself (the entries
+	// of datagrams that went on to the host, not DNATed: once it has
+	// backends, they are flushed so that the next datagrams are balanced).
 	serving map[serviceFamilyPort]map[model.Backend]bool
 	// groupKeys are the group ID keys the Service used.
 	groupKeys []string
@@ -147,6 +150,9 @@ func serviceFlows(cfg Config, svc *model.Service, slices []*model.EndpointSlice,
 		backends, handling := model.Backends(svc, p.sp, p.ipv6(), slices, cfg.Node)
 		switch handling {
 		case model.NoEndpoints:
+			if p.sp.Protocol == model.UDP {
+				res.serving[p][model.Backend{Address: p.vip, Port: p.sp.Port}] = true
+			}
 			// Nothing here: the connection goes on, as to any address
 			// outside the cluster's pods, to the host, where kube-proxy
 			// rejects it (its "has no endpoints" rule).

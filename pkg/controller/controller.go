@@ -113,6 +113,16 @@ type Controller struct {
 	// flows are not kept a second time here.
 	installed int
 	needFull  bool
+	// flushes are conntrack flushes computed but not yet handed to the
+	// flusher: they wait for a successful commit (see process).
+	flushes []openflow.ConntrackFlush
+
+	// flushMu guards flushQueue, the flushes the flusher goroutine runs
+	// (outside mu: one ovs-ofctl per flush, 30–60 ms each, must not stall
+	// events); flushWake wakes it.
+	flushMu    sync.Mutex
+	flushQueue []openflow.ConntrackFlush
+	flushWake  chan struct{}
 
 	ready   atomic.Bool
 	settled bool // the initial state was processed (worker goroutine only)
@@ -139,9 +149,10 @@ func New(client kubernetes.Interface, ports Ports, flows Flows, o Options) *Cont
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.DefaultTypedControllerRateLimiter[item](),
 			workqueue.TypedRateLimitingQueueConfig[item]{Name: "ovs-netpol"}),
-		inc:      compiler.NewIncremental(model.NewCluster(o.Mode), cfg),
-		podUIDs:  map[string]string{},
-		needFull: true,
+		inc:       compiler.NewIncremental(model.NewCluster(o.Mode), cfg),
+		podUIDs:   map[string]string{},
+		needFull:  true,
+		flushWake: make(chan struct{}, 1),
 	}
 	return c
 }
@@ -196,6 +207,7 @@ func (c *Controller) Run(ctx context.Context) error {
 
 	go c.watchPorts(ctx)
 	go c.watchSwitch(ctx)
+	go c.flusher(ctx)
 	c.queue.Add(item{kind: "ports"})
 	c.worker(ctx)
 	factory.Shutdown()
@@ -298,6 +310,9 @@ func (c *Controller) process(ctx context.Context, batch []item) error {
 	if err != nil {
 		return err
 	}
+	// Kept until a commit succeeds: a failed bundle is retried as a full
+	// sync, which computes no flushes of its own.
+	c.flushes = append(c.flushes, c.inc.ConntrackFlushes()...)
 	compute := time.Since(start)
 	c.metrics.ComputeSeconds.Observe(compute.Seconds())
 	c.metrics.Events.Add(float64(len(batch)))
@@ -316,16 +331,11 @@ func (c *Controller) process(ctx context.Context, batch []item) error {
 		c.needFull = true // the bridge state is unknown now
 		return err
 	}
-	// After the commit: new connections already go to the new backends.
-	if fl := c.inc.ConntrackFlushes(); len(fl) > 0 {
-		if err := c.flows.FlushConntrack(ctx, fl); err != nil {
-			// Not retried: the entries expire on their own (UDP: seconds
-			// after their last datagram).
-			c.log.WithError(err).Warn("flushing conntrack entries of removed Service backends failed")
-		} else {
-			c.metrics.CTFlushes.Add(float64(len(fl)))
-			c.log.WithField("entries", len(fl)).Debug("conntrack entries of removed UDP backends flushed")
-		}
+	// After the commit, new connections already go to the new backends:
+	// now the old ones' UDP entries can go.
+	if len(c.flushes) > 0 {
+		c.queueFlushes(c.flushes)
+		c.flushes = nil
 	}
 	c.metrics.Flows.Set(float64(c.installed))
 	c.metrics.Groups.Set(float64(c.inc.GroupCount()))
@@ -367,6 +377,55 @@ func (c *Controller) commit(ctx context.Context, changed []openflow.Key) error {
 	c.metrics.Bundles.Inc()
 	c.log.WithFields(logrus.Fields{"add": len(ch.AddFlows), "delete": len(ch.DelFlows), "groups": len(ch.SetGroups) + len(ch.DelGroups)}).Debug("bundle committed")
 	return nil
+}
+
+// queueFlushes hands conntrack flushes to the flusher goroutine.
+func (c *Controller) queueFlushes(fl []openflow.ConntrackFlush) {
+	c.flushMu.Lock()
+	c.flushQueue = append(c.flushQueue, fl...)
+	c.flushMu.Unlock()
+	select {
+	case c.flushWake <- struct{}{}:
+	default:
+	}
+}
+
+// flusher runs the queued conntrack flushes, in order, one by one; a
+// failed one is retried a second later (UDP clients that keep sending keep
+// their entry alive: it does not expire on its own).
+func (c *Controller) flusher(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.flushWake:
+		}
+		c.flushMu.Lock()
+		todo := c.flushQueue
+		c.flushQueue = nil
+		c.flushMu.Unlock()
+		for i, f := range todo {
+			if err := c.flows.FlushConntrack(ctx, []openflow.ConntrackFlush{f}); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				c.log.WithError(err).Warn("flushing conntrack entries of a removed Service backend failed; retrying")
+				c.flushMu.Lock()
+				c.flushQueue = append(todo[i:], c.flushQueue...)
+				c.flushMu.Unlock()
+				time.AfterFunc(time.Second, func() {
+					select {
+					case c.flushWake <- struct{}{}:
+					default:
+					}
+				})
+				break
+			}
+			c.metrics.CTFlushes.Inc()
+			orig, reply := f.Tuples()
+			c.log.WithFields(logrus.Fields{"original": orig, "reply": reply}).Debug("conntrack entries of a removed UDP backend flushed")
+		}
+	}
 }
 
 // apply brings one object's current state (from the listers) into the model.

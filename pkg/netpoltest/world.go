@@ -3,6 +3,7 @@ package netpoltest
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -161,11 +162,14 @@ func (w *World) trace(src, dst string, p Probe, fam int, ctState string, viaServ
 	case src == SourceNode:
 		legs = []leg{{nb: dnb, inPort: "LOCAL", dlSrc: "02:00:00:00:00:fe", want: dport}}
 	case src == dst && !viaService:
-		// A pod reaching itself through the bridge is a Service hairpin;
-		// traced here as the host's kube-proxy would send it: DNATed, back
-		// in from the gateway port (direct self-traffic stays on the pod's
-		// loopback). TraceService traces the bridge's own hairpin.
-		legs = []leg{{nb: dnb, inPort: "LOCAL", dlSrc: "02:00:00:00:00:fe", want: dport}}
+		// A pod reaching its own address never leaves its network
+		// namespace (the kernel loops it back): nothing to trace. Through
+		// the bridge, a pod reaches itself only through its Service
+		// (TraceService: the bridge's hairpin).
+		if w.PodServices && slices.Contains(StandardProbes, p) {
+			return w.trace(src, dst, p, fam, ctState, true)
+		}
+		return true, "", nil
 	case src == SourceExternal:
 		legs = []leg{{nb: dnb, inPort: fmt.Sprint(UplinkPort), dlSrc: "02:00:00:00:00:ee", want: dport}}
 	default:
