@@ -30,7 +30,7 @@ const (
 	prioAffinityEntry   uint16 = 100 // table 26: learned entries
 	prioAffinityBackend uint16 = 100 // table 27: the remembered backend
 	prioAffinityChoose  uint16 = 90  // table 27: no (valid) entry: choose
-	prioAffinityLearn   uint16 = 100 // table 28: remember the choice
+	prioAffinityLearn   uint16 = 100 // table 28: remember the pick, go to it
 )
 
 // affinityMaxSeconds is the longest idle_timeout OpenFlow can express
@@ -161,43 +161,58 @@ func serviceFlows(cfg Config, svc *model.Service, slices []*model.EndpointSlice,
 			res.flows = append(res.flows, f(TableService, prioServicePort, p.match(), "drop"))
 			continue
 		}
-		key := p.groupKey(svc)
 		ids := bucketIDs(backends)
+		if svc.AffinitySeconds > 0 {
+			res.flows = append(res.flows, affinityFlows(cfg, svc, p, backends, ids, f)...)
+			continue
+		}
+		key := p.groupKey(svc)
 		buckets := make([]openflow.Bucket, len(backends))
-		affinity := svc.AffinitySeconds > 0
 		for i, b := range backends {
-			if !affinity {
-				buckets[i] = openflow.Bucket{ID: ids[i], Actions: natAction(cfg, b, TableEgress)}
-				continue
-			}
-			nat := natAction(cfg, b, TableAffinityLearn)
-			reg := "0x" + strconv.FormatUint(uint64(ids[i]), 16)
-			buckets[i] = openflow.Bucket{ID: ids[i], Actions: "set_field:" + reg + "->" + regAffinity + "," + nat}
-			res.flows = append(res.flows, f(TableAffinityDNAT, prioAffinityBackend, regAffinity+"="+reg+","+p.match(), nat))
+			buckets[i] = openflow.Bucket{ID: ids[i], Actions: natAction(cfg, b, TableEgress)}
 		}
 		groups, keys := splitGroup(key, cookie, hashFields(p), buckets, groupID)
 		res.groups = append(res.groups, groups...)
 		res.groupKeys = append(res.groupKeys, keys...)
-		toGroup := "group:" + strconv.FormatUint(uint64(groups[0].ID), 10)
-		if !affinity {
-			res.flows = append(res.flows, f(TableService, prioServicePort, p.match(), toGroup))
-			continue
-		}
-		// Session affinity: table 26 holds what learn() remembered of
-		// each client (reg2 = its backend's bucket ID); table 27 goes to
-		// that backend if it is still one, else chooses; table 28
-		// remembers the choice.
-		res.flows = append(res.flows,
-			f(TableService, prioServicePort, p.match(), fmt.Sprintf("resubmit(,%d),%s", TableAffinity, gotoTable(TableAffinityDNAT))),
-			f(TableAffinityDNAT, prioAffinityChoose, p.match(), toGroup),
-			f(TableAffinityLearn, prioAffinityLearn, learnMatch(p), learnAction(svc, p, cookie)+","+gotoTable(TableEgress)))
+		res.flows = append(res.flows, f(TableService, prioServicePort, p.match(), "group:"+strconv.FormatUint(uint64(groups[0].ID), 10)))
 	}
 	return res
 }
 
+// affinityFlows balance a Service port with session affinity (ClientIP):
+// table 26 holds what learn() remembered of each client (reg2 = its
+// backend's ID); table 27 goes to that backend while it is one, or else
+// picks one (multipath: a hash of the 5-tuple, like the groups' buckets)
+// into reg3; table 28 learns the pick and goes to it.
+//
+// Not a select group, because on OVS 3.1 a learn() in a group's bucket is
+// dropped, and a register a bucket sets does not outlive the group
+// (verified); and the learn() must run in the same pass as the pick:
+// after the DNAT's recirculation the datapath caches the rest of the
+// pipeline without the client's port, so later connections of the same
+// client would skip the learn() (seen in e2e: entries not renewed after
+// their timeout). multipath reads the transport ports: every new
+// connection without an entry goes through ovs-vswitchd and is learned.
+func affinityFlows(cfg Config, svc *model.Service, p serviceFamilyPort, backends []model.Backend, ids []uint32, f func(uint8, uint16, string, string) openflow.Flow) []openflow.Flow {
+	flows := []openflow.Flow{
+		f(TableService, prioServicePort, p.match(), fmt.Sprintf("resubmit(,%d),%s", TableAffinity, gotoTable(TableAffinityDNAT))),
+		f(TableAffinityDNAT, prioAffinityChoose, p.match(),
+			fmt.Sprintf("multipath(symmetric_l3l4+udp,0,hrw,%d,0,%s),%s", len(backends), nxmRegPick, gotoTable(TableAffinityLearn))),
+	}
+	cookie := ServiceCookie(svc)
+	for i, b := range backends {
+		nat := natAction(cfg, b, TableEgress)
+		id := "0x" + strconv.FormatUint(uint64(ids[i]), 16)
+		flows = append(flows,
+			f(TableAffinityDNAT, prioAffinityBackend, regAffinity+"="+id+","+p.match(), nat),
+			f(TableAffinityLearn, prioAffinityLearn, fmt.Sprintf("%s=%d,%s", regPick, i, p.match()), learnAction(svc, p, ids[i], cookie)+","+nat))
+	}
+	return flows
+}
+
 // maxBuckets bounds a group's buckets: a group is one OpenFlow message
-// (at most 64 KiB), and an IPv6 bucket with affinity takes ~110 bytes
-// (measured on OVS 3.1: 500 such buckets install, 700 are refused).
+// (at most 64 KiB), and an IPv6 bucket takes up to ~110 bytes (measured on
+// OVS 3.1: 500 such buckets install, 700 are refused).
 const maxBuckets = 400
 
 // splitGroup makes the group of one Service port from its buckets. Up to
@@ -222,9 +237,14 @@ func splitGroup(key string, cookie openflow.Cookie, fields string, buckets []ope
 	return groups, keys
 }
 
-// regAffinity holds, in tables 26–28, the bucket ID of a client's
-// remembered (or just chosen) backend.
-const regAffinity = "reg2"
+// regAffinity holds, in tables 26–27, the ID of a client's remembered
+// backend; regPick (nxmRegPick in NXM syntax), in tables 27–28, the index
+// of the backend multipath picked.
+const (
+	regAffinity = "reg2"
+	regPick     = "reg3"
+	nxmRegPick  = "NXM_NX_REG3[]"
+)
 
 // hashFields are the 5-tuple fields a Service port's group hashes.
 func hashFields(p serviceFamilyPort) string {
@@ -236,30 +256,19 @@ func hashFields(p serviceFamilyPort) string {
 	return ip + "_src," + ip + "_dst," + tp + "_src," + tp + "_dst"
 }
 
-// learnMatch matches, after the DNAT, connections whose original
-// destination was the Service port (conntrack's original tuple).
-func learnMatch(p serviceFamilyPort) string {
-	sh, _, num := transport(p.sp.Protocol, p.ipv6())
-	dst := "ct_nw_dst"
-	if p.ipv6() {
-		dst = "ct_ipv6_dst"
-	}
-	return fmt.Sprintf("%s,ct_state=-inv+trk,%s=%s,ct_nw_proto=%d,ct_tp_dst=%d", sh, dst, p.vip, num, p.sp.Port)
-}
-
 // learnAction remembers, for the client's address and the Service port,
-// the chosen backend (reg2), for the affinity timeout since the client's
-// last new connection (idle_timeout: only new connections look the entry
-// up). Written as OVS prints it.
-func learnAction(svc *model.Service, p serviceFamilyPort, cookie openflow.Cookie) string {
+// backend id, for the affinity timeout since the client's last new
+// connection (idle_timeout: only new connections look the entry up).
+// Written as OVS prints it.
+func learnAction(svc *model.Service, p serviceFamilyPort, id uint32, cookie openflow.Cookie) string {
 	_, tp, num := transport(p.sp.Protocol, p.ipv6())
 	ethType, src, dst := "0x800", "NXM_OF_IP_SRC[]", "ip_dst"
 	if p.ipv6() {
 		ethType, src, dst = "0x86dd", "NXM_NX_IPV6_SRC[]", "ipv6_dst"
 	}
 	timeout := min(svc.AffinitySeconds, affinityMaxSeconds)
-	return fmt.Sprintf("learn(table=%d,idle_timeout=%d,priority=%d,cookie=%s,eth_type=%s,nw_proto=%d,%s,%s=%s,%s_dst=%d,load:NXM_NX_REG2[]->NXM_NX_REG2[])",
-		TableAffinity, timeout, prioAffinityEntry, cookie.Learned(), ethType, num, src, dst, p.vip, tp, p.sp.Port)
+	return fmt.Sprintf("learn(table=%d,idle_timeout=%d,priority=%d,cookie=%s,eth_type=%s,nw_proto=%d,%s,%s=%s,%s_dst=%d,load:%#x->NXM_NX_REG2[])",
+		TableAffinity, timeout, prioAffinityEntry, cookie.Learned(), ethType, num, src, dst, p.vip, tp, p.sp.Port, id)
 }
 
 // staleUDP returns the conntrack entries to delete when a Service goes

@@ -221,13 +221,15 @@ func TestServiceTraces(t *testing.T) {
 }
 
 // TestServiceManyEndpoints: a Service port with more backends than one
-// OpenFlow group message holds (IPv6 with affinity: the largest buckets)
-// becomes a group of equally weighted sub-groups; OVS installs it and
-// balances through it.
+// OpenFlow group message holds (IPv6: the largest buckets) becomes a group
+// of equally weighted sub-groups; OVS installs it and balances through it.
+// The same backends with session affinity (multipath, no group) too.
 func TestServiceManyEndpoints(t *testing.T) {
 	c := model.NewCluster(model.ModeV1)
 	vip := netip.MustParseAddr("fd00:96::7")
-	c.AddService(&model.Service{Namespace: "x", Name: "big", ClusterIPs: []netip.Addr{vip}, AffinitySeconds: 60,
+	c.AddService(&model.Service{Namespace: "x", Name: "big", ClusterIPs: []netip.Addr{vip},
+		Ports: []model.ServicePort{{Name: "http", Protocol: model.TCP, Port: 80}}})
+	c.AddService(&model.Service{Namespace: "x", Name: "sticky", ClusterIPs: []netip.Addr{netip.MustParseAddr("fd00:96::8")}, AffinitySeconds: 60,
 		Ports: []model.ServicePort{{Name: "http", Protocol: model.TCP, Port: 80}}})
 	sl := &model.EndpointSlice{Namespace: "x", Name: "big-1", Service: "big", IPv6: true,
 		Ports: []model.EndpointPort{{Name: "http", Protocol: model.TCP, Port: 8080}}}
@@ -235,6 +237,9 @@ func TestServiceManyEndpoints(t *testing.T) {
 		sl.Endpoints = append(sl.Endpoints, model.Endpoint{Address: netip.MustParseAddr(fmt.Sprintf("fd00:10:2::%x", i+1)), Ready: true, Serving: true})
 	}
 	c.AddEndpointSlice(sl)
+	sticky := *sl
+	sticky.Name, sticky.Service = "sticky-1", "sticky"
+	c.AddEndpointSlice(&sticky)
 	res, err := compiler.Compile(c, compiler.Config{Node: "node-1"})
 	if err != nil {
 		t.Fatal(err)
@@ -279,5 +284,12 @@ func TestServiceManyEndpoints(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(tr.Passes, " "), "nat(dst=[fd00:10:2::") {
 		t.Errorf("not balanced through the sub-groups:\n%s", tr.Raw)
+	}
+	tr, err = sw.Trace("br-int", "in_port=LOCAL,tcp6,ipv6_src=fd00:10:1::1,ipv6_dst=fd00:96::8,tcp_src=40000,tcp_dst=80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(tr.Raw, "learn(") || !strings.Contains(strings.Join(tr.Passes, " "), "nat(dst=[fd00:10:2::") {
+		t.Errorf("not balanced with affinity among 1,000 backends:\n%s", tr.Raw)
 	}
 }
