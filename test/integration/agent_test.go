@@ -35,10 +35,11 @@ const (
 )
 
 // podFlowCount is what one IPv4 pod of node-1 costs when it is not
-// isolated: port security (ip, arp), self traffic, delivery (ip, arp), and
-// its Service hairpins (reply restore, delivery back out its own port for
-// replies and for the hairpin itself).
-const podFlowCount = 8
+// isolated: port security (ip, arp; its address from the gateway dropped),
+// self traffic, delivery (ip, arp), and its Service hairpins (reply
+// restore, delivery back out its own port for replies and for the hairpin
+// itself).
+const podFlowCount = 9
 
 func tcpPort(port int32) networkingv1.NetworkPolicyPort {
 	p := corev1.ProtocolTCP
