@@ -20,9 +20,10 @@
 // namespace controller: a deleted namespace stays Terminating forever).
 //
 // What is there: the API (all built-in resources, RBAC authorization, admin
-// and extra users from a static token file). What is not: no kubelet, no
-// controllers (no default ServiceAccounts, no garbage collection, no
-// Endpoints). Hence:
+// and extra users from a static token file; dual-stack Service cluster IPs
+// from 10.96.0.0/16 and fd00:96::/108, IPv4 unless a Service asks for
+// IPv6). What is not: no kubelet, no controllers (no default
+// ServiceAccounts, no garbage collection, no Endpoints). Hence:
 //   - Pods never run: CreatePod sets their status (phase Running, IPs) through
 //     the status subresource, as a kubelet would. Delete them with DeletePod
 //     (grace period 0): a normal delete of a bound pod waits for a kubelet.
@@ -316,7 +317,9 @@ func (c *Cluster) startAPIServer(bin, etcdURL string) error {
 			"--bind-address=127.0.0.1",
 			"--advertise-address=127.0.0.1",
 			"--cert-dir="+filepath.Join(c.Dir, "certs"),
-			"--service-cluster-ip-range=10.96.0.0/16",
+			// Dual-stack: Services are IPv4 single-stack unless they ask
+			// for IPv6 (ipFamilyPolicy, ipFamilies).
+			"--service-cluster-ip-range=10.96.0.0/16,fd00:96::/108",
 			"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 			"--service-account-key-file="+key,
 			"--service-account-signing-key-file="+key,

@@ -5,8 +5,11 @@
 //
 //	serve  --name NS/POD [--tcp 80,81] [--udp 80,81]
 //	    TCP: writes "NS/POD\n" on accept, then echoes; UDP: answers every
-//	    datagram with "NS/POD " + the datagram. Prints "ready" once listening.
+//	    datagram with "NS/POD " + the datagram. Listens on IPv4 and, when
+//	    the namespace has IPv6, on IPv6 too. Prints "ready" once listening.
 //	probe  [--timeout 1s] [--source IP] ID=PROTO:IP:PORT[:SPORT]...
+//	    (an IPv6 address in brackets: tcp:[fd00::1]:80; the connection is
+//	    of the address's family)
 //	    tries every target at once (a new connection each) and prints
 //	    "ID ok NS/POD" or "ID fail REASON" per target. TCP: connect, read the
 //	    banner, echo a line; UDP: send (again every 250 ms) until an answer.
@@ -14,7 +17,7 @@
 //	    holds from an earlier allowed probe is an established "connection",
 //	    which a new deny does not stop; the tests give every UDP probe a
 //	    fresh port instead of the kernel's random one.
-//	hold   [--timeout 1s] tcp:IP:PORT
+//	hold   [--timeout 1s] tcp:IP:PORT (or tcp:[IPv6]:PORT)
 //	    one long-lived TCP connection: prints "connected NS/POD", then echoes
 //	    every stdin line through it, printing "ok" or "fail REASON" per line.
 //	loop   [--interval 20ms] [--timeout 300ms] [--sport-base N] --duration 10s PROTO:IP:PORT
@@ -117,11 +120,31 @@ func serve(args []string) error {
 		return err
 	}
 	banner := []byte(*name + "\n")
+	// IPv4 always; IPv6 as well where the namespace has it (an IPv6-only
+	// socket, so that the IPv4 one keeps its port).
+	var lns []net.Listener
+	var pcs []net.PacketConn
 	for _, p := range tps {
 		ln, err := net.Listen("tcp4", fmt.Sprintf(":%d", p))
 		if err != nil {
 			return err
 		}
+		lns = append(lns, ln)
+		if ln6, err := net.Listen("tcp6", fmt.Sprintf("[::]:%d", p)); err == nil {
+			lns = append(lns, ln6)
+		}
+	}
+	for _, p := range ups {
+		pc, err := net.ListenPacket("udp4", fmt.Sprintf(":%d", p))
+		if err != nil {
+			return err
+		}
+		pcs = append(pcs, pc)
+		if pc6, err := net.ListenPacket("udp6", fmt.Sprintf("[::]:%d", p)); err == nil {
+			pcs = append(pcs, pc6)
+		}
+	}
+	for _, ln := range lns {
 		go func() {
 			for {
 				c, err := ln.Accept()
@@ -138,11 +161,7 @@ func serve(args []string) error {
 			}
 		}()
 	}
-	for _, p := range ups {
-		pc, err := net.ListenPacket("udp4", fmt.Sprintf(":%d", p))
-		if err != nil {
-			return err
-		}
+	for _, pc := range pcs {
 		go func() {
 			buf := make([]byte, 2048)
 			for {
@@ -173,7 +192,17 @@ func parseTarget(s string) (target, error) {
 		rest, id = s, s
 	}
 	t.id = id
-	f := strings.Split(rest, ":")
+	var f []string
+	if proto, after, ok := strings.Cut(rest, ":["); ok {
+		// PROTO:[IPv6]:PORT[:SPORT]
+		ip, ports, ok := strings.Cut(after, "]:")
+		if !ok {
+			return t, fmt.Errorf("bad target %q (want ID=PROTO:[IPv6]:PORT[:SPORT])", s)
+		}
+		f = append([]string{proto, ip}, strings.Split(ports, ":")...)
+	} else {
+		f = strings.Split(rest, ":")
+	}
 	if len(f) == 4 {
 		sp, err := strconv.Atoi(f[3])
 		if err != nil {
@@ -185,6 +214,9 @@ func parseTarget(s string) (target, error) {
 		return t, fmt.Errorf("bad target %q (want ID=PROTO:IP:PORT[:SPORT])", s)
 	}
 	t.proto, t.ip = strings.ToLower(f[0]), f[1]
+	if t.ip == "" || net.ParseIP(t.ip) == nil && strings.Contains(t.ip, ":") {
+		return t, fmt.Errorf("bad address in %q", s)
+	}
 	p, err := strconv.Atoi(f[2])
 	if err != nil {
 		return t, fmt.Errorf("bad port in %q", s)
@@ -198,6 +230,14 @@ func parseTarget(s string) (target, error) {
 
 func (t target) addr() string { return net.JoinHostPort(t.ip, strconv.Itoa(t.port)) }
 
+// network is "tcp4"/"udp4", or "tcp6"/"udp6" for an IPv6 target.
+func (t target) network() string {
+	if ip := net.ParseIP(t.ip); ip != nil && ip.To4() == nil {
+		return t.proto + "6"
+	}
+	return t.proto + "4"
+}
+
 // try makes one new connection to t and returns the peer's identity.
 func try(t target, source string, timeout time.Duration) (string, error) {
 	deadline := time.Now().Add(timeout)
@@ -207,7 +247,7 @@ func try(t target, source string, timeout time.Duration) (string, error) {
 		if source != "" || t.sport != 0 {
 			d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(source), Port: t.sport}
 		}
-		c, err := d.Dial("tcp4", t.addr())
+		c, err := d.Dial(t.network(), t.addr())
 		if err != nil {
 			return "", shortErr(err)
 		}
@@ -231,11 +271,11 @@ func try(t target, source string, timeout time.Duration) (string, error) {
 		if source != "" || t.sport != 0 {
 			laddr = &net.UDPAddr{IP: net.ParseIP(source), Port: t.sport}
 		}
-		raddr, err := net.ResolveUDPAddr("udp4", t.addr())
+		raddr, err := net.ResolveUDPAddr(t.network(), t.addr())
 		if err != nil {
 			return "", err
 		}
-		c, err := net.DialUDP("udp4", laddr, raddr)
+		c, err := net.DialUDP(t.network(), laddr, raddr)
 		if err != nil {
 			return "", shortErr(err)
 		}
@@ -335,7 +375,7 @@ func hold(args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := net.DialTimeout("tcp4", t.addr(), *timeout)
+	c, err := net.DialTimeout(t.network(), t.addr(), *timeout)
 	if err != nil {
 		fmt.Printf("fail %v\n", shortErr(err))
 		return nil
