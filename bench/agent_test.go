@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"os"
@@ -27,6 +28,7 @@ import (
 	"github.com/ovs-netpol/ovs-netpol/pkg/controller"
 	"github.com/ovs-netpol/ovs-netpol/pkg/flowsync"
 	"github.com/ovs-netpol/ovs-netpol/pkg/k8stest"
+	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
 	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/synth"
@@ -47,11 +49,38 @@ import (
 func BenchmarkAgentS1(b *testing.B) {
 	perKind := envInt("BENCH_EVENTS", 100)
 	for b.Loop() {
-		runAgentBench(b, synth.S1, perKind)
+		runAgentBench(b, agentBench{scale: synth.S1, kinds: EventKinds, perKind: perKind, burst: true})
 	}
 }
 
-func runAgentBench(b *testing.B, s synth.Scale, perKind int) {
+// BenchmarkAgentS1Services is BenchmarkAgentS1 on S1 plus 10,000 Services
+// of 3 endpoints each (synth.S1Services) with the Service events: an
+// endpoint added to a Service's EndpointSlice, one removed, a Service
+// added (the Service first, untimed: without endpoints it changes no
+// flow; then its EndpointSlice, timed, as the EndpointSlice controller
+// would write it). The floor is a raw one-flow "ovs-ofctl bundle", the
+// command flowsync now runs. No burst; the agent binary's RSS last.
+func BenchmarkAgentS1Services(b *testing.B) {
+	perKind := envInt("BENCH_EVENTS", 100)
+	for b.Loop() {
+		runAgentBench(b, agentBench{scale: synth.S1Services, kinds: ServiceEventKinds, perKind: perKind, floorBundle: true})
+	}
+}
+
+// agentBench is one run of the agent benchmark.
+type agentBench struct {
+	scale   synth.Scale
+	kinds   []EventKind
+	perKind int
+	burst   bool // the in-process burst of 1,000 label changes
+	// floorBundle: the floor (and the same-size raw bundles) are "ovs-ofctl
+	// bundle" files ("flow add" lines) instead of "--bundle add-flows"
+	// ones. Both floors are measured either way.
+	floorBundle bool
+}
+
+func runAgentBench(b *testing.B, run agentBench) {
+	s := run.scale
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	qm := installQueueMetrics()
@@ -66,14 +95,14 @@ func runAgentBench(b *testing.B, s synth.Scale, perKind int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	script := NewScript(c, BenchNode, perKind, 2)
+	script := NewScriptOf(c, BenchNode, run.perKind, 2, run.kinds)
 
 	t0 := time.Now()
-	if err := loadCluster(ctx, kc, c); err != nil {
+	if err := loadCluster(ctx, kc, c, b.Logf); err != nil {
 		b.Fatal(err)
 	}
-	b.Logf("loaded %d namespaces, %d pods, %d policies into the apiserver in %v",
-		len(c.Namespaces), len(c.Pods), len(c.Policies), time.Since(t0).Round(time.Millisecond))
+	b.Logf("loaded %d namespaces, %d pods, %d policies, %d Services and %d EndpointSlices into the apiserver in %v",
+		len(c.Namespaces), len(c.Pods), len(c.Policies), len(c.Services), len(c.EndpointSlices), time.Since(t0).Round(time.Millisecond))
 	b.ReportMetric(time.Since(t0).Seconds(), "load-s")
 
 	cfg := NodeConfig(m)
@@ -121,15 +150,18 @@ func runAgentBench(b *testing.B, s synth.Scale, perKind int) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	b.Logf("in-process controller synced in %v: %d flows installed", time.Since(t0).Round(time.Millisecond), len(full.Flows))
+	b.Logf("in-process controller synced in %v: %d flows and %d groups installed", time.Since(t0).Round(time.Millisecond), len(full.Flows), len(full.Groups))
 	b.ReportMetric(float64(len(full.Flows)), "flows")
+	b.ReportMetric(float64(len(full.Groups)), "groups")
 	b.ReportMetric(time.Since(t0).Seconds(), "sync-s")
 	rec.waitIdle()
 
-	floor := &floorRunner{sw: sw, dir: b.TempDir()}
+	floor := &floorRunner{sw: sw, dir: b.TempDir(), bundle: run.floorBundle}
 	events := runEvents(b, ctx, kc, rec, qm, floor, script)
-	reportEvents(b, events, floor)
-	runBurst(b, ctx, kc, burstPods(c, script, 0), rec, qm)
+	reportEvents(b, events, floor, rec, script.Kinds)
+	if run.burst {
+		runBurst(b, ctx, kc, burstPods(c, script, 0), rec, qm)
+	}
 	if f := os.Getenv("BENCH_HEAPPROFILE"); f != "" {
 		writeHeapProfile(b, f)
 	}
@@ -148,8 +180,13 @@ func runAgentBench(b *testing.B, s synth.Scale, perKind int) {
 
 // loadCluster creates the synthetic objects with many concurrent requests:
 // namespaces, then pods (create, then status with the IP as a kubelet
-// would), then policies.
-func loadCluster(ctx context.Context, kc *k8stest.Cluster, c *synth.Cluster) error {
+// would), then policies, then Services and their EndpointSlices.
+func loadCluster(ctx context.Context, kc *k8stest.Cluster, c *synth.Cluster, logf func(string, ...any)) error {
+	t0 := time.Now()
+	phase := func(what string) {
+		logf("loaded %s in %v", what, time.Since(t0).Round(time.Millisecond))
+		t0 = time.Now()
+	}
 	cfg := *kc.Config
 	cfg.QPS, cfg.Burst = 20000, 40000
 	client, err := kubernetes.NewForConfig(&cfg)
@@ -180,11 +217,33 @@ func loadCluster(ctx context.Context, kc *k8stest.Cluster, c *synth.Cluster) err
 	}); err != nil {
 		return err
 	}
-	return parallel(len(c.Policies), workers, func(i int) error {
+	phase("pods")
+	if err := parallel(len(c.Policies), workers, func(i int) error {
 		np := c.Policies[i]
 		_, err := client.NetworkingV1().NetworkPolicies(np.Namespace).Create(ctx, np, metav1.CreateOptions{})
 		return err
+	}); err != nil {
+		return err
+	}
+	phase("policies")
+	if len(c.Services) == 0 {
+		return nil
+	}
+	if err := parallel(len(c.Services), workers, func(i int) error {
+		svc := c.Services[i]
+		_, err := client.CoreV1().Services(svc.Namespace).Create(ctx, svc, metav1.CreateOptions{})
+		return err
+	}); err != nil {
+		return err
+	}
+	phase("Services")
+	err = parallel(len(c.EndpointSlices), workers, func(i int) error {
+		sl := c.EndpointSlices[i]
+		_, err := client.DiscoveryV1().EndpointSlices(sl.Namespace).Create(ctx, sl, metav1.CreateOptions{})
+		return err
 	})
+	phase("EndpointSlices")
+	return err
 }
 
 // createPod creates a pod without its status (the apiserver ignores it).
@@ -244,6 +303,9 @@ type batch struct {
 	queueWait time.Duration // the longest time an item of the batch waited in the queue
 	mods      int           // flow mods in its bundle (0: no bundle)
 	bundle    time.Duration // ovs-ofctl bundle alone
+	// cookies counts the bundle's flow and group mods by cookie (a group
+	// delete, which carries none, as 0).
+	cookies map[openflow.Cookie]int
 }
 
 // recorder is the controller's Flows (cmd/ovs-netpol-agent's ofctlFlows:
@@ -255,6 +317,11 @@ type recorder struct {
 	cur     batch // being filled
 	batches []batch
 	signal  chan struct{}
+	// flushes are the conntrack flushes (UDP backends gone), flushTime
+	// their ovs-ofctl ct-flush calls: the controller runs them after the
+	// commit, in a goroutine of their own, outside the events' latency.
+	flushes   int
+	flushTime time.Duration
 }
 
 func newRecorder(sw *ovstest.Switch) *recorder {
@@ -279,6 +346,15 @@ func (r *recorder) Apply(ctx context.Context, ch controller.Change) error {
 	r.mu.Lock()
 	r.cur.mods += len(mods) + len(groups)
 	r.cur.bundle += time.Since(t0)
+	if r.cur.cookies == nil {
+		r.cur.cookies = map[openflow.Cookie]int{}
+	}
+	for _, m := range mods {
+		r.cur.cookies[m.Flow.Cookie]++
+	}
+	for _, g := range groups {
+		r.cur.cookies[g.Group.Cookie]++
+	}
 	r.mu.Unlock()
 	return nil
 }
@@ -286,7 +362,13 @@ func (r *recorder) Apply(ctx context.Context, ch controller.Change) error {
 func (r *recorder) Count(ctx context.Context) (int, error) { return r.inst.FlowCount(ctx) }
 
 func (r *recorder) FlushConntrack(ctx context.Context, fl []openflow.ConntrackFlush) error {
-	return r.inst.FlushConntrack(ctx, fl)
+	t0 := time.Now()
+	err := r.inst.FlushConntrack(ctx, fl)
+	r.mu.Lock()
+	r.flushes += len(fl)
+	r.flushTime += time.Since(t0)
+	r.mu.Unlock()
+	return err
 }
 
 // metrics returns controller metrics whose observations feed the recorder.
@@ -478,50 +560,84 @@ func (p queueProvider) NewRetriesMetric(string) workqueue.CounterMetric { return
 
 // --- the floor: raw ovs-ofctl bundles ---
 
+// floorRunner times raw ovs-ofctl bundles of foreign flows on the
+// benchmark's bridge: the floor events are compared with.
 type floorRunner struct {
-	sw         *ovstest.Switch
-	dir        string
-	n          int
-	one, big   Samples
-	oneNoNames Samples
+	sw  *ovstest.Switch
+	dir string
+	// bundle: the floor is "ovs-ofctl bundle" (what flowsync runs since
+	// Services: flows and groups in one transaction) instead of
+	// "ovs-ofctl --bundle add-flows" (what it ran before, the floor of the
+	// original goal). The other command is timed too.
+	bundle bool
+	n      int
+	// one, oneNoNames and big are the floor's command: plain, with
+	// --no-names (as flowsync runs it) and with 1,000 flows. other and
+	// otherNoNames are the one-flow bundle by the other command.
+	one, big, oneNoNames Samples
+	other, otherNoNames  Samples
 }
 
-// measure times one raw "ovs-ofctl -O OpenFlow15 --bundle add-flows" of a
-// file of foreign flows (table 99, cookie 0x1: ignored by the controller),
-// then removes them untimed. Bundles of 1 and 1,000 flows are recorded.
+// floorCommand is the raw command's arguments: "--bundle add-flows" reads
+// "add ..." lines, "bundle" reads "flow add ..." lines.
+func floorCommand(bundle, noNames bool, file string) []string {
+	args := []string{"-O", "OpenFlow15"}
+	if noNames {
+		args = append(args, "--no-names")
+	}
+	if bundle {
+		return append(args, "bundle", "br-int", file)
+	}
+	return append(args, "--bundle", "add-flows", "br-int", file)
+}
+
+// measure times one raw bundle of flows foreign flows (table 99, cookie
+// 0x1: ignored by the controller) by the floor's command, then removes
+// them untimed; for one flow also by the other command and with
+// --no-names. Bundles of 1 and 1,000 flows are recorded.
 func (f *floorRunner) measure(b *testing.B, flows int) time.Duration {
 	f.n++
-	file := filepath.Join(f.dir, fmt.Sprintf("floor-%d.flows", f.n))
-	var text []byte
-	for i := 0; i < flows; i++ {
-		text = fmt.Appendf(text, "add table=99,priority=100,cookie=0x1,ip,nw_dst=198.18.%d.%d actions=drop\n", (f.n*flows+i)/250%250, (f.n*flows+i)%250+1)
+	file := func(bundle bool) string {
+		name := filepath.Join(f.dir, fmt.Sprintf("floor-%d-%v.flows", f.n, bundle))
+		prefix := "add "
+		if bundle {
+			prefix = "flow add "
+		}
+		var text []byte
+		for i := 0; i < flows; i++ {
+			text = fmt.Appendf(text, "%stable=99,priority=100,cookie=0x1,ip,nw_dst=198.18.%d.%d actions=drop\n", prefix, (f.n*flows+i)/250%250, (f.n*flows+i)%250+1)
+		}
+		if err := os.WriteFile(name, text, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		return name
 	}
-	if err := os.WriteFile(file, text, 0o644); err != nil {
-		b.Fatal(err)
+	mine, other := file(f.bundle), ""
+	if flows == 1 {
+		other = file(!f.bundle)
 	}
-	t0 := time.Now()
-	if _, err := f.sw.Ofctl("-O", "OpenFlow15", "--bundle", "add-flows", "br-int", file); err != nil {
-		b.Fatal(err)
+	timed := func(args []string) time.Duration {
+		t0 := time.Now()
+		if _, err := f.sw.Ofctl(args...); err != nil {
+			b.Fatal(err)
+		}
+		d := time.Since(t0)
+		if _, err := f.sw.Ofctl("-O", "OpenFlow15", "del-flows", "br-int", "table=99"); err != nil {
+			b.Fatal(err)
+		}
+		return d
 	}
-	d := time.Since(t0)
+	d := timed(floorCommand(f.bundle, false, mine))
 	switch flows {
 	case 1:
 		f.one.Add(d)
 		// The same with --no-names, as flowsync runs it (no port and
-		// table name lookups first), for comparison.
-		if _, err := f.sw.Ofctl("-O", "OpenFlow15", "del-flows", "br-int", "table=99"); err != nil {
-			b.Fatal(err)
-		}
-		t1 := time.Now()
-		if _, err := f.sw.Ofctl("-O", "OpenFlow15", "--no-names", "--bundle", "add-flows", "br-int", file); err != nil {
-			b.Fatal(err)
-		}
-		f.oneNoNames.Add(time.Since(t1))
+		// table name lookups first), and by the other command.
+		f.oneNoNames.Add(timed(floorCommand(f.bundle, true, mine)))
+		f.other.Add(timed(floorCommand(!f.bundle, false, other)))
+		f.otherNoNames.Add(timed(floorCommand(!f.bundle, true, other)))
 	case 1000:
 		f.big.Add(d)
-	}
-	if _, err := f.sw.Ofctl("-O", "OpenFlow15", "del-flows", "br-int", "table=99"); err != nil {
-		b.Fatal(err)
 	}
 	return d
 }
@@ -540,6 +656,12 @@ type eventResult struct {
 	noBundle  bool
 	queueWait time.Duration
 	bundle    time.Duration // the ovs-ofctl bundle alone
+	// For Service events: mods whose cookie is not the Service's (none
+	// expected), and the Service's size: ports × (endpoints after the
+	// event + 1), which bounds the backends before and after.
+	foreign int
+	ports   int
+	size    int
 }
 
 // runEvents applies the script one event at a time, each once the previous
@@ -549,15 +671,16 @@ func runEvents(b *testing.B, ctx context.Context, kc *k8stest.Cluster, rec *reco
 	client := kc.Client
 	var out []eventResult
 	for i, ev := range script.Events {
-		if ev.Kind == PodAddRemote || ev.Kind == PodAddLocal {
-			// The pod object first, without an IP: not what we time (no
-			// flow can change without an address), so let it settle.
+		if ev.Kind == PodAddRemote || ev.Kind == PodAddLocal || ev.Kind == ServiceAdd {
+			// The pod object first, without an IP, or the Service
+			// without endpoints: not what we time (no flow can change),
+			// so let it settle.
 			items, _ := rec.processed()
-			if _, err := createPod(ctx, client, ev.Pod); err != nil {
-				b.Fatal(err)
+			if err := setup(ctx, client, ev); err != nil {
+				b.Fatalf("%s (setup): %v", ev, err)
 			}
 			if _, err := rec.waitItems(ctx, items+1, 0, 30*time.Second); err != nil {
-				b.Fatalf("%s (create): %v", ev, err)
+				b.Fatalf("%s (setup): %v", ev, err)
 			}
 		}
 		items, nb := rec.processed()
@@ -570,12 +693,23 @@ func runEvents(b *testing.B, ctx context.Context, kc *k8stest.Cluster, rec *reco
 			b.Fatalf("%s: %v", ev, err)
 		}
 		r := eventResult{kind: ev.Kind, batches: len(bs)}
+		var own openflow.Cookie
+		if ev.Service != nil {
+			own = compiler.ServiceCookie(&model.Service{Namespace: ev.Service.Namespace, Name: ev.Service.Name})
+			r.ports = len(ev.Service.Spec.Ports)
+			r.size = r.ports * (len(ev.Slice.Endpoints) + 1)
+		}
 		for _, bt := range bs {
 			r.compute += bt.compute
 			r.mods += bt.mods
 			r.bundle += bt.bundle
 			if bt.mods > 0 {
 				r.bundles++
+			}
+			for c, n := range bt.cookies {
+				if ev.Service != nil && c != own {
+					r.foreign += n
+				}
 			}
 		}
 		last := bs[len(bs)-1]
@@ -597,9 +731,35 @@ func runEvents(b *testing.B, ctx context.Context, kc *k8stest.Cluster, rec *reco
 	return out
 }
 
+// setup performs the untimed part of an event, before it: a pod add's pod
+// object without its IP, a Service add's Service without endpoints.
+func setup(ctx context.Context, client kubernetes.Interface, ev Event) error {
+	switch ev.Kind {
+	case PodAddRemote, PodAddLocal:
+		_, err := createPod(ctx, client, ev.Pod)
+		return err
+	case ServiceAdd:
+		_, err := client.CoreV1().Services(ev.Service.Namespace).Create(ctx, ev.Service, metav1.CreateOptions{})
+		return err
+	}
+	return nil
+}
+
 // apply performs one event against the apiserver.
 func apply(ctx context.Context, client kubernetes.Interface, ev Event) error {
 	switch ev.Kind {
+	case EndpointAdd, EndpointRemove:
+		// The whole list, as the EndpointSlice controller rewrites it
+		// (a merge patch replaces lists).
+		patch, err := json.Marshal(map[string]any{"endpoints": ev.Slice.Endpoints})
+		if err != nil {
+			return err
+		}
+		_, err = client.DiscoveryV1().EndpointSlices(ev.Slice.Namespace).Patch(ctx, ev.Slice.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+		return err
+	case ServiceAdd:
+		_, err := client.DiscoveryV1().EndpointSlices(ev.Slice.Namespace).Create(ctx, ev.Slice, metav1.CreateOptions{})
+		return err
 	case PodAddRemote, PodAddLocal:
 		return setPodStatus(ctx, client, ev.Pod)
 	case PodRelabel:
@@ -619,7 +779,7 @@ func apply(ctx context.Context, client kubernetes.Interface, ev Event) error {
 	return fmt.Errorf("unknown event kind %q", ev.Kind)
 }
 
-func reportEvents(b *testing.B, rs []eventResult, floor *floorRunner) {
+func reportEvents(b *testing.B, rs []eventResult, floor *floorRunner, rec *recorder, kinds []EventKind) {
 	slow := slices.Clone(rs)
 	slices.SortFunc(slow, func(x, y eventResult) int { return int(y.latency - x.latency) })
 	for _, r := range slow[:min(8, len(slow))] {
@@ -628,9 +788,10 @@ func reportEvents(b *testing.B, rs []eventResult, floor *floorRunner) {
 			r.bundle.Round(10*time.Microsecond), r.mods, r.sameSize.Round(10*time.Microsecond))
 	}
 	var all, allCompute []time.Duration
-	for _, k := range EventKinds {
+	for _, k := range kinds {
 		var lat, client, compute, over []time.Duration
-		mods, none := 0, 0
+		mods, none, foreign, maxMods := 0, 0, 0, 0
+		var perPort, perSize []float64
 		for _, r := range rs {
 			if r.kind != k {
 				continue
@@ -638,6 +799,12 @@ func reportEvents(b *testing.B, rs []eventResult, floor *floorRunner) {
 			compute = append(compute, r.compute)
 			allCompute = append(allCompute, r.compute)
 			mods += r.mods
+			foreign += r.foreign
+			maxMods = max(maxMods, r.mods)
+			if r.ports > 0 {
+				perPort = append(perPort, float64(r.mods)/float64(r.ports))
+				perSize = append(perSize, float64(r.mods)/float64(r.size))
+			}
 			if r.noBundle {
 				none++
 				continue // nothing to realize: latency would be compute alone
@@ -661,6 +828,20 @@ func reportEvents(b *testing.B, rs []eventResult, floor *floorRunner) {
 		b.ReportMetric(float64(mods)/float64(max(1, len(compute))), n+"-mods")
 		b.ReportMetric(float64(none), n+"-no-bundle")
 		b.ReportMetric(float64(len(compute)), n+"-events")
+		if len(perPort) > 0 {
+			// Proportionality: mods per event against the Service's
+			// ports, the largest, and mods of anything else (none).
+			sum, hi := 0.0, 0.0
+			for _, v := range perPort {
+				sum += v
+				hi = max(hi, v)
+			}
+			b.ReportMetric(sum/float64(len(perPort)), n+"-mods-per-port")
+			b.ReportMetric(hi, n+"-max-mods-per-port")
+			b.ReportMetric(float64(maxMods), n+"-max-mods")
+			b.ReportMetric(float64(foreign), n+"-foreign-mods")
+			b.ReportMetric(slices.Max(perSize), n+"-max-mods-per-size")
+		}
 	}
 	b.ReportMetric(Ms(Quantile(all, 0.5)), "event-p50-ms")
 	b.ReportMetric(Ms(Quantile(all, 0.99)), "event-p99-ms")
@@ -669,7 +850,26 @@ func reportEvents(b *testing.B, rs []eventResult, floor *floorRunner) {
 	b.ReportMetric(Ms(floor.one.Quantile(0.5)), "floor1-p50-ms")
 	b.ReportMetric(Ms(floor.one.Quantile(0.99)), "floor1-p99-ms")
 	b.ReportMetric(Ms(floor.oneNoNames.Quantile(0.5)), "floor1-nonames-p50-ms")
+	b.ReportMetric(Ms(floor.oneNoNames.Quantile(0.99)), "floor1-nonames-p99-ms")
+	rec.mu.Lock()
+	b.ReportMetric(float64(rec.flushes), "ct-flushes")
+	if rec.flushes > 0 {
+		b.ReportMetric(Ms(rec.flushTime)/float64(rec.flushes), "ct-flush-ms")
+	}
+	rec.mu.Unlock()
 	b.ReportMetric(Ms(floor.big.Quantile(0.5)), "floor1000-p50-ms")
+	// Both commands' one-flow bundles, whichever is the floor.
+	addFlows, addFlowsNN, bundle, bundleNN := &floor.one, &floor.oneNoNames, &floor.other, &floor.otherNoNames
+	if floor.bundle {
+		addFlows, addFlowsNN, bundle, bundleNN = bundle, bundleNN, addFlows, addFlowsNN
+	}
+	b.ReportMetric(Ms(addFlows.Quantile(0.5)), "floor1-addflows-p50-ms")
+	b.ReportMetric(Ms(addFlowsNN.Quantile(0.5)), "floor1-addflows-nonames-p50-ms")
+	b.ReportMetric(Ms(bundle.Quantile(0.5)), "floor1-bundle-p50-ms")
+	b.ReportMetric(Ms(bundleNN.Quantile(0.5)), "floor1-bundle-nonames-p50-ms")
+	if floor.bundle {
+		b.ReportMetric(1, "floor-is-bundle")
+	}
 }
 
 // --- the burst ---

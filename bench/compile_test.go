@@ -24,7 +24,7 @@ func synthModel(b *testing.B, s synth.Scale) *model.Cluster {
 // incremental compiler's first Flush over everything) and reports:
 // compile-ms (wall clock; compile-cpu-ms is the CPU time of the process
 // meanwhile, the garbage collector's included), peak-heap-MB (Go heap during the compile, the model it reads
-// included), model-heap-MB (the model alone), flows, cross-flows (the same
+// included), model-heap-MB (the model alone), flows, groups, cross-flows (the same
 // policies without conjunctions), and their ratio (x-fewer); then what
 // OpenShift SDN's NetworkPolicy plugin would install for the same objects
 // (OpenShiftSDN: its algorithm, rules it cannot express counted as their
@@ -61,6 +61,7 @@ func benchCompile(b *testing.B, s synth.Scale) {
 	b.ReportMetric(MB(peak), "peak-heap-MB")
 	b.ReportMetric(MB(base), "model-heap-MB")
 	b.ReportMetric(float64(fc.Total), "flows")
+	b.ReportMetric(float64(len(res.Groups)), "groups")
 	b.ReportMetric(float64(fc.Policy), "policy-flows")
 	b.ReportMetric(float64(fc.CrossTotal()), "cross-flows")
 	b.ReportMetric(float64(fc.CrossPolicy), "cross-policy-flows")
@@ -79,6 +80,9 @@ func benchCompile(b *testing.B, s synth.Scale) {
 
 func BenchmarkCompileS1(b *testing.B) { benchCompile(b, synth.S1) }
 func BenchmarkCompileS2(b *testing.B) { benchCompile(b, synth.S2) }
+
+// BenchmarkCompileS1Services is S1 plus 10,000 Services of 3 endpoints.
+func BenchmarkCompileS1Services(b *testing.B) { benchCompile(b, synth.S1Services) }
 
 // BenchmarkCompileS1TenNodes is S1 on 10 nodes instead of 100 (1,000 pods
 // per node): how the flow count against the cross product depends on how

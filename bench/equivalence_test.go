@@ -5,6 +5,7 @@ import (
 	"maps"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -24,7 +25,8 @@ import (
 // these tests pin that for the parts no existing test covers byte for byte.
 
 // TestModText: the bundle lines flowsync renders without fmt are the ones
-// it rendered with it (openflow.Flow.String and the delete_strict form).
+// it rendered with it (openflow.Flow.String and the delete_strict form),
+// as "ovs-ofctl bundle" reads them ("flow add", "flow delete_strict").
 func TestModText(t *testing.T) {
 	m, err := synth.Generate(synth.S1, synth.DefaultSeed).Model()
 	if err != nil {
@@ -38,10 +40,10 @@ func TestModText(t *testing.T) {
 		openflow.Flow{Table: 255, Priority: math.MaxUint16, Cookie: math.MaxUint64, Actions: "drop"},
 		openflow.Flow{Cookie: openflow.Ours, Match: "ip,idle_timeout=5", Actions: "drop"})
 	for _, f := range flows {
-		if got, want := (flowsync.Mod{Op: flowsync.Add, Flow: f}).String(), "add "+f.String(); got != want {
+		if got, want := (flowsync.Mod{Op: flowsync.Add, Flow: f}).String(), "flow add "+f.String(); got != want {
 			t.Fatalf("add: %q, want %q", got, want)
 		}
-		want := fmt.Sprintf("delete_strict table=%d,priority=%d,cookie=%s/%s", f.Table, f.Priority, openflow.Ours, openflow.OursMask)
+		want := fmt.Sprintf("flow delete_strict table=%d,priority=%d,cookie=%s/%s", f.Table, f.Priority, openflow.Ours, openflow.OursMask)
 		for _, tok := range strings.Split(f.Match, ",") {
 			if tok != "" && !strings.HasPrefix(tok, "idle_timeout=") {
 				want += "," + tok
@@ -154,6 +156,79 @@ func TestIncrementalEqualsFullSynth(t *testing.T) {
 				}
 			}
 			prev = got
+		}
+	}
+}
+
+// TestIncrementalEqualsFullSynthServices is the same with Services: the
+// benchmark script of every kind, the Service ones included (endpoints
+// added and removed, Services added), on a small cluster with Services;
+// after every event the flows and groups equal a full compile's, and the
+// Service events change only their Service's flows and groups, at most 2
+// per port and backend (session affinity renumbers its backends' flows).
+func TestIncrementalEqualsFullSynthServices(t *testing.T) {
+	s := synth.Scale{Name: "small", Namespaces: 23, Pods: 600, Policies: 150, Nodes: 3, Services: 400}
+	c := synth.Generate(s, 3)
+	m, err := c.Model()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := NodeConfig(m)
+	script := NewScriptOf(c, BenchNode, 15, 4, append(slices.Clone(EventKinds), ServiceEventKinds...))
+	maps.Copy(cfg.Bindings, script.LocalBindings)
+	in := compiler.NewIncremental(m, cfg)
+	if _, err := in.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if len(in.Groups()) < len(c.Services) {
+		t.Fatalf("%d groups for %d Services", len(in.Groups()), len(c.Services))
+	}
+	prev := flowMap(in.Flows())
+	for i, ev := range script.Events {
+		if err := ApplySetup(in, ev); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := in.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		prev = flowMap(in.Flows())
+		if err := ApplyEvent(in, ev); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := in.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		full, err := compiler.Compile(in.Cluster(), in.Config())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := flowMap(in.Flows())
+		if !maps.Equal(got, flowMap(full.Flows)) {
+			t.Fatalf("event %d (%s): incremental flows differ from a full compile", i, ev)
+		}
+		if !reflect.DeepEqual(in.Groups(), full.Groups) {
+			t.Fatalf("event %d (%s): incremental groups differ from a full compile", i, ev)
+		}
+		if ev.Service == nil {
+			continue
+		}
+		own := compiler.ServiceCookie(&model.Service{Namespace: ev.Service.Namespace, Name: ev.Service.Name})
+		changed := 0
+		for k := range mergeKeys(prev, got) {
+			if prev[k] != got[k] {
+				changed++
+				if f, ok := got[k]; ok && f.Cookie != own || !ok && prev[k].Cookie != own {
+					t.Fatalf("event %d (%s): flow %v of another origin changed", i, ev, k)
+				}
+			}
+		}
+		for _, id := range in.GroupChanges() {
+			if g, ok := in.Group(id); ok && g.Cookie != own {
+				t.Fatalf("event %d (%s): group %d of another origin changed", i, ev, id)
+			}
+		}
+		if n := changed + len(in.GroupChanges()); n == 0 && ev.Kind == ServiceAdd || n > 2*len(ev.Service.Spec.Ports)*(len(ev.Slice.Endpoints)+1) {
+			t.Fatalf("event %d (%s): %d flows and groups changed", i, ev, n)
 		}
 	}
 }

@@ -21,7 +21,12 @@
 //     tier's named container ports; every pod lands on a random node;
 //   - per application namespace an equal share of the policies: always a
 //     default deny of ingress, then templates drawn without repetition
-//     (templates below).
+//     (templates below);
+//   - with Scale.Services (S1Services), Services and their EndpointSlices:
+//     kube-dns, Prometheus, the ingress controller, then per-deployment
+//     application Services of 3 ready endpoints each (services.go), drawn
+//     from a generator of their own so that everything else is as without
+//     them.
 package synth
 
 import (
@@ -31,6 +36,7 @@ import (
 	"net/netip"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -46,6 +52,9 @@ type Scale struct {
 	Pods       int
 	Policies   int
 	Nodes      int
+	// Services and their EndpointSlices (services.go); 0 for S1 and S2,
+	// whose objects are exactly as before Services existed.
+	Services int
 }
 
 // The benchmark scales. S2 is the scale of Antrea's published controller
@@ -53,6 +62,10 @@ type Scale struct {
 var (
 	S1 = Scale{Name: "S1", Namespaces: 100, Pods: 10000, Policies: 1000, Nodes: 100}
 	S2 = Scale{Name: "S2", Namespaces: 25000, Pods: 100000, Policies: 75000, Nodes: 100}
+	// S1Services is S1 plus 10,000 Services of 3 ready endpoints each
+	// (issue 9's Services benchmark): the same namespaces, pods and
+	// policies as S1.
+	S1Services = Scale{Name: "S1+Services", Namespaces: 100, Pods: 10000, Policies: 1000, Nodes: 100, Services: 10000}
 )
 
 // DefaultSeed is the seed the benchmarks use.
@@ -94,7 +107,8 @@ var tierPorts = map[string][]corev1.ContainerPort{
 }
 
 // Cluster is a generated cluster: API objects in a deterministic order
-// (namespaces, then pods by namespace, then policies by namespace).
+// (namespaces, then pods by namespace, then policies by namespace, then
+// Services, each with its EndpointSlice at the same index).
 type Cluster struct {
 	Scale Scale
 	Seed  uint64
@@ -102,11 +116,21 @@ type Cluster struct {
 	Namespaces []*corev1.Namespace
 	Pods       []*corev1.Pod
 	Policies   []*networkingv1.NetworkPolicy
+	// Services and EndpointSlices (Scale.Services of each): slice i is
+	// Service i's.
+	Services       []*corev1.Service
+	EndpointSlices []*discoveryv1.EndpointSlice
 
 	rng     *rand.Rand
 	nextIP  []int          // per node: pods placed so far (the next host number)
 	nsIndex map[string]int // application namespace name → index
 	seq     int            // for names of pods added after generation
+
+	// Services have their own generator (services.go).
+	svcRng      *rand.Rand
+	usedVIPs    map[netip.Addr]bool
+	deployments []*deployment
+	svcSeq      int
 }
 
 // NodeName names node i (0-based).
@@ -175,6 +199,9 @@ func Generate(s Scale, seed uint64) *Cluster {
 			n++
 		}
 		c.Policies = append(c.Policies, c.namespacePolicies(i, n)...)
+	}
+	if s.Services > 0 {
+		c.services()
 	}
 	return c
 }
@@ -340,6 +367,20 @@ func (c *Cluster) Model() (*model.Cluster, error) {
 			return nil, fmt.Errorf("policy %s/%s: %w", np.Namespace, np.Name, err)
 		}
 		m.AddPolicy(p)
+	}
+	for _, svc := range c.Services {
+		s, err := normalize.Service(svc)
+		if err != nil || s == nil {
+			return nil, fmt.Errorf("service %s/%s: %v (%s)", svc.Namespace, svc.Name, err, normalize.ServiceSkip(svc))
+		}
+		m.AddService(s)
+	}
+	for _, sl := range c.EndpointSlices {
+		e, err := normalize.EndpointSlice(sl)
+		if err != nil || e == nil {
+			return nil, fmt.Errorf("endpointslice %s/%s: %v (%s)", sl.Namespace, sl.Name, err, normalize.EndpointSliceSkip(sl))
+		}
+		m.AddEndpointSlice(e)
 	}
 	return m, nil
 }

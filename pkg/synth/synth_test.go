@@ -4,7 +4,11 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 )
@@ -105,5 +109,118 @@ func TestShapes(t *testing.T) {
 	t.Logf("S1: %d egress policies, %d ipBlocks with except, %d named ports, %d ranges, %d namespace selectors (%d combined)", egress, except, named, ranges, nsSel, combined)
 	if egress == 0 || except == 0 || named == 0 || ranges == 0 || nsSel == 0 || combined == 0 {
 		t.Fatal("a policy shape is missing")
+	}
+}
+
+func serviceDigest(t *testing.T, c *Cluster) string {
+	t.Helper()
+	h := sha256.New()
+	enc := json.NewEncoder(h)
+	for _, objs := range []any{c.Services, c.EndpointSlices} {
+		if err := enc.Encode(objs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+// TestServices: S1Services is S1 plus the Services (the rest byte for
+// byte), deterministic, valid for the agent (Model), with the shapes
+// BENCHMARKS.md describes, and every endpoint a real pod the Service
+// selects.
+func TestServices(t *testing.T) {
+	a, b := Generate(S1Services, DefaultSeed), Generate(S1, DefaultSeed)
+	if digest(t, a) != digest(t, b) {
+		t.Fatal("S1Services: namespaces, pods or policies differ from S1's")
+	}
+	if a.NewPod(3, 1).Name != b.NewPod(3, 1).Name {
+		t.Fatal("S1Services: NewPod differs from S1's")
+	}
+	if len(b.Services)+len(b.EndpointSlices) != 0 {
+		t.Fatal("S1 has Services")
+	}
+	if serviceDigest(t, a) != serviceDigest(t, Generate(S1Services, DefaultSeed)) {
+		t.Fatal("same seed, different Services")
+	}
+	if serviceDigest(t, a) == serviceDigest(t, Generate(S1Services, 2)) {
+		t.Fatal("different seeds, same Services")
+	}
+	if len(a.Services) != S1Services.Services || len(a.EndpointSlices) != len(a.Services) {
+		t.Fatalf("%d Services, %d slices", len(a.Services), len(a.EndpointSlices))
+	}
+	m, err := a.Model()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Services) != len(a.Services) || len(m.EndpointSlices) != len(a.EndpointSlices) {
+		t.Fatalf("model: %d Services, %d slices", len(m.Services), len(m.EndpointSlices))
+	}
+	pods := map[string]*corev1.Pod{}
+	for _, p := range a.Pods {
+		pods[p.Status.PodIP] = p
+	}
+	vips := map[string]bool{}
+	var twoPorts, udp, affinity, local, three, endpoints int
+	for i, svc := range a.Services {
+		vip := netip.MustParseAddr(svc.Spec.ClusterIP)
+		if vips[vip.String()] || !ServiceVIPs.Contains(vip) || pods[vip.String()] != nil {
+			t.Fatalf("%s/%s: cluster IP %s reused, outside %s or a pod's", svc.Namespace, svc.Name, vip, ServiceVIPs)
+		}
+		vips[vip.String()] = true
+		sl := a.EndpointSlices[i]
+		if sl.Labels[discoveryv1.LabelServiceName] != svc.Name || sl.Namespace != svc.Namespace {
+			t.Fatalf("slice %d %s/%s is not %s/%s's", i, sl.Namespace, sl.Name, svc.Namespace, svc.Name)
+		}
+		selected := map[*corev1.Pod]bool{}
+		for _, p := range a.SelectedPods(svc) {
+			selected[p] = true
+		}
+		for _, e := range sl.Endpoints {
+			p := pods[e.Addresses[0]]
+			if p == nil || !selected[p] || *e.NodeName != p.Spec.NodeName || e.TargetRef.Name != p.Name {
+				t.Fatalf("%s/%s: endpoint %s is not a pod it selects", svc.Namespace, svc.Name, e.Addresses[0])
+			}
+		}
+		for _, p := range sl.Ports {
+			if *p.Port == 0 {
+				t.Fatalf("%s/%s: port %s unresolved", svc.Namespace, svc.Name, *p.Name)
+			}
+		}
+		endpoints += len(sl.Endpoints)
+		if len(sl.Endpoints) == 3 {
+			three++
+		}
+		if len(svc.Spec.Ports) >= 2 {
+			twoPorts++
+		}
+		for _, p := range svc.Spec.Ports {
+			if p.Protocol == corev1.ProtocolUDP {
+				udp++
+				break
+			}
+		}
+		if svc.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {
+			affinity++
+		}
+		if *svc.Spec.InternalTrafficPolicy == corev1.ServiceInternalTrafficPolicyLocal {
+			local++
+		}
+	}
+	t.Logf("S1Services: %d Services, %d endpoints (%d Services with 3), %d with 2+ ports, %d with a UDP port, %d sessionAffinity ClientIP, %d internalTrafficPolicy Local",
+		len(a.Services), endpoints, three, twoPorts, udp, affinity, local)
+	if three < len(a.Services)*99/100 || twoPorts == 0 || udp < 2 || affinity == 0 || local == 0 {
+		t.Fatal("a Service shape is missing")
+	}
+	if a.Services[0].Name != "kube-dns" || len(a.EndpointSlices[0].Endpoints) != 2 {
+		t.Fatalf("first Service %s/%s with %d endpoints, want kube-system/kube-dns with the 2 CoreDNS pods", a.Services[0].Namespace, a.Services[0].Name, len(a.EndpointSlices[0].Endpoints))
+	}
+	// New Services: fresh names and addresses, endpoints it selects.
+	seen := map[string]bool{}
+	for i := 0; i < 50; i++ {
+		svc, sl := a.NewService(100 + i*37)
+		if seen[svc.Name] || vips[svc.Spec.ClusterIP] || len(sl.Endpoints) == 0 {
+			t.Fatalf("NewService: %s/%s %s, %d endpoints", svc.Namespace, svc.Name, svc.Spec.ClusterIP, len(sl.Endpoints))
+		}
+		seen[svc.Name], vips[svc.Spec.ClusterIP] = true, true
 	}
 }

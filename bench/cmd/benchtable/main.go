@@ -4,7 +4,9 @@
 //
 // The benchmarks' own output goes to stderr as they run; the table goes to
 // stdout (and to -o FILE). -events N sets the events per kind of the agent
-// benchmark (default 100); -only REGEXP runs a subset of the groups.
+// benchmarks (default 100); -only REGEXP runs a subset of the groups
+// (compile, events, install, agent, services: the agent benchmark at S1
+// plus 10,000 Services).
 package main
 
 import (
@@ -33,6 +35,7 @@ var groups = []group{
 	{"events", "^BenchmarkEvents", "1x"},
 	{"install", "^BenchmarkInstall", "9x"},
 	{"agent", "^BenchmarkAgentS1$", "1x"},
+	{"services", "^BenchmarkAgentS1Services$", "1x"},
 }
 
 // results maps benchmark name (without -GOMAXPROCS) → unit → value.
@@ -41,7 +44,7 @@ type results map[string]map[string]float64
 func main() {
 	out := flag.String("o", "", "also write the table to this file")
 	events := flag.Int("events", 100, "events of each kind in the agent benchmark")
-	only := flag.String("only", "", "run only the groups matching this regexp (compile, events, install, agent)")
+	only := flag.String("only", "", "run only the groups matching this regexp (compile, events, install, agent, services)")
 	flag.Parse()
 	sel := regexp.MustCompile(*only)
 
@@ -137,19 +140,52 @@ func table(w io.Writer, r results) {
 	add := func(what, goal, measured string, met string) { rows = append(rows, row{what, goal, measured, met}) }
 
 	for _, s := range []string{"S1", "S2"} {
-		if v, ok := r.get("BenchmarkInstall"+s, "ratio"); ok {
-			raw, _ := r.get("BenchmarkInstall"+s, "raw-ms")
-			sync, _ := r.get("BenchmarkInstall"+s, "sync-ms")
-			apply, _ := r.get("BenchmarkInstall"+s, "apply-ms")
-			n, _ := r.get("BenchmarkInstall"+s, "flows")
-			rn, _ := r.get("BenchmarkInstall"+s, "raw-nonames-ms")
+		bn := "BenchmarkInstall" + s
+		if v, ok := r.get(bn, "ratio"); ok {
+			raw, _ := r.get(bn, "raw-ms")
+			sync, _ := r.get(bn, "sync-ms")
+			apply, _ := r.get(bn, "apply-ms")
+			n, _ := r.get(bn, "flows")
+			rn, _ := r.get(bn, "raw-nonames-ms")
 			add(fmt.Sprintf("full install, %s node (%.0f flows): flowsync Sync vs raw `ovs-ofctl --bundle add-flows`", s, n), "≤ 1.2×",
-				fmt.Sprintf("%.2f× (%.0f ms vs %.0f ms; the bundle alone, Apply: %.0f ms = %.2f×; raw with --no-names, as flowsync runs it: %.0f ms, Sync %.2f× that)", v, sync, raw, apply, apply/raw, rn, sync/rn), verdict(v <= 1.2))
+				fmt.Sprintf("%.2f× (%.0f ms vs %.0f ms; the bundle alone, Apply: %.0f ms = %.2f×; raw with --no-names, as flowsync ran it before Services: %.0f ms, Sync %.2f× that)", v, sync, raw, apply, apply/raw, rn, sync/rn), verdict(v <= 1.2))
+			rb, _ := r.get(bn, "rawbundle-ms")
+			rbn, _ := r.get(bn, "rawbundle-nonames-ms")
+			dg, _ := r.get(bn, "dumpgroups-ms")
+			dump, _ := r.get(bn, "dump-ms")
+			bc, _ := r.get(bn, "rawbundle-ofctl-cpu-ms")
+			ac, _ := r.get(bn, "raw-ofctl-cpu-ms")
+			add("· the same flows by raw `ovs-ofctl bundle` (\"flow add\" lines), the command flowsync runs since Services", "",
+				fmt.Sprintf("raw `bundle` %.0f ms = %.2f× raw `--bundle add-flows` (--no-names: %.0f vs %.0f ms = %.2f×; ovs-ofctl's own CPU %.0f vs %.0f ms); Sync %.2f× raw `bundle`, Apply %.2f× (--no-names: %.2f×, %.2f×); Sync's dumps on the empty bridge: flows %.1f ms, groups %.1f ms",
+					rb, rb/raw, rbn, rn, rbn/rn, bc, ac, sync/rb, apply/rb, sync/rbn, apply/rbn, dump, dg), "")
 		}
+	}
+	if v, ok := r.get("BenchmarkInstallS1Services", "bundle-ratio"); ok {
+		bn := "BenchmarkInstallS1Services"
+		rb, _ := r.get(bn, "rawbundle-ms")
+		rbn, _ := r.get(bn, "rawbundle-nonames-ms")
+		sync, _ := r.get(bn, "sync-ms")
+		apply, _ := r.get(bn, "apply-ms")
+		n, _ := r.get(bn, "flows")
+		g, _ := r.get(bn, "groups")
+		mb, _ := r.get(bn, "bundle-MB")
+		add(fmt.Sprintf("full install, S1 + 10,000 Services node (%.0f flows, %.0f groups, %.1f MB of bundle text): flowsync SyncAll vs raw `ovs-ofctl bundle` of the same text", n, g, mb), "≤ 1.2×",
+			fmt.Sprintf("%.2f× (%.0f ms vs %.0f ms; the bundle alone, ApplyBundle: %.0f ms = %.2f×; raw with --no-names, as flowsync runs it: %.0f ms, SyncAll %.2f× that)", v, sync, rb, apply, apply/rb, rbn, sync/rbn), verdict(v <= 1.2))
+		sp, _ := r.get(bn, "rawsplit-nonames-ms")
+		bc, _ := r.get(bn, "rawbundle-ofctl-cpu-ms")
+		ac, _ := r.get(bn, "raw-ofctl-cpu-ms")
+		dg, _ := r.get(bn, "dumpgroups-ms")
+		add("· the same, not atomic: raw `bundle` of the groups alone, then raw `--bundle add-flows` of the flows alone (--no-names)", "",
+			fmt.Sprintf("%.0f ms = %.2f× the raw `bundle` --no-names; ovs-ofctl's own CPU: `bundle` of everything %.0f ms, `--bundle add-flows` of the flows %.0f ms; SyncAll's group dump on the empty bridge %.1f ms", sp, sp/rbn, bc, ac, dg), "")
 	}
 
 	const a = "BenchmarkAgentS1"
 	if floor, ok := r.get(a, "floor1-p50-ms"); ok {
+		if fb, ok := r.get(a, "floor1-bundle-p50-ms"); ok {
+			fbn, _ := r.get(a, "floor1-bundle-nonames-p50-ms")
+			nn, _ := r.get(a, "floor1-nonames-p50-ms")
+			add("one-flow raw `ovs-ofctl bundle` (\"flow add\"), same run, beside the floor", "", fmt.Sprintf("p50 %.1f ms = %.2f× the `--bundle add-flows` floor; with --no-names %.1f ms = %.2f×", fb, fb/floor, fbn, fbn/nn), "")
+		}
 		p50, _ := r.get(a, "event-p50-ms")
 		p99, _ := r.get(a, "event-p99-ms")
 		f99, _ := r.get(a, "floor1-p99-ms")
@@ -176,6 +212,61 @@ func table(w io.Writer, r results) {
 			add(fmt.Sprintf("· %s (%.0f events, %.0f changed no flow here)", strings.ReplaceAll(k, "-", " "), n, none), "",
 				fmt.Sprintf("p50 %.1f ms (%.2f× floor), p99 %.1f ms; %.1f ms over a raw bundle of as many flows; compute p50 %.2f / p99 %.2f ms; %.1f flow mods", l50, l50/floor, l99, over, k50, k99, mods), "")
 		}
+	}
+	const sa = "BenchmarkAgentS1Services"
+	if floor, ok := r.get(sa, "floor1-p50-ms"); ok {
+		p50, _ := r.get(sa, "event-p50-ms")
+		p99, _ := r.get(sa, "event-p99-ms")
+		f99, _ := r.get(sa, "floor1-p99-ms")
+		nn, _ := r.get(sa, "floor1-nonames-p50-ms")
+		nn99, _ := r.get(sa, "floor1-nonames-p99-ms")
+		af, _ := r.get(sa, "floor1-addflows-p50-ms")
+		afn, _ := r.get(sa, "floor1-addflows-nonames-p50-ms")
+		big, _ := r.get(sa, "floor1000-p50-ms")
+		fl, _ := r.get(sa, "flows")
+		gr, _ := r.get(sa, "groups")
+		add(fmt.Sprintf("S1 + 10,000 Services in the agent (%.0f flows, %.0f groups on br-int): one-flow raw `ovs-ofctl bundle` (the floor of the Service rows), same run", fl, gr), "",
+			fmt.Sprintf("p50 %.1f ms, p99 %.1f ms (1,000 flows: %.1f ms); with --no-names: p50 %.1f ms, p99 %.1f ms; `--bundle add-flows` in the same run: %.1f ms, --no-names %.1f ms", floor, f99, big, nn, nn99, af, afn), "")
+		add("endpoint add / endpoint remove / Service add → bundle committed at S1 + 10,000 Services, p50", "≤ 1.3× floor", fmt.Sprintf("%.1f ms = %.2f×", p50, p50/floor), verdict(p50 <= 1.3*floor))
+		add("the same, p99", "≤ 2× floor", fmt.Sprintf("%.1f ms = %.2f× the floor's p50 (%.2f× its p99)", p99, p99/floor, p99/f99), verdict(p99 <= 2*floor))
+		if nn > 0 {
+			add("· the same against the --no-names floor (ovs-ofctl as flowsync runs it)", "", fmt.Sprintf("p50 %.2f×, p99 %.2f× (%.1f ms over it at p50)", p50/nn, p99/nn, p50-nn), "")
+		}
+		prop, propOK := "", true
+		for _, k := range []string{"endpoint-add", "endpoint-remove", "service-add"} {
+			n, _ := r.get(sa, k+"-events")
+			none, _ := r.get(sa, k+"-no-bundle")
+			l50, _ := r.get(sa, k+"-p50-ms")
+			l99, _ := r.get(sa, k+"-p99-ms")
+			over, _ := r.get(sa, k+"-over-raw-p50-ms")
+			k50, _ := r.get(sa, k+"-compute-p50-ms")
+			k99, _ := r.get(sa, k+"-compute-p99-ms")
+			mods, _ := r.get(sa, k+"-mods")
+			pp, _ := r.get(sa, k+"-mods-per-port")
+			mpp, _ := r.get(sa, k+"-max-mods-per-port")
+			mx, _ := r.get(sa, k+"-max-mods")
+			foreign, _ := r.get(sa, k+"-foreign-mods")
+			mps, _ := r.get(sa, k+"-max-mods-per-size")
+			add(fmt.Sprintf("· %s (%.0f events, %.0f changed nothing here)", strings.ReplaceAll(k, "-", " "), n, none), "",
+				fmt.Sprintf("p50 %.1f ms (%.2f× floor), p99 %.1f ms (%.2f×); %.1f ms over a raw bundle of as many flows; compute p50 %.2f / p99 %.2f ms; %.2f flow/group mods (max %.0f)",
+					l50, l50/floor, l99, l99/floor, over, k50, k99, mods, mx), "")
+			if k != "service-add" {
+				prop += fmt.Sprintf("%s: %.2f mods per Service port (max %.0f per port, %.2f per port × backend), %.0f of other origins; ", strings.ReplaceAll(k, "-", " "), pp, mpp, mps, foreign)
+				propOK = propOK && foreign == 0 && mps <= 2
+			}
+		}
+		add("flow mods per endpoint change: only that Service's, bounded by its size (ports × backends: a group mod per port; with session affinity its multipath flow and per-backend flows)", "0 others, ≤ 2 per port × backend",
+			strings.TrimSuffix(prop, "; "), verdict(propOK))
+		if fl, ok := r.get(sa, "ct-flushes"); ok && fl > 0 {
+			ft, _ := r.get(sa, "ct-flush-ms")
+			add("· UDP conntrack flushes after endpoint removals (after the commit, off the events' path)", "", fmt.Sprintf("%.0f flushes, %.1f ms each (one ovs-ofctl ct-flush)", fl, ft), "")
+		}
+	}
+	if v, ok := r.get(sa, "agent-rss-MB"); ok {
+		idle, _ := r.get(sa, "agent-idle-rss-MB")
+		peak, _ := r.get(sa, "agent-peak-rss-MB")
+		heap, _ := r.get(sa, "agent-heap-MB")
+		add("· agent binary RSS at S1 + 10,000 Services, as deployed, after a 1,000-event burst", "", fmt.Sprintf("%.0f MB (idle after sync %.0f MB; Go heap %.0f MB; startup peak %.0f MB)", v, idle, heap, peak), "")
 	}
 	if v, ok := r.get(a, "burst-after-last-ms"); ok {
 		sent, _ := r.get(a, "burst-sent-s")
@@ -223,7 +314,7 @@ func table(w io.Writer, r results) {
 			}
 		}
 	}
-	for _, s := range []string{"S1", "S2"} {
+	for _, s := range []string{"S1", "S2", "S1Services"} {
 		b := "BenchmarkCompile" + s
 		if ms, ok := r.get(b, "compile-ms"); ok {
 			cpu, _ := r.get(b, "compile-cpu-ms")
@@ -233,7 +324,13 @@ func table(w io.Writer, r results) {
 			if s == "S2" {
 				goal, met = "≤ 2 s, ≤ 1 GB (Antrea: ~6 s, ~1.6 GB)", verdict(ms <= 2000 && heap <= 1024)
 			}
-			add(fmt.Sprintf("compile one node's flow set, %s", s), goal,
+			name := s
+			if s == "S1Services" {
+				fl, _ := r.get(b, "flows")
+				g, _ := r.get(b, "groups")
+				name = fmt.Sprintf("S1 + 10,000 Services (%.0f flows, %.0f groups)", fl, g)
+			}
+			add(fmt.Sprintf("compile one node's flow set, %s", name), goal,
 				fmt.Sprintf("%.0f ms (CPU %.0f ms), peak heap %.0f MB (the model alone %.0f MB)", ms, cpu, heap, model), met)
 		}
 	}
@@ -255,9 +352,10 @@ func table(w io.Writer, r results) {
 		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", r.what, r.goal, r.measured, r.met)
 	}
 	if len(r["BenchmarkEventsS1"]) > 0 {
-		fmt.Fprintln(w, "\nCompute alone without I/O (BenchmarkEvents: apply + Flush on the incremental compiler), p50 / p99 µs and flows changed per event:")
-		fmt.Fprintln(w, "\n| event | S1 | S2 |\n|---|---|---|")
-		for _, k := range []string{"pod-add-other-node", "pod-add-this-node", "pod-label-change", "namespace-label-change", "policy-add", "policy-delete"} {
+		fmt.Fprintln(w, "\nCompute alone without I/O (BenchmarkEvents: apply + Flush on the incremental compiler), p50 / p99 µs and flows (and groups) changed per event:")
+		fmt.Fprintln(w, "\n| event | S1 | S2 | S1 + 10,000 Services |\n|---|---|---|---|")
+		for _, k := range []string{"pod-add-other-node", "pod-add-this-node", "pod-label-change", "namespace-label-change", "policy-add", "policy-delete",
+			"endpoint-add", "endpoint-remove", "service-add"} {
 			cell := func(s string) string {
 				b := "BenchmarkEvents" + s
 				p50, ok := r.get(b, k+"-p50-us")
@@ -266,9 +364,13 @@ func table(w io.Writer, r results) {
 				}
 				p99, _ := r.get(b, k+"-p99-us")
 				fl, _ := r.get(b, k+"-flows")
-				return fmt.Sprintf("%.0f / %.0f µs, %.1f flows", p50, p99, fl)
+				out := fmt.Sprintf("%.0f / %.0f µs, %.1f flows", p50, p99, fl)
+				if g, ok := r.get(b, k+"-groups"); ok && g > 0 {
+					out += fmt.Sprintf(", %.2f groups", g)
+				}
+				return out
 			}
-			fmt.Fprintf(w, "| %s | %s | %s |\n", strings.ReplaceAll(k, "-", " "), cell("S1"), cell("S2"))
+			fmt.Fprintf(w, "| %s | %s | %s | %s |\n", strings.ReplaceAll(k, "-", " "), cell("S1"), cell("S2"), cell("S1Services"))
 		}
 	}
 }
