@@ -60,18 +60,21 @@ var attributes = map[string]bool{
 // The cookie mask makes a delete touch only our flows (verified: OpenFlow
 // 1.5 delete_strict honours it; a foreign flow with the same table, priority
 // and match survives).
-func (m Mod) String() string { return string(m.appendTo(nil)) }
+func (m Mod) String() string { return string(m.appendTo(nil, true)) }
 
 // appendTo appends the mod's line (without newline) to dst, without fmt:
 // a large bundle's text is rendered on the install's critical path.
-func (m Mod) appendTo(dst []byte) []byte {
+func (m Mod) appendTo(dst []byte, bundleCmd bool) []byte {
 	f := m.Flow
+	if bundleCmd {
+		dst = append(dst, "flow "...)
+	}
 	switch m.Op {
 	case Add:
-		dst = append(dst, "flow add "...)
+		dst = append(dst, "add "...)
 		dst = appendFlow(dst, f)
 	case Delete:
-		dst = append(dst, "flow delete_strict table="...)
+		dst = append(dst, "delete_strict table="...)
 		dst = strconv.AppendUint(dst, uint64(f.Table), 10)
 		dst = append(dst, ",priority="...)
 		dst = strconv.AppendUint(dst, uint64(f.Priority), 10)
@@ -152,8 +155,10 @@ func (m GroupMod) appendTo(dst []byte) []byte {
 // bundleText renders flow and group mods as the lines of one bundle, in one
 // buffer sized up front, in an order OVS accepts: groups are added or
 // changed before the flows that refer to them, and deleted after (deleting
-// a group deletes every flow that refers to it).
+// a group deletes every flow that refers to it). Without group mods, the
+// lines are those of "ovs-ofctl --bundle add-flows" (see Installer.ApplyBundle).
 func bundleText(mods []Mod, groups []GroupMod) []byte {
+	bundleCmd := len(groups) > 0
 	n := 0
 	for _, m := range mods {
 		n += len(m.Flow.Match) + len(m.Flow.Actions) + 96 // the rest of a line, delete_strict's included
@@ -168,7 +173,7 @@ func bundleText(mods []Mod, groups []GroupMod) []byte {
 		}
 	}
 	for _, m := range mods {
-		dst = m.appendTo(dst)
+		dst = m.appendTo(dst, bundleCmd)
 		dst = append(dst, '\n')
 	}
 	for _, g := range groups {
