@@ -272,11 +272,19 @@ func (i *Installer) SyncAll(ctx context.Context, desired []openflow.Flow, groups
 		}
 	}
 	start := time.Now()
+	// Both dumps at once: each is an ovs-ofctl process and a connection.
+	var installedGroups map[uint32]string
+	var groupsErr error
+	dumped := make(chan struct{})
+	go func() {
+		defer close(dumped)
+		installedGroups, groupsErr = i.DumpGroups(ctx)
+	}()
 	installed, err := i.Dump(ctx)
-	if err != nil {
-		return SyncStats{}, err
+	<-dumped
+	if err == nil {
+		err = groupsErr
 	}
-	installedGroups, err := i.DumpGroups(ctx)
 	if err != nil {
 		return SyncStats{}, err
 	}
