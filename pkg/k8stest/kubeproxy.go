@@ -85,6 +85,8 @@ import (
 	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/ovs-netpol/ovs-netpol/internal/tcpsplice"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -387,26 +389,7 @@ func (p *KubeProxy) forwardAPIServer(server string) error {
 			if err != nil {
 				return // closed by the cleanup
 			}
-			go func() {
-				defer in.Close()
-				out, err := net.DialTimeout("tcp", target, 10*time.Second)
-				if err != nil {
-					return
-				}
-				defer out.Close()
-				done := make(chan struct{}, 2)
-				cp := func(dst, src net.Conn) {
-					_, _ = io.Copy(dst, src)
-					if tc, ok := dst.(*net.TCPConn); ok {
-						_ = tc.CloseWrite()
-					}
-					done <- struct{}{}
-				}
-				go cp(out, in)
-				go cp(in, out)
-				<-done
-				<-done
-			}()
+			go func() { _ = tcpsplice.Forward(in, target) }()
 		}
 	}()
 	return nil

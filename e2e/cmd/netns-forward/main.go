@@ -16,13 +16,14 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/ovs-netpol/ovs-netpol/internal/tcpsplice"
 )
 
 func main() {
@@ -64,23 +65,7 @@ func main() {
 }
 
 func forward(in net.Conn, target string) {
-	defer in.Close()
-	out, err := net.DialTimeout("tcp", target, 10*time.Second)
-	if err != nil {
+	if err := tcpsplice.Forward(in, target); err != nil {
 		fmt.Fprintf(os.Stderr, "netns-forward: %s: %v\n", target, err)
-		return
 	}
-	defer out.Close()
-	done := make(chan struct{}, 2)
-	cp := func(dst, src net.Conn) {
-		_, _ = io.Copy(dst, src)
-		if tc, ok := dst.(*net.TCPConn); ok {
-			_ = tc.CloseWrite()
-		}
-		done <- struct{}{}
-	}
-	go cp(out, in)
-	go cp(in, out)
-	<-done
-	<-done
 }
