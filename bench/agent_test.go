@@ -59,7 +59,8 @@ func BenchmarkAgentS1(b *testing.B) {
 // added (the Service first, untimed: without endpoints it changes no
 // flow; then its EndpointSlice, timed, as the EndpointSlice controller
 // would write it). The floor is a raw one-flow "ovs-ofctl bundle", the
-// command flowsync now runs. No burst; the agent binary's RSS last.
+// command flowsync runs for bundles that change groups (as Service events'
+// do). No burst; the agent binary's RSS last.
 func BenchmarkAgentS1Services(b *testing.B) {
 	perKind := envInt("BENCH_EVENTS", 100)
 	for b.Loop() {
@@ -565,9 +566,9 @@ func (p queueProvider) NewRetriesMetric(string) workqueue.CounterMetric { return
 type floorRunner struct {
 	sw  *ovstest.Switch
 	dir string
-	// bundle: the floor is "ovs-ofctl bundle" (what flowsync runs since
-	// Services: flows and groups in one transaction) instead of
-	// "ovs-ofctl --bundle add-flows" (what it ran before, the floor of the
+	// bundle: the floor is "ovs-ofctl bundle" (what flowsync runs when a
+	// bundle changes groups: flows and groups in one transaction) instead
+	// of "ovs-ofctl --bundle add-flows" (flows alone, the floor of the
 	// original goal). The other command is timed too.
 	bundle bool
 	n      int
