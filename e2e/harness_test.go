@@ -48,11 +48,12 @@ const (
 // totals counts what the run did, for the final line and the report.
 var totals struct {
 	scenarios, matrices, probes, traces atomic.Int64
+	serviceMatrices, serviceProbes      atomic.Int64
 }
 
 func totalsString() string {
-	return fmt.Sprintf("%d scenarios, %d matrices, %d real probes, %d ofproto/traces",
-		totals.scenarios.Load(), totals.matrices.Load(), totals.probes.Load(), totals.traces.Load())
+	return fmt.Sprintf("%d scenarios, %d matrices (%d of them through Services' cluster IPs), %d real probes (%d through cluster IPs), %d ofproto/traces",
+		totals.scenarios.Load(), totals.matrices.Load(), totals.serviceMatrices.Load(), totals.probes.Load(), totals.serviceProbes.Load(), totals.traces.Load())
 }
 
 // ---- processes

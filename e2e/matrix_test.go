@@ -320,6 +320,9 @@ func (w *world) observe(t *testing.T, cells []cellKey, viaService bool) map[cell
 	}
 	wg.Wait()
 	totals.probes.Add(int64(len(cells)))
+	if viaService {
+		totals.serviceProbes.Add(int64(len(cells)))
+	}
 	if len(errs) > 0 {
 		sort.Strings(errs)
 		t.Fatalf("probing failed:\n%s", strings.Join(errs, "\n"))
@@ -347,6 +350,9 @@ func (w *world) check(t *testing.T, want *matrix) {
 	}
 	apply(w.observe(t, want.keys(), want.viaService))
 	totals.matrices.Add(1)
+	if want.viaService {
+		totals.serviceMatrices.Add(1)
+	}
 	fail := func(rounds int) {
 		n, d := diff(want, got)
 		via := ""
