@@ -21,8 +21,8 @@ const (
 	// Service load balancing of new connections (services.go).
 	TableService       uint8 = 25 // a Service port's address: choose a backend (select group)
 	TableAffinity      uint8 = 26 // learned: a client's last backend (sessionAffinity ClientIP)
-	TableAffinityDNAT  uint8 = 27 // to the remembered backend, or choose one
-	TableAffinityLearn uint8 = 28 // remember the chosen backend
+	TableAffinityDNAT  uint8 = 27 // to the remembered backend, or pick one (multipath)
+	TableAffinityLearn uint8 = 28 // remember the pick and go to it
 	TableEgress        uint8 = 30 // source pod's egress policy
 	TableIngress       uint8 = 40 // destination pod's ingress policy
 	TableCommit        uint8 = 50 // commit the allowed new connection

@@ -13,7 +13,9 @@ import (
 
 // Service load balancing (flows/README.md, tables 25–28): a new connection
 // from a pod to ClusterIP:port/protocol picks a backend in a select group
-// (hash of the 5-tuple) and is committed with nat(dst=backend:targetPort),
+// (hash of the 5-tuple; with session affinity, the client's remembered
+// backend or a multipath pick, see affinityFlows) and is committed with
+// nat(dst=backend:targetPort),
 // marked "balanced, not allowed yet" (ctMarkBalanced); policy then decides
 // on the backend's address and port, and the commit in table 50 clears the
 // mark. Replies are un-DNATed by the ct(nat) of table 10.
