@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
@@ -89,6 +91,18 @@ type Result struct {
 // lines, with a comment header per origin when comments is set
 // (ovs-ofctl ignores '#' lines).
 func (r *Result) Text(comments bool) string {
+	// ovs-ofctl reads the file line by line: a name holding a line break
+	// (or any other control character) would end its comment and start a
+	// flow or group of the input's choosing. Such text is written quoted
+	// and escaped, whatever validation the input went through before.
+	safe := func(s string) string {
+		for _, c := range s {
+			if !unicode.IsPrint(c) || c == utf8.RuneError {
+				return strconv.Quote(s)
+			}
+		}
+		return s
+	}
 	var b strings.Builder
 	if comments && len(r.Conjunctions) > 0 {
 		ids := make([]uint32, 0, len(r.Conjunctions))
@@ -98,7 +112,7 @@ func (r *Result) Text(comments bool) string {
 		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 		b.WriteString("# conjunctions (conj_id: namespace/policy/direction/rule[/named-port group]):\n")
 		for _, id := range ids {
-			fmt.Fprintf(&b, "#   %d: %s\n", id, r.Conjunctions[id])
+			fmt.Fprintf(&b, "#   %d: %s\n", id, safe(r.Conjunctions[id]))
 		}
 	}
 	if comments && len(r.Groups) > 0 {
@@ -106,7 +120,7 @@ func (r *Result) Text(comments bool) string {
 	}
 	for _, g := range r.Groups {
 		if comments {
-			fmt.Fprintf(&b, "# group %d (cookie %s): %s\n", g.ID, g.Cookie, r.Origins[g.Cookie])
+			fmt.Fprintf(&b, "# group %d (cookie %s): %s\n", g.ID, g.Cookie, safe(r.Origins[g.Cookie]))
 		}
 		b.WriteString("group add ")
 		b.WriteString(g.String())
@@ -116,12 +130,12 @@ func (r *Result) Text(comments bool) string {
 	var lastTable = -1
 	for _, f := range r.Flows {
 		if comments && int(f.Table) != lastTable {
-			fmt.Fprintf(&b, "# table %d: %s\n", f.Table, TableNames[f.Table])
+			fmt.Fprintf(&b, "# table %d: %s\n", f.Table, safe(TableNames[f.Table]))
 			lastTable = int(f.Table)
 			last = 0
 		}
 		if comments && f.Cookie != last {
-			fmt.Fprintf(&b, "# cookie %s: %s\n", f.Cookie, r.Origins[f.Cookie])
+			fmt.Fprintf(&b, "# cookie %s: %s\n", f.Cookie, safe(r.Origins[f.Cookie]))
 			last = f.Cookie
 		}
 		b.WriteString("flow add ")
