@@ -38,6 +38,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -633,31 +634,40 @@ func sweepStale() {
 // answers ovs-ofctl again. Datapath port numbers may change, so the port map
 // used by Trace is forgotten, and pooled control connections are closed.
 func (s *Switch) RestartVswitchd() error {
-	idx := -1
-	for i, d := range s.daemons {
-		if d.name == "ovs-vswitchd" {
-			idx = i
-		}
+	if err := s.StopVswitchd(false); err != nil {
+		return err
 	}
-	if idx < 0 {
-		return errors.New("ovstest: no ovs-vswitchd was started")
+	return s.StartVswitchd()
+}
+
+// StopVswitchd stops ovs-vswitchd and waits until it has exited: with kill,
+// by SIGKILL at once (a crash: no cleanup of its own), else as
+// RestartVswitchd does. StartVswitchd starts it again.
+func (s *Switch) StopVswitchd(kill bool) error {
+	old, err := s.running("ovs-vswitchd")
+	if err != nil {
+		return err
 	}
-	old := s.daemons[idx]
-	select {
-	case <-old.done:
-		out, _ := os.ReadFile(old.log)
-		return fmt.Errorf("ovstest: ovs-vswitchd had exited before the restart (%v): %s", old.err, strings.TrimSpace(string(out)))
-	default:
+	if kill {
+		_ = old.cmd.Process.Kill()
+		<-old.done
+	} else {
+		old.stop()
 	}
-	old.stop()
-	s.daemons = append(s.daemons[:idx], s.daemons[idx+1:]...)
+	s.daemons = slices.DeleteFunc(s.daemons, func(d *daemon) bool { return d == old })
 	s.dpMu.Lock()
 	if s.ctl != nil {
 		s.ctl.close()
 	}
 	s.dpCache = nil
 	s.dpMu.Unlock()
+	return nil
+}
 
+// StartVswitchd starts ovs-vswitchd after StopVswitchd, in the same network
+// namespace with the same database, and returns once every bridge answers
+// ovs-ofctl again.
+func (s *Switch) StartVswitchd() error {
 	d := s.Dir
 	vs, err := s.spawn("ip", []string{"netns", "exec", s.NetNS, s.bins["ovs-vswitchd"]},
 		s.DBSock(), "--unixctl="+d+"/vswitchd.ctl",
@@ -681,6 +691,48 @@ func (s *Switch) RestartVswitchd() error {
 		}
 	}
 	return nil
+}
+
+// RestartOVSDBServer kills ovsdb-server (SIGKILL: every client's connection
+// drops at once) and starts it again on the same database file and socket;
+// ovs-vswitchd and other clients must reconnect on their own. It returns
+// once the socket accepts connections.
+func (s *Switch) RestartOVSDBServer() error {
+	old, err := s.running("ovsdb-server")
+	if err != nil {
+		return err
+	}
+	_ = old.cmd.Process.Kill()
+	<-old.done
+	i := slices.Index(s.daemons, old)
+	d := s.Dir
+	db, err := s.spawn("ovsdb-server", nil, d+"/conf.db",
+		"--remote=punix:"+d+"/db.sock", "--unixctl="+d+"/ovsdb.ctl",
+		"--pidfile="+d+"/ovsdb.pid", "--log-file="+d+"/ovsdb.log", "-vconsole:off")
+	if err != nil {
+		return err
+	}
+	// Back in old's place: the teardown stops daemons in reverse start order.
+	s.daemons = slices.Delete(s.daemons, len(s.daemons)-1, len(s.daemons))
+	s.daemons[i] = db
+	return db.waitSocket(d + "/db.sock")
+}
+
+// running returns the started daemon name, which must still run.
+func (s *Switch) running(name string) (*daemon, error) {
+	for _, d := range s.daemons {
+		if d.name != name {
+			continue
+		}
+		select {
+		case <-d.done:
+			out, _ := os.ReadFile(d.log)
+			return nil, fmt.Errorf("ovstest: %s had exited before the restart (%v): %s", name, d.err, strings.TrimSpace(string(out)))
+		default:
+			return d, nil
+		}
+	}
+	return nil, fmt.Errorf("ovstest: no %s was started", name)
 }
 
 // ForgetPorts drops the cached datapath port map Trace uses to name output
