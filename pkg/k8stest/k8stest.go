@@ -119,6 +119,9 @@ type Cluster struct {
 
 	tokens  map[string]string // user -> token from the token file
 	daemons []*daemon         // etcd, kube-apiserver
+
+	apiBin  string   // kube-apiserver as last started, for StartAPIServer
+	apiArgs []string // (same port, etcd, keys and tokens)
 }
 
 // Start starts etcd and kube-apiserver and registers their teardown with
@@ -337,11 +340,9 @@ func (c *Cluster) startAPIServer(bin, etcdURL string) error {
 		if err != nil {
 			return err
 		}
-		auth := map[string]string{"Authorization": "Bearer " + c.Token}
-		err = d.waitHTTP(c.Server+"/readyz", auth, readyTimeout, func(body []byte) bool {
-			return strings.TrimSpace(string(body)) == "ok"
-		})
+		err = c.waitAPIServer(d)
 		if err == nil {
+			c.apiBin, c.apiArgs = bin, d.cmd.Args[1:]
 			return nil
 		}
 		if !d.portInUse() {
@@ -351,6 +352,44 @@ func (c *Cluster) startAPIServer(bin, etcdURL string) error {
 		c.forget(d)
 	}
 	return lastErr
+}
+
+func (c *Cluster) waitAPIServer(d *daemon) error {
+	auth := map[string]string{"Authorization": "Bearer " + c.Token}
+	return d.waitHTTP(c.Server+"/readyz", auth, readyTimeout, func(body []byte) bool {
+		return strings.TrimSpace(string(body)) == "ok"
+	})
+}
+
+// StopAPIServer kills kube-apiserver (SIGKILL: clients' connections and
+// watches drop at once); etcd keeps running. StartAPIServer brings it back.
+func (c *Cluster) StopAPIServer() error {
+	i := slices.IndexFunc(c.daemons, func(d *daemon) bool { return d.name == "kube-apiserver" })
+	if i < 0 {
+		return errors.New("k8stest: kube-apiserver is not running")
+	}
+	d := c.daemons[i]
+	select {
+	case <-d.done:
+		return fmt.Errorf("k8stest: kube-apiserver had exited (%v):\n%s", d.err, testproc.Tail(d.log, 30))
+	default:
+	}
+	d.kill()
+	c.daemons = slices.Delete(c.daemons, i, i+1)
+	return nil
+}
+
+// StartAPIServer starts kube-apiserver again after StopAPIServer, with the
+// same arguments (port, etcd, keys, tokens), and waits until it is ready.
+func (c *Cluster) StartAPIServer() error {
+	if c.apiBin == "" {
+		return errors.New("k8stest: kube-apiserver was never started")
+	}
+	d, err := c.spawn("kube-apiserver", c.apiBin, c.apiArgs...)
+	if err != nil {
+		return err
+	}
+	return c.waitAPIServer(d)
 }
 
 func (c *Cluster) tokenConfig(token string) *rest.Config {
