@@ -266,9 +266,23 @@ func (i *Installer) Sync(ctx context.Context, desired []openflow.Flow) (SyncStat
 // groups are left alone) in one bundle; onto a switch without our flows,
 // groups first, then flows (nothing can refer to the groups before).
 func (i *Installer) SyncAll(ctx context.Context, desired []openflow.Flow, groups []openflow.Group) (SyncStats, error) {
+	st, _, err := i.syncAll(ctx, desired, groups, false)
+	return st, err
+}
+
+// SyncByOrigin is SyncAll that does not stall on a refused origin: when OVS
+// refuses the bundle, the diff is applied origin by origin (see
+// ApplyByOrigin) and the refused origins are returned, removed from the
+// bridge. Without a refusal it is SyncAll, as fast. The stats count the
+// whole diff, refused origins' mods included.
+func (i *Installer) SyncByOrigin(ctx context.Context, desired []openflow.Flow, groups []openflow.Group) (SyncStats, []Refusal, error) {
+	return i.syncAll(ctx, desired, groups, true)
+}
+
+func (i *Installer) syncAll(ctx context.Context, desired []openflow.Flow, groups []openflow.Group, byOrigin bool) (SyncStats, []Refusal, error) {
 	for _, f := range desired {
 		if !f.Cookie.IsOurs() {
-			return SyncStats{}, fmt.Errorf("flowsync: desired flow without our cookie: %s", f)
+			return SyncStats{}, nil, fmt.Errorf("flowsync: desired flow without our cookie: %s", f)
 		}
 	}
 	start := time.Now()
@@ -286,7 +300,7 @@ func (i *Installer) SyncAll(ctx context.Context, desired []openflow.Flow, groups
 		err = groupsErr
 	}
 	if err != nil {
-		return SyncStats{}, err
+		return SyncStats{}, nil, err
 	}
 	var mods []Mod
 	var st SyncStats
@@ -297,26 +311,42 @@ func (i *Installer) SyncAll(ctx context.Context, desired []openflow.Flow, groups
 	}
 	gmods := DiffGroups(groups, installedGroups)
 	st.Groups = len(gmods)
+	var refused []Refusal
+	fallback := func(cause error, mods []Mod, gmods []GroupMod) error {
+		if !byOrigin {
+			return cause
+		}
+		r, err := i.ApplyByOrigin(ctx, mods, gmods, cause)
+		refused = append(refused, r...)
+		return err
+	}
 	if len(installed) == 0 && len(gmods) > 0 {
 		// Nothing of ours refers to the groups yet: install them first, on
 		// their own, then the flows as fast as flows alone go (see
 		// ApplyBundle). A failure in between leaves only unused groups,
 		// which the next Sync reconciles.
 		if err := i.ApplyBundle(ctx, nil, gmods); err != nil {
-			return SyncStats{}, err
+			// Origin by origin, each origin's groups with its flows.
+			if err := fallback(err, mods, gmods); err != nil {
+				return SyncStats{}, refused, err
+			}
+			return st, refused, nil
 		}
 		gmods = nil
 	}
 	if err := i.ApplyBundle(ctx, mods, gmods); err != nil {
-		return SyncStats{}, err
+		if err := fallback(err, mods, gmods); err != nil {
+			return SyncStats{}, refused, err
+		}
 	}
 	if i.Log != nil {
 		i.Log.WithFields(logrus.Fields{
 			"bridge": i.Bridge, "added": st.Added, "replaced": st.Replaced,
-			"deleted": st.Deleted, "unchanged": st.Unchanged, "groups changed": st.Groups, "took": time.Since(start),
+			"deleted": st.Deleted, "unchanged": st.Unchanged, "groups changed": st.Groups,
+			"refused origins": len(refused), "took": time.Since(start),
 		}).Debug("flows synced")
 	}
-	return st, nil
+	return st, refused, nil
 }
 
 // DumpGroups returns our groups on the bridge (IDs in our range) as
@@ -423,7 +453,31 @@ func (i *Installer) run(ctx context.Context, stdin io.Reader, args ...string) ([
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
 		}
-		return nil, fmt.Errorf("ovs-ofctl %s: %w: %s", strings.Join(args, " "), err, msg)
+		return nil, &OfctlError{Args: args, Err: err, Msg: msg}
 	}
 	return stdout.Bytes(), nil
+}
+
+// OfctlError is a failed ovs-ofctl call: Msg is what ovs-ofctl printed (its
+// own or the switch's error), the text to show people.
+type OfctlError struct {
+	Args []string
+	Err  error
+	Msg  string
+}
+
+func (e *OfctlError) Error() string {
+	return fmt.Sprintf("ovs-ofctl %s: %v: %s", strings.Join(e.Args, " "), e.Err, e.Msg)
+}
+
+func (e *OfctlError) Unwrap() error { return e.Err }
+
+// OVSMessage is the error text ovs-ofctl printed, if err carries one, else
+// err's text.
+func OVSMessage(err error) string {
+	var oe *OfctlError
+	if errors.As(err, &oe) && oe.Msg != "" {
+		return oe.Msg
+	}
+	return err.Error()
 }
