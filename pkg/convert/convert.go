@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 
@@ -50,8 +51,11 @@ const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 //     has egress rules — v1.6 had none, which is warned about);
 //   - each networking.k8s.io/v1 NetworkPolicy as it is.
 //
-// In every policy, protocols are upper-cased (tcp → TCP) and ports written as
-// strings of digits ("80") become numbers, as the API server requires.
+// In every policy, protocols are upper-cased (tcp → TCP), ports written as
+// strings of digits ("80") become numbers and CIDRs are written masked in
+// canonical form (10.0.0.1/8 → 10.0.0.0/8), as the API server requires:
+// the output holds only what a current API server accepts (the input was
+// validated when read, see package manifest).
 // Server-set metadata (uid, resourceVersion, creationTimestamp, managedFields,
 // ...), kubectl's last-applied-configuration annotation and status are
 // dropped. Pods and Nodes are not emitted.
@@ -184,7 +188,7 @@ func (c *converter) run() error {
 	sort.SliceStable(policies, func(i, j int) bool { return policies[i].order < policies[j].order })
 	names := map[string]map[string]bool{} // namespace → policy names in use
 	for _, p := range policies {
-		if err := canonicalPorts(p.v1); err != nil {
+		if err := canonicalize(p.v1); err != nil {
 			return fmt.Errorf("%s: %w", c.objs.Where(p.src), err)
 		}
 		p.v1.APIVersion, p.v1.Kind = normalize.APIVersionV1, "NetworkPolicy"
@@ -250,9 +254,9 @@ func (c *converter) run() error {
 		if i > 0 {
 			c.out.WriteString("---\n")
 		}
-		for _, line := range strings.Split(it.comment, "\n") {
-			c.out.WriteString("# " + line + "\n")
-		}
+		// A comment holds names from the input: nothing in it may end the
+		// comment line.
+		c.out.WriteString("# " + manifest.Printable(it.comment) + "\n")
 		c.out.Write(doc)
 	}
 	return nil
@@ -296,9 +300,10 @@ func DenyAll(namespace, name string) *networkingv1.NetworkPolicy {
 	return np
 }
 
-// canonicalPorts upper-cases protocols and turns port strings of digits into
-// numbers, in place. Validity was checked by normalize before.
-func canonicalPorts(np *networkingv1.NetworkPolicy) error {
+// canonicalize upper-cases protocols, turns port strings of digits into
+// numbers and writes CIDRs masked in canonical form, in place. Validity was
+// checked when the files were read and by normalize.
+func canonicalize(np *networkingv1.NetworkPolicy) error {
 	fix := func(path string, ports []networkingv1.NetworkPolicyPort) error {
 		for i := range ports {
 			p := &ports[i]
@@ -323,13 +328,49 @@ func canonicalPorts(np *networkingv1.NetworkPolicy) error {
 		}
 		return nil
 	}
+	// A current API server refuses CIDRs with host bits (Kubernetes 1.6
+	// accepted them and meant the prefix, as normalize reads them); the
+	// canonical text of the masked prefix means the same to every reader.
+	canonical := func(path, s string) (string, error) {
+		p, err := netip.ParsePrefix(s)
+		if err != nil || p.Addr().Is4In6() {
+			return "", fmt.Errorf("%s: invalid CIDR %q", path, s)
+		}
+		return p.Masked().String(), nil
+	}
+	cidrs := func(path string, peers []networkingv1.NetworkPolicyPeer) error {
+		for i := range peers {
+			b := peers[i].IPBlock
+			if b == nil {
+				continue
+			}
+			var err error
+			if b.CIDR, err = canonical(fmt.Sprintf("%s[%d].ipBlock.cidr", path, i), b.CIDR); err != nil {
+				return err
+			}
+			for j := range b.Except {
+				if b.Except[j], err = canonical(fmt.Sprintf("%s[%d].ipBlock.except[%d]", path, i, j), b.Except[j]); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
 	for i := range np.Spec.Ingress {
-		if err := fix(fmt.Sprintf("spec.ingress[%d]", i), np.Spec.Ingress[i].Ports); err != nil {
+		path := fmt.Sprintf("spec.ingress[%d]", i)
+		if err := fix(path, np.Spec.Ingress[i].Ports); err != nil {
+			return err
+		}
+		if err := cidrs(path+".from", np.Spec.Ingress[i].From); err != nil {
 			return err
 		}
 	}
 	for i := range np.Spec.Egress {
-		if err := fix(fmt.Sprintf("spec.egress[%d]", i), np.Spec.Egress[i].Ports); err != nil {
+		path := fmt.Sprintf("spec.egress[%d]", i)
+		if err := fix(path, np.Spec.Egress[i].Ports); err != nil {
+			return err
+		}
+		if err := cidrs(path+".to", np.Spec.Egress[i].To); err != nil {
 			return err
 		}
 	}

@@ -221,13 +221,52 @@ func TestConvert(t *testing.T) {
 			},
 		},
 		{
-			name: "v1 passes through, canonicalized",
+			name: "extensions/v1beta1 canonicalized",
 			docs: []string{
 				nsDoc("a", deny),
-				pol(v1, "a", "p", "{podSelector: {}, ingress: [{ports: [{protocol: sctp, port: \"8080\"}, {port: http}, {port: 1, endPort: 5}]}]}"),
+				pol(beta, "a", "p", "{podSelector: {}, ingress: [{ports: [{protocol: sctp, port: \"8080\"}, {port: http}, {port: 1, endPort: 5}]}]}"),
+			},
+			wantOut: []string{"# converted from extensions/v1beta1 (f.yaml: document 2)\n", "  - ports:\n    - port: 8080\n      protocol: SCTP\n    - port: http\n    - endPort: 5\n      port: 1\n  podSelector: {}\n"},
+		},
+		{
+			name: "v1 passes through",
+			docs: []string{
+				nsDoc("a", deny),
+				pol(v1, "a", "p", "{podSelector: {}, ingress: [{ports: [{protocol: SCTP, port: 8080}, {port: http}, {port: 1, endPort: 5}]}]}"),
 			},
 			wantOut: []string{"# from f.yaml: document 2\n", "  - ports:\n    - port: 8080\n      protocol: SCTP\n    - port: http\n    - endPort: 5\n      port: 1\n  podSelector: {}\n"},
 			notOut:  []string{"      port: 1\n  podSelector: {}\n  policyTypes"},
+		},
+		{
+			// Kubernetes 1.6 accepted host bits and meant the prefix; a
+			// current API server refuses them.
+			name: "extensions/v1beta1 CIDRs written masked and canonical",
+			docs: []string{
+				pol(beta, "a", "p", "{podSelector: {}, ingress: [{from: [{ipBlock: {cidr: 10.0.0.1/8, except: [10.1.2.3/16]}}, {ipBlock: {cidr: \"FD00:0::1/64\"}}]}]}"),
+			},
+			wantOut:      []string{"cidr: 10.0.0.0/8\n", "- 10.1.0.0/16\n", "cidr: fd00::/64\n"},
+			notOut:       []string{"10.0.0.1/8", "10.1.2.3", "FD00"},
+			wantWarnings: []string{"namespace a is not in the input"},
+		},
+		{
+			name:    "v1 lower-case protocol refused",
+			docs:    []string{pol(v1, "a", "p", "{podSelector: {}, ingress: [{ports: [{protocol: sctp}]}]}")},
+			wantErr: `f.yaml:1: document 1 (NetworkPolicy a/p): invalid (the API server refuses it): spec.ingress[0].ports[0].protocol: Unsupported value: "sctp"`,
+		},
+		{
+			name:    "v1 port number as a string refused",
+			docs:    []string{pol(v1, "a", "p", "{podSelector: {}, ingress: [{ports: [{port: \"80\"}]}]}")},
+			wantErr: `spec.ingress[0].ports[0].port: Invalid value: "80": must contain at least one letter`,
+		},
+		{
+			name:    "v1 CIDR with host bits refused",
+			docs:    []string{pol(v1, "a", "p", "{podSelector: {}, egress: [{to: [{ipBlock: {cidr: 10.0.0.1/24}}]}]}")},
+			wantErr: `spec.egress[0].to[0].ipBlock.cidr: Invalid value: "10.0.0.1/24": must not have bits set beyond the prefix length`,
+		},
+		{
+			name:    "IPv4-mapped IPv6 CIDR refused, even from extensions/v1beta1",
+			docs:    []string{pol(beta, "a", "p", "{podSelector: {}, ingress: [{from: [{ipBlock: {cidr: \"::ffff:10.0.0.0/104\"}}]}]}")},
+			wantErr: `spec.ingress[0].from[0].ipBlock.cidr: Invalid value: "::ffff:10.0.0.0/104": must not have an IPv4-mapped IPv6 address`,
 		},
 		{
 			name: "namespaces YAML 1.1 would misread are quoted",
@@ -274,8 +313,8 @@ spec:
 		{
 			name: "pods and nodes are not emitted",
 			docs: []string{
-				"apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n",
-				"apiVersion: v1\nkind: Pod\nmetadata: {name: q}\n",
+				"apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: i}]}\n",
+				"apiVersion: v1\nkind: Pod\nmetadata: {name: q}\nspec: {containers: [{name: c, image: i}]}\n",
 				"apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n",
 				nsDoc("a", ""),
 			},
@@ -290,13 +329,18 @@ spec:
 		{
 			name:    "invalid policy",
 			docs:    []string{pol(beta, "a", "p", "{podSelector: {}, ingress: [{ports: [{protocol: icmp}]}]}")},
-			wantErr: `f.yaml: document 1 (NetworkPolicy a/p): spec.ingress[0].ports[0].protocol: unsupported protocol "icmp"`,
+			wantErr: `f.yaml:1: document 1 (NetworkPolicy a/p): invalid (the API server refuses it): spec.ingress[0].ports[0].protocol: Unsupported value: "icmp"`,
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			in := parse(t, "f.yaml", strings.Join(tt.docs, "---\n"))
-			out, warnings, err := Convert(in)
+			// Validation errors come from reading the files, the rest from Convert.
+			var out []byte
+			var warnings []string
+			in, err := manifest.Parse("f.yaml", []byte(strings.Join(tt.docs, "---\n")))
+			if err == nil {
+				out, warnings, err = Convert(in)
+			}
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error = %v\nwant it to contain %q", err, tt.wantErr)

@@ -2,7 +2,9 @@ package manifest
 
 import (
 	"fmt"
+	"net/netip"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 
@@ -12,8 +14,13 @@ import (
 
 // Cluster normalizes the objects into a model.Cluster for mode (see package
 // normalize). Any object that cannot be normalized is an error naming where it
-// was read. Namespaces that pods or policies use without being declared are
-// added with no labels and no annotation. Nodes are not part of the model.
+// was read, and so are two live pods (not Succeeded, Failed or host-network)
+// with the same IP. Every namespace carries the label
+// kubernetes.io/metadata.name=NAME, which the API server sets on every
+// Namespace (overwriting whatever the manifest says), so that selectors on
+// it select offline what they select in a cluster. Namespaces that pods or
+// policies use without being declared are added with only that label and
+// no annotation. Nodes are not part of the model.
 // Services and EndpointSlices that kube-proxy would not use (ExternalName
 // and headless Services, Services without a cluster IP, FQDN slices, slices
 // without a kubernetes.io/service-name label) are left out; a slice whose
@@ -36,7 +43,7 @@ func (o *Objects) Cluster(mode model.Mode) (*model.Cluster, []string, error) {
 	}
 	declared := map[string]runtime.Object{}
 	for _, ns := range o.Namespaces {
-		n, warning := normalize.Namespace(ns)
+		n, warning := normalize.Namespace(withNameLabel(ns))
 		if n == nil {
 			return nil, nil, fmt.Errorf("%s: %v", o.Where(ns), warning)
 		}
@@ -57,6 +64,7 @@ func (o *Objects) Cluster(mode model.Mode) (*model.Cluster, []string, error) {
 	}
 
 	pods := map[string]runtime.Object{}
+	byIP := map[netip.Addr]*corev1.Pod{}
 	for _, p := range o.Pods {
 		n, err := normalize.Pod(p)
 		if err != nil {
@@ -67,7 +75,19 @@ func (o *Objects) Cluster(mode model.Mode) (*model.Cluster, []string, error) {
 		}
 		pods[n.Key()] = p
 		if prev, dup := c.Pods[n.UID]; dup {
-			return nil, nil, fmt.Errorf("%s: metadata.uid %s is also the UID of pod %s", o.Where(p), n.UID, prev.Key())
+			return nil, nil, fmt.Errorf("%s: metadata.uid %s is also the UID of pod %s", o.Where(p), Printable(n.UID), prev.Key())
+		}
+		// A pod IP belongs to one live pod at a time (IPAM hands out each
+		// address once; finished pods release theirs, host-network pods
+		// use the node's): two owners would have one pod's flows replace
+		// the other's.
+		if n.Active() {
+			for _, ip := range n.IPs {
+				if prev, dup := byIP[ip]; dup {
+					return nil, nil, fmt.Errorf("%s: pod IP %s is also the IP of pod %s/%s (%s), which is not finished either: two live pods cannot share an address", o.Where(p), ip, prev.Namespace, prev.Name, o.Where(prev))
+				}
+				byIP[ip] = p
+			}
 		}
 		c.AddPod(n)
 	}
@@ -103,7 +123,7 @@ func (o *Objects) Cluster(mode model.Mode) (*model.Cluster, []string, error) {
 
 	implicit := func(ns string) {
 		if _, ok := c.Namespaces[ns]; !ok {
-			c.AddNamespace(&model.Namespace{Name: ns, Labels: labels.Set{}})
+			c.AddNamespace(&model.Namespace{Name: ns, Labels: labels.Set{corev1.LabelMetadataName: ns}})
 		}
 	}
 	for _, p := range c.Pods {
@@ -178,4 +198,18 @@ func (o *Objects) services(c *model.Cluster, warnf func(runtime.Object, string, 
 		c.AddEndpointSlice(n)
 	}
 	return nil
+}
+
+// withNameLabel returns ns with the label the API server gives every
+// Namespace: kubernetes.io/metadata.name set to its name.
+func withNameLabel(ns *corev1.Namespace) *corev1.Namespace {
+	if ns == nil || ns.Name == "" || ns.Labels[corev1.LabelMetadataName] == ns.Name {
+		return ns
+	}
+	out := ns.DeepCopy()
+	if out.Labels == nil {
+		out.Labels = map[string]string{}
+	}
+	out.Labels[corev1.LabelMetadataName] = ns.Name
+	return out
 }

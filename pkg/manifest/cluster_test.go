@@ -29,7 +29,7 @@ apiVersion: v1
 kind: Pod
 metadata: {name: web, namespace: other, uid: "1234", labels: {role: frontend}}
 spec: {containers: [{name: web, image: nginx}]}
-status: {podIPs: [{ip: 10.0.1.5}, {ip: "fd00::5"}]}
+status: {podIP: 10.0.1.5, podIPs: [{ip: 10.0.1.5}, {ip: "fd00::5"}]}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -129,15 +129,15 @@ func TestClusterWarningsAndErrors(t *testing.T) {
 		{
 			name:    "bad pod IP",
 			mode:    model.ModeV1,
-			docs:    []string{"apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nstatus: {podIP: 10.0.0.256}\n"},
-			wantErr: `f.yaml: document 1 (Pod default/p): status.podIP: invalid IP address "10.0.0.256"`,
+			docs:    []string{"apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: i}]}\nstatus: {podIP: 10.0.0.256}\n"},
+			wantErr: `f.yaml:1: document 1 (Pod default/p): invalid (the API server refuses it): status.podIP: Invalid value: "10.0.0.256": must be a valid IP address`,
 		},
 		{
 			name: "same UID twice",
 			mode: model.ModeV1,
 			docs: []string{
-				"apiVersion: v1\nkind: Pod\nmetadata: {name: p, uid: u1}\n",
-				"apiVersion: v1\nkind: Pod\nmetadata: {name: q, uid: u1}\n",
+				"apiVersion: v1\nkind: Pod\nmetadata: {name: p, uid: u1}\nspec: {containers: [{name: c, image: i}]}\n",
+				"apiVersion: v1\nkind: Pod\nmetadata: {name: q, uid: u1}\nspec: {containers: [{name: c, image: i}]}\n",
 			},
 			wantErr: `f.yaml: document 2 (Pod default/q): metadata.uid u1 is also the UID of pod default/p`,
 		},
@@ -145,16 +145,17 @@ func TestClusterWarningsAndErrors(t *testing.T) {
 			name:    "bad selector",
 			mode:    model.ModeV1,
 			docs:    []string{policy("p", "a", "{podSelector: {matchExpressions: [{key: x, operator: Exists, values: [a]}]}}")},
-			wantErr: `f.yaml: document 1 (NetworkPolicy a/p): spec.podSelector: `,
+			wantErr: `f.yaml:1: document 1 (NetworkPolicy a/p): invalid (the API server refuses it): spec.podSelector.matchExpressions[0].values: Forbidden: may not be specified when`,
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			// Validation errors come from Parse, the rest from Cluster.
+			var warnings []string
 			o, err := Parse("f.yaml", []byte(strings.Join(tt.docs, "---\n")))
-			if err != nil {
-				t.Fatal(err)
+			if err == nil {
+				_, warnings, err = o.Cluster(tt.mode)
 			}
-			_, warnings, err := o.Cluster(tt.mode)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error = %v\nwant it to contain %q", err, tt.wantErr)
@@ -329,7 +330,7 @@ func TestClusterServiceErrors(t *testing.T) {
 		{
 			name:    "lower-case protocol",
 			doc:     "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {clusterIP: 10.96.0.1, ports: [{port: 80, protocol: tcp}]}\n",
-			wantErr: `f.yaml: document 1 (Service default/s): spec.ports[0].protocol: unsupported protocol "tcp" (want TCP, UDP or SCTP, in capitals)`,
+			wantErr: `f.yaml:1: document 1 (Service default/s): invalid (the API server refuses it): spec.ports[0].protocol: Unsupported value: "tcp"`,
 		},
 		{
 			name:    "bad cluster IP",
@@ -339,7 +340,7 @@ func TestClusterServiceErrors(t *testing.T) {
 		{
 			name:    "bad Service name",
 			doc:     "apiVersion: v1\nkind: Service\nmetadata: {name: Web}\nspec: {clusterIP: 10.96.0.1, ports: [{port: 80}]}\n",
-			wantErr: `f.yaml: document 1 (Service default/Web): metadata.name: invalid Service name "Web"`,
+			wantErr: `f.yaml:1: document 1 (Service default/Web): invalid (the API server refuses it): metadata.name: Invalid value: "Web": a lowercase RFC 1123 label`,
 		},
 		{
 			name:    "IPv6 address in an IPv4 slice",
@@ -355,10 +356,9 @@ func TestClusterServiceErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			o, err := Parse("f.yaml", []byte(tt.doc))
-			if err != nil {
-				t.Fatal(err)
+			if err == nil {
+				_, _, err = o.Cluster(model.ModeV1)
 			}
-			_, _, err = o.Cluster(model.ModeV1)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("error = %v\nwant it to contain %q", err, tt.wantErr)
 			}

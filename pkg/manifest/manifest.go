@@ -27,6 +27,7 @@ package manifest
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -63,7 +64,7 @@ type Source struct {
 
 // String renders the location as "FILE: document N[, item M]".
 func (s Source) String() string {
-	out := fmt.Sprintf("%s: document %d", s.File, s.Doc)
+	out := fmt.Sprintf("%s: document %d", Printable(s.File), s.Doc)
 	if s.Item > 0 {
 		out += fmt.Sprintf(", item %d", s.Item)
 	}
@@ -102,6 +103,10 @@ func (o *Objects) Where(obj runtime.Object) string {
 // Describe names an object as "Kind namespace/name" (or "Kind name" for
 // cluster-scoped kinds).
 func Describe(obj runtime.Object) string {
+	return Printable(describe(obj))
+}
+
+func describe(obj runtime.Object) string {
 	switch v := obj.(type) {
 	case *corev1.Namespace:
 		return "Namespace " + v.Name
@@ -141,7 +146,7 @@ func Load(paths []string) (*Objects, error) {
 		seen[key] = true
 		data, err := os.ReadFile(name)
 		if err != nil {
-			return err
+			return errors.New(oneLine(err.Error())) // file names from a directory walk
 		}
 		return l.file(name, data)
 	}
@@ -173,7 +178,7 @@ func Load(paths []string) (*Objects, error) {
 		found := 0
 		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
 			if err != nil {
-				return err
+				return errors.New(oneLine(err.Error()))
 			}
 			if path != p && strings.HasPrefix(d.Name(), ".") {
 				if d.IsDir() {
@@ -280,7 +285,7 @@ func (l *loader) file(name string, data []byte) error {
 	if strings.EqualFold(filepath.Ext(name), ".json") || bytes.HasPrefix(trimmed, []byte("{")) {
 		var err error
 		if docs, err = splitJSON(data); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
+			return fmt.Errorf("%s: %s", Printable(name), oneLine(err.Error()))
 		}
 	} else {
 		docs = splitYAML(data)
@@ -294,7 +299,7 @@ func (l *loader) file(name string, data []byte) error {
 			}
 			var err error
 			if raw, err = yaml.YAMLToJSONStrict(raw); err != nil {
-				return fmt.Errorf("%s: %s", src, fileLines(err, d.line))
+				return fmt.Errorf("%s: %s", src, oneLine(fileLines(err, d.line)))
 			}
 		}
 		if err := l.document(src, raw, !d.json); err != nil {
@@ -356,6 +361,11 @@ func readHead(fields map[string][]byte) head {
 			_ = jsonUnmarshal(m["namespace"], &h.Metadata.Namespace)
 		}
 	}
+	// The head only names the document in messages and finds its kind:
+	// text that could break a message line is quoted here once (a quoted
+	// kind or apiVersion matches nothing ovs-netpol reads).
+	h.APIVersion, h.Kind = Printable(h.APIVersion), Printable(h.Kind)
+	h.Metadata.Name, h.Metadata.Namespace = Printable(h.Metadata.Name), Printable(h.Metadata.Namespace)
 	return h
 }
 
@@ -371,6 +381,9 @@ func (l *loader) list(src Source, h head, itemsRaw []byte, fromYAML bool) error 
 	if h.Kind == "List" {
 		itemKind = ""
 	} else if _, known := kinds[itemKind]; !known {
+		if want, near := nearKind(itemKind, h.APIVersion); near {
+			return fmt.Errorf("%s: unknown kind %s in %s: did you mean %sList? (kinds are case-sensitive; a misspelled kind would leave the objects out)", where, Printable(h.Kind), Printable(h.APIVersion), want)
+		}
 		l.warnf("%s: skipped %s with %d items (ovs-netpol reads only %s)", src, h.Kind, len(items), readKinds)
 		return nil
 	}
@@ -413,6 +426,9 @@ func (l *loader) object(src Source, h head, raw []byte, fromYAML bool) error {
 	case h.Kind == "":
 		return fmt.Errorf("%s: kind is missing", src)
 	case !known:
+		if want, near := nearKind(h.Kind, h.APIVersion); near {
+			return fmt.Errorf("%s: unknown kind %s in %s: did you mean %s? (kinds are case-sensitive; a misspelled kind would leave the object out)", where, Printable(h.Kind), Printable(h.APIVersion), want)
+		}
 		l.warnf("%s: skipped %s (ovs-netpol reads only %s)", where, strings.TrimSpace(h.APIVersion+" "+h.Kind), readKinds)
 		return nil
 	case h.APIVersion == "":
@@ -434,7 +450,7 @@ func (l *loader) object(src Source, h head, raw []byte, fromYAML bool) error {
 	}
 	obj := newObj()
 	if _, _, err := decoder.Decode(raw, nil, obj); err != nil {
-		return fmt.Errorf("%s: %s", where, decodeMessage(err, fromYAML))
+		return fmt.Errorf("%s: %s", where, oneLine(decodeMessage(err, fromYAML)))
 	}
 	return l.add(src, where, h, obj)
 }
@@ -488,6 +504,9 @@ func (l *loader) add(src Source, where string, h head, obj runtime.Object) error
 	if name == "" {
 		return fmt.Errorf("%s: metadata.name is required", where)
 	}
+	if problems := validateObject(obj); len(problems) > 0 {
+		return invalidError(src, obj, problems)
+	}
 	src.Seq = len(l.objs.Sources)
 	l.objs.Sources[obj] = src
 	if prev, dup := l.byKey[key]; dup {
@@ -510,9 +529,9 @@ func describeHead(h head, namespaced bool) string {
 		return name
 	}
 	if name == "" || name == "/" {
-		return h.Kind
+		return Printable(h.Kind)
 	}
-	return h.Kind + " " + name
+	return Printable(h.Kind + " " + name)
 }
 
 // decodeMessage explains the YAML 1.1 pitfalls behind the most common
@@ -530,5 +549,64 @@ func abbreviate(raw []byte) string {
 	if len(s) > 40 {
 		s = s[:40] + "..."
 	}
-	return s
+	return Printable(s)
+}
+
+// nearKind tells whether kind, in apiVersion, looks like a misspelling of a
+// kind ovs-netpol reads (same letters in another case, or one or two typos
+// away) in one of that kind's own API groups, and returns the kind meant.
+// Other vendors' groups are not judged: their kinds are theirs.
+func nearKind(kind, apiVersion string) (string, bool) {
+	gv, err := schema.ParseGroupVersion(apiVersion)
+	if err != nil || kind == "" {
+		return "", false
+	}
+	for name, info := range kinds {
+		inGroup := false
+		for _, g := range info.groups {
+			inGroup = inGroup || g == gv.Group
+		}
+		if !inGroup {
+			continue
+		}
+		typos := 1
+		if len(name) >= 8 {
+			typos = 2
+		}
+		if strings.EqualFold(kind, name) || editDistance(strings.ToLower(kind), strings.ToLower(name)) <= typos {
+			return name, true
+		}
+	}
+	return "", false
+}
+
+// editDistance is the Levenshtein distance between a and b (bytes).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// oneLine renders a parser's message, which may span lines and quote the
+// input, as one printable line: its lines joined with "; ".
+func oneLine(msg string) string {
+	lines := strings.Split(msg, "\n")
+	for i := range lines {
+		lines[i] = strings.TrimSpace(lines[i])
+	}
+	return Printable(strings.Join(lines, "; "))
 }
