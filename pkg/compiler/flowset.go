@@ -27,6 +27,21 @@ type FlowSet struct {
 	touched map[openflow.Key]struct{}
 	// removed are the flows the last Commit removed.
 	removed map[openflow.Key]openflow.Flow
+
+	// Conjunction tiers (tiers.go). conjLimit bounds the conjunctions of
+	// one installed flow; tierNeed holds the tiers of each tierable key
+	// that needs more than one; tiers is the tier count of each policy
+	// table that has more than one. In those tables the merged tierable
+	// flows are not installed as they are: tiered holds what is.
+	// tierableKeys counts the merged tierable keys of each table.
+	conjLimit    int
+	tierNeed     map[openflow.Key]int
+	tiers        map[uint8]int
+	tiered       map[openflow.Key]openflow.Flow
+	tierableKeys map[uint8]int
+	// retierAll makes the next Commit recount every tierable key's tiers
+	// (the limit changed).
+	retierAll bool
 }
 
 // NewFlowSet returns an empty set.
@@ -37,6 +52,24 @@ func NewFlowSet() *FlowSet {
 		merged:  map[openflow.Key]openflow.Flow{},
 		touched: map[openflow.Key]struct{}{},
 		removed: map[openflow.Key]openflow.Flow{},
+
+		conjLimit:    DefaultMaxConjunctionsPerFlow,
+		tierNeed:     map[openflow.Key]int{},
+		tiers:        map[uint8]int{},
+		tiered:       map[openflow.Key]openflow.Flow{},
+		tierableKeys: map[uint8]int{},
+	}
+}
+
+// SetConjunctionLimit sets the most conjunction actions one installed flow
+// may hold (0: DefaultMaxConjunctionsPerFlow); the next Commit re-tiers.
+func (s *FlowSet) SetConjunctionLimit(n int) {
+	if n <= 0 {
+		n = DefaultMaxConjunctionsPerFlow
+	}
+	if n != s.conjLimit {
+		s.conjLimit = n
+		s.retierAll = true
 	}
 }
 
@@ -207,21 +240,37 @@ func (s *FlowSet) reshare(f openflow.Flow, id string) {
 	s.touched[k] = struct{}{}
 }
 
-// Commit merges the touched keys and returns those whose merged flow was
-// added, changed or removed since the last Commit.
+// Commit merges the touched keys and returns those whose installed flow
+// was added, changed or removed since the last Commit.
 func (s *FlowSet) Commit() ([]openflow.Key, error) {
 	var changed []openflow.Key
 	clear(s.removed)
+	// The tierable keys whose merged flow changed, with their flow before.
+	var conj map[openflow.Key]priorFlow
+	noteConj := func(k openflow.Key, old openflow.Flow, had bool) {
+		if conj == nil {
+			conj = map[openflow.Key]priorFlow{}
+		}
+		conj[k] = priorFlow{old, had}
+	}
 	for k := range s.touched {
 		sh := s.sharers[k]
 		old, had := s.merged[k]
+		tierKey := tierable(k)
 		if len(sh) == 0 {
 			delete(s.sharers, k)
-			if had {
-				delete(s.merged, k)
-				s.removed[k] = old
-				changed = append(changed, k)
+			if !had {
+				continue
 			}
+			delete(s.merged, k)
+			if tierKey {
+				s.tierableKeys[k.Table]--
+				delete(s.tierNeed, k)
+				noteConj(k, old, had)
+				continue
+			}
+			s.removed[k] = old
+			changed = append(changed, k)
 			continue
 		}
 		fs := make([]openflow.Flow, len(sh))
@@ -232,13 +281,139 @@ func (s *FlowSet) Commit() ([]openflow.Key, error) {
 		if err != nil {
 			return nil, err
 		}
-		if !had || f != old {
-			s.merged[k] = f
+		if had && f == old {
+			continue
+		}
+		s.merged[k] = f
+		if !tierKey {
+			changed = append(changed, k)
+			continue
+		}
+		if !had {
+			s.tierableKeys[k.Table]++
+		}
+		if n := tiersNeeded(f, s.conjLimit); n > 1 {
+			s.tierNeed[k] = n
+		} else {
+			delete(s.tierNeed, k)
+		}
+		noteConj(k, old, had)
+	}
+	clear(s.touched)
+	if s.retierAll {
+		s.retierAll = false
+		clear(s.tierNeed)
+		for k, f := range s.merged {
+			if n := tiersNeeded(f, s.conjLimit); tierable(k) && n > 1 {
+				s.tierNeed[k] = n
+			}
+		}
+	}
+	next := map[uint8]int{}
+	for k, n := range s.tierNeed {
+		next[k.Table] = max(next[k.Table], n)
+	}
+	for _, t := range []uint8{TableEgress, TableIngress} {
+		if max(next[t], 1) == s.tierCount(t) {
+			continue
+		}
+		// The table's tier count changed: all its tierable flows move.
+		for k, f := range s.merged {
+			if k.Table == t && tierable(k) {
+				if _, ok := conj[k]; !ok {
+					noteConj(k, f, true)
+				}
+			}
+		}
+	}
+	for k, p := range conj {
+		before := s.installedOf(k, p)
+		var after []openflow.Flow
+		n := max(next[k.Table], 1)
+		if f, ok := s.merged[k]; ok {
+			if n == 1 {
+				after = []openflow.Flow{f}
+			} else {
+				var err error
+				if after, err = splitTiers(k, s.sharers[k], n); err != nil {
+					return nil, err
+				}
+			}
+		}
+		changed = s.replaceInstalled(changed, before, after, n > 1)
+	}
+	s.tiers = next
+	return changed, nil
+}
+
+// priorFlow is a merged flow as it was before a Commit.
+type priorFlow struct {
+	flow openflow.Flow
+	had  bool
+}
+
+// tierCount is table t's current number of conjunction tiers.
+func (s *FlowSet) tierCount(t uint8) int { return max(s.tiers[t], 1) }
+
+// installedOf returns the installed flows of tierable key k, whose merged
+// flow was p, under the current tier counts.
+func (s *FlowSet) installedOf(k openflow.Key, p priorFlow) []openflow.Flow {
+	n := s.tierCount(k.Table)
+	if n == 1 {
+		if p.had {
+			return []openflow.Flow{p.flow}
+		}
+		return nil
+	}
+	var out []openflow.Flow
+	for tier := range n {
+		if f, ok := s.tiered[openflow.Key{Table: k.Table, Priority: k.Priority - uint16(tier), Match: k.Match}]; ok {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// replaceInstalled replaces one tierable key's installed flows before by
+// after (kept in tiered when tiered is true), appending the keys that
+// changed and noting the removed flows.
+func (s *FlowSet) replaceInstalled(changed []openflow.Key, before, after []openflow.Flow, tiered bool) []openflow.Key {
+	next := make(map[openflow.Key]openflow.Flow, len(after))
+	for _, f := range after {
+		next[f.Key()] = f
+	}
+	for _, f := range before {
+		k := f.Key()
+		delete(s.tiered, k)
+		g, kept := next[k]
+		switch {
+		case !kept:
+			s.removed[k] = f
+			changed = append(changed, k)
+		case g != f:
 			changed = append(changed, k)
 		}
 	}
-	clear(s.touched)
-	return changed, nil
+	prev := make(map[openflow.Key]bool, len(before))
+	for _, f := range before {
+		prev[f.Key()] = true
+	}
+	for k, f := range next {
+		if !prev[k] {
+			changed = append(changed, k)
+		}
+		if tiered {
+			s.tiered[k] = f
+		}
+	}
+	return changed
+}
+
+// installedHere reports whether key k's installed flow, if any, is in
+// tiered rather than merged.
+func (s *FlowSet) installedHere(k openflow.Key) bool {
+	return (k.Table == TableEgress || k.Table == TableIngress) && s.tierCount(k.Table) > 1 &&
+		k.Priority <= PrioRuleConj && k.Priority > PrioRuleConj-MaxConjunctionTiers
 }
 
 // fragments calls f with the ID of every fragment that has flows.
@@ -248,8 +423,12 @@ func (s *FlowSet) fragments(f func(id string)) {
 	}
 }
 
-// Flow returns the merged flow of key k.
+// Flow returns the installed flow of key k.
 func (s *FlowSet) Flow(k openflow.Key) (openflow.Flow, bool) {
+	if s.installedHere(k) {
+		f, ok := s.tiered[k]
+		return f, ok
+	}
 	f, ok := s.merged[k]
 	return f, ok
 }
@@ -260,13 +439,25 @@ func (s *FlowSet) Removed(k openflow.Key) (openflow.Flow, bool) {
 	return f, ok
 }
 
-// Len is the number of merged flows.
-func (s *FlowSet) Len() int { return len(s.merged) }
+// Len is the number of installed flows.
+func (s *FlowSet) Len() int {
+	n := len(s.merged) + len(s.tiered)
+	for t := range s.tiers {
+		n -= s.tierableKeys[t]
+	}
+	return n
+}
 
-// Flows returns every merged flow, sorted.
+// Flows returns every installed flow, sorted.
 func (s *FlowSet) Flows() []openflow.Flow {
-	out := make([]openflow.Flow, 0, len(s.merged))
-	for _, f := range s.merged {
+	out := make([]openflow.Flow, 0, s.Len())
+	for k, f := range s.merged {
+		if s.tierCount(k.Table) > 1 && tierable(k) {
+			continue
+		}
+		out = append(out, f)
+	}
+	for _, f := range s.tiered {
 		out = append(out, f)
 	}
 	openflow.Sort(out)

@@ -117,6 +117,7 @@ func (in *Incremental) Config() Config { return in.cfg }
 // everything dirty.
 func (in *Incremental) SetConfig(cfg Config) {
 	in.cfg = cfg.withDefaults()
+	in.set.SetConjunctionLimit(in.cfg.MaxConjunctionsPerFlow)
 	in.markAll()
 }
 

@@ -101,6 +101,10 @@ type Config struct {
 	// connections to itself through a Service, as the pod sees them
 	// (zero: DefaultHairpinIPv4/IPv6).
 	HairpinIPv4, HairpinIPv6 netip.Addr
+	// MaxConjunctionsPerFlow bounds the conjunction actions of one flow
+	// (0: DefaultMaxConjunctionsPerFlow; see tiers.go). Tests lower it to
+	// exercise the tiers.
+	MaxConjunctionsPerFlow int
 }
 
 // Binding is a local pod's attachment to the bridge.
@@ -119,6 +123,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.CTZone == 0 {
 		out.CTZone = DefaultCTZone
+	}
+	if out.MaxConjunctionsPerFlow <= 0 {
+		out.MaxConjunctionsPerFlow = DefaultMaxConjunctionsPerFlow
 	}
 	if !out.HairpinIPv4.IsValid() {
 		out.HairpinIPv4 = DefaultHairpinIPv4

@@ -17,6 +17,7 @@ import (
 	"github.com/ovs-netpol/ovs-netpol/pkg/evaluator"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 	"github.com/ovs-netpol/ovs-netpol/pkg/netpoltest"
+	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
 )
 
 var (
@@ -40,13 +41,26 @@ const propWorkers = 4
 //
 // Replay one scenario: go test ./pkg/compiler -run TestPropertyTracedEqualsEvaluator -property.seed=S -property.n=1 -v
 func TestPropertyTracedEqualsEvaluator(t *testing.T) {
+	propertyTracedEqualsEvaluator(t, *propN, 0)
+}
+
+// TestPropertyTieredConjunctions is the same with at most one conjunction
+// per flow, so that most shared matches are split over conjunction tiers
+// (tiers.go): a packet must find its rule at whichever tier it sits.
+func TestPropertyTieredConjunctions(t *testing.T) {
+	propertyTracedEqualsEvaluator(t, max(*propN/5, 1), 1)
+}
+
+func propertyTracedEqualsEvaluator(t *testing.T, n, conjLimit int) {
 	start := time.Now()
 	worlds := map[worldKey]*netpoltest.World{}
 	st := propStats{modes: map[bool]int{}, kinds: map[string]int{}}
 	failed := 0
-	for i := 0; i < *propN; i++ {
+	tiered := 0
+	for i := 0; i < n; i++ {
 		seed := *propSeed + uint64(i)
 		s, rng := newScenario(seed)
+		s.conjLimit = conjLimit
 		st.scenarios++
 		st.modes[s.f.Cluster.Mode == model.ModeV16]++
 		w := worlds[s.key]
@@ -61,6 +75,12 @@ func TestPropertyTracedEqualsEvaluator(t *testing.T) {
 			t.Fatalf("seed %d: %v\n%s", seed, err, s.describe())
 		}
 		st.installTime += time.Since(t0)
+		for _, nb := range w.Nodes {
+			if hasTiers(nb.Result.Flows) {
+				tiered++
+				break
+			}
+		}
 		var cells []propCell
 		if *propFull > 0 && i%*propFull == 0 {
 			cells = s.fullMatrix()
@@ -97,6 +117,12 @@ func TestPropertyTracedEqualsEvaluator(t *testing.T) {
 	t.Logf("%d scenarios (%d v1, %d v1.6; %d with the full matrix), %d cells compared (%d allowed, %d denied by the evaluator), in %v (%d worlds started in %v, installs %v, traces %v)",
 		st.scenarios, st.modes[false], st.modes[true], st.fullScenarios, st.cells, st.allowed, st.cells-st.allowed, time.Since(start).Round(time.Millisecond),
 		len(worlds), st.worldTime.Round(time.Millisecond), st.installTime.Round(time.Millisecond), st.checkTime.Round(time.Millisecond))
+	if conjLimit > 0 {
+		t.Logf("at most %d conjunctions per flow: %d of %d scenarios had conjunction tiers", conjLimit, tiered, st.scenarios)
+		if tiered == 0 {
+			t.Errorf("no scenario had conjunction tiers: the tiers were not exercised")
+		}
+	}
 	if failed > 0 {
 		t.Errorf("%d of %d scenarios disagree (seeds %v); %d cells: %s", failed, st.scenarios, st.failedSeeds, st.mismatches, st.kindsString())
 	}
@@ -133,11 +159,12 @@ type worldKey struct {
 
 // scenario is one random cluster and policy set.
 type scenario struct {
-	seed     uint64
-	key      worldKey
-	opts     netpoltest.Options
-	f        *netpoltest.Fixture
-	policies []*model.Policy
+	seed      uint64
+	conjLimit int // Config.MaxConjunctionsPerFlow (0: the default)
+	key       worldKey
+	opts      netpoltest.Options
+	f         *netpoltest.Fixture
+	policies  []*model.Policy
 }
 
 func newScenario(seed uint64) (*scenario, *rand.Rand) {
@@ -182,7 +209,9 @@ func (s *scenario) install(w *netpoltest.World) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res, err := compiler.Compile(s.f.Cluster, nb.Config)
+			cfg := nb.Config
+			cfg.MaxConjunctionsPerFlow = s.conjLimit
+			res, err := compiler.Compile(s.f.Cluster, cfg)
 			if err != nil {
 				errs[i] = fmt.Errorf("compile for %s: %w", node, err)
 				return
@@ -412,7 +441,7 @@ func (s *scenario) report(bad []propResult) string {
 // same options gets the cluster's labels, ports, phases and annotations, and
 // the policies are copied down to their rules (selectors are immutable).
 func (s *scenario) clone() *scenario {
-	c := &scenario{seed: s.seed, key: s.key, opts: s.opts, f: netpoltest.NewFixture(s.opts)}
+	c := &scenario{seed: s.seed, conjLimit: s.conjLimit, key: s.key, opts: s.opts, f: netpoltest.NewFixture(s.opts)}
 	for name, ns := range s.f.Cluster.Namespaces {
 		n := c.f.Cluster.Namespaces[name]
 		n.Labels = labels.Merge(nil, ns.Labels)
@@ -713,4 +742,15 @@ func indent(s, prefix string) string {
 		lines[i] = prefix + lines[i]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// hasTiers reports whether flows use a conjunction tier below the first.
+func hasTiers(flows []openflow.Flow) bool {
+	for _, f := range flows {
+		if (f.Table == compiler.TableEgress || f.Table == compiler.TableIngress) &&
+			f.Priority < compiler.PrioRuleConj && f.Priority > compiler.PrioRuleConj-compiler.MaxConjunctionTiers {
+			return true
+		}
+	}
+	return false
 }

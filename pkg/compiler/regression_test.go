@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -269,15 +270,23 @@ func deepRules(rules []model.Rule) []model.Rule {
 // checked to be exact. It found the relabel bug of
 // TestRelabelOutOfSelectorIntoExcept on its own (one seed of 1500).
 func TestRandomEventBatches(t *testing.T) {
-	randomEventBatches(t, model.ModeV1)
-	randomEventBatches(t, model.ModeV16)
+	randomEventBatches(t, model.ModeV1, 100, 0)
+	randomEventBatches(t, model.ModeV16, 100, 0)
 }
 
-func randomEventBatches(t *testing.T, mode model.Mode) {
-	seeds := 100
+// TestRandomEventBatchesTiered is the same with at most two conjunctions
+// per flow: most shared matches are split over conjunction tiers, and the
+// tier counts of the policy tables go up and down as rules come and go.
+func TestRandomEventBatchesTiered(t *testing.T) {
+	randomEventBatches(t, model.ModeV1, 40, 2)
+	randomEventBatches(t, model.ModeV16, 20, 2)
+}
+
+func randomEventBatches(t *testing.T, mode model.Mode, seeds, conjLimit int) {
 	if testing.Short() {
 		seeds = 10
 	}
+	tieredSteps, steps := 0, 0
 	for seed := int64(1); seed <= int64(seeds); seed++ {
 		rng := rand.New(rand.NewPCG(uint64(seed), 99))
 		f := netpoltest.NewFixture(netpoltest.Options{Nodes: 2, DualStack: seed%2 == 0, Mode: mode})
@@ -285,7 +294,7 @@ func randomEventBatches(t *testing.T, mode model.Mode) {
 		for _, p := range netpoltest.RandomPolicies(rng, f, 4) {
 			f.Cluster.AddPolicy(p)
 		}
-		cfg := compiler.Config{Node: "node-1", UplinkPort: 9, NodeIPs: []netip.Addr{netpoltest.NodeIP(1)}}
+		cfg := compiler.Config{Node: "node-1", UplinkPort: 9, NodeIPs: []netip.Addr{netpoltest.NodeIP(1)}, MaxConjunctionsPerFlow: conjLimit}
 		cfg.Bindings = compiler.DefaultBindings(f.Cluster, "node-1", nil, 9)
 		in := compiler.NewIncremental(copyCluster(f.Cluster), cfg)
 		if _, err := in.Flush(); err != nil {
@@ -308,6 +317,18 @@ func randomEventBatches(t *testing.T, mode model.Mode) {
 				t.Fatal(err)
 			}
 			got, want := byKey(in.Flows()), byKey(full.Flows)
+			if len(got) != in.Len() {
+				t.Fatalf("seed %d step %d: Len() %d, Flows() %d", seed, step, in.Len(), len(got))
+			}
+			steps++
+			if conjLimit > 0 {
+				if hasTiers(full.Flows) {
+					tieredSteps++
+				}
+				if err := checkConjunctionLimit(full.Flows, conjLimit); err != nil {
+					t.Fatalf("seed %d step %d: %v", seed, step, err)
+				}
+			}
 			for k, w := range want {
 				if g, ok := got[k]; !ok || g != w {
 					t.Fatalf("seed %d step %d (%s): incremental has %v, full compile %v\nhistory:\n%s", seed, step, history[len(history)-1], g, w, strings.Join(history, "\n"))
@@ -344,6 +365,57 @@ func randomEventBatches(t *testing.T, mode model.Mode) {
 			prev = got
 		}
 	}
+	if conjLimit > 0 {
+		t.Logf("%s, at most %d conjunctions per flow: %d of %d steps had conjunction tiers", mode, conjLimit, tieredSteps, steps)
+		if tieredSteps == 0 {
+			t.Errorf("no step had conjunction tiers: the tiers were not exercised")
+		}
+	}
+}
+
+// checkConjunctionLimit fails if a flow holds more than limit conjunction
+// actions, or if a conjunction's flows sit at different priorities (OVS
+// requires one priority per conjunction).
+func checkConjunctionLimit(flows []openflow.Flow, limit int) error {
+	prio := map[[2]uint32]uint16{}
+	note := func(f openflow.Flow, id uint32) error {
+		k := [2]uint32{uint32(f.Table), id}
+		if p, ok := prio[k]; ok && p != f.Priority {
+			return fmt.Errorf("conjunction %d in table %d at priorities %d and %d", id, f.Table, p, f.Priority)
+		}
+		prio[k] = f.Priority
+		return nil
+	}
+	for _, f := range flows {
+		if id, ok := strings.CutPrefix(f.Match, "conj_id="); ok {
+			n, _ := strconv.ParseUint(id, 10, 32)
+			if err := note(f, uint32(n)); err != nil {
+				return err
+			}
+			continue
+		}
+		if !strings.HasPrefix(f.Actions, "conjunction(") {
+			continue
+		}
+		acts := strings.Split(f.Actions, "),")
+		sameTier := map[uint32]int{} // by ID mod MaxConjunctionTiers
+		crowded := false
+		for _, a := range acts {
+			digits, _, _ := strings.Cut(strings.TrimPrefix(a, "conjunction("), ",")
+			n, _ := strconv.ParseUint(digits, 10, 32)
+			if err := note(f, uint32(n)); err != nil {
+				return err
+			}
+			r := uint32(n) % compiler.MaxConjunctionTiers
+			sameTier[r]++
+			crowded = crowded || sameTier[r] > limit
+		}
+		// Only conjunctions that no tier count can separate may crowd a flow.
+		if len(acts) > limit && !crowded {
+			return fmt.Errorf("flow %s holds %d conjunctions (limit %d)", f, len(acts), limit)
+		}
+	}
+	return nil
 }
 
 // TestFlowSetPatchModel drives a FlowSet with random SetFragment and
