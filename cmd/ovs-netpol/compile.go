@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"sort"
 
 	"github.com/spf13/cobra"
 
@@ -42,8 +45,17 @@ accepts unchanged ("group add ..." lines, then "flow add ..." lines). Each
 group of flows is preceded by a comment naming its origin (pipeline, node,
 pod, policy rule or Service).
 
+Every object is checked as kube-apiserver v1.37 checks it on creation (names,
+labels, ports, protocols, strict IPs and CIDRs, ...): what a cluster would
+refuse is an error naming the file, line, document and field. Namespaces get
+the label kubernetes.io/metadata.name=NAME, as the API server gives them.
+Two live pods with one IP, and a --node that names no Node object and no
+pod's spec.nodeName, are errors.
+
 Pods of NODE are bound to bridge ports by --ports lines "NAMESPACE/NAME OFPORT
-MAC"; a pod without a line gets, in namespace/name order, the lowest free port
+MAC" (each must name a pod of NODE in the input; distinct ports and unicast,
+non-zero, distinct MACs; the gateway and uplink ports are distinct and bind
+no pod); a pod without a line gets, in namespace/name order, the lowest free port
 from 10 up and the MAC 0a:58 followed by its IPv4 address (or a hash of its
 UID without IPv4). Node addresses come from --node-ip and from NODE's Node
 object (InternalIP); traffic from the gateway port with one of them as source
@@ -91,6 +103,12 @@ func runCompile(o compileOptions, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if cfg.UplinkPort != 0 && cfg.UplinkPort == cfg.GatewayPort {
+		return fmt.Errorf("--gateway-port and --uplink-port are both port %s: node traffic and other nodes' traffic need ports of their own", compiler.PortName(cfg.GatewayPort))
+	}
+	if err := checkNode(objs, cluster, o.node); err != nil {
+		return err
+	}
 	for _, n := range objs.Nodes {
 		if n.Name != o.node {
 			continue
@@ -120,14 +138,27 @@ func runCompile(o compileOptions, stdout, stderr io.Writer) error {
 	if cfg.UplinkPort != 0 {
 		reserved = append(reserved, cfg.UplinkPort)
 	}
-	for key, b := range explicit {
+	for _, key := range sortedKeys(explicit) {
+		b := explicit[key]
 		for _, r := range reserved {
 			if b.OFPort == r {
-				return fmt.Errorf("%s: pod %s is bound to port %s, which is the gateway or uplink port", o.ports, key, compiler.PortName(r))
+				return fmt.Errorf("%s: pod %s is bound to port %s, which is the gateway or uplink port", o.ports, manifest.Printable(key), compiler.PortName(r))
 			}
 		}
 	}
+	finished, err := checkBindings(o.ports, cluster, o.node, explicit)
+	if err != nil {
+		return err
+	}
+	for _, key := range finished {
+		// Its port stays reserved: the pod's interface may still be there.
+		fmt.Fprintf(stderr, "warning: %s: pod %s is finished or uses the host network: it gets no flows (its port %d stays reserved)\n", o.ports, key, explicit[key].OFPort)
+		reserved = append(reserved, explicit[key].OFPort)
+	}
 	cfg.Bindings = compiler.DefaultBindings(cluster, o.node, explicit, reserved...)
+	if err := checkMACs(cfg.Bindings); err != nil {
+		return err
+	}
 	local := 0
 	for _, p := range cluster.Pods {
 		if p.Node == o.node {
@@ -143,4 +174,82 @@ func runCompile(o compileOptions, stdout, stderr io.Writer) error {
 	}
 	_, err = io.WriteString(stdout, res.Text(o.comments))
 	return err
+}
+
+// checkNode: --node must name a node the input knows, as a Node object or
+// as the node some pod is scheduled on; a typo would otherwise compile an
+// empty node without complaint.
+func checkNode(objs *manifest.Objects, cluster *model.Cluster, node string) error {
+	for _, n := range objs.Nodes {
+		if n.Name == node {
+			return nil
+		}
+	}
+	for _, p := range cluster.Pods {
+		if p.Node == node {
+			return nil
+		}
+	}
+	return fmt.Errorf("--node %s: no Node object of that name and no pod scheduled on it (spec.nodeName) in the input", manifest.Printable(node))
+}
+
+// checkBindings checks that every --ports line names a pod of node in the
+// input: a line for a pod that is not there would be ignored and its port
+// handed to another pod. It returns the pods of node that are bound but get
+// no flows (finished or host-network), sorted.
+func checkBindings(file string, cluster *model.Cluster, node string, explicit map[string]compiler.Binding) ([]string, error) {
+	byKey := map[string]*model.Pod{}
+	for _, p := range cluster.Pods {
+		byKey[p.Key()] = p
+	}
+	var finished []string
+	for _, key := range sortedKeys(explicit) {
+		b := explicit[key]
+		p := byKey[key]
+		switch {
+		case p == nil:
+			return nil, fmt.Errorf("%s: pod %s (port %d) is not in the input", file, manifest.Printable(key), b.OFPort)
+		case p.Node != node:
+			where := "is not scheduled on any node"
+			if p.Node != "" {
+				where = "runs on node " + p.Node
+			}
+			return nil, fmt.Errorf("%s: pod %s (port %d) %s, not on %s", file, key, b.OFPort, where, node)
+		case !p.Active():
+			finished = append(finished, key)
+		}
+		mac := b.MAC
+		switch {
+		case len(mac) != 6:
+			return nil, fmt.Errorf("%s: pod %s: %s is not an Ethernet MAC address", file, key, mac)
+		case mac[0]&1 != 0:
+			return nil, fmt.Errorf("%s: pod %s: MAC %s is a multicast or broadcast address: a pod's interface needs a unicast MAC", file, key, mac)
+		case bytes.Equal(mac, make(net.HardwareAddr, 6)):
+			return nil, fmt.Errorf("%s: pod %s: MAC %s is the zero address: a pod's interface needs a unicast MAC", file, key, mac)
+		}
+	}
+	return finished, nil
+}
+
+// checkMACs: each pod's port security matches its own MAC, so two pods of
+// one bridge with the same MAC would answer for each other.
+func checkMACs(bindings map[string]compiler.Binding) error {
+	seen := map[string]string{}
+	for _, key := range sortedKeys(bindings) {
+		mac := bindings[key].MAC.String()
+		if other, dup := seen[mac]; dup {
+			return fmt.Errorf("pods %s and %s both have the MAC %s (check --ports)", other, key, mac)
+		}
+		seen[mac] = key
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

@@ -239,8 +239,11 @@ func (c *Controller) watchSwitch(ctx context.Context) {
 		if !c.Ready() {
 			continue
 		}
-		n, err := c.flows.Count(ctx)
+		// Counted under the lock: a bundle committed between the count and
+		// the comparison made them differ under churn (a false "restart"
+		// and a needless full resync, found by the churn soak).
 		c.mu.Lock()
+		n, err := c.flows.Count(ctx)
 		want := c.installed
 		if err != nil || n != want {
 			if err == nil {
