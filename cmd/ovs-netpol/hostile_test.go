@@ -97,7 +97,7 @@ func TestCompileRefusesHostileInput(t *testing.T) {
 			wantErr: `spec.ingress[0].ports[0].port: Invalid value: "abcdefghijklmnop": must be no more than 15 characters`},
 		{name: "pod IP with leading zeros",
 			docs:    []string{podDoc("c", "node-1", "10.244.1.07", "Running")},
-			wantErr: `status.podIPs[0].ip: Invalid value: "10.244.1.07": must not have leading 0s`},
+			wantErr: `status.podIPs[0]: Invalid value: "10.244.1.07": must not have leading 0s`},
 		{name: "duplicate pod IP among running pods",
 			docs:    []string{podDoc("c", "node-2", "10.244.1.5", "Running")},
 			wantErr: `(Pod default/c): pod IP 10.244.1.5 is also the IP of pod default/a`},

@@ -130,7 +130,7 @@ func TestClusterWarningsAndErrors(t *testing.T) {
 			name:    "bad pod IP",
 			mode:    model.ModeV1,
 			docs:    []string{"apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: i}]}\nstatus: {podIP: 10.0.0.256}\n"},
-			wantErr: `f.yaml:1: document 1 (Pod default/p): invalid (the API server refuses it): status.podIP: Invalid value: "10.0.0.256": must be a valid IP address`,
+			wantErr: `f.yaml:1: document 1 (Pod default/p): invalid (the API server refuses it): status.podIPs[0]: Invalid value: "10.0.0.256": must be a valid IP address`,
 		},
 		{
 			name: "same UID twice",

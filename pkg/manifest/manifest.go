@@ -504,6 +504,9 @@ func (l *loader) add(src Source, where string, h head, obj runtime.Object) error
 	if name == "" {
 		return fmt.Errorf("%s: metadata.name is required", where)
 	}
+	for _, w := range applyDefaults(obj) {
+		l.warnf("%s: %s", where, w)
+	}
 	if problems := validateObject(obj); len(problems) > 0 {
 		return invalidError(src, obj, problems)
 	}

@@ -277,18 +277,41 @@ func validatePod(p *corev1.Pod) field.ErrorList {
 	return append(errs, podIPs(&p.Status)...)
 }
 
+// applyDefaults applies to obj, in place, the API server's defaults that
+// change what ovs-netpol reads, and says what they changed that a reader
+// of the file would not expect. (Others are applied where they are read:
+// protocol TCP in package normalize, the kubernetes.io/metadata.name label
+// of Namespaces in Cluster.)
+func applyDefaults(obj runtime.Object) []string {
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return nil
+	}
+	// status.podIP and podIPs are kept in sync, podIP winning a conflict
+	// (k8s.io/kubernetes pkg/apis/core/v1 SetDefaults_PodStatus).
+	st := &p.Status
+	switch {
+	case st.PodIP != "" && len(st.PodIPs) == 0:
+		st.PodIPs = []corev1.PodIP{{IP: st.PodIP}}
+	case st.PodIP == "" && len(st.PodIPs) > 0:
+		st.PodIP = st.PodIPs[0].IP
+	case st.PodIP != "" && st.PodIPs[0].IP != st.PodIP:
+		was := st.PodIPs
+		st.PodIPs = []corev1.PodIP{{IP: st.PodIP}}
+		return []string{fmt.Sprintf("status.podIP %s differs from status.podIPs[0] %s: like the API server, ovs-netpol keeps podIP alone (podIPs %s is dropped)",
+			Printable(shorten(st.PodIP)), Printable(shorten(was[0].IP)), Printable(shorten(fmt.Sprint(was))))}
+	}
+	return nil
+}
+
 // podIPs is the API server's check of status.podIP and status.podIPs
-// (kubelet writes both; podIPs[0] is podIP; one address per family).
+// (defaulted: podIPs[0] is podIP; one address per family).
 func podIPs(st *corev1.PodStatus) field.ErrorList {
 	var errs field.ErrorList
 	path := field.NewPath("status", "podIPs")
-	if st.PodIP != "" && len(st.PodIPs) == 0 {
-		// The API server reads a podIP alone as podIPs: [podIP].
-		return validation.IsValidIPForLegacyField(field.NewPath("status", "podIP"), st.PodIP, true, nil)
-	}
 	var v4, v6 int
 	for i, ip := range st.PodIPs {
-		ipErrs := validation.IsValidIPForLegacyField(path.Index(i).Child("ip"), ip.IP, true, nil)
+		ipErrs := validation.IsValidIPForLegacyField(path.Index(i), ip.IP, true, nil)
 		errs = append(errs, ipErrs...)
 		if len(ipErrs) == 0 {
 			if a, err := netip.ParseAddr(ip.IP); err == nil && a.Is4() {
@@ -300,9 +323,6 @@ func podIPs(st *corev1.PodStatus) field.ErrorList {
 	}
 	if len(st.PodIPs) > 2 || v4 > 1 || v6 > 1 {
 		errs = append(errs, field.Invalid(path, fmt.Sprintf("%d addresses", len(st.PodIPs)), "may specify no more than one IP for each IP family"))
-	}
-	if len(st.PodIPs) > 0 && st.PodIP != st.PodIPs[0].IP {
-		errs = append(errs, field.Invalid(path.Index(0).Child("ip"), st.PodIPs[0].IP, "must be equal to `podIP`"))
 	}
 	return errs
 }
