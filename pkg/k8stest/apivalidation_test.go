@@ -3,11 +3,13 @@ package k8stest_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
@@ -202,8 +204,12 @@ func apiServerVerdict(ctx context.Context, c *k8stest.Cluster, doc string) error
 	if head.Kind != "Pod" {
 		return req.Param("dryRun", "All").Do(ctx).Error()
 	}
-	raw, err := req.Do(ctx).Raw()
-	if err != nil || len(head.Status) == 0 {
+	res := req.Do(ctx)
+	if err := res.Error(); err != nil || len(head.Status) == 0 {
+		return err
+	}
+	raw, err := res.Raw()
+	if err != nil {
 		return err
 	}
 	var pod corev1.Pod
@@ -246,7 +252,7 @@ func TestFileValidationAgreesWithAPIServer(t *testing.T) {
 	})
 
 	corpus := apiCorpus()
-	agree, accepted, refused := 0, 0, 0
+	agree, accepted, refused, sameField := 0, 0, 0, 0
 	for _, item := range corpus {
 		theirs := apiServerVerdict(ctx, c, item.doc)
 		ours := ourVerdict(item.doc)
@@ -265,15 +271,48 @@ func TestFileValidationAgreesWithAPIServer(t *testing.T) {
 			continue
 		}
 		agree++
+		// Refused by both: for the same field, where the API server names
+		// fields (a 5 MB body is refused for its size before validation).
+		if fields := causeFields(theirs); len(fields) > 0 {
+			same := false
+			for _, f := range fields {
+				// clusterIPs[0] is clusterIP defaulted: normalize names the field given.
+				same = same || strings.Contains(ours.Error(), f) || (f == "spec.clusterIPs[0]" && strings.Contains(ours.Error(), "spec.clusterIP:"))
+			}
+			if !same {
+				t.Errorf("%s: both refuse, for different fields: kube-apiserver %q, ovs-netpol: %.300s", item.name, fields, ours)
+			} else {
+				sameField++
+			}
+		}
 		if theirs == nil {
 			accepted++
 		} else {
 			refused++
 		}
-		t.Logf("%-45s both %s", item.name, strings.SplitN(short(ours), ":", 2)[0])
+		if theirs == nil {
+			t.Logf("%-45s both accepted", item.name)
+		} else {
+			t.Logf("%-45s both refused\n    kube-apiserver: %.200s\n    ovs-netpol:     %.200s", item.name, theirs, ours)
+		}
 	}
-	t.Logf("agreement with kube-apiserver v1.37.2: %d of %d objects (%d accepted by both, %d refused by both)", agree, len(corpus), accepted, refused)
+	t.Logf("agreement with kube-apiserver v1.37.2: %d of %d objects (%d accepted by both, %d refused by both, %d of them naming the same field)", agree, len(corpus), accepted, refused, sameField)
 	if accepted == 0 || refused == 0 {
 		t.Errorf("corpus exercises only one side: %d accepted, %d refused", accepted, refused)
 	}
+}
+
+// causeFields returns the fields an API server refusal names.
+func causeFields(err error) []string {
+	var status apierrors.APIStatus
+	if err == nil || !errors.As(err, &status) || status.Status().Details == nil {
+		return nil
+	}
+	var out []string
+	for _, c := range status.Status().Details.Causes {
+		if c.Field != "" {
+			out = append(out, c.Field)
+		}
+	}
+	return out
 }

@@ -251,7 +251,7 @@ func validatePod(p *corev1.Pod) field.ErrorList {
 					}
 					// Host-network pods get hostPort = containerPort by default.
 					if p.Spec.HostNetwork && port.HostPort != port.ContainerPort {
-						errs = append(errs, field.Invalid(pp.Child("containerPort"), port.ContainerPort, "must match `hostPort` when `hostNetwork` is true"))
+						errs = append(errs, field.Invalid(pp.Child("hostPort"), port.HostPort, "must match `containerPort` when `hostNetwork` is true"))
 					}
 				}
 				errs = append(errs, protocol(port.Protocol, pp.Child("protocol"))...)
