@@ -300,6 +300,22 @@ func TestFileValidationAgreesWithAPIServer(t *testing.T) {
 	if accepted == 0 || refused == 0 {
 		t.Errorf("corpus exercises only one side: %d accepted, %d refused", accepted, refused)
 	}
+
+	// What a cluster stores reads back: a `kubectl get -o yaml` dump (the
+	// demo compiles one) of every kind, with the API server's own objects
+	// (the kubernetes Service, kube-system, ...) and the pods created above.
+	dump, err := c.Kubectl("get", "namespaces,pods,networkpolicies,services,endpointslices,nodes", "-A", "-o", "yaml")
+	if err != nil {
+		t.Fatalf("kubectl get: %v\n%s", err, dump)
+	}
+	objs, err := manifest.Parse("dump.yaml", []byte(dump))
+	if err == nil {
+		_, _, err = objs.Cluster(model.ModeV1)
+	}
+	if err != nil {
+		t.Fatalf("a kubectl get -o yaml dump is refused: %v", err)
+	}
+	t.Logf("kubectl get -o yaml dump read back: %d namespaces, %d pods, %d services, %d endpointslices", len(objs.Namespaces), len(objs.Pods), len(objs.Services), len(objs.EndpointSlices))
 }
 
 // causeFields returns the fields an API server refusal names.
