@@ -246,12 +246,9 @@ func (s *FlowSet) Commit() ([]openflow.Key, error) {
 	var changed []openflow.Key
 	clear(s.removed)
 	// The tierable keys whose merged flow changed, with their flow before.
-	var conj map[openflow.Key]priorFlow
+	var conj []priorFlow
 	noteConj := func(k openflow.Key, old openflow.Flow, had bool) {
-		if conj == nil {
-			conj = map[openflow.Key]priorFlow{}
-		}
-		conj[k] = priorFlow{old, had}
+		conj = append(conj, priorFlow{k, old, had})
 	}
 	for k := range s.touched {
 		sh := s.sharers[k]
@@ -318,15 +315,26 @@ func (s *FlowSet) Commit() ([]openflow.Key, error) {
 			continue
 		}
 		// The table's tier count changed: all its tierable flows move.
+		noted := make(map[openflow.Key]bool, len(conj))
+		for _, p := range conj {
+			noted[p.key] = true
+		}
 		for k, f := range s.merged {
-			if k.Table == t && tierable(k) {
-				if _, ok := conj[k]; !ok {
-					noteConj(k, f, true)
-				}
+			if k.Table == t && tierable(k) && !noted[k] {
+				noteConj(k, f, true)
 			}
 		}
 	}
-	for k, p := range conj {
+	for _, p := range conj {
+		k := p.key
+		if max(next[k.Table], 1) == 1 && s.tierCount(k.Table) == 1 {
+			// Untiered before and after: like any other key.
+			if _, ok := s.merged[k]; !ok {
+				s.removed[k] = p.flow
+			}
+			changed = append(changed, k)
+			continue
+		}
 		before := s.installedOf(k, p)
 		var after []openflow.Flow
 		n := max(next[k.Table], 1)
@@ -346,8 +354,9 @@ func (s *FlowSet) Commit() ([]openflow.Key, error) {
 	return changed, nil
 }
 
-// priorFlow is a merged flow as it was before a Commit.
+// priorFlow is a key's merged flow as it was before a Commit.
 type priorFlow struct {
+	key  openflow.Key
 	flow openflow.Flow
 	had  bool
 }
