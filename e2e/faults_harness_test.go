@@ -191,7 +191,7 @@ type keptConn struct {
 	h      *holder
 	echoes int
 	stall  time.Duration // the longest echo
-	broken error // the first failed echo; the connection is not used after it
+	broken error         // the first failed echo; the connection is not used after it
 	at     time.Time
 }
 
