@@ -47,9 +47,35 @@ kube-apiserver:
 kube-proxy: | kube-apiserver
 	bash scripts/build-kube.sh kube-proxy
 
-## test: every test, against real Open vSwitch, etcd and kube-apiserver (needs root).
+## test: every test, against real Open vSwitch, etcd and kube-apiserver (needs root),
+## then a short run of every fuzz target (fuzz-short).
 test: deps fmt vet kube
 	$(GO) test -race -count=1 -timeout 30m ./...
+	$(MAKE) fuzz-short
+
+# Fuzz targets as PACKAGE:TARGET. Their seed corpora (testdata/fuzz/) also
+# run as plain tests in `go test ./...`.
+FUZZ_TARGETS := ./pkg/manifest:FuzzParse ./pkg/compiler:FuzzCompileVsEvaluator \
+	./pkg/compiler:FuzzParseBindings ./pkg/normalize:FuzzNetworkPolicy
+FUZZTIME ?= 25s
+
+## fuzz-short: each fuzz target for FUZZTIME (default 25s); a finding fails
+## the run and is written to the package's testdata/fuzz/TARGET/.
+.PHONY: fuzz-short
+fuzz-short:
+	@out=$$(mktemp); trap 'rm -f $$out' EXIT; for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; name=$${t##*:}; \
+	  echo "fuzz: $$name ($$pkg) for $(FUZZTIME)"; \
+	  if $(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) >$$out 2>&1; then \
+	    grep -E '^fuzz: elapsed' $$out | tail -n 1; tail -n 1 $$out; \
+	  else cat $$out; exit 1; fi; \
+	done
+
+## soak: the churn soak for SOAK_DURATION (default here 20m; `make test` runs 3m).
+SOAK_DURATION ?= 20m
+.PHONY: soak
+soak: deps kube
+	SOAK_DURATION=$(SOAK_DURATION) $(GO) test -count=1 -v -timeout 60m ./e2e -run '^TestChurnSoak$$'
 
 clean:
 	rm -rf $(BIN)
