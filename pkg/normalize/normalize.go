@@ -12,6 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
+	"unicode"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -40,7 +43,7 @@ func Namespace(ns *corev1.Namespace) (n *model.Namespace, warning error) {
 		LegacyIsolation: iso,
 	}
 	if err != nil {
-		return n, fmt.Errorf("namespace %s: metadata.annotations[%s]: %w", ns.Name, model.LegacyAnnotation, err)
+		return n, fmt.Errorf("namespace %s: metadata.annotations[%s]: %w", printable(ns.Name), model.LegacyAnnotation, err)
 	}
 	return n, nil
 }
@@ -168,4 +171,19 @@ func copyLabels(m map[string]string) labels.Set {
 		out[k] = v
 	}
 	return out
+}
+
+// printable returns s, or s quoted with Go escapes when it holds anything
+// but printable characters: names end up in logs and messages, where a line
+// break could forge a line.
+func printable(s string) string {
+	if !utf8.ValidString(s) {
+		return strconv.Quote(s)
+	}
+	for _, c := range s {
+		if !unicode.IsPrint(c) {
+			return strconv.Quote(s)
+		}
+	}
+	return s
 }
