@@ -120,7 +120,7 @@ func runCompile(o compileOptions, stdout, stderr io.Writer) error {
 		cfg.NodeIPs = append(cfg.NodeIPs, ips...)
 	}
 	if len(cfg.NodeIPs) == 0 {
-		fmt.Fprintf(stderr, "warning: no address known for node %s (--node-ip or a Node object): all traffic from the gateway port is treated as node-local\n", o.node)
+		fmt.Fprintf(stderr, "warning: no address known for node %s (--node-ip or a Node object): all traffic from the gateway port is treated as node-local\n", manifest.Printable(o.node))
 	}
 	explicit := map[string]compiler.Binding{}
 	if o.ports != "" {
@@ -214,7 +214,7 @@ func checkBindings(file string, cluster *model.Cluster, node string, explicit ma
 			if p.Node != "" {
 				where = "runs on node " + p.Node
 			}
-			return nil, fmt.Errorf("%s: pod %s (port %d) %s, not on %s", file, key, b.OFPort, where, node)
+			return nil, fmt.Errorf("%s: pod %s (port %d) %s, not on %s", file, key, b.OFPort, where, manifest.Printable(node))
 		case !p.Active():
 			finished = append(finished, key)
 		}
