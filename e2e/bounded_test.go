@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/testproc"
 )
@@ -131,7 +134,7 @@ spec:
 	// A deny-all in another namespace, created now, is enforced.
 	before := newMatrix([]probeT{tcp80}, []string{"many-other/client"}, []string{"many-other/victim"}, true)
 	w.check(t, before)
-	loop := startProbeLoop(t, "client → victim", client, fmt.Sprintf("tcp:%s:80", victim.ip), 50*time.Millisecond)
+	loop := startProbeLoop(t, "client → victim", client, fmt.Sprintf("tcp:%s:80", victim.ip), 50*time.Millisecond, 300*time.Millisecond)
 	time.Sleep(300 * time.Millisecond)
 	denyAt := time.Now()
 	w.kubectlApply(t, np("many-other", "deny-all", "podSelector: {}\npolicyTypes: [Ingress]"))
@@ -171,7 +174,17 @@ spec:
 	addSummary(summary)
 	totals.scenarios.Add(1)
 
-	if err := w.c.Client.NetworkingV1().NetworkPolicies("many").DeleteCollection(w.ctx(), metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+	// One DeleteCollection of thousands of policies outlasts the shared
+	// client's timeout.
+	cfg := rest.CopyConfig(w.c.Config)
+	cfg.Timeout = 10 * time.Minute
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if err := cs.NetworkingV1().NetworkPolicies("many").DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	w.deletePolicies(t, "many-other")
