@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -13,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/ovs-netpol/ovs-netpol/pkg/convert"
 	"github.com/ovs-netpol/ovs-netpol/pkg/k8stest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/manifest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
@@ -316,6 +319,34 @@ func TestFileValidationAgreesWithAPIServer(t *testing.T) {
 		t.Fatalf("a kubectl get -o yaml dump is refused: %v", err)
 	}
 	t.Logf("kubectl get -o yaml dump read back: %d namespaces, %d pods, %d services, %d endpointslices", len(objs.Namespaces), len(objs.Pods), len(objs.Services), len(objs.EndpointSlices))
+
+	// convert writes only what the API server accepts, from Kubernetes 1.6
+	// manifests in the forms their API server took (lower-case protocols,
+	// ports as strings, CIDRs with host bits, non-canonical IPv6).
+	legacy := strings.Join([]string{
+		nsYAML("{name: " + diffNamespace + ", annotations: {net.beta.kubernetes.io/network-policy: '{\"ingress\":{\"isolation\":\"DefaultDeny\"}}'}}"),
+		"apiVersion: extensions/v1beta1\nkind: NetworkPolicy\nmetadata: {name: legacy, namespace: " + diffNamespace + "}\n" +
+			"spec: {podSelector: {}, ingress: [{ports: [{protocol: tcp, port: \"6379\"}, {protocol: udp}], from: [{ipBlock: {cidr: 10.0.0.1/8, except: [10.1.2.3/16]}}, {ipBlock: {cidr: \"FD00:0::1/64\"}}]}]}\n",
+	}, "---\n")
+	in, err := manifest.Parse("legacy.yaml", []byte(legacy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := convert.Convert(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "converted.yaml")
+	if err := os.WriteFile(file, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := c.Kubectl("apply", "--dry-run=server", "-f", file); err != nil {
+		t.Errorf("kube-apiserver refuses the output of convert: %v\n%s\n%s", err, res, out)
+	} else if !strings.Contains(res, "networkpolicy.networking.k8s.io/legacy created") || !strings.Contains(res, "networkpolicy.networking.k8s.io/default-deny-ingress created") {
+		t.Errorf("kubectl apply did not create both policies:\n%s", res)
+	} else {
+		t.Logf("convert output accepted by kube-apiserver (server dry run):\n%s", strings.TrimSpace(res))
+	}
 }
 
 // causeFields returns the fields an API server refusal names.
