@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
 	"github.com/ovs-netpol/ovs-netpol/pkg/controller"
@@ -48,3 +49,27 @@ func (f ofctlFlows) FlushConntrack(ctx context.Context, fl []openflow.ConntrackF
 }
 
 func (f ofctlFlows) Count(ctx context.Context) (int, error) { return f.inst.FlowCount(ctx) }
+
+// ApplyByOrigin applies a refused change origin by origin (only after Apply
+// failed: the common path stays one bundle).
+func (f ofctlFlows) ApplyByOrigin(ctx context.Context, ch controller.Change, cause error) ([]controller.Refusal, error) {
+	mods, groups := flowsync.Mods(ch.AddFlows, ch.DelFlows, ch.SetGroups, ch.DelGroups)
+	refused, err := f.inst.ApplyByOrigin(ctx, mods, groups, cause)
+	return refusals(refused), err
+}
+
+// SyncByOrigin is Sync that installs every origin OVS accepts.
+func (f ofctlFlows) SyncByOrigin(ctx context.Context, flows []openflow.Flow, groups []openflow.Group) (int, int, []controller.Refusal, error) {
+	st, refused, err := f.inst.SyncByOrigin(ctx, flows, groups)
+	return st.Added + st.Replaced + st.Groups, st.Deleted, refusals(refused), err
+}
+
+// refusals keeps OVS's own error text (not the ovs-ofctl command line) for
+// the agent's reports.
+func refusals(rs []flowsync.Refusal) []controller.Refusal {
+	out := make([]controller.Refusal, len(rs))
+	for i, r := range rs {
+		out[i] = controller.Refusal{Cookie: r.Cookie, Err: errors.New(flowsync.OVSMessage(r.Err))}
+	}
+	return out
+}

@@ -74,6 +74,8 @@ func NewCachedPod(p *corev1.Pod) *CachedPod {
 		ObjectMeta: metav1.ObjectMeta{
 			Name: p.Name, Namespace: p.Namespace, UID: p.UID,
 			ResourceVersion: p.ResourceVersion, Labels: p.Labels,
+			// Which of two pods claiming one address keeps it (podips.go).
+			CreationTimestamp: p.CreationTimestamp,
 		},
 		NodeName: p.Spec.NodeName, HostNetwork: p.Spec.HostNetwork,
 		Phase: p.Status.Phase, PodIP: p.Status.PodIP, PodIPs: p.Status.PodIPs,

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -23,7 +24,10 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	netlisters "k8s.io/client-go/listers/networking/v1"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
@@ -79,11 +83,14 @@ type Options struct {
 	MaxBatch int
 	Log      logrus.FieldLogger
 	Metrics  *Metrics
+	// Recorder records Events on the objects whose flows OVS refused; nil:
+	// Run records them through the client (component ovs-netpol-agent).
+	Recorder record.EventRecorder
 }
 
 // item is one unit of queued work.
 type item struct {
-	kind string // "ns", "pod", "policy", "service", "slice", "ports"
+	kind string // "ns", "pod", "policy", "service", "slice", "ports", "retry"
 	key  string
 }
 
@@ -96,6 +103,8 @@ type Controller struct {
 	flows   Flows
 	queue   workqueue.TypedRateLimitingInterface[item]
 	metrics *Metrics
+	// recorder is set before Run starts the worker.
+	recorder record.EventRecorder
 
 	nsLister     corelisters.NamespaceLister
 	pods         podStore
@@ -116,6 +125,13 @@ type Controller struct {
 	// flushes are conntrack flushes computed but not yet handed to the
 	// flusher: they wait for a successful commit (see process).
 	flushes []openflow.ConntrackFlush
+	// refused are the origins whose flows OVS refused: off the bridge
+	// (their adapter removed them), retried (see refused.go); retryTimer
+	// queues the next retry.
+	refused    map[openflow.Cookie]*refusal
+	retryTimer *time.Timer
+	// ips holds which active pods claim which address (see podips.go).
+	ips ipClaims
 
 	// flushMu guards flushQueue, the flushes the flusher goroutine runs
 	// (outside mu: one ovs-ofctl per flush, 30–60 ms each, must not stall
@@ -151,6 +167,9 @@ func New(client kubernetes.Interface, ports Ports, flows Flows, o Options) *Cont
 			workqueue.TypedRateLimitingQueueConfig[item]{Name: "ovs-netpol"}),
 		inc:       compiler.NewIncremental(model.NewCluster(o.Mode), cfg),
 		podUIDs:   map[string]string{},
+		refused:   map[openflow.Cookie]*refusal{},
+		ips:       newIPClaims(),
+		recorder:  o.Recorder,
 		needFull:  true,
 		flushWake: make(chan struct{}, 1),
 	}
@@ -197,6 +216,15 @@ func (c *Controller) Run(ctx context.Context) error {
 		if _, err := reg.inf.AddEventHandler(handler(reg.kind)); err != nil {
 			return err
 		}
+	}
+	if c.recorder == nil && c.client != nil {
+		// client-go's recorder: repeated Events are aggregated and
+		// rate-limited per object (its correlator), and patched, not
+		// created again.
+		b := record.NewBroadcaster(record.WithContext(ctx))
+		b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.client.CoreV1().Events("")})
+		defer b.Shutdown()
+		c.recorder = b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "ovs-netpol-agent", Host: c.opts.Compiler.Node})
 	}
 	factory.Start(ctx.Done())
 	c.log.Info("waiting for informer caches")
@@ -319,21 +347,45 @@ func (c *Controller) process(ctx context.Context, batch []item) error {
 	compute := time.Since(start)
 	c.metrics.ComputeSeconds.Observe(compute.Seconds())
 	c.metrics.Events.Add(float64(len(batch)))
+	now := time.Now()
 	if c.needFull {
-		added, deleted, err := c.flows.Sync(ctx, c.inc.Flows(), c.inc.Groups())
+		var added, deleted int
+		var refused []Refusal
+		if bo, ok := c.flows.(ByOrigin); ok {
+			added, deleted, refused, err = bo.SyncByOrigin(ctx, c.inc.Flows(), c.inc.Groups())
+		} else {
+			added, deleted, err = c.flows.Sync(ctx, c.inc.Flows(), c.inc.Groups())
+		}
+		if len(refused) > 0 || err != nil {
+			c.metrics.BundleFailures.Inc()
+		}
+		c.noteRefused(refused, now)
 		if err != nil {
 			c.metrics.SyncErrors.Inc()
 			return fmt.Errorf("full sync: %w", err)
 		}
-		c.installed = c.inc.Len()
+		// A full sync tried every origin: those refused before and not now
+		// were accepted.
+		still := map[openflow.Cookie]bool{}
+		for _, r := range refused {
+			still[r.Cookie] = true
+		}
+		for ck := range c.refused {
+			if !still[ck] {
+				c.clearRefused(ck, true)
+			}
+		}
+		c.installed = c.inc.Len() - c.refusedFlows()
 		c.needFull = false
 		c.metrics.FlowMods.Add(float64(added + deleted))
-		c.log.WithFields(logrus.Fields{"flows": c.installed, "groups": c.inc.GroupCount(), "added": added, "deleted": deleted, "took": time.Since(start)}).Info("full sync committed")
-	} else if err := c.commit(ctx, changed); err != nil {
+		c.log.WithFields(logrus.Fields{"flows": c.installed, "groups": c.inc.GroupCount(), "added": added, "deleted": deleted,
+			"refused origins": len(c.refused), "took": time.Since(start)}).Info("full sync committed")
+	} else if err := c.commit(ctx, changed, now); err != nil {
 		c.metrics.SyncErrors.Inc()
 		c.needFull = true // the bridge state is unknown now
 		return err
 	}
+	c.scheduleRetry(now)
 	// After the commit, new connections already go to the new backends:
 	// now the old ones' UDP entries can go.
 	if len(c.flushes) > 0 {
@@ -352,7 +404,7 @@ func (c *Controller) process(ctx context.Context, batch []item) error {
 
 // commit sends the keys the last Flush reported (each one's flow changed
 // since the previous Flush, whose flows are installed) as one bundle.
-func (c *Controller) commit(ctx context.Context, changed []openflow.Key) error {
+func (c *Controller) commit(ctx context.Context, changed []openflow.Key, now time.Time) error {
 	var ch Change
 	for _, k := range changed {
 		if f, ok := c.inc.Flow(k); ok {
@@ -368,17 +420,32 @@ func (c *Controller) commit(ctx context.Context, changed []openflow.Key) error {
 			ch.DelGroups = append(ch.DelGroups, id)
 		}
 	}
-	if ch.Len() == 0 {
-		return nil
+	ch, touched := c.withoutRefused(ch)
+	if ch.Len() > 0 {
+		if err := c.flows.Apply(ctx, ch); err != nil {
+			c.metrics.BundleFailures.Inc()
+			err = fmt.Errorf("bundle of %d flow adds, %d flow deletes, %d group adds/changes and %d group deletes: %w",
+				len(ch.AddFlows), len(ch.DelFlows), len(ch.SetGroups), len(ch.DelGroups), err)
+			bo, ok := c.flows.(ByOrigin)
+			if !ok {
+				return err
+			}
+			// Only after a failure: every origin OVS accepts goes in, the
+			// refused ones are reported and retried.
+			refused, err := bo.ApplyByOrigin(ctx, ch, err)
+			c.noteRefused(refused, now)
+			if err != nil {
+				return err
+			}
+		}
+		c.metrics.FlowMods.Add(float64(ch.Len()))
+		c.metrics.Bundles.Inc()
+		c.log.WithFields(logrus.Fields{"add": len(ch.AddFlows), "delete": len(ch.DelFlows), "groups": len(ch.SetGroups) + len(ch.DelGroups)}).Debug("bundle committed")
 	}
-	if err := c.flows.Apply(ctx, ch); err != nil {
-		return fmt.Errorf("bundle of %d flow adds, %d flow deletes, %d group adds/changes and %d group deletes: %w",
-			len(ch.AddFlows), len(ch.DelFlows), len(ch.SetGroups), len(ch.DelGroups), err)
+	if err := c.retryRefused(ctx, touched, now); err != nil {
+		return fmt.Errorf("retrying refused origins: %w", err)
 	}
-	c.installed = c.inc.Len()
-	c.metrics.FlowMods.Add(float64(ch.Len()))
-	c.metrics.Bundles.Inc()
-	c.log.WithFields(logrus.Fields{"add": len(ch.AddFlows), "delete": len(ch.DelFlows), "groups": len(ch.SetGroups) + len(ch.DelGroups)}).Debug("bundle committed")
+	c.installed = c.inc.Len() - c.refusedFlows()
 	return nil
 }
 
@@ -434,6 +501,7 @@ func (c *Controller) flusher(ctx context.Context) {
 // apply brings one object's current state (from the listers) into the model.
 func (c *Controller) apply(it item) {
 	switch it.kind {
+	case "retry": // refused origins are retried after every batch
 	case "ports":
 		c.inc.SetBindings(c.ports.Bindings())
 	case "ns":
@@ -513,32 +581,6 @@ func (c *Controller) applySlice(key string) {
 		return
 	}
 	c.inc.SetEndpointSlice(e)
-}
-
-func (c *Controller) applyPod(key string) {
-	pod, err := c.pods.Get(key)
-	oldUID, had := c.podUIDs[key]
-	if apierrors.IsNotFound(err) {
-		if had {
-			c.inc.DeletePod(oldUID)
-			delete(c.podUIDs, key)
-		}
-		return
-	}
-	if err != nil {
-		c.reject("pod", key, err)
-		return
-	}
-	p, err := normalize.Pod(pod)
-	if err != nil {
-		c.reject("pod", key, err)
-		return
-	}
-	if had && oldUID != p.UID {
-		c.inc.DeletePod(oldUID) // recreated under the same name
-	}
-	c.podUIDs[key] = p.UID
-	c.inc.SetPod(p)
 }
 
 // applyPolicy normalizes a policy. One that cannot be used (e.g. larger
