@@ -6,14 +6,14 @@ import (
 
 // Metrics are the agent's Prometheus metrics.
 type Metrics struct {
-	Events         prometheus.Counter
-	Bundles        prometheus.Counter
-	FlowMods       prometheus.Counter
-	Flows          prometheus.Gauge
-	Groups         prometheus.Gauge
-	CTFlushes      prometheus.Counter
-	SyncErrors     prometheus.Counter
-	Rejected       *prometheus.CounterVec
+	Events     prometheus.Counter
+	Bundles    prometheus.Counter
+	FlowMods   prometheus.Counter
+	Flows      prometheus.Gauge
+	Groups     prometheus.Gauge
+	CTFlushes  prometheus.Counter
+	SyncErrors prometheus.Counter
+	Rejected   *prometheus.CounterVec
 	// RefusedOrigins, BundleFailures, RefusedRetries: origins whose flows
 	// OVS refused (see refused.go).
 	RefusedOrigins prometheus.Gauge
@@ -21,8 +21,8 @@ type Metrics struct {
 	RefusedRetries prometheus.Counter
 	// DuplicatePodIPs counts addresses claimed by more than one active pod.
 	DuplicatePodIPs prometheus.Gauge
-	ComputeSeconds prometheus.Histogram
-	SyncSeconds    prometheus.Histogram
+	ComputeSeconds  prometheus.Histogram
+	SyncSeconds     prometheus.Histogram
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not

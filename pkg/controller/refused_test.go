@@ -310,7 +310,9 @@ func TestRefusedOriginAtStartup(t *testing.T) {
 		t.Fatal("x/a's flows missing")
 	}
 	flows.setRefused()
-	eventually(t, "x/bad accepted on retry", func() bool { return len(c.RefusedOrigins()) == 0 && flows.has("ip,nw_src=10.1.1.2 actions=conjunction(") })
+	eventually(t, "x/bad accepted on retry", func() bool {
+		return len(c.RefusedOrigins()) == 0 && flows.has("ip,nw_src=10.1.1.2 actions=conjunction(")
+	})
 	cancel()
 	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatal(err)

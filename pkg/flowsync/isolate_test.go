@@ -106,7 +106,7 @@ func TestApplyByOriginOnOVS(t *testing.T) {
 			before: append(ruleFlows(2, "goto_table:50"),
 				// A key the refused version would take over from a pod.
 				flow(40, 30000, podBCookie, "ip,nw_src=10.9.9.9", "conjunction(77,1/2)")),
-			rule: append(ruleFlows(2, hugeActions()), flow(40, 30000, ruleCookie, "ip,nw_src=10.9.9.9", "conjunction(77,1/2)")),
+			rule:      append(ruleFlows(2, hugeActions()), flow(40, 30000, ruleCookie, "ip,nw_src=10.9.9.9", "conjunction(77,1/2)")),
 			wantInErr: "input too big"},
 		{name: "refused-skeleton-applies-nothing", rule: ruleFlows(2, "goto_table:50"), skeleton: true, wantInErr: "OFPBIC_BAD_TABLE_ID"},
 	}
