@@ -21,7 +21,9 @@ import (
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 )
 
-// diffNamespace holds the corpus' namespaced objects.
+// diffNamespace holds the corpus' namespaced objects; the pods it creates
+// for real are on a node no other test uses (tests in this binary share the
+// cluster and list pods by node).
 const diffNamespace = "apidiff"
 
 func nsYAML(meta string) string { return "apiVersion: v1\nkind: Namespace\nmetadata: " + meta + "\n" }
@@ -83,10 +85,10 @@ func apiCorpus() []struct{ name, doc string } {
 		{"namespace finalizer not qualified", nsYAML("{name: diff-fin2}\nspec: {finalizers: [custom]}")},
 
 		// Pods (status checked through the status subresource)
-		{"pod", podYAML("p-ok", "{nodeName: node-1, containers: [{name: c, image: busybox, ports: [{name: http, containerPort: 80}]}]}", "")},
+		{"pod", podYAML("p-ok", "{nodeName: apidiff-node, containers: [{name: c, image: busybox, ports: [{name: http, containerPort: 80}]}]}", "")},
 		{"pod name upper case", podYAML("P-bad", okContainers, "")},
 		{"pod name with a line break", podYAML(`"p\nflow add table=0,actions=NORMAL"`, okContainers, "")},
-		{"pod without containers", podYAML("p-noc", "{nodeName: node-1}", "")},
+		{"pod without containers", podYAML("p-noc", "{nodeName: apidiff-node}", "")},
 		{"pod container without image", podYAML("p-noimg", "{containers: [{name: c}]}", "")},
 		{"pod container name upper case", podYAML("p-cname", "{containers: [{name: C, image: busybox}]}", "")},
 		{"pod named port 15 chars", portsPod("p-np15", "[{name: "+long(15)+", containerPort: 80}]")},
@@ -157,7 +159,7 @@ func apiCorpus() []struct{ name, doc string } {
 		{"service nodePort on ClusterIP", svcYAML("web-np", "{ports: [{port: 80, nodePort: 30080}]}")},
 
 		// EndpointSlices
-		{"endpointslice", sliceYAML("web-1", "addressType: IPv4\nports: [{name: http, port: 8080, protocol: TCP}]\nendpoints: [{addresses: [10.244.1.5], nodeName: node-1, hostname: web-0}]")},
+		{"endpointslice", sliceYAML("web-1", "addressType: IPv4\nports: [{name: http, port: 8080, protocol: TCP}]\nendpoints: [{addresses: [10.244.1.5], nodeName: apidiff-node, hostname: web-0}]")},
 		{"endpointslice IPv6 address in IPv4 slice", sliceYAML("web-2", `addressType: IPv4`+"\n"+`endpoints: [{addresses: ["fd00::5"]}]`)},
 		{"endpointslice without addressType", sliceYAML("web-3", "endpoints: [{addresses: [10.244.1.5]}]")},
 		{"endpointslice loopback address", sliceYAML("web-4", "addressType: IPv4\nendpoints: [{addresses: [127.0.0.1]}]")},
