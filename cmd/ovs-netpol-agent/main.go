@@ -157,6 +157,7 @@ func run(ctx context.Context, o options) error {
 		}
 	}()
 	log.WithFields(logrus.Fields{"node": o.nodeName, "bridge": o.bridge, "isolation": mode, "metrics": ln.Addr().String(), "node_ips": cfg.NodeIPs}).Info("ovs-netpol-agent starting")
+	go watchVswitchd(ctx, filepath.Join(o.ovsRunDir, o.bridge+".mgmt"), ctrl.SwitchRestarted, log.WithField("component", "vswitchd"))
 	err = ctrl.Run(ctx)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
