@@ -160,8 +160,16 @@ func kubeFinalizerName(name string, path *field.Path) field.ErrorList {
 	return errs
 }
 
+// clusterScoped returns m without a namespace: the API server clears it on
+// cluster-scoped objects before validating them.
+func clusterScoped(m *metav1.ObjectMeta) *metav1.ObjectMeta {
+	out := *m
+	out.Namespace = ""
+	return &out
+}
+
 func validateNamespace(ns *corev1.Namespace) field.ErrorList {
-	errs := objectMeta(&ns.ObjectMeta, false, apivalidation.NameIsDNSLabel)
+	errs := objectMeta(clusterScoped(&ns.ObjectMeta), false, apivalidation.NameIsDNSLabel)
 	for i, f := range ns.Spec.Finalizers {
 		errs = append(errs, kubeFinalizerName(string(f), field.NewPath("spec", "finalizers").Index(i))...)
 	}
@@ -169,7 +177,7 @@ func validateNamespace(ns *corev1.Namespace) field.ErrorList {
 }
 
 func validateNode(n *corev1.Node) field.ErrorList {
-	errs := objectMeta(&n.ObjectMeta, false, apivalidation.NameIsDNSSubdomain)
+	errs := objectMeta(clusterScoped(&n.ObjectMeta), false, apivalidation.NameIsDNSSubdomain)
 	for i, a := range n.Status.Addresses {
 		if a.Type == corev1.NodeInternalIP || a.Type == corev1.NodeExternalIP {
 			errs = append(errs, validation.IsValidIPForLegacyField(field.NewPath("status", "addresses").Index(i).Child("address"), a.Address, true, nil)...)
