@@ -68,7 +68,7 @@ func (cl *ipClaims) set(c ipClaim, ips []netip.Addr) []netip.Addr {
 			m = map[string]ipClaim{}
 			cl.byIP[ip] = m
 		}
-		if old, ok := m[c.key]; ok && old == c {
+		if old, ok := m[c.key]; ok && old.uid == c.uid && old.created.Equal(c.created) {
 			continue
 		}
 		if len(m) == 1 {

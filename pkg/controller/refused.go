@@ -57,7 +57,10 @@ type refusal struct {
 // ovsMessage is the error text of a refusal on one line, trimmed for logs
 // and Events (a flow's text can be long). The adapter gives OVS's own text.
 func ovsMessage(err error) string {
-	msg := strings.Join(strings.Fields(err.Error()), " ")
+	// The first line is the error (OVS adds the failed bundle's commit and
+	// ovs-ofctl's exit on the next lines).
+	msg, _, _ := strings.Cut(strings.TrimSpace(err.Error()), "\n")
+	msg = strings.Join(strings.Fields(msg), " ")
 	if len(msg) > 300 {
 		msg = msg[:300] + "..."
 	}
@@ -130,7 +133,7 @@ func (c *Controller) refusedFlows() int {
 }
 
 // noteRefused records origins OVS refused: reported (log, metric, Event)
-// when they become refused or OVS's error changes, scheduled for a retry.
+// when they become refused, scheduled for a retry.
 func (c *Controller) noteRefused(rs []Refusal, now time.Time) {
 	if len(rs) == 0 {
 		return
@@ -149,7 +152,10 @@ func (c *Controller) noteRefused(rs []Refusal, now time.Time) {
 		backoff := refusedRetryBase << min(st.retries, 10)
 		st.next = now.Add(min(backoff, refusedRetryMax))
 		c.refused[r.Cookie] = st
-		if had && old.msg == msg {
+		if had {
+			// Reported when it became refused; a retry refused again (OVS
+			// names whichever flow it stopped at) is only counted.
+			c.log.WithFields(logrus.Fields{"origin": st.desc, "retries": st.retries, "ovs error": msg}).Debug("refused origin refused again")
 			continue
 		}
 		c.log.WithFields(logrus.Fields{"origin": st.desc, "cookie": r.Cookie.String(), "ovs error": msg}).
@@ -303,7 +309,7 @@ func (c *Controller) involved(cookie openflow.Cookie) runtime.Object {
 
 // event records a Kubernetes Event on an origin's object, if it has one.
 // client-go's recorder aggregates and rate-limits repeats; the controller
-// records only changes (a new refusal, another error, an acceptance).
+// records only changes (a new refusal, an acceptance).
 func (c *Controller) event(cookie openflow.Cookie, typ, reason, format string, args ...any) {
 	if c.recorder == nil {
 		return
