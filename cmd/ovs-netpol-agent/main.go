@@ -115,6 +115,9 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	restCfg.UserAgent = "ovs-netpol-agent/" + o.nodeName
+	restCfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return waitForAPIServer{next: rt, interval: 500 * time.Millisecond}
+	})
 	client, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
 		return err
