@@ -503,7 +503,7 @@ func (c *Controller) apply(it item) {
 	switch it.kind {
 	case "retry": // refused origins are retried after every batch
 	case "ports":
-		c.inc.SetBindings(c.ports.Bindings())
+		c.setBindings(c.ports.Bindings())
 	case "ns":
 		ns, err := c.nsLister.Get(it.key)
 		if apierrors.IsNotFound(err) {

@@ -9,6 +9,7 @@ import (
 	"github.com/sirupsen/logrus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
+	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 	"github.com/ovs-netpol/ovs-netpol/pkg/normalize"
 )
@@ -16,8 +17,12 @@ import (
 // Two live pods can claim one address (a stale status, a bug elsewhere):
 // flows keyed by the address (delivery, peer identity) can serve one pod
 // only. The controller decides which, the same way whatever order the
-// events came in: the pod created first (metadata.creationTimestamp) keeps
-// the address, on a tie the lower UID. The other pod enters the model
+// events came in: a pod of this node with a port on the bridge (the CNI
+// plugin attached it here: proof it holds the address) comes first; then
+// the pod created first (metadata.creationTimestamp) keeps the address, on
+// a tie the lower UID. A stale status (a pod of another node, or one never
+// attached here) therefore never takes the address from a pod attached on
+// this node. The other pod enters the model
 // without that address (it can neither send from it nor be reached at it:
 // fail closed) until the winner releases it. Pods that are not active
 // (hostNetwork, phase Succeeded or Failed) claim nothing. Each duplicate is
@@ -28,11 +33,14 @@ type ipClaim struct {
 	key     string // namespace/name
 	uid     string
 	created time.Time
+	bound   bool // a pod of this node with a port binding
 }
 
 // before orders claims: the winner first.
 func (a ipClaim) before(b ipClaim) bool {
 	switch {
+	case a.bound != b.bound:
+		return a.bound
 	case !a.created.Equal(b.created):
 		return a.created.Before(b.created)
 	case a.uid != b.uid:
@@ -68,7 +76,7 @@ func (cl *ipClaims) set(c ipClaim, ips []netip.Addr) []netip.Addr {
 			m = map[string]ipClaim{}
 			cl.byIP[ip] = m
 		}
-		if old, ok := m[c.key]; ok && old.uid == c.uid && old.created.Equal(c.created) {
+		if old, ok := m[c.key]; ok && old.uid == c.uid && old.bound == c.bound && old.created.Equal(c.created) {
 			continue
 		}
 		if len(m) == 1 {
@@ -147,7 +155,9 @@ func (c *Controller) applyPod(key string) {
 	if p.Active() {
 		claim = p.IPs
 	}
-	c.claimIPs(ipClaim{key: key, uid: p.UID, created: pod.CreationTimestamp.Time}, claim)
+	_, bound := c.inc.Config().Bindings[key]
+	bound = bound && p.Node == c.opts.Compiler.Node
+	c.claimIPs(ipClaim{key: key, uid: p.UID, created: pod.CreationTimestamp.Time, bound: bound}, claim)
 	c.setModelPod(key, p)
 }
 
@@ -185,6 +195,24 @@ func (c *Controller) claimIPs(claim ipClaim, ips []netip.Addr) {
 		if p, err := normalize.Pod(pod); err == nil {
 			c.setModelPod(k, p)
 		}
+	}
+}
+
+// setBindings takes new port bindings; a pod that gained or lost its
+// binding ranks differently among the claimants of its addresses.
+func (c *Controller) setBindings(b map[string]compiler.Binding) {
+	old := c.inc.Config().Bindings
+	c.inc.SetBindings(b)
+	var changed []string
+	for key := range c.ips.byPod {
+		_, had := old[key]
+		_, has := b[key]
+		if had != has {
+			changed = append(changed, key)
+		}
+	}
+	for _, key := range changed {
+		c.applyPod(key)
 	}
 }
 
