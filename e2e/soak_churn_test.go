@@ -444,34 +444,39 @@ func (s *soakState) restore() error {
 	return nil
 }
 
-// currentCluster reads every object from the apiserver and normalizes it
-// the way `ovs-netpol compile` normalizes manifests: the state the
-// evaluator judges.
-func currentCluster(w *world) (*model.Cluster, error) {
+// currentCluster reads the soak namespaces and their pods and policies from
+// the apiserver and normalizes them the way `ovs-netpol compile` normalizes
+// manifests: the state the evaluator judges. Other namespaces are left out:
+// earlier tests' Pod objects stay in the shared cluster (no kubelet), some
+// with addresses reused since (two live pods with one IP are an error), and
+// nothing outside the soak namespaces changes a verdict between soak pods
+// (policies apply to pods of their own namespace; a peer selector matches
+// the connection's own pod).
+func currentCluster(w *world, namespaces []string) (*model.Cluster, error) {
 	ctx, cancel := soakCtx()
 	defer cancel()
 	cs := w.c.Client
 	objs := &manifest.Objects{}
-	nss, err := cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, err
-	}
-	for i := range nss.Items {
-		objs.Namespaces = append(objs.Namespaces, &nss.Items[i])
-	}
-	pods, err := cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, err
-	}
-	for i := range pods.Items {
-		objs.Pods = append(objs.Pods, &pods.Items[i])
-	}
-	pols, err := cs.NetworkingV1().NetworkPolicies("").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, err
-	}
-	for i := range pols.Items {
-		objs.PoliciesV1 = append(objs.PoliciesV1, &pols.Items[i])
+	for _, name := range namespaces {
+		ns, err := cs.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return nil, err
+		}
+		objs.Namespaces = append(objs.Namespaces, ns)
+		pods, err := cs.CoreV1().Pods(name).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, err
+		}
+		for i := range pods.Items {
+			objs.Pods = append(objs.Pods, &pods.Items[i])
+		}
+		pols, err := cs.NetworkingV1().NetworkPolicies(name).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, err
+		}
+		for i := range pols.Items {
+			objs.PoliciesV1 = append(objs.PoliciesV1, &pols.Items[i])
+		}
 	}
 	c, _, err := objs.Cluster(model.ModeV1)
 	return c, err

@@ -337,7 +337,7 @@ func (s *soakState) quiesce(t *testing.T, a *agent) {
 // of cells probed.
 func (s *soakState) probe(t *testing.T, keys []string) int {
 	t.Helper()
-	c, err := currentCluster(s.w)
+	c, err := currentCluster(s.w, s.namespaces)
 	if err != nil {
 		t.Fatalf("reading the cluster for the evaluator: %v", err)
 	}
