@@ -88,7 +88,10 @@ func TestChurnSoak(t *testing.T) {
 	t.Logf("churn soak: seed %d, %v at %.1f events/s, probes every %v (replay: SOAK_SEED=%d SOAK_DURATION=%v go test ./e2e -run TestChurnSoak -v)",
 		cfg.seed, cfg.duration, cfg.rate, cfg.probeEvery, cfg.seed, cfg.duration)
 
-	w := newWorld(t, "soak", "10.70")
+	// A cluster of its own: the shared one keeps earlier tests' Pod objects
+	// (no kubelet), some with addresses reused since, which the agent warns
+	// about; and the churn's thousands of writes stay out of other tests.
+	w := newPrivateWorld(t, "soak", "10.70")
 	n := w.addNode(t)
 	a := n.startAgent(t, "v1")
 	s := &soakState{
