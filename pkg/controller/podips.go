@@ -183,7 +183,7 @@ func (c *Controller) claimIPs(claim ipClaim, ips []netip.Addr) {
 				losers = append(losers, o.key)
 			}
 			c.log.WithFields(logrus.Fields{"ip": ip.String(), "kept by": cs[0].key, "withheld from": strings.Join(losers, ",")}).
-				Warn("duplicate pod IP: more than one active pod claims the address; the pod created first keeps it (then the lower UID), the others' flows leave it out")
+				Warn("duplicate pod IP: more than one active pod claims the address; it is kept by a pod attached on this node, else the pod created first (then the lower UID); the others' flows leave it out")
 		}
 	}
 	c.metrics.DuplicatePodIPs.Set(float64(c.ips.dups))
