@@ -128,7 +128,7 @@ func reportFault(t *testing.T, line string) {
 // TestFaultAgentRestart: the agent restarted under traffic changes nothing
 // on the bridge, and objects deleted while it was down lose their flows.
 func TestFaultAgentRestart(t *testing.T) {
-	w := newWorld(t, "frst", "10.65")
+	w := newWorld(t, "frst", "10.81")
 	f := newFaultFixture(t, w, "fault-restart")
 	// A second isolated server, for held connections through another rule.
 	srv2 := f.n.addPod(t, podSpec{ns: f.ns, name: "srv2", labels: map[string]string{"pod": "srv2"}})
@@ -205,7 +205,7 @@ func TestFaultAgentRestart(t *testing.T) {
 // restores its flows, denied pairs never open), the bridge with an empty
 // table (agent stopped), and ovsdb-server killed and started again.
 func TestFaultVswitchdKill(t *testing.T) {
-	w := newWorld(t, "fvsd", "10.66")
+	w := newWorld(t, "fvsd", "10.82")
 	f := newFaultFixture(t, w, "fault-vswitchd")
 	sw := f.n.sw
 	if fm := strings.TrimSpace(must(t, "ovs-vsctl", "--db="+sw.DBSock(), "get", "Bridge", bridge, "fail_mode")); fm != "secure" {
@@ -328,7 +328,7 @@ func TestFaultVswitchdKill(t *testing.T) {
 // flows stay as they were; a policy written as soon as it is back is
 // enforced.
 func TestFaultAPIServerDown(t *testing.T) {
-	w := newPrivateWorld(t, "fapi", "10.67")
+	w := newPrivateWorld(t, "fapi", "10.83")
 	f := newFaultFixture(t, w, "fault-apiserver")
 	other := f.n.addPod(t, podSpec{ns: f.ns, name: "other", labels: map[string]string{"pod": "other"}})
 	w.waitPodsRealized(t)
@@ -419,7 +419,7 @@ func TestFaultAPIServerDown(t *testing.T) {
 // TestFaultNewPodWindow: a new pod that an isolating policy already selects
 // admits nothing that policy denies, from the moment its port exists.
 func TestFaultNewPodWindow(t *testing.T) {
-	w := newWorld(t, "fnew", "10.68")
+	w := newWorld(t, "fnew", "10.84")
 	f := newFaultFixture(t, w, "fault-newpod")
 	// Selects no pod yet: no flows to wait for.
 	f.createPolicy(t, ingressPolicy(f.ns, "isolate-newbie", "newbie", "client"))
