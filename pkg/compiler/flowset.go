@@ -278,9 +278,13 @@ func (s *FlowSet) Commit() ([]openflow.Key, error) {
 		if err != nil {
 			return nil, err
 		}
-		if had && f == old {
+		if had && f == old && !(tierKey && s.tierCount(k.Table) > 1) {
 			continue
 		}
+		// In a tiered table a tier flow's cookie is that of the tier's
+		// lowest conjunction, whichever fragment holds it: a change that
+		// leaves the merged flow alone can still change a tier flow
+		// (replaceInstalled reports only those that did).
 		s.merged[k] = f
 		if !tierKey {
 			changed = append(changed, k)
