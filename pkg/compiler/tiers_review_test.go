@@ -12,6 +12,7 @@ import (
 	manifests "github.com/ovs-netpol/ovs-netpol/pkg/manifest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
+	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
 )
 
 // flowSetModel is what a FlowSet was given: each fragment's flows by key.
@@ -466,4 +467,97 @@ func TestFlowSetTierOwnerChangeUnderSameMergedFlow(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMaxConjunctionTiersOnOVS checks the soundness argument of the tiers
+// at their extreme on a real ovs-vswitchd: with a limit of one conjunction
+// per flow, 1,024 rules sharing one source match (conjunction IDs 1..1024,
+// one per tier) spread over MaxConjunctionTiers priorities, so a packet of
+// the rule at the lowest tier matches the shared dimension at 1,023 higher
+// priorities without completing a conjunction there. OVS must go on to
+// that lowest tier (output); a port of no rule and another source must
+// reach the drop below every tier.
+func TestMaxConjunctionTiersOnOVS(t *testing.T) {
+	const rules = compiler.MaxConjunctionTiers
+	s := compiler.NewFlowSet()
+	s.SetConjunctionLimit(1)
+	tbl := compiler.TableIngress
+	for id := 1; id <= rules; id++ {
+		flows := []openflow.Flow{
+			{Table: tbl, Priority: compiler.PrioRuleConj, Cookie: openflow.Cookie(id), Match: "ip,nw_src=10.0.0.1", Actions: fmt.Sprintf("conjunction(%d,1/2)", id)},
+			{Table: tbl, Priority: compiler.PrioRuleConj, Cookie: openflow.Cookie(id), Match: fmt.Sprintf("tcp,tp_dst=%d", 1000+id), Actions: fmt.Sprintf("conjunction(%d,2/2)", id)},
+			{Table: tbl, Priority: compiler.PrioRuleConj, Cookie: openflow.Cookie(id), Match: fmt.Sprintf("conj_id=%d", id), Actions: "output:2"},
+		}
+		if err := s.SetFragment(fmt.Sprint("rule", id), flows); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.SetFragment("isolation", []openflow.Flow{{Table: tbl, Priority: compiler.PrioIsolation, Cookie: 1, Match: "ip", Actions: "drop"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	flows := s.Flows()
+	if err := checkConjunctionLimit(flows, 1); err != nil {
+		t.Fatal(err)
+	}
+	prioOf := map[int]uint16{} // rule ID -> priority of its conj_id flow
+	var b strings.Builder
+	b.WriteString("table=0,priority=0 actions=goto_table:40\n")
+	for _, f := range flows {
+		var id int
+		if _, err := fmt.Sscanf(f.Match, "conj_id=%d", &id); err == nil {
+			prioOf[id] = f.Priority
+		}
+		fmt.Fprintf(&b, "%v\n", f)
+	}
+	if got := len(tierCounts(flows)); got != 1 || tierCounts(flows)[tbl] != compiler.MaxConjunctionTiers {
+		t.Fatalf("want %d conjunction priorities in table %d, got %v", compiler.MaxConjunctionTiers, tbl, tierCounts(flows))
+	}
+	lowest := 0
+	for id, p := range prioOf {
+		if lowest == 0 || p < prioOf[lowest] {
+			lowest = id
+		}
+	}
+
+	sw := ovstest.Start(t)
+	if err := sw.AddBridge("br-int"); err != nil {
+		t.Fatal(err)
+	}
+	for port := 1; port <= 2; port++ {
+		if err := sw.AddInternalPort("br-int", fmt.Sprint("p", port), port); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sw.InstallFlows("br-int", b.String()); err != nil {
+		t.Fatalf("OVS refused %d flows over %d tiers: %v", len(flows), compiler.MaxConjunctionTiers, err)
+	}
+	for _, tc := range []struct {
+		name   string
+		packet string
+		want   int // output port, -1: dropped
+	}{
+		{fmt.Sprintf("rule %d at the lowest tier (priority %d)", lowest, prioOf[lowest]), fmt.Sprintf("tcp,nw_src=10.0.0.1,nw_dst=10.0.0.9,tcp_dst=%d", 1000+lowest), 2},
+		{"rule 1", "tcp,nw_src=10.0.0.1,nw_dst=10.0.0.9,tcp_dst=1001", 2},
+		{fmt.Sprintf("rule %d", rules), fmt.Sprintf("tcp,nw_src=10.0.0.1,nw_dst=10.0.0.9,tcp_dst=%d", 1000+rules), 2},
+		{"a port of no rule", "tcp,nw_src=10.0.0.1,nw_dst=10.0.0.9,tcp_dst=999", -1},
+		{"another source", fmt.Sprintf("tcp,nw_src=10.0.0.2,nw_dst=10.0.0.9,tcp_dst=%d", 1000+lowest), -1},
+		{"udp on a rule's port", fmt.Sprintf("udp,nw_src=10.0.0.1,nw_dst=10.0.0.9,udp_dst=%d", 1000+lowest), -1},
+	} {
+		r, err := sw.Trace("br-int", "in_port=1,"+tc.packet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := -1
+		if len(r.OutputPorts) == 1 {
+			got = r.OutputPorts[0]
+		}
+		if got != tc.want {
+			t.Errorf("%s: output %v, want %d (-1: dropped)\n%s", tc.name, r.OutputPorts, tc.want, strings.Join(r.Passes, " | "))
+		}
+	}
+	t.Logf("%d flows over %d conjunction priorities (%d..%d) installed; rule %d completes only at priority %d",
+		len(flows), compiler.MaxConjunctionTiers, compiler.PrioRuleConj-compiler.MaxConjunctionTiers+1, compiler.PrioRuleConj, lowest, prioOf[lowest])
 }
