@@ -383,9 +383,9 @@ func TestIncrementalConjunctionLimitChanges(t *testing.T) {
 		}
 		prev = got
 	}
-	t.Logf("tier counts seen: %v", tierSizes)
+	t.Logf("conjunction priorities per policy table seen: %v", tierSizes)
 	if len(tierSizes) < 3 {
-		t.Errorf("only tier counts %v were seen: the limit changes did not move the tiers", tierSizes)
+		t.Errorf("only %v conjunction priorities per table were seen: the limit changes did not move the tiers", tierSizes)
 	}
 }
 
