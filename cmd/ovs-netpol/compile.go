@@ -14,6 +14,8 @@ import (
 	"github.com/ovs-netpol/ovs-netpol/pkg/manifest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 	"github.com/ovs-netpol/ovs-netpol/pkg/normalize"
+
+	"github.com/ovs-netpol/ovs-netpol/internal/printable"
 )
 
 type compileOptions struct {
@@ -120,7 +122,7 @@ func runCompile(o compileOptions, stdout, stderr io.Writer) error {
 		cfg.NodeIPs = append(cfg.NodeIPs, ips...)
 	}
 	if len(cfg.NodeIPs) == 0 {
-		fmt.Fprintf(stderr, "warning: no address known for node %s (--node-ip or a Node object): all traffic from the gateway port is treated as node-local\n", manifest.Printable(o.node))
+		fmt.Fprintf(stderr, "warning: no address known for node %s (--node-ip or a Node object): all traffic from the gateway port is treated as node-local\n", printable.String(o.node))
 	}
 	explicit := map[string]compiler.Binding{}
 	if o.ports != "" {
@@ -142,7 +144,7 @@ func runCompile(o compileOptions, stdout, stderr io.Writer) error {
 		b := explicit[key]
 		for _, r := range reserved {
 			if b.OFPort == r {
-				return fmt.Errorf("%s: pod %s is bound to port %s, which is the gateway or uplink port", o.ports, manifest.Printable(key), compiler.PortName(r))
+				return fmt.Errorf("%s: pod %s is bound to port %s, which is the gateway or uplink port", o.ports, printable.String(key), compiler.PortName(r))
 			}
 		}
 	}
@@ -190,7 +192,7 @@ func checkNode(objs *manifest.Objects, cluster *model.Cluster, node string) erro
 			return nil
 		}
 	}
-	return fmt.Errorf("--node %s: no Node object of that name and no pod scheduled on it (spec.nodeName) in the input", manifest.Printable(node))
+	return fmt.Errorf("--node %s: no Node object of that name and no pod scheduled on it (spec.nodeName) in the input", printable.String(node))
 }
 
 // checkBindings checks that every --ports line names a pod of node in the
@@ -208,13 +210,13 @@ func checkBindings(file string, cluster *model.Cluster, node string, explicit ma
 		p := byKey[key]
 		switch {
 		case p == nil:
-			return nil, fmt.Errorf("%s: pod %s (port %d) is not in the input", file, manifest.Printable(key), b.OFPort)
+			return nil, fmt.Errorf("%s: pod %s (port %d) is not in the input", file, printable.String(key), b.OFPort)
 		case p.Node != node:
 			where := "is not scheduled on any node"
 			if p.Node != "" {
 				where = "runs on node " + p.Node
 			}
-			return nil, fmt.Errorf("%s: pod %s (port %d) %s, not on %s", file, key, b.OFPort, where, manifest.Printable(node))
+			return nil, fmt.Errorf("%s: pod %s (port %d) %s, not on %s", file, key, b.OFPort, where, printable.String(node))
 		case !p.Active():
 			finished = append(finished, key)
 		}

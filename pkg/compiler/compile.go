@@ -9,11 +9,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
+
+	"github.com/ovs-netpol/ovs-netpol/internal/printable"
 )
 
 // IDAllocator hands out conjunction IDs derived from a hash of the rule key,
@@ -95,14 +95,7 @@ func (r *Result) Text(comments bool) string {
 	// (or any other control character) would end its comment and start a
 	// flow or group of the input's choosing. Such text is written quoted
 	// and escaped, whatever validation the input went through before.
-	safe := func(s string) string {
-		for _, c := range s {
-			if !unicode.IsPrint(c) || c == utf8.RuneError {
-				return strconv.Quote(s)
-			}
-		}
-		return s
-	}
+	safe := printable.String
 	var b strings.Builder
 	if comments && len(r.Conjunctions) > 0 {
 		ids := make([]uint32, 0, len(r.Conjunctions))

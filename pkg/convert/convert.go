@@ -27,6 +27,8 @@ import (
 	"github.com/ovs-netpol/ovs-netpol/pkg/manifest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 	"github.com/ovs-netpol/ovs-netpol/pkg/normalize"
+
+	"github.com/ovs-netpol/ovs-netpol/internal/printable"
 )
 
 // DenyAllName is the name of the policy that replaces a namespace's
@@ -256,7 +258,7 @@ func (c *converter) run() error {
 		}
 		// A comment holds names from the input: nothing in it may end the
 		// comment line.
-		c.out.WriteString("# " + manifest.Printable(it.comment) + "\n")
+		c.out.WriteString("# " + printable.String(it.comment) + "\n")
 		c.out.Write(doc)
 	}
 	return nil

@@ -10,6 +10,8 @@ import (
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 	"github.com/ovs-netpol/ovs-netpol/pkg/normalize"
+
+	"github.com/ovs-netpol/ovs-netpol/internal/printable"
 )
 
 // Cluster normalizes the objects into a model.Cluster for mode (see package
@@ -75,7 +77,7 @@ func (o *Objects) Cluster(mode model.Mode) (*model.Cluster, []string, error) {
 		}
 		pods[n.Key()] = p
 		if prev, dup := c.Pods[n.UID]; dup {
-			return nil, nil, fmt.Errorf("%s: metadata.uid %s is also the UID of pod %s", o.Where(p), Printable(n.UID), prev.Key())
+			return nil, nil, fmt.Errorf("%s: metadata.uid %s is also the UID of pod %s", o.Where(p), printable.String(n.UID), prev.Key())
 		}
 		// A pod IP belongs to one live pod at a time (IPAM hands out each
 		// address once; finished pods release theirs, host-network pods

@@ -45,6 +45,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/normalize"
+
+	"github.com/ovs-netpol/ovs-netpol/internal/printable"
 )
 
 // Source is where an object was read.
@@ -64,7 +66,7 @@ type Source struct {
 
 // String renders the location as "FILE: document N[, item M]".
 func (s Source) String() string {
-	out := fmt.Sprintf("%s: document %d", Printable(s.File), s.Doc)
+	out := fmt.Sprintf("%s: document %d", printable.String(s.File), s.Doc)
 	if s.Item > 0 {
 		out += fmt.Sprintf(", item %d", s.Item)
 	}
@@ -103,7 +105,7 @@ func (o *Objects) Where(obj runtime.Object) string {
 // Describe names an object as "Kind namespace/name" (or "Kind name" for
 // cluster-scoped kinds).
 func Describe(obj runtime.Object) string {
-	return Printable(describe(obj))
+	return printable.String(describe(obj))
 }
 
 func describe(obj runtime.Object) string {
@@ -285,7 +287,7 @@ func (l *loader) file(name string, data []byte) error {
 	if strings.EqualFold(filepath.Ext(name), ".json") || bytes.HasPrefix(trimmed, []byte("{")) {
 		var err error
 		if docs, err = splitJSON(data); err != nil {
-			return fmt.Errorf("%s: %s", Printable(name), oneLine(err.Error()))
+			return fmt.Errorf("%s: %s", printable.String(name), oneLine(err.Error()))
 		}
 	} else {
 		docs = splitYAML(data)
@@ -364,8 +366,8 @@ func readHead(fields map[string][]byte) head {
 	// The head only names the document in messages and finds its kind:
 	// text that could break a message line is quoted here once (a quoted
 	// kind or apiVersion matches nothing ovs-netpol reads).
-	h.APIVersion, h.Kind = Printable(h.APIVersion), Printable(h.Kind)
-	h.Metadata.Name, h.Metadata.Namespace = Printable(h.Metadata.Name), Printable(h.Metadata.Namespace)
+	h.APIVersion, h.Kind = printable.String(h.APIVersion), printable.String(h.Kind)
+	h.Metadata.Name, h.Metadata.Namespace = printable.String(h.Metadata.Name), printable.String(h.Metadata.Namespace)
 	return h
 }
 
@@ -382,7 +384,7 @@ func (l *loader) list(src Source, h head, itemsRaw []byte, fromYAML bool) error 
 		itemKind = ""
 	} else if _, known := kinds[itemKind]; !known {
 		if want, near := nearKind(itemKind, h.APIVersion); near {
-			return fmt.Errorf("%s: unknown kind %s in %s: did you mean %sList? (kinds are case-sensitive; a misspelled kind would leave the objects out)", where, Printable(h.Kind), Printable(h.APIVersion), want)
+			return fmt.Errorf("%s: unknown kind %s in %s: did you mean %sList? (kinds are case-sensitive; a misspelled kind would leave the objects out)", where, printable.String(h.Kind), printable.String(h.APIVersion), want)
 		}
 		l.warnf("%s: skipped %s with %d items (ovs-netpol reads only %s)", src, h.Kind, len(items), readKinds)
 		return nil
@@ -427,7 +429,7 @@ func (l *loader) object(src Source, h head, raw []byte, fromYAML bool) error {
 		return fmt.Errorf("%s: kind is missing", src)
 	case !known:
 		if want, near := nearKind(h.Kind, h.APIVersion); near {
-			return fmt.Errorf("%s: unknown kind %s in %s: did you mean %s? (kinds are case-sensitive; a misspelled kind would leave the object out)", where, Printable(h.Kind), Printable(h.APIVersion), want)
+			return fmt.Errorf("%s: unknown kind %s in %s: did you mean %s? (kinds are case-sensitive; a misspelled kind would leave the object out)", where, printable.String(h.Kind), printable.String(h.APIVersion), want)
 		}
 		l.warnf("%s: skipped %s (ovs-netpol reads only %s)", where, strings.TrimSpace(h.APIVersion+" "+h.Kind), readKinds)
 		return nil
@@ -532,9 +534,9 @@ func describeHead(h head, namespaced bool) string {
 		return name
 	}
 	if name == "" || name == "/" {
-		return Printable(h.Kind)
+		return printable.String(h.Kind)
 	}
-	return Printable(h.Kind + " " + name)
+	return printable.String(h.Kind + " " + name)
 }
 
 // decodeMessage explains the YAML 1.1 pitfalls behind the most common
@@ -552,7 +554,7 @@ func abbreviate(raw []byte) string {
 	if len(s) > 40 {
 		s = s[:40] + "..."
 	}
-	return Printable(s)
+	return printable.String(s)
 }
 
 // nearKind tells whether kind, in apiVersion, looks like a misspelling of a
@@ -611,5 +613,5 @@ func oneLine(msg string) string {
 	for i := range lines {
 		lines[i] = strings.TrimSpace(lines[i])
 	}
-	return Printable(strings.Join(lines, "; "))
+	return printable.String(strings.Join(lines, "; "))
 }

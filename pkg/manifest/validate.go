@@ -6,7 +6,6 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
@@ -22,6 +21,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/normalize"
+
+	"github.com/ovs-netpol/ovs-netpol/internal/printable"
 )
 
 // Validation of objects read from files, as kube-apiserver v1.37 validates
@@ -84,21 +85,6 @@ func validateObject(obj runtime.Object) []string {
 // maxShown is the most bytes of an input value an error message repeats.
 const maxShown = 64
 
-// Printable returns s as it is when it holds only printable characters,
-// otherwise quoted with Go escapes, so that no input can start a new line
-// (or anything else) in our messages and output.
-func Printable(s string) string {
-	if !utf8.ValidString(s) {
-		return strconv.Quote(s)
-	}
-	for _, c := range s {
-		if !unicode.IsPrint(c) {
-			return strconv.Quote(s)
-		}
-	}
-	return s
-}
-
 // shorten cuts long input values for messages (a 5 MB label value is not
 // repeated in full).
 func shorten(s string) string {
@@ -115,7 +101,7 @@ func shorten(s string) string {
 // formatFieldError renders e like the API server does ("path: Invalid
 // value: "x": detail"), with the path and the value made safe to print.
 func formatFieldError(e *field.Error) string {
-	path := Printable(shorten(e.Field))
+	path := printable.String(shorten(e.Field))
 	var body string
 	switch e.Type {
 	case field.ErrorTypeInvalid, field.ErrorTypeNotSupported, field.ErrorTypeDuplicate, field.ErrorTypeTooMany, field.ErrorTypeTypeInvalid:
@@ -131,7 +117,7 @@ func formatFieldError(e *field.Error) string {
 		body = e.Type.String()
 	}
 	if e.Detail != "" {
-		body += ": " + Printable(e.Detail)
+		body += ": " + printable.String(e.Detail)
 	}
 	return path + ": " + body
 }
@@ -307,7 +293,7 @@ func applyDefaults(obj runtime.Object) []string {
 		was := st.PodIPs
 		st.PodIPs = []corev1.PodIP{{IP: st.PodIP}}
 		return []string{fmt.Sprintf("status.podIP %s differs from status.podIPs[0] %s: like the API server, ovs-netpol keeps podIP alone (podIPs %s is dropped)",
-			Printable(shorten(st.PodIP)), Printable(shorten(was[0].IP)), Printable(shorten(fmt.Sprint(was))))}
+			printable.String(shorten(st.PodIP)), printable.String(shorten(was[0].IP)), printable.String(shorten(fmt.Sprint(was))))}
 	}
 	return nil
 }
@@ -611,7 +597,7 @@ func (e *InvalidError) Error() string {
 		more = fmt.Sprintf("; and %d more", len(shown)-maxProblems)
 		shown = shown[:maxProblems]
 	}
-	loc := Printable(e.Source.File)
+	loc := printable.String(e.Source.File)
 	if e.Source.Line > 0 {
 		loc += ":" + strconv.Itoa(e.Source.Line)
 	}

@@ -72,19 +72,3 @@ func TestFileValidation(t *testing.T) {
 		})
 	}
 }
-
-func TestPrintable(t *testing.T) {
-	for in, want := range map[string]string{
-		"default/db":   "default/db",
-		"ünïcode ok":   "ünïcode ok",
-		"a\nb":         `"a\nb"`,
-		"a\rb":         `"a\rb"`,
-		"a\u2028b":     `"a\u2028b"`,
-		"tab\there":    `"tab\there"`,
-		"bad \xff utf": `"bad \xff utf"`,
-	} {
-		if got := Printable(in); got != want {
-			t.Errorf("Printable(%q) = %s, want %s", in, got, want)
-		}
-	}
-}

@@ -12,14 +12,13 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strconv"
-	"unicode"
-	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
+
+	"github.com/ovs-netpol/ovs-netpol/internal/printable"
 )
 
 // DefaultNamespace is the namespace of a namespaced object that names none
@@ -43,7 +42,7 @@ func Namespace(ns *corev1.Namespace) (n *model.Namespace, warning error) {
 		LegacyIsolation: iso,
 	}
 	if err != nil {
-		return n, fmt.Errorf("namespace %s: metadata.annotations[%s]: %w", printable(ns.Name), model.LegacyAnnotation, err)
+		return n, fmt.Errorf("namespace %s: metadata.annotations[%s]: %w", printable.String(ns.Name), model.LegacyAnnotation, err)
 	}
 	return n, nil
 }
@@ -171,19 +170,4 @@ func copyLabels(m map[string]string) labels.Set {
 		out[k] = v
 	}
 	return out
-}
-
-// printable returns s, or s quoted with Go escapes when it holds anything
-// but printable characters: names end up in logs and messages, where a line
-// break could forge a line.
-func printable(s string) string {
-	if !utf8.ValidString(s) {
-		return strconv.Quote(s)
-	}
-	for _, c := range s {
-		if !unicode.IsPrint(c) {
-			return strconv.Quote(s)
-		}
-	}
-	return s
 }
