@@ -208,15 +208,9 @@ func mergeKey(fs []openflow.Flow) (openflow.Flow, error) {
 			if !isConjunction(f.Actions) {
 				return openflow.Flow{}, fmt.Errorf("flow table=%d,priority=%d,%s: conjunction and non-conjunction actions collide", k.Table, k.Priority, k.Match)
 			}
-			for rest := f.Actions; rest != ""; {
-				a := rest
-				if i := strings.Index(rest, "),"); i >= 0 {
-					a, rest = rest[:i+1], rest[i+2:]
-				} else {
-					rest = ""
-				}
+			eachConjunction(f.Actions, func(a string) {
 				parts = append(parts, part{conjunctionID(a), a, f.Cookie})
-			}
+			})
 		}
 		slices.SortFunc(parts, func(a, b part) int {
 			switch {

@@ -58,9 +58,9 @@ func conjIDOfMatch(match string) (uint32, bool) {
 	return uint32(id), err == nil
 }
 
-// conjunctionIDs returns the IDs of a conjunction-only action list, in order.
-func conjunctionIDs(actions string) []uint32 {
-	var ids []uint32
+// eachConjunction calls f with each action of a conjunction-only action
+// list ("conjunction(1,1/2),conjunction(7,2/3)"), in order.
+func eachConjunction(actions string, f func(action string)) {
 	for rest := actions; rest != ""; {
 		a := rest
 		if i := strings.Index(rest, "),"); i >= 0 {
@@ -68,8 +68,14 @@ func conjunctionIDs(actions string) []uint32 {
 		} else {
 			rest = ""
 		}
-		ids = append(ids, conjunctionID(a))
+		f(a)
 	}
+}
+
+// conjunctionIDs returns the IDs of a conjunction-only action list, in order.
+func conjunctionIDs(actions string) []uint32 {
+	var ids []uint32
+	eachConjunction(actions, func(a string) { ids = append(ids, conjunctionID(a)) })
 	return ids
 }
 
@@ -126,16 +132,10 @@ func splitTiers(k openflow.Key, shares []share, t int) ([]openflow.Flow, error) 
 			return nil, fmt.Errorf("flow table=%d,priority=%d,%s: conjunction and non-conjunction actions collide", k.Table, k.Priority, k.Match)
 		}
 		parts := map[uint16][]string{}
-		for rest := c.actions; rest != ""; {
-			a := rest
-			if i := strings.Index(rest, "),"); i >= 0 {
-				a, rest = rest[:i+1], rest[i+2:]
-			} else {
-				rest = ""
-			}
+		eachConjunction(c.actions, func(a string) {
 			tier := tierOf(conjunctionID(a), t)
 			parts[tier] = append(parts[tier], a)
-		}
+		})
 		for tier, as := range parts {
 			byTier[tier] = append(byTier[tier], openflow.Flow{Table: k.Table, Priority: k.Priority - tier, Cookie: c.cookie, Match: k.Match, Actions: strings.Join(as, ",")})
 		}
