@@ -15,6 +15,7 @@ import (
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
+	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
 )
 
 // Security review of refused-origin isolation (fail closed): tests that pin
@@ -209,4 +210,48 @@ func TestReviewDuplicateIPNeverLendsAnotherPodsIdentity(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReviewRefusedNodeOriginAcceptsNothingFromTheHost: OVS refuses the
+// node origin (the gateway's accept flows and the "from this node" allow)
+// at the first sync. None of its flows is installed: nothing from the
+// gateway passes table 0 (the pipeline's default drop), and the pods' own
+// origins, with their spoofed-source drops, are installed.
+func TestReviewRefusedNodeOriginAcceptsNothingFromTheHost(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	client := fake.NewClientset(
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "x"}},
+		pod("x", "a", "a", "n1", "10.1.1.1", map[string]string{"pod": "a"}),
+		ingressFrom("x", "deny-a", map[string]string{"pod": "a"}, nil),
+	)
+	ports := &memPorts{b: map[string]compiler.Binding{"x/a": {OFPort: 10, MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}}}, ch: make(chan struct{}, 1)}
+	flows := &refusingFlows{}
+	flows.setRefused("reg0=0x1/0x1 actions=goto_table:50")
+	c := New(client, ports, flows, Options{Compiler: compiler.Config{Node: "n1"}, Mode: model.ModeV1,
+		CheckInterval: 50 * time.Millisecond, Metrics: NewMetrics(nil)})
+	done := make(chan error)
+	go func() { done <- c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	eventually(t, "ready", c.Ready)
+	if got := c.RefusedOrigins(); len(got) != 1 || !strings.HasPrefix(got[0], "node") {
+		t.Fatalf("refused origins %q, want the node's", got)
+	}
+	nodeCookie := openflow.NewCookie(openflow.KindNode, "node").String()
+	if got := flows.installed(nodeCookie); len(got) > 0 {
+		t.Fatalf("flows of the refused node origin installed: %q", got)
+	}
+	if got := flows.installed("in_port=LOCAL actions=goto_table:"); len(got) > 0 {
+		t.Fatalf("traffic from the gateway is accepted while the node origin is refused: %q", got)
+	}
+	for _, want := range []string{"ip,in_port=LOCAL,nw_src=10.1.1.1 actions=drop", "ip,nw_dst=10.1.1.1 actions=drop",
+		"ip,in_port=10,dl_src=02:00:00:00:00:01,nw_src=10.1.1.1 actions=goto_table:10"} {
+		if len(flows.installed(want)) != 1 {
+			t.Fatalf("x/a's flow %q missing while only the node origin is refused", want)
+		}
+	}
+	flows.setRefused()
+	eventually(t, "the node origin accepted on retry", func() bool {
+		return len(c.RefusedOrigins()) == 0 && len(flows.installed(nodeCookie)) > 0
+	})
 }
