@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"time"
@@ -33,7 +34,13 @@ func (w waitForAPIServer) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		select {
 		case <-req.Context().Done():
-			return nil, err
+			// The context's error, not the dial error: client-go's
+			// reflector answers "connection refused" by waiting out its
+			// backoff (0.8 s to 30 s, not interruptible in watch-list
+			// mode), which delayed the agent's exit on SIGTERM during an
+			// outage by that much. %v keeps the dial error out of the
+			// chain so client-go does not classify it.
+			return nil, fmt.Errorf("%w (kube-apiserver unreachable: %v)", req.Context().Err(), err)
 		case <-time.After(w.interval):
 		}
 	}
