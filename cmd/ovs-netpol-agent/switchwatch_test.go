@@ -71,7 +71,7 @@ func TestServeOpenFlowAnswersEcho(t *testing.T) {
 	defer theirs.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serveOpenFlow(ctx, ours) }()
+	go func() { done <- serveOpenFlow(ctx, ours, nil) }()
 
 	hello := make([]byte, 8)
 	if _, err := io.ReadFull(theirs, hello); err != nil {
@@ -94,5 +94,106 @@ func TestServeOpenFlowAnswersEcho(t *testing.T) {
 	cancel()
 	if err := <-done; err == nil {
 		t.Fatal("serveOpenFlow returned nil after its context ended")
+	}
+}
+
+// A scripted stand-in for ovs-vswitchd's management socket: the watcher
+// resyncs once per ovs-vswitchd that says hello after one went away (or was
+// not there at the start), and never for a connection closed before its
+// hello (the listening socket of an ovs-vswitchd that is exiting).
+func TestWatchVswitchdCountsHellos(t *testing.T) {
+	const (
+		hello  = "hello"  // accept, exchange hellos and one echo, then close
+		mute   = "mute"   // accept and close without a hello
+		absent = "absent" // no socket for a while
+	)
+	cases := []struct {
+		name  string
+		steps []string
+		want  int
+	}{
+		{name: "first hello", steps: []string{hello}, want: 0},
+		{name: "restart", steps: []string{hello, hello}, want: 1},
+		{name: "two restarts", steps: []string{hello, hello, hello}, want: 2},
+		{name: "exiting switch accepts, then the new one", steps: []string{hello, mute, mute, hello}, want: 1},
+		{name: "accepted without hello at the start", steps: []string{mute, hello}, want: 1},
+		{name: "absent at the start", steps: []string{absent, hello}, want: 1},
+		{name: "absent a while", steps: []string{hello, absent, hello}, want: 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "br0.mgmt")
+			listen := func() net.Listener {
+				l, err := net.Listen("unix", path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return l
+			}
+			var l net.Listener
+			if c.steps[0] != absent {
+				l = listen()
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			calls := make(chan struct{}, 10)
+			log := logrus.New()
+			log.SetOutput(io.Discard)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				watchVswitchd(ctx, path, func() { calls <- struct{}{} }, log)
+			}()
+			for i, step := range c.steps {
+				switch step {
+				case absent:
+					if l != nil {
+						l.Close()
+					}
+					time.Sleep(200 * time.Millisecond) // several dials fail meanwhile
+					l = listen()
+				case mute:
+					conn, err := l.Accept()
+					if err != nil {
+						t.Fatal(err)
+					}
+					conn.Close()
+				case hello:
+					conn, err := l.Accept()
+					if err != nil {
+						t.Fatal(err)
+					}
+					greetAndEcho(t, conn, uint32(i))
+					conn.Close()
+				}
+			}
+			// The last step was a hello answered with an echo reply: any
+			// call it caused has been made.
+			cancel()
+			<-done
+			l.Close()
+			if got := len(calls); got != c.want {
+				t.Fatalf("steps %v: restarted called %d times, want %d", c.steps, got, c.want)
+			}
+		})
+	}
+}
+
+// greetAndEcho plays ovs-vswitchd's side of a connection: the watcher's
+// hello, ours, and an echo request it must answer.
+func greetAndEcho(t *testing.T, conn net.Conn, xid uint32) {
+	t.Helper()
+	if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	msg := make([]byte, 8)
+	if _, err := io.ReadFull(conn, msg); err != nil || msg[1] != ofptHello {
+		t.Fatalf("the watcher's hello: % x, %v", msg, err)
+	}
+	if _, err := conn.Write(append(ofHeader(ofVersion15, ofptHello, 8, 1), ofHeader(ofVersion15, ofptEchoRequest, 8, xid)...)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(conn, msg); err != nil || !bytes.Equal(msg, ofHeader(ofVersion15, ofptEchoReply, 8, xid)) {
+		t.Fatalf("echo reply: % x, %v", msg, err)
 	}
 }
