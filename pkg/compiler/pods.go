@@ -48,9 +48,16 @@ func podFlows(cfg Config, pod *model.Pod, b Binding, ingressIsolated, egressIsol
 		// the uplink is spoofed (it would pass as the pod's own traffic:
 		// egress is judged by in_port, and conntrack entries are keyed by
 		// address).
+		// The drop carries the node's cookie: it guards the node's
+		// gateway and uplink accept flows, and must stay on the bridge
+		// with them when OVS refuses the pod's own flows (the agent then
+		// removes the pod's cookie, while rules of other origins may still
+		// admit the pod's address as a peer).
 		for _, port := range []uint32{cfg.GatewayPort, cfg.UplinkPort} {
 			if port != 0 {
-				flows = append(flows, f(TableClassify, prioSpoofedPod, ipMatch(ip, "src", "in_port="+PortName(port)), "drop"))
+				drop := f(TableClassify, prioSpoofedPod, ipMatch(ip, "src", "in_port="+PortName(port)), "drop")
+				drop.Cookie = nodeCookie
+				flows = append(flows, drop)
 			}
 		}
 		// A pod always reaches itself, through its own port (its Service).

@@ -316,3 +316,25 @@ func TestSpoofFromGatewayCannotOpenEgress(t *testing.T) {
 		t.Errorf("after one spoofed datagram from the gateway, %d of the egress-isolated client's own datagrams reached the backend (its egress allows nothing); conntrack:\n%s", got, ct)
 	}
 }
+
+// TestSpoofDropsCarryTheNodeCookie: table 0's drops of a local pod's
+// address arriving from the gateway or the uplink guard the node's accept
+// flows, so they carry the node's cookie. With the pod's cookie they left
+// the bridge with the pod's refused flows, while rules of other origins
+// still admitted its address (pkg/flowsync
+// TestRefusedPodAddressStaysUnspoofable).
+func TestSpoofDropsCarryTheNodeCookie(t *testing.T) {
+	_, _, res := regressionNode(t, nil)
+	n := 0
+	for _, f := range res.Flows {
+		if f.Table == compiler.TableClassify && f.Priority == 106 {
+			n++
+			if f.Cookie.Kind() != openflow.KindNode {
+				t.Errorf("spoofed-source drop %s carries a %v cookie, want the node's", f, f.Cookie.Kind())
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no spoofed-source drop (table 0, priority 106) compiled")
+	}
+}

@@ -216,7 +216,9 @@ func TestReviewDuplicateIPNeverLendsAnotherPodsIdentity(t *testing.T) {
 // node origin (the gateway's accept flows and the "from this node" allow)
 // at the first sync. None of its flows is installed: nothing from the
 // gateway passes table 0 (the pipeline's default drop), and the pods' own
-// origins, with their spoofed-source drops, are installed.
+// origins are installed. The spoofed-source drops carry the node's cookie
+// (they guard its accept flows) and go with it: nothing from the gateway
+// is accepted anyway.
 func TestReviewRefusedNodeOriginAcceptsNothingFromTheHost(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -244,7 +246,7 @@ func TestReviewRefusedNodeOriginAcceptsNothingFromTheHost(t *testing.T) {
 	if got := flows.installed("in_port=LOCAL actions=goto_table:"); len(got) > 0 {
 		t.Fatalf("traffic from the gateway is accepted while the node origin is refused: %q", got)
 	}
-	for _, want := range []string{"ip,in_port=LOCAL,nw_src=10.1.1.1 actions=drop", "ip,nw_dst=10.1.1.1 actions=drop",
+	for _, want := range []string{"ip,nw_dst=10.1.1.1 actions=drop",
 		"ip,in_port=10,dl_src=02:00:00:00:00:01,nw_src=10.1.1.1 actions=goto_table:10"} {
 		if len(flows.installed(want)) != 1 {
 			t.Fatalf("x/a's flow %q missing while only the node origin is refused", want)
