@@ -10,9 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -333,27 +331,8 @@ func readded(now map[string]time.Duration, since time.Duration) []string {
 // faults that would disturb the other tests (kube-apiserver stopped).
 func newPrivateWorld(t *testing.T, name, net16 string) *world {
 	c := k8stest.Start(t)
-	for _, f := range []string{"namespace.yaml", "rbac.yaml"} {
-		if out, err := c.Kubectl("apply", "-f", filepath.Join(repoDir, "manifests", f)); err != nil {
-			t.Fatalf("applying manifests/%s (the agent's RBAC): %v\n%s", f, err, out)
-		}
-	}
-	dir, err := os.MkdirTemp("", tempPrefix()+name+"-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &world{t: t, name: name, c: c, dir: dir, net16: net16, pods: map[string]*pod{}}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, n := range w.nodes {
-				if n.agent != nil {
-					t.Logf("last lines of %s's agent log:\n%s", n.name, testproc.Tail(n.agent.log, 40))
-				}
-			}
-		}
-		os.RemoveAll(dir)
-	})
-	return w
+	applyAgentManifests(t, c)
+	return worldOn(t, c, name, net16)
 }
 
 // secs formats a duration in seconds with millisecond precision.

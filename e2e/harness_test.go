@@ -187,13 +187,21 @@ var rbacOnce sync.Once
 // world (e.g. "10.62"), and so must name.
 func newWorld(t *testing.T, name, net16 string) *world {
 	c := k8stest.Shared(t)
-	rbacOnce.Do(func() {
-		for _, f := range []string{"namespace.yaml", "rbac.yaml"} {
-			if out, err := c.Kubectl("apply", "-f", filepath.Join(repoDir, "manifests", f)); err != nil {
-				t.Fatalf("applying manifests/%s (the agent's RBAC): %v\n%s", f, err, out)
-			}
+	rbacOnce.Do(func() { applyAgentManifests(t, c) })
+	return worldOn(t, c, name, net16)
+}
+
+// applyAgentManifests applies the agent's namespace and RBAC.
+func applyAgentManifests(t *testing.T, c *k8stest.Cluster) {
+	for _, f := range []string{"namespace.yaml", "rbac.yaml"} {
+		if out, err := c.Kubectl("apply", "-f", filepath.Join(repoDir, "manifests", f)); err != nil {
+			t.Fatalf("applying manifests/%s (the agent's RBAC): %v\n%s", f, err, out)
 		}
-	})
+	}
+}
+
+// worldOn makes a world on cluster c.
+func worldOn(t *testing.T, c *k8stest.Cluster, name, net16 string) *world {
 	dir, err := os.MkdirTemp("", tempPrefix()+name+"-")
 	if err != nil {
 		t.Fatal(err)
