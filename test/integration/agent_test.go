@@ -34,12 +34,13 @@ const (
 	metricRejNS    = `ovs_netpol_rejected_objects_total{kind="namespace"}`
 )
 
-// podFlowCount is what one IPv4 pod of node-1 costs when it is not
-// isolated: port security (ip, arp; its address from the gateway dropped),
-// self traffic, delivery (ip, arp), and its Service hairpins (reply
-// restore, delivery back out its own port for replies and for the hairpin
-// itself).
-const podFlowCount = 9
+// podFlowCount is what one IPv4 pod of node-1 costs under its own cookie
+// when it is not isolated: port security (ip, arp), self traffic, delivery
+// (ip, arp), and its Service hairpins (reply restore, delivery back out its
+// own port for replies and for the hairpin itself). The drop of its address
+// from the gateway carries the node's cookie (it must outlive the pod's
+// refused flows).
+const podFlowCount = 8
 
 func tcpPort(port int32) networkingv1.NetworkPolicyPort {
 	p := corev1.ProtocolTCP
@@ -674,10 +675,11 @@ func (e *env) testMeasurements(t *testing.T) {
 	measure.ml, measure.mn = ml, mn
 	e.waitFlows(t, "pod mn", podCookie(ns, "mn"), flowSpec{count: podFlowCount})
 	after := e.agent.settledMetrics(names...)
-	t.Logf("MEASURE single pod add on node-1 (Pod create + status, then its OVS port; not a policy target or peer): %s (the pod's own flows: %d)",
+	// Its own flows and the drop of its address from the gateway.
+	t.Logf("MEASURE single pod add on node-1 (Pod create + status, then its OVS port; not a policy target or peer): %s (the pod's own flows: %d, plus its spoofed-source drop)",
 		delta(before, after), podFlowCount)
-	if got := after[metricFlowMods] - before[metricFlowMods]; got != podFlowCount {
-		t.Errorf("a pod add cost %v flow mods, want %d (its own flows)", got, podFlowCount)
+	if got := after[metricFlowMods] - before[metricFlowMods]; got != podFlowCount+1 {
+		t.Errorf("a pod add cost %v flow mods, want %d (its own flows and its spoofed-source drop)", got, podFlowCount+1)
 	}
 	e.expect(t, allow(external, mn, "tcp", 1), deny(mn, ma, "tcp", 10000), allow(mb, ma, "tcp", 10000))
 
