@@ -189,10 +189,3 @@ spec:
 	}
 	w.deletePolicies(t, "many-other")
 }
-
-// attemptsSoFar returns a copy of the loop's attempts until now.
-func (l *probeLoop) attemptsSoFar() []attempt {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]attempt(nil), l.atts...)
-}

@@ -97,6 +97,13 @@ func startProbeLoop(t *testing.T, what string, p *pod, target string, interval, 
 }
 
 // stop ends the loop and returns its attempts in start order. Attempts
+// attemptsSoFar returns a copy of the loop's attempts until now.
+func (l *probeLoop) attemptsSoFar() []attempt {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]attempt(nil), l.atts...)
+}
+
 // still running when it stops are lost, which only shortens the record.
 func (l *probeLoop) stop() []attempt {
 	if l.cmd.ProcessState == nil {
@@ -149,31 +156,6 @@ func passed(atts []attempt) []string {
 // it counts as broken: long enough that a stall the connection survives
 // (TCP retransmits through a pause of forwarding) is measured as a stall.
 const echoTimeout = 5 * time.Second
-
-// holdFor opens a long-lived TCP connection from p (netpol-agnhost hold)
-// whose echoes may take up to timeout.
-func (p *pod) holdFor(t *testing.T, ip string, port int, timeout time.Duration) *holder {
-	t.Helper()
-	cmd := exec.Command("ip", "netns", "exec", p.netns, binPath("netpol-agnhost"), "hold", "--timeout", timeout.String(), fmt.Sprintf("tcp:%s:%d", ip, port))
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := testproc.Start(cmd); err != nil {
-		t.Fatal(err)
-	}
-	h := &holder{cmd: cmd, in: in, out: bufio.NewScanner(out)}
-	t.Cleanup(func() { in.Close(); _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	if !h.out.Scan() || !strings.HasPrefix(h.out.Text(), "connected ") {
-		t.Fatalf("hold %s -> %s:%d: %q", p.key(), ip, port, h.out.Text())
-	}
-	return h
-}
 
 // keeper keeps held TCP connections echoing (every 50 ms each) until
 // stopped, and counts the echoes, the longest echo (a stall) and the

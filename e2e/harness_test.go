@@ -870,7 +870,13 @@ type holder struct {
 
 func (p *pod) hold(t *testing.T, ip string, port int) *holder {
 	t.Helper()
-	cmd := exec.Command("ip", "netns", "exec", p.netns, binPath("netpol-agnhost"), "hold", "--timeout", "1s", fmt.Sprintf("tcp:%s:%d", ip, port))
+	return p.holdFor(t, ip, port, time.Second)
+}
+
+// holdFor is hold whose echoes may take up to timeout.
+func (p *pod) holdFor(t *testing.T, ip string, port int, timeout time.Duration) *holder {
+	t.Helper()
+	cmd := exec.Command("ip", "netns", "exec", p.netns, binPath("netpol-agnhost"), "hold", "--timeout", timeout.String(), fmt.Sprintf("tcp:%s:%d", ip, port))
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
