@@ -71,3 +71,8 @@ func (c *Client) BridgeExternalID(ctx context.Context, bridge, key string) (valu
 	}
 	return "", false, nil
 }
+
+// HasBridge reports whether the cache knows a bridge of that name.
+func (c *Client) HasBridge(name string) bool {
+	return bridgeByName(c.current().cache, name) != nil
+}

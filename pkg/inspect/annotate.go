@@ -1,0 +1,248 @@
+package inspect
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
+	"github.com/ovs-netpol/ovs-netpol/pkg/manifest"
+	"github.com/ovs-netpol/ovs-netpol/pkg/model"
+	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
+
+	"github.com/ovs-netpol/ovs-netpol/internal/printable"
+)
+
+// OriginUnknown is the origin of a flow whose cookie the compiled view does
+// not know: another controller's flow, or one of ours left from a state the
+// agent has not caught up with (or that it failed to remove).
+const OriginUnknown = "unknown (not ours or stale)"
+
+// Node is one node's compiled view of the live (or file) cluster.
+type Node struct {
+	Cluster *model.Cluster
+	Result  *compiler.Result // flows, groups, Origins (cookie → text), Conjunctions (conj_id → key)
+	Config  compiler.Config
+	// Warnings are those of manifest.Objects.Cluster (what will surprise).
+	Warnings []string
+
+	// rules maps each rule cookie to its rule.
+	rules map[openflow.Cookie]RuleRef
+	// conjs maps each conjunction ID to its rule.
+	conjs map[uint32]RuleRef
+}
+
+// RuleRef names one NetworkPolicy rule (and, for a rule split by named
+// port, the named-port group of the conjunction).
+type RuleRef struct {
+	Namespace, Policy string
+	Direction         model.Direction
+	Index             int
+	// NamedPort is the named-port group key of a conjunction ("" for most).
+	NamedPort string
+}
+
+// PolicyKey is namespace/name of the rule's policy.
+func (r RuleRef) PolicyKey() string { return r.Namespace + "/" + r.Policy }
+
+// String renders "policy NS/NAME ingress rule 0" (plus " named port KEY").
+func (r RuleRef) String() string {
+	s := fmt.Sprintf("policy %s %s rule %d", printable.String(r.PolicyKey()), r.Direction, r.Index)
+	if r.NamedPort != "" {
+		s += " named port " + printable.String(r.NamedPort)
+	}
+	return s
+}
+
+// parseConjKey reads the compiler's conjunction key
+// "namespace/policy/direction/index[/named:group]". Namespace and policy
+// names hold no "/" (the API server allows DNS names only).
+func parseConjKey(key string) (RuleRef, bool) {
+	parts := strings.SplitN(key, "/", 5)
+	if len(parts) < 4 {
+		return RuleRef{}, false
+	}
+	idx, err := strconv.Atoi(parts[3])
+	d := model.Direction(parts[2])
+	if err != nil || idx < 0 || (d != model.Ingress && d != model.Egress) {
+		return RuleRef{}, false
+	}
+	r := RuleRef{Namespace: parts[0], Policy: parts[1], Direction: d, Index: idx}
+	if len(parts) == 5 {
+		g, ok := strings.CutPrefix(parts[4], "named:")
+		if !ok {
+			return RuleRef{}, false
+		}
+		r.NamedPort = g
+	}
+	return r, true
+}
+
+// CompileNode normalizes objs in the agent's isolation mode and compiles
+// the node's flows with the agent's configuration and the given bindings,
+// as the agent does. Conjunction IDs are those of a fresh compile: they
+// equal the agent's unless two rule keys' hashes collided (then the order
+// the agent saw the rules in decides which takes the next ID).
+func CompileNode(objs *manifest.Objects, ac AgentConfig, bindings map[string]compiler.Binding) (*Node, error) {
+	mode := ac.Mode
+	if mode == "" {
+		mode = model.ModeV1
+	}
+	c, warnings, err := objs.Cluster(mode)
+	if err != nil {
+		return nil, err
+	}
+	cfg := ac.Compiler(bindings)
+	res, err := compiler.Compile(c, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("compile node %s: %w", printable.String(ac.Node), err)
+	}
+	n := &Node{Cluster: c, Result: res, Config: cfg, Warnings: warnings,
+		rules: map[openflow.Cookie]RuleRef{}, conjs: map[uint32]RuleRef{}}
+	for _, p := range c.Policies {
+		for _, d := range []model.Direction{model.Ingress, model.Egress} {
+			for i := range p.Rules(d) {
+				n.rules[compiler.RuleCookie(compiler.RuleKey(p, d, i))] = RuleRef{Namespace: p.Namespace, Policy: p.Name, Direction: d, Index: i}
+			}
+		}
+	}
+	for id, key := range res.Conjunctions {
+		if r, ok := parseConjKey(key); ok {
+			n.conjs[id] = r
+		}
+	}
+	return n, nil
+}
+
+// Rule returns the rule whose cookie the flow carries.
+func (n *Node) Rule(c openflow.Cookie) (RuleRef, bool) {
+	r, ok := n.rules[c]
+	return r, ok
+}
+
+// Conjunction returns the rule a conjunction ID belongs to.
+func (n *Node) Conjunction(id uint32) (RuleRef, bool) {
+	r, ok := n.conjs[id]
+	return r, ok
+}
+
+// Origin names what made a live flow: "policy NS/NAME ingress rule 0",
+// "pod NS/NAME", "pipeline skeleton", "node N (gateway port P)",
+// "service NS/NAME", followed by the rule(s) of its conj_id match or
+// conjunction() actions ("; conj_id 7: policy ..." or
+// "; conjunctions 7: policy ..., 9: policy ..."), which a flow shared by
+// several rules serves beyond the one its cookie names. A session-affinity
+// entry ovs-vswitchd learned is "learned by service NS/NAME". A cookie the
+// view does not know is OriginUnknown; an unknown conjunction ID is
+// "unknown conjunction N". Names are made printable.
+func (n *Node) Origin(f LiveFlow) string {
+	var s string
+	learned := f.Cookie&openflow.OursMask == openflow.Ours.Learned()&openflow.OursMask
+	switch {
+	case learned:
+		if o, ok := n.Result.Origins[f.Cookie&^openflow.OursMask|openflow.Ours]; ok {
+			s = "learned by " + printable.String(o)
+		} else {
+			s = OriginUnknown
+		}
+	case f.Cookie.IsOurs():
+		if r, ok := n.rules[f.Cookie]; ok {
+			s = r.String()
+		} else if o, ok := n.Result.Origins[f.Cookie]; ok {
+			s = printable.String(o)
+		} else {
+			s = OriginUnknown
+		}
+	default:
+		s = OriginUnknown
+	}
+	if f.ConjID != 0 {
+		s += fmt.Sprintf("; conj_id %d: %s", f.ConjID, n.conjName(f.ConjID))
+	}
+	if len(f.Conjunctions) > 0 {
+		parts := make([]string, 0, len(f.Conjunctions))
+		for _, id := range f.Conjunctions {
+			parts = append(parts, fmt.Sprintf("%d: %s", id, n.conjName(id)))
+		}
+		s += "; conjunctions " + strings.Join(parts, ", ")
+	}
+	return s
+}
+
+func (n *Node) conjName(id uint32) string {
+	if r, ok := n.conjs[id]; ok {
+		return r.String()
+	}
+	return fmt.Sprintf("unknown conjunction %d", id)
+}
+
+// OfPolicy reports whether the flow belongs to a rule of the policy
+// namespace/name: its cookie is one of the policy's rules, or its conj_id
+// or one of its conjunction() actions is one of the policy's conjunctions
+// (a flow shared with other policies' rules is listed for each).
+func (n *Node) OfPolicy(f LiveFlow, policyKey string) bool {
+	if r, ok := n.rules[f.Cookie]; ok && r.PolicyKey() == policyKey {
+		return true
+	}
+	if r, ok := n.conjs[f.ConjID]; ok && f.ConjID != 0 && r.PolicyKey() == policyKey {
+		return true
+	}
+	for _, id := range f.Conjunctions {
+		if r, ok := n.conjs[id]; ok && r.PolicyKey() == policyKey {
+			return true
+		}
+	}
+	return false
+}
+
+// OfPod reports whether the flow concerns the pod namespace/name: its own
+// flows (the pod's cookie, local or remote), and any flow that matches one
+// of its addresses exactly as source or destination (nw_src, nw_dst,
+// ipv6_src, ipv6_dst, arp_spa, arp_tpa, nd_target) or its OpenFlow port
+// (in_port, or an output to it). Flows that reach the pod through a wider
+// CIDR (an ipBlock, the pipeline's defaults) are not listed.
+func (n *Node) OfPod(f LiveFlow, podKey string) bool {
+	var pod *model.Pod
+	for _, p := range n.Cluster.Pods {
+		if p.Key() == podKey {
+			pod = p
+			break
+		}
+	}
+	if pod == nil {
+		return false
+	}
+	if o, ok := n.Result.Origins[f.Cookie]; ok && f.Cookie.IsOurs() && (o == "pod "+podKey || o == "remote pod "+podKey) {
+		return true
+	}
+	var port string
+	if b, ok := n.Config.Bindings[podKey]; ok && pod.Node == n.Config.Node {
+		port = strconv.FormatUint(uint64(b.OFPort), 10)
+	}
+	for _, tok := range strings.Split(f.Match, ",") {
+		name, val, ok := strings.Cut(tok, "=")
+		if !ok {
+			continue
+		}
+		switch name {
+		case "nw_src", "nw_dst", "ipv6_src", "ipv6_dst", "arp_spa", "arp_tpa", "nd_target":
+			if ip, err := netip.ParseAddr(val); err == nil && slices.Contains(pod.IPs, ip) {
+				return true
+			}
+		case "in_port":
+			if port != "" && val == port {
+				return true
+			}
+		}
+	}
+	if port != "" {
+		for _, a := range strings.Split(f.Actions, ",") {
+			if a == "output:"+port {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,246 @@
+package inspect
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
+	"github.com/ovs-netpol/ovs-netpol/pkg/model"
+	"github.com/ovs-netpol/ovs-netpol/pkg/ovsdb"
+
+	"github.com/ovs-netpol/ovs-netpol/internal/printable"
+)
+
+// AgentConfig is what the agent published on its bridge at start (OVSDB
+// Bridge external_ids "ovs-netpol-config", JSON): enough to compile exactly
+// what it compiles.
+type AgentConfig struct {
+	Node        string       `json:"node"`
+	Mode        model.Mode   `json:"mode"`
+	GatewayPort uint32       `json:"gatewayPort"`
+	UplinkPort  uint32       `json:"uplinkPort,omitempty"`
+	NodeIPs     []netip.Addr `json:"nodeIPs,omitempty"`
+	CTZone      uint16       `json:"ctZone"`
+	HairpinIPs  []netip.Addr `json:"hairpinIPs,omitempty"`
+}
+
+// NewAgentConfig is the AgentConfig of an agent compiling with cfg (its
+// Bindings are not part of it: they are read from OVSDB) in mode.
+func NewAgentConfig(cfg compiler.Config, mode model.Mode) AgentConfig {
+	a := AgentConfig{Node: cfg.Node, Mode: mode, GatewayPort: cfg.GatewayPort, UplinkPort: cfg.UplinkPort,
+		NodeIPs: cfg.NodeIPs, CTZone: cfg.CTZone}
+	for _, ip := range []netip.Addr{cfg.HairpinIPv4, cfg.HairpinIPv6} {
+		if ip.IsValid() {
+			a.HairpinIPs = append(a.HairpinIPs, ip)
+		}
+	}
+	return a
+}
+
+// Compiler is the compiler configuration the agent uses, with bindings.
+func (a AgentConfig) Compiler(bindings map[string]compiler.Binding) compiler.Config {
+	cfg := compiler.Config{Node: a.Node, GatewayPort: a.GatewayPort, UplinkPort: a.UplinkPort,
+		NodeIPs: a.NodeIPs, CTZone: a.CTZone, Bindings: bindings}
+	for _, ip := range a.HairpinIPs {
+		if ip.Is4() {
+			cfg.HairpinIPv4 = ip
+		} else {
+			cfg.HairpinIPv6 = ip
+		}
+	}
+	return cfg
+}
+
+// validate checks a published configuration before anything compiles with
+// it: it was read from a database anyone on the node can write.
+func (a AgentConfig) validate() error {
+	if a.Node == "" {
+		return errors.New("no node name")
+	}
+	if _, err := model.ParseMode(string(a.Mode)); err != nil || a.Mode == "" {
+		return fmt.Errorf("isolation mode %s: want %s or %s", printable.String(string(a.Mode)), model.ModeV1, model.ModeV16)
+	}
+	if _, err := compiler.ParsePort(strconv.FormatUint(uint64(a.GatewayPort), 10)); err != nil {
+		return fmt.Errorf("gateway port: %w", err)
+	}
+	if a.UplinkPort != 0 {
+		if _, err := compiler.ParsePort(strconv.FormatUint(uint64(a.UplinkPort), 10)); err != nil {
+			return fmt.Errorf("uplink port: %w", err)
+		}
+	}
+	var v4, v6 int
+	for _, ip := range a.HairpinIPs {
+		if ip.Zone() != "" || ip.IsUnspecified() || ip.IsMulticast() || ip.Is4In6() {
+			return fmt.Errorf("hairpin address %s is not a unicast address", ip)
+		}
+		if ip.Is4() {
+			v4++
+		} else {
+			v6++
+		}
+	}
+	if v4 > 1 || v6 > 1 {
+		return errors.New("more than one hairpin address of one family")
+	}
+	return nil
+}
+
+// PublishAgentConfig writes a to the bridge's external_ids (the agent does
+// it at start, after the bridge exists).
+func PublishAgentConfig(ctx context.Context, db *ovsdb.Client, bridge string, a AgentConfig) error {
+	data, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	return db.SetBridgeExternalID(ctx, bridge, ovsdb.KeyAgentConfig, string(data))
+}
+
+// Bridge is one node's live bridge (RunDir holds BRIDGE.mgmt, db.sock,
+// ovs-vswitchd.PID.ctl).
+type Bridge struct {
+	Name   string // default br-int
+	RunDir string // default /var/run/openvswitch
+	OVSDB  string // default unix:RUNDIR/db.sock
+}
+
+// Defaults of Bridge's fields.
+const (
+	DefaultBridge = "br-int"
+	DefaultRunDir = "/var/run/openvswitch"
+)
+
+// ovsdbConnectTimeout bounds the wait for OVSDB when the caller's context
+// has no deadline of its own: ovsdb.Connect retries until its context ends,
+// and a command pointed at the wrong run directory should say so.
+const ovsdbConnectTimeout = 5 * time.Second
+
+func (b Bridge) name() string {
+	if b.Name == "" {
+		return DefaultBridge
+	}
+	return b.Name
+}
+
+func (b Bridge) runDir() string {
+	if b.RunDir == "" {
+		return DefaultRunDir
+	}
+	return b.RunDir
+}
+
+func (b Bridge) endpoint() string {
+	if b.OVSDB != "" {
+		return b.OVSDB
+	}
+	return "unix:" + filepath.Join(b.runDir(), "db.sock")
+}
+
+// connect opens OVSDB and checks that the bridge exists.
+func (b Bridge) connect(ctx context.Context) (*ovsdb.Client, error) {
+	cctx := ctx
+	if _, has := ctx.Deadline(); !has {
+		var cancel context.CancelFunc
+		cctx, cancel = context.WithTimeout(ctx, ovsdbConnectTimeout)
+		defer cancel()
+	}
+	db, err := ovsdb.Connect(cctx, b.endpoint(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("OVSDB %s: %w", printable.String(b.endpoint()), err)
+	}
+	if !db.HasBridge(b.name()) {
+		db.Close()
+		return nil, fmt.Errorf("OVSDB %s: no bridge %s", printable.String(b.endpoint()), printable.String(b.name()))
+	}
+	return db, nil
+}
+
+// AgentConfig reads the configuration the agent published on the bridge. An
+// agent older than the key, or one that never started on this bridge, has
+// published none: that is an error naming the key.
+func (b Bridge) AgentConfig(ctx context.Context) (AgentConfig, error) {
+	db, err := b.connect(ctx)
+	if err != nil {
+		return AgentConfig{}, err
+	}
+	defer db.Close()
+	text, ok, err := db.BridgeExternalID(ctx, b.name(), ovsdb.KeyAgentConfig)
+	if err != nil {
+		return AgentConfig{}, err
+	}
+	where := fmt.Sprintf("bridge %s external_ids:%s", printable.String(b.name()), ovsdb.KeyAgentConfig)
+	if !ok {
+		return AgentConfig{}, fmt.Errorf("%s is not set: has ovs-netpol-agent started on this bridge?", where)
+	}
+	var a AgentConfig
+	dec := json.NewDecoder(strings.NewReader(text))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&a); err != nil {
+		return AgentConfig{}, fmt.Errorf("%s: %s", where, printable.String(err.Error()))
+	}
+	if err := a.validate(); err != nil {
+		return AgentConfig{}, fmt.Errorf("%s: %w", where, err)
+	}
+	return a, nil
+}
+
+// Port is a pod attached to the bridge (from OVSDB Interface external_ids
+// written by our CNI plugin). Only ports with an OpenFlow port number are
+// listed.
+type Port struct {
+	Namespace, Name, UID, Interface string
+	OFPort                          uint32
+	MAC                             net.HardwareAddr // nil when attached-mac is absent or invalid
+}
+
+// Key is the pod's namespace/name.
+func (p Port) Key() string { return p.Namespace + "/" + p.Name }
+
+// Ports lists the pods attached to the bridge, sorted by interface name.
+func (b Bridge) Ports(ctx context.Context) ([]Port, error) {
+	db, err := b.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	return ports(db.PodPorts(b.name())), nil
+}
+
+func ports(pps []ovsdb.PodPort) []Port {
+	out := make([]Port, 0, len(pps))
+	for _, pp := range pps {
+		out = append(out, Port{Namespace: pp.Namespace, Name: pp.Name, UID: pp.UID, Interface: pp.Interface,
+			OFPort: uint32(pp.OFPort), MAC: pp.MAC})
+	}
+	return out
+}
+
+// Bindings are the bridge's pod ports as the agent binds them ("ns/name" →
+// port): like the agent, ports without a valid attached-mac are left out
+// (they cannot be port-secured, so they get no flows).
+func (b Bridge) Bindings(ctx context.Context) (map[string]compiler.Binding, error) {
+	ps, err := b.Ports(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return BindingsOf(ps), nil
+}
+
+// BindingsOf turns ports into compiler bindings, as Bindings does.
+func BindingsOf(ps []Port) map[string]compiler.Binding {
+	out := map[string]compiler.Binding{}
+	for _, p := range ps {
+		if p.MAC == nil {
+			continue
+		}
+		out[p.Key()] = compiler.Binding{OFPort: p.OFPort, MAC: p.MAC}
+	}
+	return out
+}
