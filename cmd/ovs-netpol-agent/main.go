@@ -28,6 +28,7 @@ import (
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
 	"github.com/ovs-netpol/ovs-netpol/pkg/controller"
 	"github.com/ovs-netpol/ovs-netpol/pkg/flowsync"
+	"github.com/ovs-netpol/ovs-netpol/pkg/inspect"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 	"github.com/ovs-netpol/ovs-netpol/pkg/normalize"
 	"github.com/ovs-netpol/ovs-netpol/pkg/ovsdb"
@@ -138,6 +139,10 @@ func run(ctx context.Context, o options) error {
 	defer db.Close()
 	if err := db.EnsureBridge(ctx, o.bridge, o.datapathType, compiler.TableNames); err != nil {
 		return fmt.Errorf("bridge %s: %w", o.bridge, err)
+	}
+	// What the agent compiles with, for the node's tools (ovs-netpol flows, explain, verify).
+	if err := inspect.PublishAgentConfig(ctx, db, o.bridge, inspect.NewAgentConfig(cfg, mode)); err != nil {
+		log.WithError(err).Warn("cannot publish the agent's configuration on the bridge: ovs-netpol flows/explain/verify will not work on this node")
 	}
 
 	reg := prometheus.NewRegistry()
