@@ -419,6 +419,7 @@ func (in *Incremental) markNamespaceChange(old, ns *model.Namespace) {
 			}
 		}
 	}
+	in.markAuditChange(name, old, ns)
 	oldLabels, newLabels := namespaceLabels(old), namespaceLabels(ns)
 	check := func(r ruleRef) {
 		rule := r.rule()
@@ -561,7 +562,7 @@ func (in *Incremental) compute(id string) ([]openflow.Flow, error) {
 		}
 		ing, _ := in.c.IsolatedAmong(pod, model.Ingress, in.polByNS[pod.Namespace])
 		eg, _ := in.c.IsolatedAmong(pod, model.Egress, in.polByNS[pod.Namespace])
-		return podFlows(in.cfg, pod, b, ing, eg), nil
+		return in.auditPodFlows(pod, b, ing, eg, podFlows(in.cfg, pod, b, ing, eg)), nil
 	case strings.HasPrefix(id, "rule/"):
 		return in.computeRule(strings.TrimPrefix(id, "rule/"))
 	case strings.HasPrefix(id, "svc/"):
@@ -610,6 +611,7 @@ func (in *Incremental) computeRule(key string) ([]openflow.Flow, error) {
 			egressSplit: split,
 		}, rec)
 		used = rec.keys
+		flows = in.auditRuleFlows(pol, d, index, flows)
 	}
 	if len(flows) == 0 {
 		delete(in.egressSplits, key)

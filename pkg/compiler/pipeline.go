@@ -105,6 +105,9 @@ type Config struct {
 	// (0: DefaultMaxConjunctionsPerFlow; see tiers.go). Tests lower it to
 	// exercise the tiers.
 	MaxConjunctionsPerFlow int
+	// Audit sends denied (allowed) new connections of audited namespaces'
+	// pods to the agent's audit log (see audit.go); zero: no audit flows.
+	Audit AuditConfig
 }
 
 // Binding is a local pod's attachment to the bridge.

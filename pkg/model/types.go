@@ -66,6 +66,8 @@ type Namespace struct {
 	// LegacyIsolation is the parsed net.beta.kubernetes.io/network-policy
 	// annotation (see ParseLegacyAnnotation).
 	LegacyIsolation LegacyIsolation
+	// Audit is the parsed AuditAnnotation (see ParseAuditAnnotation).
+	Audit AuditMode
 }
 
 // ContainerPort is a port a pod's container declares; named ports resolve

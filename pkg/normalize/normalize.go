@@ -29,7 +29,9 @@ const DefaultNamespace = "default"
 // ns is non-nil, even when warning is not nil: warning reports a legacy
 // isolation annotation that could not be understood, in which case the
 // namespace is LegacyMalformed (it isolates: fail closed, see
-// model.ParseLegacyAnnotation). Callers log or print the warning and go on.
+// model.ParseLegacyAnnotation), or an audit annotation that could not be
+// understood, which leaves auditing off (see model.ParseAuditAnnotation).
+// Callers log or print the warning and go on.
 func Namespace(ns *corev1.Namespace) (n *model.Namespace, warning error) {
 	if ns == nil {
 		return nil, errors.New("nil Namespace")
@@ -41,10 +43,16 @@ func Namespace(ns *corev1.Namespace) (n *model.Namespace, warning error) {
 		Labels:          copyLabels(ns.Labels),
 		LegacyIsolation: iso,
 	}
+	var audit error
+	n.Audit, audit = namespaceAudit(ns)
 	if err != nil {
-		return n, fmt.Errorf("namespace %s: metadata.annotations[%s]: %w", printable.String(ns.Name), model.LegacyAnnotation, err)
+		err = fmt.Errorf("namespace %s: metadata.annotations[%s]: %w", printable.String(ns.Name), model.LegacyAnnotation, err)
+		if audit != nil {
+			err = fmt.Errorf("%w; %w", err, audit)
+		}
+		return n, err
 	}
-	return n, nil
+	return n, audit
 }
 
 // PodUID returns the key a pod is stored under: its UID, or, for pods that
