@@ -14,7 +14,7 @@ import (
 )
 
 // annotateCluster: two pods on node n1 and one on n2; allow-client admits
-// the client to the server's TCP 80 (a conjunction of targets, peers and
+// the client to the server's UDP 5353 (a conjunction of targets, peers and
 // ports), other admits 10.99.0.0/16 to TCP 443 (another conjunction), and
 // a Service with session affinity and the server as its endpoint.
 const annotateCluster = `
@@ -47,7 +47,7 @@ spec:
   podSelector: {matchLabels: {app: server}}
   ingress:
   - from: [{podSelector: {matchLabels: {app: client}}}]
-    ports: [{protocol: TCP, port: 80}]
+    ports: [{protocol: UDP, port: 5353}]
 ---
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
