@@ -32,6 +32,8 @@ import (
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 	"github.com/ovs-netpol/ovs-netpol/pkg/normalize"
 	"github.com/ovs-netpol/ovs-netpol/pkg/ovsdb"
+
+	"github.com/ovs-netpol/ovs-netpol/internal/version"
 )
 
 type options struct {
@@ -57,6 +59,7 @@ func main() {
 	cmd := &cobra.Command{
 		Use:           "ovs-netpol-agent",
 		Short:         "Enforce Kubernetes NetworkPolicy on this node's Open vSwitch bridge",
+		Version:       version.Get().String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Args:          cobra.NoArgs,
@@ -66,6 +69,7 @@ func main() {
 			return run(ctx, o)
 		},
 	}
+	cmd.SetVersionTemplate("{{.Name}} {{.Version}}\n")
 	f := cmd.Flags()
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster configuration)")
 	f.StringVar(&o.nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME)")
