@@ -5,8 +5,9 @@ BIN   := bin
 
 # Debian packages the tests and the demo run on (iptables: kube-proxy's
 # iptables mode runs iptables, iptables-save, iptables-restore and their ip6
-# variants; it talks to conntrack over netlink, no conntrack binary).
-DEB_PACKAGES := openvswitch-switch ethtool iproute2 containernetworking-plugins etcd-server iptables
+# variants; it talks to conntrack over netlink, no conntrack binary;
+# bash-completion: the CLI's completion script needs it, and its test).
+DEB_PACKAGES := openvswitch-switch ethtool iproute2 containernetworking-plugins etcd-server iptables bash-completion
 
 .PHONY: all build test deps fmt vet clean demo demo-down kube kube-apiserver kube-proxy
 
@@ -25,9 +26,29 @@ deps:
 	  iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do \
 	  command -v $$c >/dev/null || { echo "missing $$c after install" >&2; exit 1; }; done
 
-## build: the CLI, agent and CNI plugin into ./bin.
+# Every binary's --version (internal/version): git describe and the commit.
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS := -X github.com/ovs-netpol/ovs-netpol/internal/version.Version=$(VERSION) \
+	-X github.com/ovs-netpol/ovs-netpol/internal/version.Commit=$(COMMIT)
+PREFIX  ?= /usr/local
+
+## build: the CLI, agent and CNI plugin into ./bin, and the CLI as the
+## kubectl plugin bin/kubectl-ovs_netpol (a hard link: `kubectl ovs-netpol ...`).
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
+	ln -f $(BIN)/ovs-netpol $(BIN)/kubectl-ovs_netpol
+
+## install: the CLI and its kubectl plugin name into $(PREFIX)/bin (on PATH:
+## `kubectl ovs-netpol`; kubectl_complete-ovs_netpol gives kubectl's completion
+## of the plugin); agent and CNI plugin are deployed with manifests/.
+.PHONY: install
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BIN)/ovs-netpol $(DESTDIR)$(PREFIX)/bin/ovs-netpol
+	ln -f $(DESTDIR)$(PREFIX)/bin/ovs-netpol $(DESTDIR)$(PREFIX)/bin/kubectl-ovs_netpol
+	ln -f $(DESTDIR)$(PREFIX)/bin/ovs-netpol $(DESTDIR)$(PREFIX)/bin/kubectl_complete-ovs_netpol
+	@echo "installed: ovs-netpol, kubectl ovs-netpol; shell completion: source <(ovs-netpol completion bash) (zsh, fish too)"
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^ovsdb-schema/.*generated')); \
