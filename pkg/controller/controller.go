@@ -132,6 +132,8 @@ type Controller struct {
 	retryTimer *time.Timer
 	// ips holds which active pods claim which address (see podips.go).
 	ips ipClaims
+	// pev is what was reported in Events on policies (policyevents.go).
+	pev policyEvents
 
 	// flushMu guards flushQueue, the flushes the flusher goroutine runs
 	// (outside mu: one ovs-ofctl per flush, 30–60 ms each, must not stall
@@ -139,6 +141,9 @@ type Controller struct {
 	flushMu    sync.Mutex
 	flushQueue []openflow.ConntrackFlush
 	flushWake  chan struct{}
+
+	// arrivals are the queued events' arrival times (own lock; metrics.go).
+	arrivals arrivals
 
 	ready   atomic.Bool
 	settled bool // the initial state was processed (worker goroutine only)
@@ -169,6 +174,7 @@ func New(client kubernetes.Interface, ports Ports, flows Flows, o Options) *Cont
 		podUIDs:   map[string]string{},
 		refused:   map[openflow.Cookie]*refusal{},
 		ips:       newIPClaims(),
+		pev:       newPolicyEvents(),
 		recorder:  o.Recorder,
 		needFull:  true,
 		flushWake: make(chan struct{}, 1),
@@ -200,6 +206,7 @@ func (c *Controller) Run(ctx context.Context) error {
 				c.log.WithError(err).Warn("cannot key object")
 				return
 			}
+			c.noteArrival(item{kind, key})
 			c.queue.Add(item{kind, key})
 		}
 		return cache.ResourceEventHandlerFuncs{
@@ -307,7 +314,9 @@ func (c *Controller) worker(ctx context.Context) {
 			}
 			batch = append(batch, it)
 		}
+		taken := c.arrivals.take(batch)
 		err := c.process(ctx, batch)
+		c.realized(taken, err, time.Now())
 		if err == nil && !c.settled && c.Ready() && c.queue.Len() == 0 {
 			// The initial state is in. Decoding the initial lists (every
 			// pod at once) was the agent's memory peak: give the freed
@@ -395,6 +404,7 @@ func (c *Controller) process(ctx context.Context, batch []item) error {
 	c.metrics.Flows.Set(float64(c.installed))
 	c.metrics.Groups.Set(float64(c.inc.GroupCount()))
 	c.metrics.SyncSeconds.Observe(time.Since(start).Seconds())
+	c.reportPolicies(time.Now())
 	if !c.ready.Load() {
 		c.ready.Store(true)
 		c.log.Info("ready: first full sync committed")
@@ -422,7 +432,7 @@ func (c *Controller) commit(ctx context.Context, changed []openflow.Key, now tim
 	}
 	ch, touched := c.withoutRefused(ch)
 	if ch.Len() > 0 {
-		if err := c.flows.Apply(ctx, ch); err != nil {
+		if err := c.applyTimed(ctx, ch); err != nil {
 			c.metrics.BundleFailures.Inc()
 			err = fmt.Errorf("bundle of %d flow adds, %d flow deletes, %d group adds/changes and %d group deletes: %w",
 				len(ch.AddFlows), len(ch.DelFlows), len(ch.SetGroups), len(ch.DelGroups), err)
@@ -593,6 +603,7 @@ func (c *Controller) applyPolicy(key string) {
 	ns, name, _ := cache.SplitMetaNamespaceKey(key)
 	np, err := c.policyLister.NetworkPolicies(ns).Get(name)
 	if apierrors.IsNotFound(err) {
+		c.notePolicyRejected(key, nil)
 		c.inc.DeletePolicy(key)
 		return
 	}
@@ -601,6 +612,7 @@ func (c *Controller) applyPolicy(key string) {
 		return
 	}
 	p, err := normalize.NetworkPolicyV1(np)
+	c.notePolicyRejected(key, err)
 	if err != nil {
 		c.reject("networkpolicy", key, fmt.Errorf("%w (its pods are isolated with no rule allowing anything until it is fixed)", err))
 		p = failClosed(np)

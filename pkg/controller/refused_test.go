@@ -271,10 +271,12 @@ func TestRefusedOriginIsIsolated(t *testing.T) {
 			if got := value(metrics.RefusedOrigins); got != 0 {
 				t.Fatalf("ovs_netpol_refused_origins = %v after the fix", got)
 			}
+			// Realized (policyevents.go) once its flows are in.
 			eventually(t, "the Events on x/bad", func() bool {
 				ev := events(t, client, "x", "bad")
-				return len(ev) == 2 && slices.ContainsFunc(ev, func(s string) bool { return strings.HasPrefix(s, "FlowsRefused: ") }) &&
-					slices.ContainsFunc(ev, func(s string) bool { return strings.HasPrefix(s, "FlowsAccepted: ") })
+				return len(ev) == 3 && slices.ContainsFunc(ev, func(s string) bool { return strings.HasPrefix(s, "FlowsRefused: ") }) &&
+					slices.ContainsFunc(ev, func(s string) bool { return strings.HasPrefix(s, "FlowsAccepted: ") }) &&
+					slices.ContainsFunc(ev, func(s string) bool { return strings.HasPrefix(s, "Realized: Realized on node n1: ") })
 			})
 			cancel()
 			if err := <-done; err != nil {
