@@ -62,7 +62,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		BundleSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ovs_netpol_bundle_seconds",
 			Help: "Time to commit one incremental bundle to the bridge (ovs-ofctl run, OVS's atomic commit included; full syncs are in ovs_netpol_sync_seconds only).", Buckets: buckets}),
 		RealizationLag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ovs_netpol_realization_lag_seconds",
-			Help: "Time from an object event's arrival (informer handler) to the end of the commit that realized it, queueing and batching included. Events received before the first full sync are not counted (start-up).",
+			Help:    "Time from an object event's arrival (informer handler) to the end of the commit that realized it, queueing and batching included. Events received before the first full sync are not counted (start-up).",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}),
 	}
 	if reg != nil {
