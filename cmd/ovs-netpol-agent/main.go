@@ -157,6 +157,7 @@ func run(ctx context.Context, o options) error {
 	ctrl := controller.New(client, ports, flows, controller.Options{
 		Compiler: cfg, Mode: mode, Log: log.WithField("component", "controller"), Metrics: metrics,
 	})
+	registerFlowStats(reg, ctrl, flows.inst, log)
 
 	srv := &http.Server{Addr: o.metricsAddr, Handler: httpHandler(reg, ctrl), ReadHeaderTimeout: 5 * time.Second}
 	ln, err := net.Listen("tcp", o.metricsAddr)
