@@ -1,0 +1,372 @@
+package inspect
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ovs-netpol/ovs-netpol/pkg/evaluator"
+	"github.com/ovs-netpol/ovs-netpol/pkg/model"
+
+	"github.com/ovs-netpol/ovs-netpol/internal/printable"
+)
+
+// DefaultExternalIPs are the outside addresses verify probes with
+// (documentation ranges: RFC 5737 TEST-NET-3, RFC 3849).
+var DefaultExternalIPs = []netip.Addr{netip.MustParseAddr("203.0.113.77"), netip.MustParseAddr("2001:db8::77")}
+
+// VerifyOptions tunes Verify.
+type VerifyOptions struct {
+	// ExternalIPs are the outside peers (default DefaultExternalIPs).
+	ExternalIPs []netip.Addr
+	// Workers is the number of parallel traces (default 4).
+	Workers int
+}
+
+// Probe is one protocol and port verify checks.
+type Probe struct {
+	Protocol model.Protocol `json:"protocol"`
+	Port     int32          `json:"port"`
+}
+
+func (p Probe) String() string { return fmt.Sprintf("%s/%d", p.Protocol, p.Port) }
+
+// VerifyCell is one connection checked: the model against the bridge.
+type VerifyCell struct {
+	From  string `json:"from"`
+	To    string `json:"to"`
+	Probe Probe  `json:"probe"`
+	// Enforces is the part of the decision this node makes.
+	Enforces string `json:"enforces"`
+	// Model is what the model says this node must do; Bridge what the
+	// trace did.
+	ModelAllowed bool   `json:"modelAllowed"`
+	Model        string `json:"model"`
+	Delivered    bool   `json:"delivered"`
+	Bridge       string `json:"bridge"`
+	// Mismatch says how they differ ("" when they agree).
+	Mismatch string `json:"mismatch,omitempty"`
+	// Packet and Decisive (the last traversed flow with its origin) are
+	// kept for mismatches.
+	Packet   string `json:"packet,omitempty"`
+	Decisive string `json:"decisive,omitempty"`
+}
+
+// VerifyResult is a whole run.
+type VerifyResult struct {
+	Node string `json:"node"`
+	// Endpoints are the matrix's rows and columns, in order.
+	Endpoints  []string       `json:"endpoints"`
+	Probes     []Probe        `json:"probes"`
+	Cells      []VerifyCell   `json:"cells"`
+	Mismatches []VerifyCell   `json:"mismatches"`
+	Traces     int            `json:"traces"`
+	Duration   time.Duration  `json:"durationNanoseconds"`
+	Skipped    map[string]int `json:"skipped,omitempty"`
+}
+
+// verifyPeer is a matrix row/column.
+type verifyPeer struct {
+	label string
+	ep    evaluator.Endpoint // one address per family in ips
+	ips   []netip.Addr
+	local bool
+}
+
+// Verify traces, for every pod attached to the node's bridge, every
+// connection to and from every peer — every pod of the cluster, the node
+// itself and an outside address — on every port the policies name (named
+// ports resolved through the pods' container ports) plus one they do not,
+// for TCP and UDP, and compares each with the model's verdict for the part
+// of it this node decides (both sides between two local pods, the local
+// pod's egress toward others, its ingress from them).
+func (e *Explainer) Verify(ctx context.Context, v *NodeView, opts VerifyOptions) (*VerifyResult, error) {
+	start := time.Now()
+	if opts.Workers <= 0 {
+		opts.Workers = 4
+	}
+	ext := opts.ExternalIPs
+	if len(ext) == 0 {
+		ext = DefaultExternalIPs
+	}
+	e.AddNodeIPs(v.Config.Node, v.Config.NodeIPs)
+	res := &VerifyResult{Node: v.Config.Node, Probes: VerifyProbes(e.Cluster), Skipped: map[string]int{}}
+
+	var peers []verifyPeer
+	for _, p := range e.Cluster.SortedPods() {
+		if !p.Active() || len(p.IPs) == 0 {
+			continue
+		}
+		_, local := v.local(p)
+		peers = append(peers, verifyPeer{label: p.Key(), ep: evaluator.Endpoint{Pod: p}, ips: p.IPs, local: local})
+	}
+	if len(v.Config.NodeIPs) > 0 {
+		peers = append(peers, verifyPeer{label: "node:" + v.Config.Node, ep: evaluator.Endpoint{HostOf: v.Config.Node}, ips: v.Config.NodeIPs})
+	} else {
+		res.Skipped["node peer: the agent knows no node address"]++
+	}
+	peers = append(peers, verifyPeer{label: "external", ips: ext})
+	for _, p := range peers {
+		res.Endpoints = append(res.Endpoints, p.label)
+	}
+
+	type job struct {
+		src, dst verifyPeer
+		sip, dip netip.Addr
+		probe    Probe
+		idx      int
+	}
+	var jobs []job
+	for _, s := range peers {
+		for _, d := range peers {
+			if s.label == d.label || !s.local && !d.local {
+				continue
+			}
+			sip, dip, ok := familyPair(s.ips, d.ips)
+			if !ok {
+				res.Skipped["pairs without a common address family"]++
+				continue
+			}
+			for _, pr := range res.Probes {
+				jobs = append(jobs, job{src: s, dst: d, sip: sip, dip: dip, probe: pr, idx: len(jobs)})
+			}
+		}
+	}
+	cells := make([]VerifyCell, len(jobs))
+	errs := make([]error, len(jobs))
+	ch := make(chan job)
+	var wg sync.WaitGroup
+	for range opts.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range ch {
+				src, dst := j.src.ep, j.dst.ep
+				src.IP, dst.IP = j.sip, j.dip
+				cells[j.idx], errs[j.idx] = e.verifyOne(ctx, v, src, dst, j.src.label, j.dst.label, j.probe)
+			}
+		}()
+	}
+	for _, j := range jobs {
+		select {
+		case ch <- j:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(ch)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	for i, err := range errs {
+		if err != nil {
+			return nil, fmt.Errorf("%s -> %s %s: %w", jobs[i].src.label, jobs[i].dst.label, jobs[i].probe, err)
+		}
+	}
+	res.Cells = cells
+	res.Traces = len(cells)
+	for _, c := range cells {
+		if c.Mismatch != "" {
+			res.Mismatches = append(res.Mismatches, c)
+		}
+	}
+	res.Duration = time.Since(start)
+	return res, nil
+}
+
+func (e *Explainer) verifyOne(ctx context.Context, v *NodeView, src, dst evaluator.Endpoint, from, to string, p Probe) (VerifyCell, error) {
+	verdict := evaluator.Allowed(e.Cluster, src, dst, p.Protocol, p.Port)
+	pr, ok := v.probeFor(src, dst, dst.IP, p.Protocol, p.Port, verdict)
+	if !ok {
+		return VerifyCell{}, fmt.Errorf("internal error: neither end is local")
+	}
+	t, err := v.Bridge.Trace(ctx, pr.packet)
+	if err != nil {
+		return VerifyCell{}, err
+	}
+	c := VerifyCell{From: from, To: to, Probe: p, Enforces: pr.enforces, ModelAllowed: pr.allowed,
+		Model: modelWords(pr, verdict), Delivered: t.Delivered, Bridge: t.Verdict(), Mismatch: pr.judge(t)}
+	if c.Mismatch != "" {
+		c.Packet = pr.packet
+		if s := t.Decisive(); s != nil {
+			origin := "table miss"
+			if !s.Miss {
+				origin = v.Node.Origin(s.Flow())
+			}
+			c.Decisive = fmt.Sprintf("%s [%s]", s, origin)
+		}
+	}
+	return c, nil
+}
+
+// modelWords is the model's verdict for the part this node enforces.
+func modelWords(pr probe, v evaluator.Verdict) string {
+	word := "denied"
+	if pr.allowed {
+		word = "allowed"
+	}
+	switch pr.enforces {
+	case "egress":
+		return fmt.Sprintf("%s (egress: %s)", word, v.Egress.Reason)
+	case "ingress":
+		return fmt.Sprintf("%s (ingress: %s)", word, v.Ingress.Reason)
+	}
+	return fmt.Sprintf("%s (egress: %s; ingress: %s)", word, v.Egress.Reason, v.Ingress.Reason)
+}
+
+// familyPair picks an IPv4 pair if both ends have one, else IPv6.
+func familyPair(a, b []netip.Addr) (netip.Addr, netip.Addr, bool) {
+	for _, v4 := range []bool{true, false} {
+		var x, y netip.Addr
+		for _, ip := range a {
+			if ip.Is4() == v4 && !x.IsValid() {
+				x = ip
+			}
+		}
+		for _, ip := range b {
+			if ip.Is4() == v4 && !y.IsValid() {
+				y = ip
+			}
+		}
+		if x.IsValid() && y.IsValid() {
+			return x, y, true
+		}
+	}
+	return netip.Addr{}, netip.Addr{}, false
+}
+
+// VerifyProbes are the probes verify checks: every port number the
+// policies name (both ends of a range; named ports resolved through every
+// pod's container ports), and one port no policy names, each for TCP and
+// UDP.
+func VerifyProbes(c *model.Cluster) []Probe {
+	ports := map[int32]bool{}
+	var ranges [][2]int32
+	for _, p := range c.SortedPolicies() {
+		for _, d := range []model.Direction{model.Ingress, model.Egress} {
+			for _, r := range p.Rules(d) {
+				for _, ps := range r.Ports {
+					switch {
+					case ps.Name != "":
+						for _, pod := range c.Pods {
+							if n, ok := pod.ResolvePort(ps.Name, ps.Protocol); ok {
+								ports[n] = true
+							}
+						}
+					case ps.Port == 0:
+					case ps.EndPort != 0:
+						ports[ps.Port], ports[ps.EndPort] = true, true
+						ranges = append(ranges, [2]int32{ps.Port, ps.EndPort})
+					default:
+						ports[ps.Port] = true
+					}
+				}
+			}
+		}
+	}
+	unmentioned := int32(54321)
+	for ; unmentioned < 65535; unmentioned++ {
+		inRange := false
+		for _, r := range ranges {
+			if unmentioned >= r[0] && unmentioned <= r[1] {
+				inRange = true
+			}
+		}
+		if !ports[unmentioned] && !inRange {
+			break
+		}
+	}
+	ports[unmentioned] = true
+	nums := make([]int32, 0, len(ports))
+	for n := range ports {
+		nums = append(nums, n)
+	}
+	sort.Slice(nums, func(i, j int) bool { return nums[i] < nums[j] })
+	var out []Probe
+	for _, proto := range []model.Protocol{model.TCP, model.UDP} {
+		for _, n := range nums {
+			out = append(out, Probe{Protocol: proto, Port: n})
+		}
+	}
+	return out
+}
+
+// Matrix renders one matrix per probe: rows are sources, columns
+// destinations (numbered as in the legend), "." allowed, "X" denied, "!"
+// the bridge disagrees with the model, blank not checked on this node
+// (neither end here, or the same endpoint).
+func (r *VerifyResult) Matrix() string {
+	var b strings.Builder
+	idx := map[string]int{}
+	for i, e := range r.Endpoints {
+		idx[e] = i
+	}
+	fmt.Fprintf(&b, "endpoints:\n")
+	for i, e := range r.Endpoints {
+		fmt.Fprintf(&b, "  %2d %s\n", i+1, printable.String(e))
+	}
+	byProbe := map[Probe]map[[2]int]byte{}
+	for _, c := range r.Cells {
+		m := byProbe[c.Probe]
+		if m == nil {
+			m = map[[2]int]byte{}
+			byProbe[c.Probe] = m
+		}
+		mark := byte('X')
+		switch {
+		case c.Mismatch != "":
+			mark = '!'
+		case c.ModelAllowed:
+			mark = '.'
+		}
+		m[[2]int{idx[c.From], idx[c.To]}] = mark
+	}
+	n := len(r.Endpoints)
+	for _, p := range r.Probes {
+		fmt.Fprintf(&b, "\n%s (rows: from, columns: to)\n    ", p)
+		for j := range n {
+			fmt.Fprintf(&b, "%d", (j+1)%10)
+		}
+		b.WriteByte('\n')
+		for i := range n {
+			fmt.Fprintf(&b, " %2d ", i+1)
+			for j := range n {
+				mark, ok := byProbe[p][[2]int{i, j}]
+				if !ok {
+					mark = ' '
+				}
+				b.WriteByte(mark)
+			}
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
+}
+
+// Summary is the last lines of a run: counts, then every mismatch with
+// both verdicts.
+func (r *VerifyResult) Summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "node %s: %d connections traced (%d endpoints, %d probes) in %v: %d mismatches\n",
+		printable.String(r.Node), r.Traces, len(r.Endpoints), len(r.Probes), r.Duration.Round(time.Millisecond), len(r.Mismatches))
+	keys := make([]string, 0, len(r.Skipped))
+	for k := range r.Skipped {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&b, "not checked: %s (%d)\n", k, r.Skipped[k])
+	}
+	for _, c := range r.Mismatches {
+		fmt.Fprintf(&b, "MISMATCH %s -> %s %s: model: %s; bridge: %s\n  %s\n  packet: %s\n  last flow: %s\n",
+			printable.String(c.From), printable.String(c.To), c.Probe, c.Model, c.Bridge, c.Mismatch, c.Packet, c.Decisive)
+	}
+	return b.String()
+}
