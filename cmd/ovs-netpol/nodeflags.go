@@ -4,13 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/inspect"
@@ -25,26 +22,25 @@ type nodeOptions struct {
 	bridgeName string
 	runDir     string
 	ovsdb      string
-	kubeconfig string
 	output     string
 }
 
 // nodeFlagsHelp is the paragraph of Long help the node commands share.
 const nodeFlagsHelp = `Run it on the node (as root, or as a user who may use the Open vSwitch
 sockets): --ovs-rundir holds BRIDGE.mgmt and db.sock. The cluster is read
-with --kubeconfig (default $KUBECONFIG, then ~/.kube/config if it exists);
-the agent's settings (node name, isolation mode, ports, node IPs, conntrack
-zone) are read from the bridge, where ovs-netpol-agent publishes them at
-start (external_ids:ovs-netpol-config).`
+with --kubeconfig and --context (default $KUBECONFIG, then ~/.kube/config
+if it exists, as kubectl). The agent's settings (node name, isolation mode,
+gateway and uplink ports, node IPs, conntrack zone) are read from the
+bridge, where ovs-netpol-agent publishes them at start
+(external_ids:ovs-netpol-config).`
 
-// addNodeFlags registers --bridge, --ovs-rundir, --ovsdb, --kubeconfig and
-// -o/--output on cmd.
+// addNodeFlags registers --bridge, --ovs-rundir, --ovsdb and -o/--output on
+// cmd (--kubeconfig and --context are the root command's).
 func addNodeFlags(cmd *cobra.Command, o *nodeOptions) {
 	f := cmd.Flags()
 	f.StringVar(&o.bridgeName, "bridge", inspect.DefaultBridge, "the integration bridge")
 	f.StringVar(&o.runDir, "ovs-rundir", inspect.DefaultRunDir, "Open vSwitch run directory (BRIDGE.mgmt, db.sock)")
 	f.StringVar(&o.ovsdb, "ovsdb", "", "OVSDB endpoint (default unix:OVS-RUNDIR/db.sock)")
-	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default $KUBECONFIG, then ~/.kube/config if it exists)")
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 }
 
@@ -61,46 +57,20 @@ func (o nodeOptions) bridge() inspect.Bridge {
 	return inspect.Bridge{Name: o.bridgeName, RunDir: o.runDir, OVSDB: o.ovsdb}
 }
 
-// kubeconfigPath resolves --kubeconfig: the flag, else $KUBECONFIG (which
-// may list several files, merged as kubectl does: returned as is), else
-// ~/.kube/config if it exists; "" when there is none.
-func (o nodeOptions) kubeconfigPath() string {
-	if o.kubeconfig != "" {
-		return o.kubeconfig
-	}
-	if env := os.Getenv("KUBECONFIG"); env != "" {
-		return env
-	}
-	if home, err := os.UserHomeDir(); err == nil {
-		p := filepath.Join(home, ".kube", "config")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return ""
-}
-
 // errNoKubeconfig says that no kubeconfig was given or found.
 var errNoKubeconfig = errors.New("no kubeconfig: pass --kubeconfig, set $KUBECONFIG or create ~/.kube/config")
 
-// client returns a client of the cluster, or errNoKubeconfig.
+// client returns a client of the cluster (the root's --kubeconfig and
+// --context), or errNoKubeconfig when there is no kubeconfig at all.
 func (o nodeOptions) client() (kubernetes.Interface, error) {
-	path := o.kubeconfigPath()
-	if path == "" {
+	// restConfig wraps the error, and IsEmptyConfig does not unwrap.
+	if _, err := clientConfig().ClientConfig(); clientcmd.IsEmptyConfig(err) {
 		return nil, errNoKubeconfig
 	}
-	var cfg *rest.Config
-	var err error
-	if o.kubeconfig == "" && os.Getenv("KUBECONFIG") != "" {
-		rules := clientcmd.NewDefaultClientConfigLoadingRules() // reads the $KUBECONFIG list
-		cfg, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
-	} else {
-		cfg, err = clientcmd.BuildConfigFromFlags("", path)
-	}
+	cfg, err := restConfig()
 	if err != nil {
-		return nil, fmt.Errorf("kubeconfig %s: %w", printable.String(path), err)
+		return nil, err
 	}
-	cfg.UserAgent = "ovs-netpol"
 	cfg.Timeout = 30 * time.Second
 	return kubernetes.NewForConfig(cfg)
 }

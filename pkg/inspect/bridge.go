@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -150,6 +151,12 @@ func (b Bridge) connect(ctx context.Context) (*ovsdb.Client, error) {
 		var cancel context.CancelFunc
 		cctx, cancel = context.WithTimeout(ctx, ovsdbConnectTimeout)
 		defer cancel()
+	}
+	if path, ok := strings.CutPrefix(b.endpoint(), "unix:"); ok {
+		// Fail at once on a wrong run directory instead of retrying.
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("OVSDB %s: %w (is Open vSwitch running there? see --ovs-rundir, --ovsdb)", printable.String(b.endpoint()), err)
+		}
 	}
 	db, err := ovsdb.Connect(cctx, b.endpoint(), nil)
 	if err != nil {
