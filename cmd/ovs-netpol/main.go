@@ -72,6 +72,7 @@ func rootCmd(invokedAs string) *cobra.Command {
 	pf.StringVar(&cluster.context, "context", "", "kubeconfig context to use (default: its current context)")
 	pf.StringVarP(&cluster.namespace, "namespace", "n", "", "namespace of pod names given without one (default: the context's namespace, else default)")
 	root.AddCommand(compileCmd(), convertCmd(), versionCmd())
+	root.AddCommand(diffCmd())
 	return root
 }
 
