@@ -3,6 +3,7 @@ package controller
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -73,13 +74,17 @@ type policyEvents struct {
 	reported map[string]*policyReport // by namespace/name
 	// rejected holds why applyPolicy rejected a policy (by namespace/name).
 	rejected map[string]string
-	lastPass time.Time
-	timer    *time.Timer
-	timerAt  time.Time
+	// interval and gap are policyReportInterval and policyEventGap (tests
+	// shorten them before Run).
+	interval, gap time.Duration
+	lastPass      time.Time
+	timer         *time.Timer
+	timerAt       time.Time
 }
 
 func newPolicyEvents() policyEvents {
-	return policyEvents{reported: map[string]*policyReport{}, rejected: map[string]string{}}
+	return policyEvents{reported: map[string]*policyReport{}, rejected: map[string]string{},
+		interval: policyReportInterval, gap: policyEventGap}
 }
 
 // notePolicyRejected records (err != nil) or clears the rejection of a
@@ -114,7 +119,7 @@ func (c *Controller) reportPolicies(now time.Time) {
 	if c.recorder == nil || c.policyLister == nil {
 		return
 	}
-	if next := c.pev.lastPass.Add(policyReportInterval); now.Before(next) {
+	if next := c.pev.lastPass.Add(c.pev.interval); now.Before(next) {
 		c.reportAt(next)
 		return
 	}
@@ -164,9 +169,9 @@ func (c *Controller) reportPolicies(now time.Time) {
 		if prev != nil && prev.identity == id {
 			continue
 		}
-		if prev != nil && now.Before(prev.emitted.Add(policyEventGap)) {
+		if prev != nil && now.Before(prev.emitted.Add(c.pev.gap)) {
 			// Held back: reported when the gap is over, if still changed.
-			if due := prev.emitted.Add(policyEventGap); wake.IsZero() || due.Before(wake) {
+			if due := prev.emitted.Add(c.pev.gap); wake.IsZero() || due.Before(wake) {
 				wake = due
 			}
 			continue
@@ -197,12 +202,16 @@ func (c *Controller) reportPolicies(now time.Time) {
 				flows += flowsByCookie[ck]
 			}
 			c.recorder.Eventf(np, corev1.EventTypeNormal, ReasonRealized,
-				"Realized on node %s: %d flows for %d rules (%d ingress, %d egress); it selects %d pods here.",
-				node, flows, rules, len(pol.Ingress), len(pol.Egress), targets)
+				"Realized on node %s: %s for %s (%d ingress, %d egress); it selects %s here.",
+				node, plural(flows, "flow"), plural(rules, "rule"), len(pol.Ingress), len(pol.Egress), plural(targets, "pod"))
 		case outcomeRejected:
+			verb := "are"
+			if targets == 1 {
+				verb = "is"
+			}
 			c.recorder.Eventf(np, corev1.EventTypeWarning, ReasonPolicyRejected,
-				"Not realized on node %s: the policy cannot be used (%s). Its %d pods here are isolated with no rule allowing anything until it is fixed.",
-				node, id.reason, targets)
+				"Not realized on node %s: the policy cannot be used (%s). Its %s here %s isolated with no rule allowing anything until it is fixed.",
+				node, id.reason, plural(targets, "pod"), verb)
 		case outcomeRefused:
 			// FlowsRefused (refused.go) was recorded on the policy when OVS
 			// refused the rule; Realized follows when it is accepted.
@@ -241,6 +250,14 @@ func (c *Controller) PolicyReports() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// plural is "1 flow", "2 flows".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }
 
 func (o policyOutcome) String() string {
