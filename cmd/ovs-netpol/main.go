@@ -73,6 +73,7 @@ func rootCmd(invokedAs string) *cobra.Command {
 	pf.StringVarP(&cluster.namespace, "namespace", "n", "", "namespace of pod names given without one (default: the context's namespace, else default)")
 	root.AddCommand(compileCmd(), convertCmd(), versionCmd())
 	root.AddCommand(diffCmd())
+	root.AddCommand(explainCmd(), verifyCmd())
 	return root
 }
 
