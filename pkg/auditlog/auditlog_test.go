@@ -1,0 +1,141 @@
+package auditlog
+
+import (
+	"context"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
+	"github.com/ovs-netpol/ovs-netpol/pkg/model"
+	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
+)
+
+func denyPacketIn(sport uint16) PacketIn {
+	return PacketIn{
+		Table:    compiler.TableIngress,
+		Cookie:   uint64(openflow.NewCookie(openflow.KindPod, "pod/shop/db")),
+		Userdata: compiler.AuditNote{Verdict: "deny", Direction: model.Ingress, Reasons: []string{"shop/db-ingress"}}.Bytes(),
+		Packet:   frame(netip.MustParseAddr("10.89.0.2"), netip.MustParseAddr("10.89.0.3"), protoTCP, sport, 5432, false, 0),
+	}
+}
+
+// TestRecordRejects: packet-ins that cannot be logged are counted under
+// the right reason.
+func TestRecordRejects(t *testing.T) {
+	l, err := New(Options{Node: "n", Out: &syncBuffer{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := denyPacketIn(1)
+	for _, tc := range []struct {
+		name   string
+		edit   func(*PacketIn)
+		reason string
+	}{
+		{"not our cookie", func(p *PacketIn) { p.Cookie = 0x1234 }, "foreign"},
+		{"not a note", func(p *PacketIn) { p.Userdata = []byte("hello") }, "foreign"},
+		{"wrong table", func(p *PacketIn) { p.Table = 20 }, "decode"},
+		{"direction and table disagree", func(p *PacketIn) { p.Table = compiler.TableEgress }, "decode"},
+		{"not IP", func(p *PacketIn) { p.Packet = p.Packet[:13] }, "decode"},
+	} {
+		p := good
+		tc.edit(&p)
+		if _, reason, err := l.Record(time.Now(), p); err == nil || reason != tc.reason {
+			t.Errorf("%s: reason %q, error %v; want %q", tc.name, reason, err, tc.reason)
+		}
+	}
+	if _, _, err := l.Record(time.Now(), good); err != nil {
+		t.Errorf("good packet-in: %v", err)
+	}
+}
+
+// TestLineIsOneLine: names holding control characters are quoted, so a
+// line stays one line.
+func TestLineIsOneLine(t *testing.T) {
+	r := Record{Time: time.Unix(0, 0), Node: "n\nforged", Direction: model.Ingress, Protocol: "TCP", Verdict: "deny",
+		Src: Endpoint{Pod: "a/b\r", Addr: netip.MustParseAddr("10.0.0.1"), Port: 1}, Dst: Endpoint{Addr: netip.MustParseAddr("10.0.0.2")},
+		Policies: []string{"x/y\n2026 node=evil"}}
+	line := r.String()
+	if strings.ContainsAny(line, "\r\n") {
+		t.Errorf("line holds a line break: %q", line)
+	}
+	want := `1970-01-01T00:00:00.000000Z node="n\nforged" direction=ingress src=10.0.0.1:1 src_pod="a/b\r" dst=10.0.0.2 dst_pod=- protocol=TCP verdict=deny policies="x/y\n2026 node=evil"`
+	if line != want {
+		t.Errorf("got  %s\nwant %s", line, want)
+	}
+}
+
+// TestQueueOverflow: a writer that falls behind costs counted drops, never
+// a blocked reader.
+func TestQueueOverflow(t *testing.T) {
+	m := NewMetrics(nil)
+	l, err := New(Options{Node: "n", Out: &syncBuffer{}, Queue: 3, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		l.Handle(denyPacketIn(uint16(i)))
+	}
+	if v := value(m.Dropped.WithLabelValues("queue")); v != 7 {
+		t.Errorf("queue drops %v, want 7", v)
+	}
+}
+
+// TestRotation: the file is rotated by size and old files are pruned to
+// MaxBackups.
+func TestRotation(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.log")
+	m := NewMetrics(nil)
+	l, err := New(Options{Node: "node-1", File: FileOptions{Path: path, MaxSizeMB: 1, MaxBackups: 2}, Metrics: m, Queue: 100000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// About 200 bytes a line: 20,000 lines are about 4 MB, 4 files' worth.
+	const n = 20000
+	for i := range n {
+		l.Handle(denyPacketIn(uint16(i)))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { l.Run(ctx); close(done) }()
+	for value(m.Lines.WithLabelValues("deny")) < n {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	files, err := filepath.Glob(filepath.Join(dir, "audit*.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Pruning runs in lumberjack's goroutine after a rotation: wait for it
+	// (bounded).
+	for i := 0; len(files) > 3 && i < 200; i++ {
+		time.Sleep(10 * time.Millisecond)
+		files, _ = filepath.Glob(filepath.Join(dir, "audit*.log"))
+	}
+	if len(files) != 3 {
+		t.Errorf("files %v: want the current one and 2 backups", files)
+	}
+	for _, f := range files {
+		st, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Size() > 1<<20 {
+			t.Errorf("%s is %d bytes, over 1 MB", f, st.Size())
+		}
+		t.Logf("%s: %d bytes", filepath.Base(f), st.Size())
+	}
+}
+
+// TestUnwritablePath: a log file that cannot be opened is an error at start.
+func TestUnwritablePath(t *testing.T) {
+	if _, err := New(Options{File: FileOptions{Path: filepath.Join(t.TempDir(), "missing", "dir", "x", "\x00")}}); err == nil {
+		t.Error("no error")
+	}
+}
