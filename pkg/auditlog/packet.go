@@ -47,10 +47,10 @@ func hasPorts(p uint8) bool { return p == protoTCP || p == protoUDP || p == prot
 
 // Ethernet types.
 const (
-	ethIPv4  = 0x0800
-	ethIPv6  = 0x86dd
-	ethVLAN  = 0x8100
-	ethQinQ  = 0x88a8
+	ethIPv4 = 0x0800
+	ethIPv6 = 0x86dd
+	ethVLAN = 0x8100
+	ethQinQ = 0x88a8
 )
 
 // DecodePacket reads an Ethernet frame (802.1Q tags skipped) carrying IPv4
