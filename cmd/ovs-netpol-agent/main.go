@@ -158,6 +158,7 @@ func run(ctx context.Context, o options) error {
 		Compiler: cfg, Mode: mode, Log: log.WithField("component", "controller"), Metrics: metrics,
 	})
 	registerFlowStats(reg, ctrl, flows.inst, log)
+	startVerifier(ctx, client, inspect.Bridge{Name: o.bridge, RunDir: o.ovsRunDir, OVSDB: endpoint}, ctrl.Ready, reg, log)
 
 	srv := &http.Server{Addr: o.metricsAddr, Handler: httpHandler(reg, ctrl), ReadHeaderTimeout: 5 * time.Second}
 	ln, err := net.Listen("tcp", o.metricsAddr)
