@@ -74,6 +74,7 @@ func rootCmd(invokedAs string) *cobra.Command {
 	root.AddCommand(compileCmd(), convertCmd(), versionCmd())
 	root.AddCommand(diffCmd())
 	root.AddCommand(explainCmd(), verifyCmd())
+	root.AddCommand(podsCmd(), flowsCmd())
 	return root
 }
 
