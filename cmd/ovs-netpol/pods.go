@@ -1,11 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -124,6 +126,10 @@ func podRows(ctx context.Context, o nodeOptions) ([]podRow, []string, error) {
 		}
 		rows = append(rows, r)
 	}
+	// By pod (the bridge lists them by interface name, which is random).
+	slices.SortStableFunc(rows, func(a, b podRow) int {
+		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
+	})
 	return rows, warnings, nil
 }
 
