@@ -49,10 +49,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{"queue", "decode", "foreign", "write"} {
 		m.Dropped.WithLabelValues(r)
 	}
+	m.Register(reg)
+	return m
+}
+
+// Register registers the metrics with reg (nil: nothing).
+func (m *Metrics) Register(reg prometheus.Registerer) {
 	if reg != nil {
 		reg.MustRegister(m.Lines, m.Dropped)
 	}
-	return m
 }
 
 // Options configure a Logger.
@@ -128,6 +133,9 @@ func New(o Options) (*Logger, error) {
 	}
 	return l, nil
 }
+
+// SetResolver sets what names the pods; call it before Run.
+func (l *Logger) SetResolver(r Resolver) { l.o.Resolver = r }
 
 // Handle queues a packet-in for the writer; when the queue is full it is
 // dropped and counted (the reader must never wait: the switch would).

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/pflag"
+
+	"github.com/ovs-netpol/ovs-netpol/pkg/auditlog"
+	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
+	"github.com/ovs-netpol/ovs-netpol/pkg/flowsync"
+	"github.com/ovs-netpol/ovs-netpol/pkg/model"
+)
+
+// auditFlags are the audit log's flags (see flows/README.md, "Audit log").
+type auditFlags struct {
+	path       string
+	all        string
+	rate       uint32
+	burst      uint32
+	maxSizeMB  int
+	maxBackups int
+	maxAgeDays int
+	compress   bool
+}
+
+var audit auditFlags
+
+// addAuditFlags registers the audit log's flags.
+func addAuditFlags(f *pflag.FlagSet) {
+	f.StringVar(&audit.path, "audit-log", "", "write the audit log (denied, and optionally allowed, new connections of namespaces annotated "+
+		model.AuditAnnotation+"=deny|allow|deny,allow) to this file; off when empty")
+	f.StringVar(&audit.all, "audit-all", "off", "audit every namespace: deny, allow, deny,allow or off (--audit-all alone: deny); needs --audit-log")
+	f.Lookup("audit-all").NoOptDefVal = "deny"
+	f.Uint32Var(&audit.rate, "audit-rate", 100, "audit packet-ins per second per verdict, node-wide (an OpenFlow meter in the datapath drops the rest)")
+	f.Uint32Var(&audit.burst, "audit-burst", 200, "audit packet-ins let through in a burst above --audit-rate")
+	f.IntVar(&audit.maxSizeMB, "audit-max-size", 100, "rotate the audit log when it reaches this many megabytes")
+	f.IntVar(&audit.maxBackups, "audit-max-backups", 5, "rotated audit logs to keep (0: all)")
+	f.IntVar(&audit.maxAgeDays, "audit-max-age", 0, "days to keep rotated audit logs (0: no limit)")
+	f.BoolVar(&audit.compress, "audit-compress", false, "gzip rotated audit logs")
+}
+
+// setupAudit validates the flags and, when the audit log is on, creates
+// its meters on the bridge (before any flow names them) and sets
+// cfg.Audit. The returned start registers the metrics (either way) and
+// begins reading packet-ins once the controller (which names the pods)
+// exists; with the log off it reads nothing.
+func setupAudit(ctx context.Context, node, bridge, runDir string, cfg *compiler.Config, log logrus.FieldLogger) (start func(context.Context, auditlog.Resolver, prometheus.Registerer), err error) {
+	metrics := auditlog.NewMetrics(nil)
+	all, err := model.ParseAuditMode(audit.all)
+	if err != nil {
+		return nil, fmt.Errorf("--audit-all: %w", err)
+	}
+	if audit.path == "" {
+		if all != 0 {
+			return nil, errors.New("--audit-all needs --audit-log")
+		}
+		return func(_ context.Context, _ auditlog.Resolver, reg prometheus.Registerer) { metrics.Register(reg) }, nil
+	}
+	if audit.rate == 0 {
+		return nil, errors.New("--audit-rate must be positive")
+	}
+	if audit.maxSizeMB <= 0 || audit.maxBackups < 0 || audit.maxAgeDays < 0 {
+		return nil, errors.New("--audit-max-size must be positive, --audit-max-backups and --audit-max-age not negative")
+	}
+	log = log.WithField("component", "audit")
+	l, err := auditlog.New(auditlog.Options{Node: node, Metrics: metrics, Log: log,
+		File: auditlog.FileOptions{Path: audit.path, MaxSizeMB: audit.maxSizeMB, MaxBackups: audit.maxBackups,
+			MaxAgeDays: audit.maxAgeDays, Compress: audit.compress}})
+	if err != nil {
+		return nil, err
+	}
+	cfg.Audit = compiler.AuditConfig{All: all, DenyMeter: compiler.DefaultAuditDenyMeter, AllowMeter: compiler.DefaultAuditAllowMeter}
+	meters := []flowsync.Meter{
+		{ID: cfg.Audit.DenyMeter, Rate: audit.rate, Burst: audit.burst},
+		{ID: cfg.Audit.AllowMeter, Rate: audit.rate, Burst: audit.burst},
+	}
+	inst := &flowsync.Installer{Bridge: bridge, RunDir: runDir, Log: log}
+	ensure := func(ctx context.Context) error {
+		added, modified, err := inst.EnsureMeters(ctx, meters)
+		if err == nil && added+modified > 0 {
+			log.WithFields(logrus.Fields{"added": added, "modified": modified, "rate": audit.rate, "burst": audit.burst}).Info("audit meters set")
+		}
+		return err
+	}
+	// Before the first sync: flows must not name meters that do not exist
+	// (OVS accepts them). ovs-vswitchd may still be starting: retry a
+	// while; past that, the reader's hello sets them.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := ensure(ctx)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			log.WithError(err).Warn("cannot set the audit meters yet; they are set when ovs-vswitchd says hello")
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	log.WithFields(logrus.Fields{"file": audit.path, "all": all, "rate": audit.rate, "burst": audit.burst}).Info("audit log on")
+	return func(ctx context.Context, pods auditlog.Resolver, reg prometheus.Registerer) {
+		metrics.Register(reg)
+		l.SetResolver(pods)
+		go l.Run(ctx)
+		// A new ovs-vswitchd (restart) has no meters: set them on its hello.
+		go auditlog.Watch(ctx, filepath.Join(runDir, bridge+".mgmt"), l, func() {
+			if err := ensure(ctx); err != nil && ctx.Err() == nil {
+				log.WithError(err).Warn("setting the audit meters")
+			}
+		})
+	}, nil
+}
