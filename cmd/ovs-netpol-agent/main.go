@@ -86,6 +86,7 @@ func main() {
 	f.Uint16Var(&o.ctZone, "ct-zone", compiler.DefaultCTZone, "conntrack zone")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	addAuditFlags(f)
 	if err := cmd.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "ovs-netpol-agent:", err)
 		os.Exit(1)
@@ -144,6 +145,10 @@ func run(ctx context.Context, o options) error {
 	if err := db.EnsureBridge(ctx, o.bridge, o.datapathType, compiler.TableNames); err != nil {
 		return fmt.Errorf("bridge %s: %w", o.bridge, err)
 	}
+	startAudit, err := setupAudit(ctx, o.nodeName, o.bridge, o.ovsRunDir, &cfg, log)
+	if err != nil {
+		return err
+	}
 	// What the agent compiles with, for the node's tools (ovs-netpol flows, explain, verify).
 	if err := inspect.PublishAgentConfig(ctx, db, o.bridge, inspect.NewAgentConfig(cfg, mode)); err != nil {
 		log.WithError(err).Warn("cannot publish the agent's configuration on the bridge: ovs-netpol flows/explain/verify will not work on this node")
@@ -158,6 +163,7 @@ func run(ctx context.Context, o options) error {
 		Compiler: cfg, Mode: mode, Log: log.WithField("component", "controller"), Metrics: metrics,
 	})
 	registerFlowStats(reg, ctrl, flows.inst, log)
+	startAudit(ctx, ctrl, reg)
 	startVerifier(ctx, client, inspect.Bridge{Name: o.bridge, RunDir: o.ovsRunDir, OVSDB: endpoint}, ctrl.Ready, reg, log)
 
 	srv := &http.Server{Addr: o.metricsAddr, Handler: httpHandler(reg, ctrl), ReadHeaderTimeout: 5 * time.Second}
