@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
 	"github.com/ovs-netpol/ovs-netpol/pkg/inspect"
@@ -89,7 +90,8 @@ Examples:
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
 			defer cancel()
-			return runDiff(ctx, o, cmd.Flags().Changed("ovs-rundir") || cmd.Flags().Changed("ovsdb"), cmd.OutOrStdout(), cmd.ErrOrStderr())
+			bridgeExplicit := cmd.Flags().Changed("ovs-rundir") || cmd.Flags().Changed("ovsdb")
+			return runDiff(ctx, o, kubeClient, bridgeExplicit, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
@@ -125,7 +127,9 @@ type nodeDiff struct {
 	Groups   []inspect.GroupChange `json:"groups"`
 }
 
-func runDiff(ctx context.Context, o diffOptions, bridgeExplicit bool, stdout, stderr io.Writer) error {
+// runDiff connects with newClient once the files have been read and
+// checked; the bridge's errors are fatal only when bridgeExplicit.
+func runDiff(ctx context.Context, o diffOptions, newClient func() (kubernetes.Interface, error), bridgeExplicit bool, stdout, stderr io.Writer) error {
 	if o.output != "text" && o.output != "json" {
 		return fmt.Errorf("-o %s: want text or json", printable.String(o.output))
 	}
@@ -164,7 +168,7 @@ func runDiff(ctx context.Context, o diffOptions, bridgeExplicit bool, stdout, st
 		}
 	}
 
-	client, err := kubeClient()
+	client, err := newClient()
 	if err != nil {
 		return err
 	}
@@ -372,7 +376,7 @@ func diffText(rep diffReport) string {
 			closes++
 		}
 	}
-	fmt.Fprintf(&b, "\nConnections that open (%d) or close (%d), new connections checked on %s:\n", opens, closes, strings.Join(ports, " "))
+	fmt.Fprintf(&b, "\nConnections that open (%d) or close (%d), counted per pair and port class; new connections checked on %s:\n", opens, closes, strings.Join(ports, " "))
 	if len(rep.Connections) == 0 {
 		b.WriteString("  none\n")
 	}
