@@ -305,8 +305,12 @@ func TestKubectlPlugin(t *testing.T) {
 		t.Fatal("kubectl is needed:", err)
 	}
 	dir := t.TempDir()
-	if err := os.Link(binPath("ovs-netpol"), filepath.Join(dir, "kubectl-ovs_netpol")); err != nil {
-		t.Fatal(err)
+	// As make install lays it out: the plugin, and the helper kubectl runs
+	// to complete the plugin's words.
+	for _, name := range []string{"kubectl-ovs_netpol", "kubectl_complete-ovs_netpol"} {
+		if err := os.Link(binPath("ovs-netpol"), filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	env := append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"))
 	kc := func(args ...string) string {
@@ -334,6 +338,17 @@ func TestKubectlPlugin(t *testing.T) {
 	help := kc("ovs-netpol", "diff", "--help")
 	if !strings.Contains(help, "kubectl ovs-netpol diff -f CHANGED.yaml") {
 		t.Fatalf("kubectl ovs-netpol diff --help does not use the plugin's name:\n%s", help)
+	}
+	// kubectl's own completion of the plugin's subcommands and flags.
+	for _, c := range []struct{ words, want string }{
+		{"co", "compile\t"},
+		{"di", "diff\t"},
+		{"diff --exter", "--external-ip\t"},
+	} {
+		out := kc(append([]string{"__complete", "ovs-netpol"}, strings.Fields(c.words)...)...)
+		if !strings.Contains(out, c.want) {
+			t.Fatalf("kubectl __complete ovs-netpol %s: no %q in\n%s", c.words, c.want, out)
+		}
 	}
 	t.Logf("kubectl ovs-netpol --version: %s", strings.TrimSpace(v))
 }
