@@ -21,19 +21,19 @@ import (
 type TraceStep struct {
 	// Pass is 0 for the packet as sent, n after its nth recirculation
 	// (each ct(table=...) resumes the pipeline in a new pass).
-	Pass  int
-	Table uint8
+	Pass  int   `json:"pass"`
+	Table uint8 `json:"table"`
 	// Match is the flow's match as ofproto/trace prints it ("" for a flow
 	// that matches everything).
-	Match    string
-	Priority uint16
-	Cookie   openflow.Cookie
+	Match    string          `json:"match"`
+	Priority uint16          `json:"priority"`
+	Cookie   openflow.Cookie `json:"cookie"`
 	// Miss is "No match.": no flow of the table matched (the packet is
 	// dropped there).
-	Miss bool
+	Miss bool `json:"miss,omitempty"`
 	// Actions are the OpenFlow actions executed, one per printed line
 	// (explanatory "->" lines left out).
-	Actions []string
+	Actions []string `json:"actions"`
 }
 
 // Drops reports whether this step ended the packet: a miss or a drop action.
