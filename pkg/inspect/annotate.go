@@ -1,15 +1,20 @@
 package inspect
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
 	"github.com/ovs-netpol/ovs-netpol/pkg/manifest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
+	"github.com/ovs-netpol/ovs-netpol/pkg/normalize"
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
 
 	"github.com/ovs-netpol/ovs-netpol/internal/printable"
@@ -90,10 +95,12 @@ func CompileNode(objs *manifest.Objects, ac AgentConfig, bindings map[string]com
 	if mode == "" {
 		mode = model.ModeV1
 	}
+	objs, dupWarnings := withoutDuplicateIPs(objs, ac.Node, bindings)
 	c, warnings, err := objs.Cluster(mode)
 	if err != nil {
 		return nil, err
 	}
+	warnings = append(dupWarnings, warnings...)
 	cfg := ac.Compiler(bindings)
 	res, err := compiler.Compile(c, cfg)
 	if err != nil {
@@ -114,6 +121,85 @@ func CompileNode(objs *manifest.Objects, ac AgentConfig, bindings map[string]com
 		}
 	}
 	return n, nil
+}
+
+// withoutDuplicateIPs resolves addresses that several active pods claim
+// (a stale status, a bug elsewhere) as the agent does (pkg/controller,
+// podips.go): a pod of node with a port binding keeps the address, else the
+// pod created first, then the lower UID; the others are compiled without
+// it. Files may not hold such duplicates (Objects.Cluster refuses them), a
+// live cluster can. objs is not modified: pods that lose an address are
+// copies in a copy of objs.
+func withoutDuplicateIPs(objs *manifest.Objects, node string, bindings map[string]compiler.Binding) (*manifest.Objects, []string) {
+	type claim struct {
+		pod   *corev1.Pod
+		key   string
+		bound bool
+	}
+	byIP := map[netip.Addr][]claim{}
+	for _, p := range objs.Pods {
+		n, err := normalize.Pod(p)
+		if err != nil || !n.Active() {
+			continue // Cluster reports the error
+		}
+		_, bound := bindings[n.Key()]
+		for _, ip := range n.IPs {
+			byIP[ip] = append(byIP[ip], claim{pod: p, key: n.Key(), bound: bound && n.Node == node})
+		}
+	}
+	losers := map[*corev1.Pod][]netip.Addr{}
+	var warnings []string
+	for _, ip := range slices.SortedFunc(maps.Keys(byIP), netip.Addr.Compare) {
+		cs := byIP[ip]
+		if len(cs) < 2 {
+			continue
+		}
+		slices.SortFunc(cs, func(a, b claim) int {
+			switch {
+			case a.bound != b.bound:
+				if a.bound {
+					return -1
+				}
+				return 1
+			case !a.pod.CreationTimestamp.Equal(&b.pod.CreationTimestamp):
+				if a.pod.CreationTimestamp.Before(&b.pod.CreationTimestamp) {
+					return -1
+				}
+				return 1
+			}
+			return cmp.Or(strings.Compare(string(a.pod.UID), string(b.pod.UID)), strings.Compare(a.key, b.key))
+		})
+		var lost []string
+		for _, c := range cs[1:] {
+			losers[c.pod] = append(losers[c.pod], ip)
+			lost = append(lost, c.key)
+		}
+		warnings = append(warnings, fmt.Sprintf("pod IP %s is claimed by %d active pods: kept by %s, left out of %s (as the agent does)",
+			ip, len(cs), printable.String(cs[0].key), printable.String(strings.Join(lost, ", "))))
+	}
+	if len(losers) == 0 {
+		return objs, nil
+	}
+	out := *objs
+	out.Pods = make([]*corev1.Pod, len(objs.Pods))
+	for i, p := range objs.Pods {
+		lost, ok := losers[p]
+		if !ok {
+			out.Pods[i] = p
+			continue
+		}
+		cp := p.DeepCopy()
+		cp.Status.PodIPs = slices.DeleteFunc(cp.Status.PodIPs, func(pip corev1.PodIP) bool {
+			a, err := netip.ParseAddr(pip.IP)
+			return err == nil && slices.Contains(lost, a)
+		})
+		cp.Status.PodIP = ""
+		if len(cp.Status.PodIPs) > 0 {
+			cp.Status.PodIP = cp.Status.PodIPs[0].IP
+		}
+		out.Pods[i] = cp
+	}
+	return &out, warnings
 }
 
 // Rule returns the rule whose cookie the flow carries.

@@ -3,9 +3,15 @@ package inspect
 import (
 	"net"
 	"net/netip"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
 	"github.com/ovs-netpol/ovs-netpol/pkg/manifest"
@@ -258,5 +264,77 @@ func TestParseConjKey(t *testing.T) {
 	r := RuleRef{Namespace: "ns", Policy: "pol", Direction: model.Ingress, NamedPort: "a\nb"}
 	if s := r.String(); strings.Contains(s, "\n") {
 		t.Errorf("RuleRef.String carries a raw line break: %q", s)
+	}
+}
+
+// TestDuplicatePodIPs: a live cluster can hold two active pods with one
+// address (files cannot: Objects.Cluster refuses them); CompileNode keeps it
+// for the pod the agent keeps it for, and compiles the other without it.
+func TestDuplicatePodIPs(t *testing.T) {
+	t0 := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	t1 := metav1.NewTime(t0.Add(time.Minute))
+	pod := func(name, uid, node string, created metav1.Time, phase corev1.PodPhase, ips ...string) *corev1.Pod {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: name, UID: types.UID(uid), CreationTimestamp: created},
+			Spec: corev1.PodSpec{NodeName: node}, Status: corev1.PodStatus{Phase: phase}}
+		for _, ip := range ips {
+			p.Status.PodIPs = append(p.Status.PodIPs, corev1.PodIP{IP: ip})
+		}
+		if len(ips) > 0 {
+			p.Status.PodIP = ips[0]
+		}
+		return p
+	}
+	mac, _ := net.ParseMAC("02:00:00:00:00:09")
+	tests := []struct {
+		name     string
+		pods     []*corev1.Pod
+		bindings map[string]compiler.Binding
+		// want: pod name -> its IPs in the compiled cluster
+		want map[string]string
+	}{
+		{"the older pod keeps it",
+			[]*corev1.Pod{pod("new", "u1", "n2", t1, corev1.PodRunning, "10.85.0.9"), pod("old", "u2", "n2", t0, corev1.PodRunning, "10.85.0.9")},
+			nil, map[string]string{"new": "", "old": "10.85.0.9"}},
+		{"a pod bound on this node keeps it, however new",
+			[]*corev1.Pod{pod("new", "u1", "n1", t1, corev1.PodRunning, "10.85.0.9", "fd00::9"), pod("old", "u2", "n2", t0, corev1.PodRunning, "10.85.0.9")},
+			map[string]compiler.Binding{"a/new": {OFPort: 5, MAC: mac}}, map[string]string{"new": "10.85.0.9,fd00::9", "old": ""}},
+		{"a binding of a pod of another node does not count",
+			[]*corev1.Pod{pod("new", "u1", "n2", t1, corev1.PodRunning, "10.85.0.9"), pod("old", "u2", "n2", t0, corev1.PodRunning, "10.85.0.9")},
+			map[string]compiler.Binding{"a/new": {OFPort: 5, MAC: mac}}, map[string]string{"new": "", "old": "10.85.0.9"}},
+		{"same age: the lower UID keeps it, the other keeps its other address",
+			[]*corev1.Pod{pod("p", "u2", "n2", t0, corev1.PodRunning, "10.85.0.9", "fd00::1"), pod("q", "u1", "n2", t0, corev1.PodRunning, "10.85.0.9")},
+			nil, map[string]string{"p": "fd00::1", "q": "10.85.0.9"}},
+		{"a finished pod claims nothing",
+			[]*corev1.Pod{pod("done", "u1", "n2", t0, corev1.PodSucceeded, "10.85.0.9"), pod("live", "u2", "n2", t1, corev1.PodRunning, "10.85.0.9")},
+			nil, map[string]string{"done": "10.85.0.9", "live": "10.85.0.9"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			objs := &manifest.Objects{Pods: tt.pods}
+			before := make([]*corev1.Pod, len(tt.pods))
+			for i, p := range tt.pods {
+				before[i] = p.DeepCopy()
+			}
+			n, err := CompileNode(objs, AgentConfig{Node: "n1", Mode: model.ModeV1, GatewayPort: compiler.PortLocal}, tt.bindings)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]string{}
+			for _, p := range n.Cluster.Pods {
+				var ips []string
+				for _, ip := range p.IPs {
+					ips = append(ips, ip.String())
+				}
+				got[p.Name] = strings.Join(ips, ",")
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("compiled pod IPs %v, want %v (warnings %q)", got, tt.want, n.Warnings)
+			}
+			for i, p := range tt.pods {
+				if !reflect.DeepEqual(p, before[i]) {
+					t.Errorf("input pod %s was modified", p.Name)
+				}
+			}
+		})
 	}
 }
