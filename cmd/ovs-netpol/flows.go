@@ -92,15 +92,15 @@ Examples:
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
 			defer cancel()
-			rows, note, err := flowRows(ctx, o, table)
+			rows, notes, err := flowRows(ctx, o, table)
 			if err != nil {
 				return err
 			}
+			for _, n := range notes {
+				fmt.Fprintln(cmd.ErrOrStderr(), "ovs-netpol flows:", n)
+			}
 			if o.output == "json" {
 				return writeJSON(cmd.OutOrStdout(), rows)
-			}
-			if note != "" {
-				fmt.Fprintln(cmd.ErrOrStderr(), "ovs-netpol flows:", note)
 			}
 			return writeFlowsText(cmd.OutOrStdout(), rows)
 		},
@@ -151,9 +151,10 @@ type flowRow struct {
 	Origin string `json:"origin"`
 }
 
-// flowRows reads, annotates, filters and sorts the bridge's flows. note
-// says what the output lacks (no kubeconfig).
-func flowRows(ctx context.Context, o flowsOptions, table int) ([]flowRow, string, error) {
+// flowRows reads, annotates, filters and sorts the bridge's flows. The
+// notes say what the output lacks (no kubeconfig) and what surprised in the
+// cluster (the compiled view's warnings).
+func flowRows(ctx context.Context, o flowsOptions, table int) ([]flowRow, []string, error) {
 	if o.pod != "" {
 		o.pod = qualify(o.pod)
 	}
@@ -162,32 +163,33 @@ func flowRows(ctx context.Context, o flowsOptions, table int) ([]flowRow, string
 	}
 	for _, key := range []struct{ flag, val string }{{"--pod", o.pod}, {"--policy", o.policy}} {
 		if ns, name, _ := strings.Cut(key.val, "/"); key.val != "" && (ns == "" || name == "" || strings.Contains(name, "/")) {
-			return nil, "", fmt.Errorf("%s %s: want NAMESPACE/NAME or NAME", key.flag, printable.String(key.val))
+			return nil, nil, fmt.Errorf("%s %s: want NAMESPACE/NAME or NAME", key.flag, printable.String(key.val))
 		}
 	}
 	var node *inspect.Node
-	note := ""
+	var notes []string
 	if _, err := o.client(); errors.Is(err, errNoKubeconfig) {
 		if o.pod != "" || o.policy != "" {
-			return nil, "", fmt.Errorf("--pod and --policy need the cluster: %w", err)
+			return nil, nil, fmt.Errorf("--pod and --policy need the cluster: %w", err)
 		}
-		note = "no kubeconfig: origins are shown as cookie kinds only (pass --kubeconfig to name pods, policies and rules)"
+		notes = append(notes, "no kubeconfig: origins are shown as cookie kinds only (pass --kubeconfig to name pods, policies and rules)")
 	} else {
 		v, err := o.loadNodeView(ctx, true)
 		if err != nil {
-			return nil, "", err
+			return nil, nil, err
 		}
 		node = v.node
+		notes = append(notes, node.Warnings...)
 		if o.policy != "" && !hasPolicy(node, o.policy) {
-			return nil, "", fmt.Errorf("--policy %s: no such NetworkPolicy in the cluster", printable.String(o.policy))
+			return nil, nil, fmt.Errorf("--policy %s: no such NetworkPolicy in the cluster", printable.String(o.policy))
 		}
 		if o.pod != "" && !hasPod(node, o.pod) {
-			return nil, "", fmt.Errorf("--pod %s: no such pod in the cluster", printable.String(o.pod))
+			return nil, nil, fmt.Errorf("--pod %s: no such pod in the cluster", printable.String(o.pod))
 		}
 	}
 	flows, err := o.bridge().Flows(ctx)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
 	var rows []flowRow
 	for _, f := range flows {
@@ -222,7 +224,7 @@ func flowRows(ctx context.Context, o flowsOptions, table int) ([]flowRow, string
 		}
 		return strings.Compare(a.Match, b.Match)
 	})
-	return rows, note, nil
+	return rows, notes, nil
 }
 
 func hasPolicy(n *inspect.Node, key string) bool {
