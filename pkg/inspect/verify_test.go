@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
+	"github.com/ovs-netpol/ovs-netpol/pkg/manifest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 	"github.com/ovs-netpol/ovs-netpol/pkg/ovsdb"
 	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
@@ -137,11 +138,23 @@ func TestExplainTraceOnOVS(t *testing.T) {
 			}
 		})
 	}
+	// Neither end on this node: nothing to trace, and it says so.
+	x, err := e.Explain("other/stranger", "myproject/client", model.TCP, 80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.TraceOn(ctx, v, x); err != nil {
+		t.Fatal(err)
+	}
+	if x.Trace != nil || len(x.Notes) != 1 || !strings.Contains(x.Notes[0], "nothing to trace here") {
+		t.Fatalf("two remote pods: trace %+v, notes %q", x.Trace, x.Notes)
+	}
+
 	// A flow deleted by hand: explain reports both verdicts.
 	if _, err := sw.Ofctl("-O", "OpenFlow15", "del-flows", "--strict", "br-int", "table=40,priority=30000,ip,nw_src=10.244.1.11"); err != nil {
 		t.Fatal(err)
 	}
-	x, err := e.Explain("default/frontend", "default/db", model.TCP, 6379)
+	x, err = e.Explain("default/frontend", "default/db", model.TCP, 6379)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,5 +245,165 @@ func TestVerifyOnOVS(t *testing.T) {
 				t.Error("matrix shows no !")
 			}
 		})
+	}
+}
+
+// TestVerifyCostOnOVS verifies a bigger node — 16 local pods, 48 on another
+// node, policies with both directions, selectors across namespaces, an
+// ipBlock with an exception, a port range, a named port, UDP and a
+// deny-all — on a real ovs-vswitchd: the agent's flows must agree with the
+// model everywhere, and the cost per trace is logged.
+func TestVerifyCostOnOVS(t *testing.T) {
+	const local, remote = 16, 48
+	var y strings.Builder
+	y.WriteString(`apiVersion: v1
+kind: Node
+metadata: {name: node-1}
+status: {addresses: [{type: InternalIP, address: 172.19.0.1}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node-2}
+status: {addresses: [{type: InternalIP, address: 172.19.0.2}]}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: team-a, labels: {team: a}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: team-b, labels: {team: b}}
+`)
+	type podDef struct {
+		ns, name, ip, mac string
+		node              int
+	}
+	var pods []podDef
+	for i := range local + remote {
+		node, host := 1, 10+i
+		if i >= local {
+			node, host = 2, 10+i-local
+		}
+		p := podDef{ns: []string{"team-a", "team-b"}[i%2], name: fmt.Sprintf("p%02d", i), node: node,
+			ip: fmt.Sprintf("10.9.%d.%d", node, host), mac: fmt.Sprintf("0a:58:0a:09:%02x:%02x", node, host)}
+		pods = append(pods, p)
+		tier := []string{"front", "back"}[i/2%2]
+		fmt.Fprintf(&y, `---
+apiVersion: v1
+kind: Pod
+metadata: {name: %s, namespace: %s, uid: uid-%s, labels: {app: app%d, tier: %s}}
+spec:
+  nodeName: node-%d
+  containers: [{name: c, image: i, ports: [{name: http, containerPort: %d}]}]
+status: {phase: Running, podIP: %s, podIPs: [{ip: %s}]}
+`, p.name, p.ns, p.name, i%4, tier, node, 8081+i%3, p.ip, p.ip)
+	}
+	y.WriteString(`---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p-app0, namespace: team-a}
+spec:
+  podSelector: {matchLabels: {app: app0}}
+  policyTypes: [Ingress, Egress]
+  ingress:
+  - from: [{namespaceSelector: {matchLabels: {team: b}}, podSelector: {matchLabels: {app: app1}}}]
+    ports: [{port: 80}, {port: 443}]
+  egress:
+  - to: [{ipBlock: {cidr: 10.9.2.0/24, except: [10.9.2.32/27]}}]
+    ports: [{port: 8080, endPort: 8090}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p-app2, namespace: team-b}
+spec:
+  podSelector: {matchLabels: {app: app3}}
+  ingress:
+  - from: [{podSelector: {}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: back-no-egress, namespace: team-a}
+spec:
+  podSelector: {matchLabels: {tier: back}}
+  policyTypes: [Egress]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: front-dns-http, namespace: team-b}
+spec:
+  podSelector: {matchLabels: {tier: front}}
+  ingress:
+  - from: [{ipBlock: {cidr: 0.0.0.0/0}}]
+    ports: [{protocol: UDP, port: 53}, {port: http}]
+`)
+	objs, err := manifest.Parse("cost.yaml", []byte(y.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	sw := ovstest.Start(t)
+	if err := sw.AddBridge("br-int"); err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range pods[:local] {
+		if _, err := sw.Vsctl("--", "add-port", "br-int", p.name, "--", "set", "Interface", p.name, "type=internal",
+			fmt.Sprintf("ofport_request=%d", 10+i),
+			fmt.Sprintf("external_ids:%q=%s", ovsdb.KeyPodNamespace, p.ns),
+			fmt.Sprintf("external_ids:%q=%s", ovsdb.KeyPodName, p.name),
+			fmt.Sprintf("external_ids:%q=%q", ovsdb.KeyAttachedMAC, p.mac)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sw.AddInternalPort("br-int", "uplink", seedUplink); err != nil {
+		t.Fatal(err)
+	}
+	db, err := ovsdb.Connect(ctx, sw.DBSock(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac := AgentConfig{Node: "node-1", Mode: model.ModeV1, GatewayPort: compiler.PortLocal, UplinkPort: seedUplink,
+		NodeIPs: []netip.Addr{netip.MustParseAddr("172.19.0.1")}, CTZone: compiler.DefaultCTZone}
+	if err := PublishAgentConfig(ctx, db, "br-int", ac); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	var v *NodeView
+	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		if v, err = OpenNodeView(ctx, Bridge{RunDir: sw.Dir}, objs); err != nil {
+			t.Fatal(err)
+		}
+		if len(v.Bindings) == local {
+			break
+		}
+		if time.Since(start) > 20*time.Second {
+			t.Fatalf("%d bindings", len(v.Bindings))
+		}
+	}
+	if err := sw.InstallBundle("br-int", v.Node.Result.Text(false)); err != nil {
+		t.Fatal(err)
+	}
+	e, _, err := NewExplainer(objs, model.ModeV1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.Verify(ctx, v, VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	allowed := 0
+	for _, c := range res.Cells {
+		if c.ModelAllowed {
+			allowed++
+		}
+	}
+	t.Logf("%d flows; %d endpoints, probes %v: %d connections traced (%d allowed) in %v: %.0f µs per trace (4 in parallel), %d mismatches",
+		len(v.Node.Result.Flows), len(res.Endpoints), res.Probes, res.Traces, allowed, res.Duration.Round(time.Millisecond),
+		float64(res.Duration.Microseconds())/float64(res.Traces), len(res.Mismatches))
+	if len(res.Mismatches) > 0 {
+		t.Fatalf("the compiled flows disagree with the model:\n%s", res.Summary())
+	}
+	if allowed == 0 || allowed == res.Traces {
+		t.Fatalf("a matrix of one verdict (%d of %d allowed) tests nothing", allowed, res.Traces)
 	}
 }
