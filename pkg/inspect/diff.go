@@ -558,27 +558,34 @@ func Connections(before, after *model.Cluster, opts ConnOptions) []ConnChange {
 	}
 	sort.Strings(keys)
 	changedPolicies := map[string]bool{}
-	onlyPolicies := true
 	for _, c := range ObjectChanges(before, after) {
-		switch c.Kind {
-		case "NetworkPolicy":
+		if c.Kind == "NetworkPolicy" {
 			changedPolicies[c.Key] = true
-		case "Pod", "Namespace":
-			onlyPolicies = false
 		}
 	}
-	// When only policies change, a pod's decision for a direction can
-	// change only if a changed policy selects it for that direction in
-	// either state: only pairs with such a side are evaluated.
-	affected := func(k string, d model.Direction) bool {
-		if !onlyPolicies {
-			return true
+	// A pair's verdict can change only if a changed policy selects its
+	// source for egress or its destination for ingress in either state,
+	// or one of its pods changed (labels, addresses, ports, its
+	// namespace's labels or annotation): the policies selecting a pod and
+	// the peers matching it depend on nothing else. Other pairs are not
+	// evaluated (TestConnectionsMatchBruteForce).
+	changedNS := map[string]bool{}
+	bNS, aNS := textsOf(before.Namespaces, namespaceText), textsOf(after.Namespaces, namespaceText)
+	for k, v := range aNS {
+		if bNS[k] != v {
+			changedNS[k] = true
 		}
-		return len(causes(before, after, changedPolicies, d, bPods[k], aPods[k])) > 0
+	}
+	for k := range bNS {
+		if _, ok := aNS[k]; !ok {
+			changedNS[k] = true
+		}
 	}
 	egressOK, ingressOK := map[string]bool{}, map[string]bool{}
 	for _, k := range keys {
-		egressOK[k], ingressOK[k] = affected(k, model.Egress), affected(k, model.Ingress)
+		changed := podText(bPods[k]) != podText(aPods[k]) || changedNS[aPods[k].Namespace]
+		egressOK[k] = changed || len(causes(before, after, changedPolicies, model.Egress, bPods[k], aPods[k])) > 0
+		ingressOK[k] = changed || len(causes(before, after, changedPolicies, model.Ingress, bPods[k], aPods[k])) > 0
 	}
 
 	var out []ConnChange

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
 	"github.com/ovs-netpol/ovs-netpol/pkg/evaluator"
@@ -283,20 +284,46 @@ func diffEndpoint(c *model.Cluster, e Endpoint) evaluator.Endpoint {
 // those whose verdict cannot change: a brute-force evaluation of every
 // pair on every port class finds the same changes.
 func TestConnectionsMatchBruteForce(t *testing.T) {
-	states := [][]string{
-		nil,
-		{diffPolicy("x", "web", webFromX)},
-		{diffPolicy("x", "web", webFromAll)},
-		{diffPolicy("x", "web", webNamed), diffPolicy("x", "db", dbEgress)},
-		{diffPolicy("y", "deny", denyAllY), diffPolicy("x", "web", webFromX)},
+	type state struct {
+		policies []string
+		overlay  string // objects replacing diffPods' (labels of pods, namespaces)
+	}
+	relabelB := `apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: x, labels: {app: web}}
+spec: {nodeName: n1, containers: [{name: c, image: i}]}`
+	relabelY := `apiVersion: v1
+kind: Namespace
+metadata: {name: "y", labels: {team: x}}`
+	states := []state{
+		{},
+		{policies: []string{diffPolicy("x", "web", webFromX)}},
+		{policies: []string{diffPolicy("x", "web", webFromAll)}},
+		{policies: []string{diffPolicy("x", "web", webNamed), diffPolicy("x", "db", dbEgress)}},
+		{policies: []string{diffPolicy("y", "deny", denyAllY), diffPolicy("x", "web", webFromX)}},
+		{policies: []string{diffPolicy("x", "web", webFromX)}, overlay: relabelB},
+		{policies: []string{diffPolicy("x", "web", webFromX), diffPolicy("x", "db", dbEgress)}, overlay: relabelB},
+		// y joins team x, which a policy's namespace selector picks.
+		{policies: []string{diffPolicy("x", "web", `  podSelector: {}
+  ingress:
+  - from: [{namespaceSelector: {matchLabels: {team: x}}}]`)}, overlay: relabelY},
+		{policies: []string{diffPolicy("x", "web", `  podSelector: {}
+  ingress:
+  - from: [{namespaceSelector: {matchLabels: {team: x}}}]`)}},
 	}
 	ext := netip.MustParseAddr("10.9.1.1")
 	opts := ConnOptions{Nodes: map[string][]netip.Addr{"n2": {netip.MustParseAddr("10.1.0.2")}}, External: []netip.Addr{ext}}
+	build := func(st state) *model.Cluster {
+		objs := diffObjects(t, append([]string{diffPods}, st.policies...)...)
+		if st.overlay != "" {
+			objs, _ = Overlay(objs, diffObjects(t, st.overlay), nil)
+		}
+		return diffCluster(t, objs)
+	}
 	total := 0
 	for i, b := range states {
 		for j, a := range states {
-			before := diffCluster(t, diffObjects(t, append([]string{diffPods}, b...)...))
-			after := diffCluster(t, diffObjects(t, append([]string{diffPods}, a...)...))
+			before, after := build(b), build(a)
 			got := map[string]bool{}
 			for _, c := range Connections(before, after, opts) {
 				got[fmt.Sprintf("%s>%s>%s", c.From, c.To, c.Ports)] = c.Opens
@@ -554,5 +581,66 @@ func TestFlowDiff(t *testing.T) {
 			}
 			t.Logf("%d flows before, %d after: %d added, %d removed", len(bn.Result.Flows), len(an.Result.Flows), added, removed)
 		})
+	}
+}
+
+// TestConnectionsScale measures Connections on a synthetic cluster (20
+// namespaces × 20 pods, one ingress policy per namespace): one policy
+// changed (only pairs with a selected side are evaluated) and one pod
+// relabelled (every pair is). Figures are logged, not asserted; the
+// changes found are checked against what the change must do.
+func TestConnectionsScale(t *testing.T) {
+	var docs []string
+	const namespaces, podsPer = 20, 20
+	for n := 0; n < namespaces; n++ {
+		ns := fmt.Sprintf("ns%d", n)
+		docs = append(docs, fmt.Sprintf("---\napiVersion: v1\nkind: Namespace\nmetadata: {name: %s, labels: {team: t%d}}", ns, n%4))
+		for p := 0; p < podsPer; p++ {
+			docs = append(docs, fmt.Sprintf("---\napiVersion: v1\nkind: Pod\nmetadata: {name: p%d, namespace: %s, labels: {app: a%d}}\nspec: {nodeName: n%d, containers: [{name: c, image: i}]}\nstatus: {podIP: 10.%d.%d.%d}",
+				p, ns, p%5, p%3, 100+n/250, n%250, p+1))
+		}
+		docs = append(docs, diffPolicy(ns, "web", fmt.Sprintf(`  podSelector: {matchLabels: {app: a0}}
+  ingress:
+  - from: [{namespaceSelector: {matchLabels: {team: t%d}}}]
+    ports: [{port: 80}, {port: 8000, endPort: 9000}]`, n%4)))
+	}
+	before := diffObjects(t, docs...)
+	bc := diffCluster(t, before)
+	// ns0/web widened to every namespace on the same ports.
+	widened, _ := Overlay(before, diffObjects(t, diffPolicy("ns0", "web", `  podSelector: {matchLabels: {app: a0}}
+  ingress:
+  - from: [{namespaceSelector: {}}]
+    ports: [{port: 80}, {port: 8000, endPort: 9000}]`)), nil)
+	// ns1/p1 joins app=a0: now isolated like its namespace's web pods.
+	relabelled, _ := Overlay(before, diffObjects(t, `apiVersion: v1
+kind: Pod
+metadata: {name: p1, namespace: ns1, labels: {app: a0}}
+spec: {nodeName: n1, containers: [{name: c, image: i}]}`), nil)
+	pods := namespaces * podsPer
+	for _, c := range []struct {
+		name  string
+		after *manifest.Objects
+		check func(cc ConnChange) bool
+	}{
+		{"one policy widened", widened, func(cc ConnChange) bool {
+			return cc.Opens && strings.HasPrefix(cc.To.Name, "ns0/") && (cc.Ports.String() == "TCP/80" || cc.Ports.String() == "TCP/8000-9000")
+		}},
+		{"one pod relabelled", relabelled, func(cc ConnChange) bool {
+			return !cc.Opens && cc.To.Name == "ns1/p1"
+		}},
+	} {
+		ac := diffCluster(t, c.after)
+		start := time.Now()
+		got := Connections(bc, ac, ConnOptions{})
+		took := time.Since(start)
+		for _, cc := range got {
+			if !c.check(cc) {
+				t.Fatalf("%s: unexpected change %s", c.name, connText(cc))
+			}
+		}
+		if len(got) == 0 {
+			t.Fatalf("%s: no change found", c.name)
+		}
+		t.Logf("%s: %d pods (%d pairs), %d port classes: %d changes in %v", c.name, pods, pods*pods, len(PortClasses(bc, ac)), len(got), took.Round(time.Millisecond))
 	}
 }
