@@ -82,6 +82,7 @@ func scrape(t *testing.T, addr, series string) (float64, bool) {
 
 func TestExplainVerify(t *testing.T) {
 	w := newPrivateWorld(t, "explain", "10.86")
+	w.podServices = true // every pod gets a Service: explain through a cluster IP
 	n := w.addNode(t)
 	agentArgs := []string{"--verify-interval=3s"}
 	a := n.startAgent(t, "v1", agentArgs...)
@@ -142,6 +143,17 @@ func TestExplainVerify(t *testing.T) {
 		"pod explain-b/server is isolated for ingress by policy explain-b/allow-client and no rule allows this connection",
 		"bridge: dropped in table 40 by the flow at priority 20000; model: dropped: agrees with the model",
 		"origin: pod explain-b/server — isolation of pod explain-b/server for ingress (isolated by policy explain-b/allow-client): no rule allowed the connection")
+
+	// Through the server's Service: the backend the balancer picks.
+	out, code = explain("explain-a/client", server.svcIP)
+	if code != 0 {
+		t.Fatalf("explain through a Service exited %d", code)
+	}
+	mustContain("explain through the Service", out,
+		"Service explain-b/s-server port 80: balanced over 1 backend(s)",
+		"the bridge's load balancer picked pod explain-b/server ("+server.ip+")",
+		"origin: service explain-b/s-server",
+		fmt.Sprintf("bridge: delivered to port %d; model: delivered to port %d: agrees with the model", server.ofport, server.ofport))
 
 	// The same as JSON.
 	out, code = explain("explain-a/other", "explain-b/server", "-o", "json")
