@@ -31,7 +31,7 @@ type explainOptions struct {
 func explainCmd() *cobra.Command {
 	var o explainOptions
 	cmd := &cobra.Command{
-		Use:   "explain --from NS/POD|IP --to NS/POD|IP [--port 80] [--protocol TCP]",
+		Use:   "explain --from NS/POD|IP --to NS/POD|IP|IP:PORT [--port 80] [--protocol TCP]",
 		Short: "Say whether a new connection is allowed, by which policy rules, and what the bridge does with it",
 		Long: `Decides a new connection from --from to --to on --protocol/--port with the
 reference evaluator (the NetworkPolicy semantics, written without regard for
@@ -44,7 +44,8 @@ Endpoints are NAMESPACE/POD (a name without a namespace takes -n, the
 kubeconfig context's namespace, else default) or an IP address: a pod's, a
 node's (a Node InternalIP or the agent's --node-ip: traffic from the
 destination pod's own node is always allowed), a Service's cluster IP (--to
-only), or any other address (outside the cluster). Through a Service the
+only; --to CLUSTER-IP:PORT names the port too), or any other address
+(outside the cluster). Through a Service the
 connection is decided for every backend the Service would pick for the
 client (ready endpoints, kube-proxy's choice; internalTrafficPolicy Local
 on the client's node), since policy sees the backend's address and target
@@ -77,11 +78,18 @@ With -f the model comes from the files, so a trace is made only with
 ` + nodeFlagsHelp,
 		Example: `  ovs-netpol explain --from default/frontend --to default/db --port 6379
   ovs-netpol explain --from 10.244.2.20 --to default/db --port 6379 -o json
-  ovs-netpol explain -f manifests/ --from default/frontend --to 10.96.0.10 --port 6379`,
+  ovs-netpol explain -f manifests/ --from default/frontend --to 10.96.0.10:6379`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
 			defer cancel()
+			if ap, err := netip.ParseAddrPort(o.to); err == nil {
+				// --to CLUSTER-IP:PORT (or any IP:PORT) names the port too.
+				if cmd.Flags().Changed("port") && int32(ap.Port()) != o.port {
+					return fmt.Errorf("--to %s and --port %d name different ports", o.to, o.port)
+				}
+				o.to, o.port = ap.Addr().String(), int32(ap.Port())
+			}
 			return runExplain(ctx, o, cmd.Flags().Changed("ovs-rundir"), cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
@@ -90,7 +98,7 @@ With -f the model comes from the files, so a trace is made only with
 	f.StringArrayVarP(&o.files, "filename", "f", nil, "manifest file or directory (repeatable; - for stdin): decide offline from these instead of the live cluster")
 	f.StringVar(&o.isolation, "isolation", "v1", "policy semantics with -f (or when the bridge is not reachable): v1 or v1.6")
 	f.StringVar(&o.from, "from", "", "source: NAMESPACE/POD or an IP address (required)")
-	f.StringVar(&o.to, "to", "", "destination: NAMESPACE/POD, a Service cluster IP or an IP address (required)")
+	f.StringVar(&o.to, "to", "", "destination: NAMESPACE/POD, an IP address or IP:PORT (e.g. a Service's cluster IP and port) (required)")
 	f.Int32Var(&o.port, "port", 80, "destination port (of the Service, when --to is a cluster IP)")
 	f.StringVar(&o.protocol, "protocol", "TCP", "TCP, UDP or SCTP")
 	f.StringVar(&o.trace, "trace", "auto", "trace on this node's bridge: auto (when reachable, not with -f), always, never")
