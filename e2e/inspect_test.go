@@ -230,6 +230,23 @@ func TestInspect(t *testing.T) {
 		t.Errorf("flows --pod %s/server lists none of the pod's own flows: %+v", inspectNS, podFlows)
 	}
 
+	// Every flow on the bridge is explained by the CLI's own compile of the
+	// node (the agent's published settings, OVSDB's ports, the cluster).
+	out, _ = ovsNetpol(t, nil, append([]string{"flows", "-o", "json"}, node...)...)
+	var all []inspectFlow
+	if err := json.Unmarshal([]byte(out), &all); err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]int{}
+	for _, f := range all {
+		kind, _, _ := strings.Cut(f.Origin, " ")
+		kinds[kind]++
+		if strings.HasPrefix(f.Origin, "unknown") {
+			t.Errorf("flow without a known origin: %+v", f)
+		}
+	}
+	t.Logf("flows: %d on the bridge, by origin kind %v", len(all), kinds)
+
 	// Without a kubeconfig: cookie kinds only, said on stderr.
 	home := t.TempDir()
 	text, stderr := ovsNetpol(t, []string{"KUBECONFIG=", "HOME=" + home}, "flows", "--ovs-rundir", n.sw.Dir, "--table", "ingress")
