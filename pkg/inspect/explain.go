@@ -528,7 +528,10 @@ func (e *Explainer) TraceOn(ctx context.Context, v *NodeView, x *Explanation) er
 	if err != nil {
 		return err
 	}
-	if x.Service != nil {
+	// A Service port without endpoints is not balanced: its single path
+	// is the source's egress toward the cluster IP.
+	balanced := x.Service != nil && x.Service.Handling == "balanced"
+	if balanced {
 		// Whether the node is involved does not depend on the backend for
 		// the source side; for the destination side each backend may
 		// differ, so decide after the trace.
@@ -550,7 +553,7 @@ func (e *Explainer) TraceOn(ctx context.Context, v *NodeView, x *Explanation) er
 	}
 	ti := &TraceInfo{Node: v.Config.Node, Bridge: v.Bridge.name(), Packet: pr.packet, Verdict: t.Verdict(),
 		Delivered: t.Delivered, Outputs: t.Outputs}
-	if x.Service != nil {
+	if balanced {
 		// The verdict to compare with is the picked backend's.
 		addr, err := netip.ParseAddr(t.FinalField(ipDstField(dstIP)))
 		p := pathFor(addr)
@@ -669,8 +672,11 @@ func WriteExplanation(w io.Writer, x *Explanation) error {
 		if p.Allowed {
 			word = "allowed"
 		}
-		if x.Service != nil {
+		switch {
+		case x.Service != nil && x.Service.Handling == "balanced":
 			fmt.Fprintf(&b, "  backend %s port %d: %s\n", p.To, p.Port, word)
+		case x.Service != nil:
+			fmt.Fprintf(&b, "  toward the cluster IP itself (no backend), as far as this node's policy goes: %s\n", word)
 		}
 		for _, d := range []DirectionInfo{p.Egress, p.Ingress} {
 			fmt.Fprintf(&b, "    %-7s %s\n", d.Direction+":", directionWords(d))

@@ -11,7 +11,9 @@ import (
 )
 
 // extraPolicies add an egress policy to the seed: frontend may reach db on
-// 6379 and 203.0.113.0/24 on UDP 53 (except .128/25), nothing else.
+// 6379 and 203.0.113.0/24 on UDP 53 (except .128/25), nothing else; and two
+// Services: "empty" without endpoints, "far" (internalTrafficPolicy Local)
+// with its only endpoint on node-2.
 const extraPolicies = `
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -37,6 +39,34 @@ spec:
     ports:
     - protocol: UDP
       port: 53
+---
+apiVersion: v1
+kind: Service
+metadata: {name: empty, namespace: default}
+spec:
+  clusterIP: 10.96.0.20
+  ports: [{name: http, port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: far, namespace: default}
+spec:
+  clusterIP: 10.96.0.21
+  internalTrafficPolicy: Local
+  ports: [{name: http, port: 8080}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: far-1
+  namespace: default
+  labels: {kubernetes.io/service-name: far}
+addressType: IPv4
+ports: [{name: http, protocol: TCP, port: 8080}]
+endpoints:
+- addresses: ["10.244.2.20"]
+  conditions: {ready: true}
+  nodeName: node-2
 `
 
 // seedObjects loads examples/seed plus extraPolicies.

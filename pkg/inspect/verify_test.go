@@ -106,6 +106,15 @@ func TestExplainTraceOnOVS(t *testing.T) {
 		{"allowed: node to db", "172.18.0.1", "default/db", model.TCP, 80, true, "ingress", []string{"node node-1"}, ""},
 		{"allowed: frontend through the db Service", "default/frontend", "10.96.0.10", model.TCP, 6379, true, "egress and ingress",
 			[]string{"service default/db"}, "pod default/db (10.244.1.10) on node node-1 port 6379"},
+		// No endpoints: not balanced, the source's egress decides and the
+		// host (kube-proxy) would reject it.
+		{"denied: frontend to a Service without endpoints (egress)", "default/frontend", "10.96.0.20", model.TCP, 80, false, "egress",
+			[]string{"isolation of pod default/frontend for egress"}, ""},
+		{"on to the host: backend to a Service without endpoints", "default/backend", "10.96.0.20", model.TCP, 80, true, "egress", nil, ""},
+		// internalTrafficPolicy Local, no endpoint here: dropped by the
+		// Service's flow.
+		{"dropped: no local endpoint", "default/frontend", "10.96.0.21", model.TCP, 8080, false, "the Service's load balancing",
+			[]string{"service default/far"}, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
