@@ -253,5 +253,18 @@ func TestInspect(t *testing.T) {
 	if !strings.Contains(stderr, "no kubeconfig") || !strings.Contains(text, ": rule") || strings.Contains(text, "allow-client") {
 		t.Errorf("flows without a kubeconfig: want cookie kinds and a note on stderr; stdout:\n%s\nstderr:\n%s", text, stderr)
 	}
+	out, stderr = ovsNetpol(t, []string{"KUBECONFIG=", "HOME=" + home}, "pods", "-o", "json", "--ovs-rundir", n.sw.Dir)
+	var bare []inspectPod
+	if err := json.Unmarshal([]byte(out), &bare); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stderr, "no kubeconfig") || len(bare) != len(names) {
+		t.Errorf("pods without a kubeconfig: %d rows (want %d) and stderr %q (want a note)", len(bare), len(names), stderr)
+	}
+	for _, r := range bare {
+		if p := w.pod(r.Namespace + "/" + r.Name); r.OFPort != p.ofport || r.MAC != p.mac || len(r.IPs) != 0 {
+			t.Errorf("pods without a kubeconfig: %+v; want port %d, MAC %s and no IPs", r, p.ofport, p.mac)
+		}
+	}
 	totals.scenarios.Add(1)
 }
