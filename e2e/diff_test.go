@@ -104,28 +104,83 @@ func TestDiff(t *testing.T) {
 	w.waitPodsRealized(t)
 	w.change(t, func() { w.kubectlApply(t, diffLiveX, diffLiveY) })
 
-	// Before, by hand: diff-x/a only from diff-x's pods on TCP 80;
+	// Live, by hand: diff-x/a only from diff-x's pods on TCP 80;
 	// diff-y/c from anyone on TCP 80, 81 and UDP 80.
-	before := diffMatrix(pods).
+	live := diffMatrix(pods).
 		expect("all", "diff-x/a", false).
 		expect("diff-x/*", "diff-x/a", true, tcp80).
 		expect("all", "diff-y/c", false).
 		expect("all", "diff-y/c", true, tcp80, tcp81, udp80).
 		always()
-	w.check(t, before)
+	w.check(t, live)
 
+	// Step 1: diff-x/web widened, diff-y/open tightened. After, by hand:
+	// diff-x/a from every pod on TCP 80 and 81 (not from the external
+	// address: a namespace selector selects pods only); diff-y/c from
+	// diff-x/b on TCP 80.
 	changed := filepath.Join(w.dir, "CHANGED.yaml")
 	if err := os.WriteFile(changed, []byte(diffNewX+"---\n"+diffNewY), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"diff", "-f", changed, "--kubeconfig", w.c.Kubeconfig, "--ovs-rundir", n.sw.Dir, "--external-ip", extIP}
+	step1 := diffMatrix(pods).
+		expect("all", "diff-x/a", false).
+		expect("*", "diff-x/a", true, tcp80, tcp81).
+		expect("all", "diff-y/c", false).
+		expect("diff-x/b", "diff-y/c", true, tcp80).
+		always()
+	w.diffStep(t, n, "widen diff-x/web, tighten diff-y/open", live, step1, []string{"-f", changed},
+		func() { w.kubectlApply(t, diffNewX, diffNewY) })
+
+	// Step 2: diff-x/web deleted (--delete) and a new egress policy for
+	// diff-y/d (only to diff-x's pods on TCP 80). After, by hand: diff-x/a
+	// open to all; diff-y/c as in step 1; diff-y/d reaches diff-x's pods
+	// on TCP 80 only (and itself).
+	egressD := np(diffNSY, "d-out", `podSelector: {matchLabels: {pod: d}}
+policyTypes: [Egress]
+egress:
+- to: [{namespaceSelector: {matchLabels: {ns: diff-x}}}]
+  ports: [{port: 80}]`)
+	added := filepath.Join(w.dir, "ADDED.yaml")
+	deleted := filepath.Join(w.dir, "DELETED.yaml")
+	if err := os.WriteFile(added, []byte(egressD), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(deleted, []byte(diffNewX), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	step2 := diffMatrix(pods).
+		expect("all", "diff-y/c", false).
+		expect("diff-x/b", "diff-y/c", true, tcp80).
+		expect("diff-y/d", "*", false).
+		expect("diff-y/d", "diff-x/*", true, tcp80).
+		always()
+	w.diffStep(t, n, "delete diff-x/web, add diff-y/d-out", step1, step2, []string{"-f", added, "--delete", deleted},
+		func() {
+			w.kubectlApply(t, egressD)
+			if out, err := w.c.Kubectl("delete", "-f", deleted); err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+		})
+	t.Logf("TestDiff: %v", time.Since(start).Round(time.Millisecond))
+}
+
+// diffStep runs the built `ovs-netpol diff` with diffArgs against the live
+// state (probed as matrix before), applies the change for real (apply),
+// probes the matrix after, and checks (a) that the connections the diff
+// lists, on the probed cells, are exactly the cells that flipped, and (b)
+// that the flows it lists as added and removed are exactly those that
+// appeared on and disappeared from the bridge; then that a diff of the
+// same arguments shows nothing more to change.
+func (w *world) diffStep(t *testing.T, n *node, name string, before, after *matrix, diffArgs []string, apply func()) {
+	t.Helper()
+	args := append(append([]string{"diff"}, diffArgs...), "--kubeconfig", w.c.Kubeconfig, "--ovs-rundir", n.sw.Dir, "--external-ip", extIP)
 	t0 := time.Now()
 	text, err := run(binPath("ovs-netpol"), args...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	took := time.Since(t0)
-	t.Logf("ovs-netpol %s (%v):\n%s", strings.Join(args, " "), took.Round(time.Millisecond), text)
+	t.Logf("%s: ovs-netpol %s (%v):\n%s", name, strings.Join(args, " "), took.Round(time.Millisecond), text)
 	out, err := run(binPath("ovs-netpol"), append(args, "-o", "json")...)
 	if err != nil {
 		t.Fatal(err)
@@ -140,18 +195,8 @@ func TestDiff(t *testing.T) {
 
 	// Apply it for real.
 	snapBefore := w.flowSnapshot(t)
-	w.change(t, func() { w.kubectlApply(t, diffNewX, diffNewY) })
+	w.change(t, apply)
 	snapAfter := w.flowSnapshot(t)
-
-	// After, by hand: diff-x/a from every pod on TCP 80 and 81 (not from
-	// the external address: a namespace selector selects pods only);
-	// diff-y/c from diff-x/b on TCP 80.
-	after := diffMatrix(pods).
-		expect("all", "diff-x/a", false).
-		expect("*", "diff-x/a", true, tcp80, tcp81).
-		expect("all", "diff-y/c", false).
-		expect("diff-x/b", "diff-y/c", true, tcp80).
-		always()
 	w.check(t, after)
 
 	// (a) Connections: the cells that flipped are the diff's.
@@ -185,12 +230,12 @@ func TestDiff(t *testing.T) {
 		}
 	}
 	if got, want := setLines(predicted), setLines(observed); got != want {
-		t.Errorf("connections the diff predicted (on the probed cells):\n%s\nflipped in the real probes:\n%s", got, want)
+		t.Errorf("%s: connections the diff predicted (on the probed cells):\n%s\nflipped in the real probes:\n%s", name, got, want)
 	}
-	t.Logf("%d probed cells flipped (%d opened, %d closed), as predicted; %d more predicted changes outside the probed cells (SCTP, other ports): %s",
-		len(observed), countPrefix(observed, "opens"), countPrefix(observed, "closes"), len(outside), strings.Join(outside, "; "))
-	if len(observed) == 0 || countPrefix(observed, "opens") == 0 || countPrefix(observed, "closes") == 0 {
-		t.Errorf("the change was meant to open and close connections: %d flipped", len(observed))
+	t.Logf("%s: %d probed cells flipped (%d opened, %d closed), as predicted; %d more predicted changes outside the probed cells (SCTP, other ports, external destinations): %s",
+		name, len(observed), countPrefix(observed, "opens"), countPrefix(observed, "closes"), len(outside), strings.Join(outside, "; "))
+	if countPrefix(observed, "opens") == 0 || countPrefix(observed, "closes") == 0 {
+		t.Errorf("%s: the change was meant to open and close connections: %d flipped", name, len(observed))
 	}
 
 	// (b) Flows: added and removed, as on the bridge.
@@ -238,25 +283,25 @@ func TestDiff(t *testing.T) {
 		}
 	}
 	if setLines(added) != setLines(appeared) {
-		t.Errorf("flows the diff said would be added:\n%s\nflows that appeared on the bridge:\n%s", setLines(added), setLines(appeared))
+		t.Errorf("%s: flows the diff said would be added:\n%s\nflows that appeared on the bridge:\n%s", name, setLines(added), setLines(appeared))
 	}
 	if setLines(removed) != setLines(disappeared) {
-		t.Errorf("flows the diff said would be removed:\n%s\nflows that disappeared from the bridge:\n%s", setLines(removed), setLines(disappeared))
+		t.Errorf("%s: flows the diff said would be removed:\n%s\nflows that disappeared from the bridge:\n%s", name, setLines(removed), setLines(disappeared))
 	}
 	if len(added)+len(removed) == 0 {
-		t.Error("the change was meant to change flows")
+		t.Errorf("%s: the change was meant to change flows", name)
 	}
 	var byOrigin []string
 	for o, k := range origins {
 		byOrigin = append(byOrigin, fmt.Sprintf("%s: %d", o, k))
 	}
 	sort.Strings(byOrigin)
-	t.Logf("flows: %d added, %d removed, as on the bridge (%d flows before, %d after); by origin: %s",
-		len(added), len(removed), len(bm), len(am), strings.Join(byOrigin, "; "))
-	addSummary(fmt.Sprintf("TestDiff: ovs-netpol diff predicted %d connection flips (all %d probed flips) and %d+%d flows (exactly the bridge's change) in %v",
-		len(predicted), len(observed), len(added), len(removed), took.Round(time.Millisecond)))
+	t.Logf("%s: flows %d added, %d removed, as on the bridge (%d flows before, %d after); by origin: %s",
+		name, len(added), len(removed), len(bm), len(am), strings.Join(byOrigin, "; "))
+	addSummary(fmt.Sprintf("TestDiff %s: ovs-netpol diff predicted %d probed connection flips (%d observed) and %d+%d flows (exactly the bridge's change) in %v",
+		name, len(predicted), len(observed), len(added), len(removed), took.Round(time.Millisecond)))
 
-	// A diff of what is now live is empty.
+	// Once applied, the same diff has nothing left to change.
 	out, err = run(binPath("ovs-netpol"), append(args, "-o", "json")...)
 	if err != nil {
 		t.Fatal(err)
@@ -266,9 +311,8 @@ func TestDiff(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(again.Connections) != 0 || len(again.Nodes) != 1 || len(again.Nodes[0].Flows) != 0 {
-		t.Errorf("diff of the applied manifest: %d connections, flows %+v; want none", len(again.Connections), again.Nodes)
+		t.Errorf("%s: diff after applying: %d connections, flows %+v; want none", name, len(again.Connections), again.Nodes)
 	}
-	t.Logf("TestDiff: %v", time.Since(start).Round(time.Millisecond))
 }
 
 func word(opens bool) string {
