@@ -72,8 +72,9 @@ func (c *Controller) statsView() *statsView {
 			v.conj[id] = l
 		}
 	}
-	for _, p := range cl.Pods {
-		if p.Node == c.opts.Compiler.Node {
+	// Only pods attached here have flows of their own (the drops).
+	for key := range c.inc.Config().Bindings {
+		if p := cl.Pods[c.podUIDs[key]]; p != nil && p.Node == c.opts.Compiler.Node {
 			v.pods[compiler.PodCookie(p)] = podLabels{namespace: p.Namespace, pod: p.Name}
 		}
 	}

@@ -18,6 +18,9 @@ func BenchmarkStatsS1(b *testing.B) {
 	cfg.Bindings = compiler.DefaultBindings(m, "node-000", nil, 9)
 	c := New(nil, nil, nil, Options{Compiler: cfg, Mode: model.ModeV1})
 	c.inc = compiler.NewIncremental(m, cfg)
+	for _, p := range m.Pods {
+		c.podUIDs[p.Key()] = p.UID // as applyPod keeps it
+	}
 	if _, err := c.inc.Flush(); err != nil {
 		b.Fatal(err)
 	}
