@@ -45,12 +45,19 @@ func addAuditFlags(f *pflag.FlagSet) {
 	f.BoolVar(&audit.compress, "audit-compress", false, "gzip rotated audit logs")
 }
 
+// auditController is what the audit log needs of the controller: the pods
+// owning addresses, and adding the metered flows again.
+type auditController interface {
+	auditlog.Resolver
+	ReinstallMetered(ctx context.Context) (int, error)
+}
+
 // setupAudit validates the flags and, when the audit log is on, creates
 // its meters on the bridge (before any flow names them) and sets
 // cfg.Audit. The returned start registers the metrics (either way) and
 // begins reading packet-ins once the controller (which names the pods)
 // exists; with the log off it reads nothing.
-func setupAudit(ctx context.Context, node, bridge, runDir string, cfg *compiler.Config, log logrus.FieldLogger) (start func(context.Context, auditlog.Resolver, prometheus.Registerer), err error) {
+func setupAudit(ctx context.Context, node, bridge, runDir string, cfg *compiler.Config, log logrus.FieldLogger) (start func(context.Context, auditController, prometheus.Registerer), err error) {
 	metrics := auditlog.NewMetrics(nil)
 	all, err := model.ParseAuditMode(audit.all)
 	if err != nil {
@@ -60,7 +67,7 @@ func setupAudit(ctx context.Context, node, bridge, runDir string, cfg *compiler.
 		if all != 0 {
 			return nil, errors.New("--audit-all needs --audit-log")
 		}
-		return func(_ context.Context, _ auditlog.Resolver, reg prometheus.Registerer) { metrics.Register(reg) }, nil
+		return func(_ context.Context, _ auditController, reg prometheus.Registerer) { metrics.Register(reg) }, nil
 	}
 	if audit.rate == 0 {
 		return nil, errors.New("--audit-rate must be positive")
@@ -81,19 +88,19 @@ func setupAudit(ctx context.Context, node, bridge, runDir string, cfg *compiler.
 		{ID: cfg.Audit.AllowMeter, Rate: audit.rate, Burst: audit.burst},
 	}
 	inst := &flowsync.Installer{Bridge: bridge, RunDir: runDir, Log: log}
-	ensure := func(ctx context.Context) error {
+	ensure := func(ctx context.Context) (added int, err error) {
 		added, modified, err := inst.EnsureMeters(ctx, meters)
 		if err == nil && added+modified > 0 {
 			log.WithFields(logrus.Fields{"added": added, "modified": modified, "rate": audit.rate, "burst": audit.burst}).Info("audit meters set")
 		}
-		return err
+		return added, err
 	}
 	// Before the first sync: flows must not name meters that do not exist
 	// (OVS accepts them). ovs-vswitchd may still be starting: retry a
 	// while; past that, the reader's hello sets them.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		err := ensure(ctx)
+		_, err := ensure(ctx)
 		if err == nil {
 			break
 		}
@@ -104,14 +111,29 @@ func setupAudit(ctx context.Context, node, bridge, runDir string, cfg *compiler.
 		time.Sleep(200 * time.Millisecond)
 	}
 	log.WithFields(logrus.Fields{"file": audit.path, "all": all, "rate": audit.rate, "burst": audit.burst}).Info("audit log on")
-	return func(ctx context.Context, pods auditlog.Resolver, reg prometheus.Registerer) {
+	return func(ctx context.Context, ctrl auditController, reg prometheus.Registerer) {
 		metrics.Register(reg)
-		l.SetResolver(pods)
+		l.SetResolver(ctrl)
 		go l.Run(ctx)
-		// A new ovs-vswitchd (restart) has no meters: set them on its hello.
+		// A new ovs-vswitchd (restart) has no meters: set them on its
+		// hello. Its full sync may have added the audit flows first, and
+		// OVS binds a flow to its meter when the flow is added: such flows
+		// would stay unmetered, so they are added again.
 		go auditlog.Watch(ctx, filepath.Join(runDir, bridge+".mgmt"), l, func() {
-			if err := ensure(ctx); err != nil && ctx.Err() == nil {
-				log.WithError(err).Warn("setting the audit meters")
+			added, err := ensure(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					log.WithError(err).Warn("setting the audit meters")
+				}
+				return
+			}
+			if added > 0 {
+				n, err := ctrl.ReinstallMetered(ctx)
+				if err != nil {
+					log.WithError(err).Warn("adding the audit flows again after their meters (a full sync follows)")
+				} else if n > 0 {
+					log.WithField("flows", n).Info("audit flows added again: bound to the new meters")
+				}
 			}
 		})
 	}, nil

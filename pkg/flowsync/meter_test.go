@@ -9,6 +9,7 @@ import (
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 	"github.com/ovs-netpol/ovs-netpol/pkg/netpoltest"
+	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
 	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
 )
 
@@ -102,4 +103,43 @@ func TestAuditFlowsRoundTrip(t *testing.T) {
 		t.Errorf("second sync of %d flows (%d with packet-ins): %v", len(res.Flows), audit, st)
 	}
 	t.Logf("%d flows, %d of them audit packet-ins, unchanged on the second sync", len(res.Flows), audit)
+}
+
+// TestFlowBeforeMeterIsUnmetered records OVS 3.1's behaviour the agent
+// works around (controller.ReinstallMetered): a flow whose
+// controller(meter_id=M) was added before meter M existed is not metered,
+// not even once M exists; adding the same flow again binds it to M.
+func TestFlowBeforeMeterIsUnmetered(t *testing.T) {
+	s := ovstest.Start(t)
+	inst := newBridge(t, s, "br0")
+	ctx := context.Background()
+	flow := openflow.Flow{Table: 0, Priority: 1, Cookie: openflow.NewCookie(openflow.KindPod, "pod/a/b"), Match: "ip", Actions: "controller(userdata=01.02,meter_id=9)"}
+	datapath := func() string {
+		t.Helper()
+		out, err := s.Appctl("ofproto/trace", "br0", "in_port=LOCAL,udp,nw_src=10.0.0.1,nw_dst=10.0.0.2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, actions, _ := strings.Cut(out, "Datapath actions: ")
+		return strings.TrimSpace(actions)
+	}
+	if err := inst.Apply(ctx, []Mod{{Op: Add, Flow: flow}}); err != nil {
+		t.Fatal(err)
+	}
+	before := datapath()
+	if _, _, err := inst.EnsureMeters(ctx, []Meter{{ID: 9, Rate: 10}}); err != nil {
+		t.Fatal(err)
+	}
+	after := datapath()
+	if err := inst.Apply(ctx, []Mod{{Op: Add, Flow: flow}}); err != nil {
+		t.Fatal(err)
+	}
+	readded := datapath()
+	t.Logf("added before the meter: %s\nmeter created: %s\nflow added again: %s", before, after, readded)
+	if strings.Contains(before, "meter(") || strings.Contains(after, "meter(") {
+		t.Errorf("the flow added before its meter is metered (OVS changed: controller.ReinstallMetered may go)")
+	}
+	if !strings.Contains(readded, "meter(") {
+		t.Errorf("the flow added again is not metered: %s", readded)
+	}
 }
