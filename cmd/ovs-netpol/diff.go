@@ -50,8 +50,9 @@ each replaces the live object of its kind, namespace and name or is added),
 removes the objects of the --delete files (as ` + "`kubectl delete -f`" + `), and
 prints what would change. The files are validated as compile validates them
 (as kube-apiserver would); objects without metadata.namespace are in
-"default" (with -n NS other than default, give metadata.namespace: diff
-does not move them). Of a live Pod or Node only the labels (and a Pod's
+"default": when -n or the kubeconfig context names another namespace,
+which kubectl apply would put them in, diff refuses them (write
+metadata.namespace). Of a live Pod or Node only the labels (and a Pod's
 annotations) are taken from the file, as the rest is immutable or the
 kubelet's; a Service without a clusterIP keeps the live one.
 
@@ -155,14 +156,17 @@ func runDiff(ctx context.Context, o diffOptions, newClient func() (kubernetes.In
 	if del != nil {
 		rep.Warnings = append(rep.Warnings, del.Warnings...)
 	}
-	if ns := cluster.namespace; ns != "" && ns != normalize.DefaultNamespace {
+	// kubectl apply puts objects without a namespace in -n's or the
+	// context's namespace; manifest.Load already put them in "default",
+	// and an explicit "default" cannot be told apart: refuse both.
+	if ns := namespace(); ns != normalize.DefaultNamespace {
 		for _, objs := range []*manifest.Objects{apply, del} {
 			if objs == nil {
 				continue
 			}
 			for _, obj := range objectsIn(objs) {
 				if obj.ns == normalize.DefaultNamespace {
-					return fmt.Errorf("%s is in namespace default while -n is %s: diff does not move objects between namespaces as kubectl apply -n does; write metadata.namespace", objs.Where(obj.obj), printable.String(ns))
+					return fmt.Errorf("%s is in namespace default while the namespace of -n or the kubeconfig context is %s, where kubectl apply would put an object written without one: write metadata.namespace", objs.Where(obj.obj), printable.String(ns))
 				}
 			}
 		}

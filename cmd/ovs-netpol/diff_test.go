@@ -88,6 +88,7 @@ func TestRunDiff(t *testing.T) {
 		name      string
 		o         diffOptions
 		namespace string // -n
+		contextNS string // the kubeconfig context's namespace
 		explicit  bool   // --ovs-rundir given
 		wantErr   string
 		// check the JSON (or text) output
@@ -97,7 +98,8 @@ func TestRunDiff(t *testing.T) {
 		{name: "bad -o", o: diffOptions{files: []string{widen}, output: "yaml"}, wantErr: "-o yaml: want text or json"},
 		{name: "bad --external-ip", o: diffOptions{files: []string{widen}, external: []string{"10.0.0"}}, wantErr: "--external-ip 10.0.0: not an IP address"},
 		{name: "a file kube-apiserver would refuse", o: diffOptions{files: []string{badPort}}, wantErr: "bad.yaml"},
-		{name: "-n with an object in default", o: diffOptions{files: []string{noNamespace}}, namespace: "prod", wantErr: "write metadata.namespace"},
+		{name: "-n with an object in default", o: diffOptions{files: []string{noNamespace}}, namespace: "prod", wantErr: "is in namespace default while the namespace of -n or the kubeconfig context is prod"},
+		{name: "the context's namespace with an object in default", o: diffOptions{files: []string{noNamespace}}, contextNS: "team-a", wantErr: "kubeconfig context is team-a"},
 		{name: "an explicit run directory without OVSDB", o: diffOptions{files: []string{widen}}, explicit: true, wantErr: "db.sock"},
 		{
 			name: "widen: every node with pods, default bindings",
@@ -147,8 +149,18 @@ func TestRunDiff(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			cluster.namespace = c.namespace
-			t.Cleanup(func() { cluster.namespace = "" })
+			// No kubeconfig file: -n alone names the namespace.
+			cluster.namespace, cluster.kubeconfig = c.namespace, filepath.Join(dir, "no-kubeconfig")
+			if c.contextNS != "" {
+				cluster.kubeconfig = write("kubeconfig", `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: x}}]
+contexts: [{name: ctx, context: {cluster: c, user: u, namespace: `+c.contextNS+`}}]
+current-context: ctx
+`)
+			}
+			t.Cleanup(func() { cluster.namespace, cluster.kubeconfig = "", "" })
 			o := c.o
 			if o.output == "" {
 				o.output = "json"
