@@ -31,13 +31,23 @@ type AgentConfig struct {
 	NodeIPs     []netip.Addr `json:"nodeIPs,omitempty"`
 	CTZone      uint16       `json:"ctZone"`
 	HairpinIPs  []netip.Addr `json:"hairpinIPs,omitempty"`
+	// The audit log's settings (compiler.AuditConfig): they add flows.
+	// AuditAll is model.AuditMode's text ("deny", "allow", "deny,allow";
+	// empty: off); a zero meter disables that verdict's audit flows.
+	AuditAll        string `json:"auditAll,omitempty"`
+	AuditDenyMeter  uint32 `json:"auditDenyMeter,omitempty"`
+	AuditAllowMeter uint32 `json:"auditAllowMeter,omitempty"`
 }
 
 // NewAgentConfig is the AgentConfig of an agent compiling with cfg (its
 // Bindings are not part of it: they are read from OVSDB) in mode.
 func NewAgentConfig(cfg compiler.Config, mode model.Mode) AgentConfig {
 	a := AgentConfig{Node: cfg.Node, Mode: mode, GatewayPort: cfg.GatewayPort, UplinkPort: cfg.UplinkPort,
-		NodeIPs: cfg.NodeIPs, CTZone: cfg.CTZone}
+		NodeIPs: cfg.NodeIPs, CTZone: cfg.CTZone,
+		AuditDenyMeter: cfg.Audit.DenyMeter, AuditAllowMeter: cfg.Audit.AllowMeter}
+	if cfg.Audit.All != 0 {
+		a.AuditAll = cfg.Audit.All.String()
+	}
 	for _, ip := range []netip.Addr{cfg.HairpinIPv4, cfg.HairpinIPv6} {
 		if ip.IsValid() {
 			a.HairpinIPs = append(a.HairpinIPs, ip)
@@ -49,7 +59,12 @@ func NewAgentConfig(cfg compiler.Config, mode model.Mode) AgentConfig {
 // Compiler is the compiler configuration the agent uses, with bindings.
 func (a AgentConfig) Compiler(bindings map[string]compiler.Binding) compiler.Config {
 	cfg := compiler.Config{Node: a.Node, GatewayPort: a.GatewayPort, UplinkPort: a.UplinkPort,
-		NodeIPs: a.NodeIPs, CTZone: a.CTZone, Bindings: bindings}
+		NodeIPs: a.NodeIPs, CTZone: a.CTZone, Bindings: bindings,
+		Audit: compiler.AuditConfig{DenyMeter: a.AuditDenyMeter, AllowMeter: a.AuditAllowMeter}}
+	if a.AuditAll != "" {
+		// validate checked it; an unparsable value audits nothing.
+		cfg.Audit.All, _ = model.ParseAuditMode(a.AuditAll)
+	}
 	for _, ip := range a.HairpinIPs {
 		if ip.Is4() {
 			cfg.HairpinIPv4 = ip
@@ -75,6 +90,11 @@ func (a AgentConfig) validate() error {
 	if a.UplinkPort != 0 {
 		if _, err := compiler.ParsePort(strconv.FormatUint(uint64(a.UplinkPort), 10)); err != nil {
 			return fmt.Errorf("uplink port: %w", err)
+		}
+	}
+	if a.AuditAll != "" {
+		if _, err := model.ParseAuditMode(a.AuditAll); err != nil {
+			return fmt.Errorf("audit mode: %w", err)
 		}
 	}
 	var v4, v6 int

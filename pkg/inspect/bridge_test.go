@@ -78,7 +78,9 @@ func TestBridgeOnOVS(t *testing.T) {
 		t.Fatalf("before the agent published: %v, want 'is not set'", err)
 	}
 	want := AgentConfig{Node: "n1", Mode: model.ModeV1, GatewayPort: compiler.PortLocal, UplinkPort: 2, CTZone: 64000,
-		NodeIPs: []netip.Addr{netip.MustParseAddr("192.168.1.1")}}
+		NodeIPs: []netip.Addr{netip.MustParseAddr("192.168.1.1")},
+		// Meters without an audited namespace add no flow.
+		AuditDenyMeter: compiler.DefaultAuditDenyMeter, AuditAllowMeter: compiler.DefaultAuditAllowMeter}
 	if err := PublishAgentConfig(ctx, db, "br-int", want); err != nil {
 		t.Fatal(err)
 	}
@@ -250,6 +252,8 @@ func TestAgentConfigValidation(t *testing.T) {
 		{"two IPv4 hairpins", func(a *AgentConfig) {
 			a.HairpinIPs = []netip.Addr{netip.MustParseAddr("169.254.1.1"), netip.MustParseAddr("169.254.1.2")}
 		}, false},
+		{"audit mode", func(a *AgentConfig) { a.AuditAll = "deny,allow"; a.AuditDenyMeter = 1 }, true},
+		{"bad audit mode", func(a *AgentConfig) { a.AuditAll = "everything" }, false},
 		{"multicast hairpin", func(a *AgentConfig) { a.HairpinIPs = []netip.Addr{netip.MustParseAddr("224.0.0.1")} }, false},
 	}
 	for _, tt := range tests {
@@ -264,7 +268,8 @@ func TestAgentConfigValidation(t *testing.T) {
 	// NewAgentConfig and Compiler are inverse on what they carry.
 	cfg := compiler.Config{Node: "n1", GatewayPort: 5, UplinkPort: 6, CTZone: 7,
 		NodeIPs:     []netip.Addr{netip.MustParseAddr("192.168.1.1")},
-		HairpinIPv4: netip.MustParseAddr("169.254.9.9"), HairpinIPv6: netip.MustParseAddr("fd00::9")}
+		HairpinIPv4: netip.MustParseAddr("169.254.9.9"), HairpinIPv6: netip.MustParseAddr("fd00::9"),
+		Audit: compiler.AuditConfig{All: model.AuditDeny | model.AuditAllow, DenyMeter: 11, AllowMeter: 12}}
 	back := NewAgentConfig(cfg, model.ModeV16).Compiler(nil)
 	if !reflect.DeepEqual(back, cfg) {
 		t.Errorf("round trip: %+v, want %+v", back, cfg)
