@@ -53,8 +53,22 @@ func main() {
 // rootCmd builds the command tree; invokedAs is argv[0]'s base name.
 func rootCmd(invokedAs string) *cobra.Command {
 	root := &cobra.Command{
-		Use:           "ovs-netpol",
-		Short:         "Kubernetes NetworkPolicy compiled to Open vSwitch flows",
+		Use:   "ovs-netpol",
+		Short: "Kubernetes NetworkPolicy compiled to Open vSwitch flows",
+		Long: `Kubernetes NetworkPolicy compiled to Open vSwitch flows: offline
+(compile, convert) and against a live cluster and node (pods, flows,
+explain, verify, diff).
+
+The commands that read the cluster take kubectl's --kubeconfig, --context
+and -n/--namespace (the namespace of pod names given without one).
+
+kubectl plugin: installed (or linked) on PATH as kubectl-ovs_netpol, this
+program is ` + "`kubectl ovs-netpol ...`" + ` (make install does it, with
+kubectl_complete-ovs_netpol for kubectl's completion of the plugin).
+
+Shell completion: source <(ovs-netpol completion bash), likewise zsh, fish
+and powershell (bash needs the bash-completion package); see
+` + "`ovs-netpol completion --help`" + `.`,
 		Version:       version.Get().String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
