@@ -275,6 +275,14 @@ func runDiff(ctx context.Context, o diffOptions, newClient func() (kubernetes.In
 	}
 
 	if o.output == "json" {
+		// Lists are [] rather than null when empty, for jq and friends.
+		rep.Objects = nonNil(rep.Objects)
+		rep.Connections = nonNil(rep.Connections)
+		for i := range rep.Nodes {
+			rep.Nodes[i].Flows = nonNil(rep.Nodes[i].Flows)
+			rep.Nodes[i].Groups = nonNil(rep.Nodes[i].Groups)
+		}
+		rep.Nodes = nonNil(rep.Nodes)
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)
@@ -284,6 +292,13 @@ func runDiff(ctx context.Context, o diffOptions, newClient func() (kubernetes.In
 	}
 	_, err = io.WriteString(stdout, diffText(rep))
 	return err
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }
 
 // newWarnings are the warnings of the state after the change that the live

@@ -182,6 +182,9 @@ current-context: ctx
 				t.Fatal(err)
 			}
 			if c.wantJSON != nil {
+				if strings.Contains(stdout.String(), "null") {
+					t.Fatalf("null in the JSON (empty lists are []):\n%s", stdout.String())
+				}
 				var rep diffReport
 				if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
 					t.Fatalf("%v\n%s", err, stdout.String())
