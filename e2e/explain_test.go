@@ -83,30 +83,38 @@ func scrape(t *testing.T, addr, series string) (float64, bool) {
 func TestExplainVerify(t *testing.T) {
 	w := newPrivateWorld(t, "explain", "10.86")
 	w.podServices = true // every pod gets a Service: explain through a cluster IP
-	n := w.addNode(t)
+	n, n2 := w.addNode(t), w.addNode(t)
+	link(t, n, n2)
 	agentArgs := []string{"--verify-interval=3s"}
 	a := n.startAgent(t, "v1", agentArgs...)
+	n2.startAgent(t, "v1")
 	w.ensureNamespace(t, explainNSA, map[string]string{"ns": explainNSA})
 	w.ensureNamespace(t, explainNSB, map[string]string{"ns": explainNSB})
 	client := n.addPod(t, podSpec{ns: explainNSA, name: "client", labels: map[string]string{"app": "client"}})
 	n.addPod(t, podSpec{ns: explainNSA, name: "other", labels: map[string]string{"app": "other"}})
 	server := n.addPod(t, podSpec{ns: explainNSB, name: "server", labels: map[string]string{"app": "server"}})
+	// A client on the other node: its connections cross the uplink.
+	n2.addPod(t, podSpec{ns: explainNSA, name: "remote", labels: map[string]string{"app": "client"}})
 	w.waitPodsRealized(t)
 	w.change(t, func() { w.kubectlApply(t, explainPolicy) })
 	// The model's verdicts, confirmed by real connections first.
-	w.check(t, newMatrix([]probeT{tcp80}, []string{"explain-a/client", "explain-a/other"}, []string{"explain-b/server"}, false).
-		expect("explain-a/client", "explain-b/server", true, tcp80))
+	w.check(t, newMatrix([]probeT{tcp80}, []string{"explain-a/client", "explain-a/other", "explain-a/remote"}, []string{"explain-b/server"}, false).
+		expect("explain-a/client", "explain-b/server", true, tcp80).
+		expect("explain-a/remote", "explain-b/server", true, tcp80))
 
-	node := []string{"--kubeconfig", w.c.Kubeconfig, "--ovs-rundir", n.sw.Dir}
+	nodeArgs := []string{"--kubeconfig", w.c.Kubeconfig, "--ovs-rundir", n.sw.Dir}
 	explain := func(from, to string, extra ...string) (string, int) {
-		args := append(append([]string{"explain", "--from", from, "--to", to, "--port", "80"}, node...), extra...)
+		args := append(append([]string{"explain", "--from", from, "--to", to, "--port", "80"}, nodeArgs...), extra...)
 		start := time.Now()
 		out, code := runCLI(t, args...)
 		t.Logf("$ ovs-netpol %s   (exit %d, %v)\n%s", strings.Join(args, " "), code, time.Since(start).Round(time.Millisecond), out)
 		return out, code
 	}
-	verify := func() (string, int) {
-		args := append([]string{"verify", "--external-ip", extIP}, node...)
+	verify := func(on ...*node) (string, int) {
+		args := append([]string{"verify", "--external-ip", extIP}, nodeArgs...)
+		if len(on) > 0 {
+			args = []string{"verify", "--external-ip", extIP, "--kubeconfig", w.c.Kubeconfig, "--ovs-rundir", on[0].sw.Dir}
+		}
 		start := time.Now()
 		out, code := runCLI(t, args...)
 		t.Logf("$ ovs-netpol %s   (exit %d, %v)\n%s", strings.Join(args, " "), code, time.Since(start).Round(time.Millisecond), out)
@@ -155,6 +163,22 @@ func TestExplainVerify(t *testing.T) {
 		"origin: service explain-b/s-server",
 		fmt.Sprintf("bridge: delivered to port %d; model: delivered to port %d: agrees with the model", server.ofport, server.ofport))
 
+	// Across nodes: node 1 decides the remote client's ingress here (it
+	// comes in over the uplink), and its own client's egress (out by the
+	// uplink); the other side is node 2's.
+	out, code = explain("explain-a/remote", "explain-b/server")
+	if code != 0 {
+		t.Fatalf("explain from the other node exited %d", code)
+	}
+	mustContain("explain from the other node", out, "which decides ingress here", fmt.Sprintf("packet: in_port=%d,", uplinkOFPort),
+		fmt.Sprintf("bridge: delivered to port %d; model: delivered to port %d: agrees with the model", server.ofport, server.ofport))
+	out, code = explain("explain-a/client", "explain-a/remote")
+	if code != 0 {
+		t.Fatalf("explain to the other node exited %d", code)
+	}
+	mustContain("explain to the other node", out, "which decides egress here",
+		fmt.Sprintf("bridge: delivered to port %d; model: delivered to port %d: agrees with the model", uplinkOFPort, uplinkOFPort))
+
 	// The same as JSON.
 	out, code = explain("explain-a/other", "explain-b/server", "-o", "json")
 	var x struct {
@@ -178,6 +202,10 @@ func TestExplainVerify(t *testing.T) {
 		t.Fatalf("verify exited %d on the agent's own flows", code)
 	}
 	mustContain("verify", out, ": 0 mismatches")
+	if out, code = verify(n2); code != 0 {
+		t.Fatalf("verify exited %d on node 2", code)
+	}
+	mustContain("verify on node 2", out, ": 0 mismatches")
 
 	// The agent's periodic verify: its metrics.
 	deadline := time.Now().Add(30 * time.Second)
@@ -252,7 +280,8 @@ func TestExplainVerify(t *testing.T) {
 	if out, code = verify(); code != 0 {
 		t.Fatalf("verify exited %d after the agent restored its flows", code)
 	}
-	w.check(t, newMatrix([]probeT{tcp80}, []string{"explain-a/client", "explain-a/other"}, []string{"explain-b/server"}, false).
-		expect("explain-a/client", "explain-b/server", true, tcp80))
+	w.check(t, newMatrix([]probeT{tcp80}, []string{"explain-a/client", "explain-a/other", "explain-a/remote"}, []string{"explain-b/server"}, false).
+		expect("explain-a/client", "explain-b/server", true, tcp80).
+		expect("explain-a/remote", "explain-b/server", true, tcp80))
 	_ = a
 }
