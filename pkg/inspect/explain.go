@@ -391,6 +391,17 @@ func (v *NodeView) local(p *model.Pod) (compiler.Binding, bool) {
 	return b, ok
 }
 
+// unattached reports whether p is a pod of this node without a port on its
+// bridge (not set up yet, or its port lost): it has no flows here, so what
+// the bridge does with its traffic says nothing about policy.
+func (v *NodeView) unattached(p *model.Pod) bool {
+	if p == nil || p.Node != v.Config.Node {
+		return false
+	}
+	_, ok := v.Bindings[p.Key()]
+	return !ok
+}
+
 // isNodeIP reports whether ip is one the agent treats as this node's own.
 func (v *NodeView) isNodeIP(ip netip.Addr) bool {
 	for _, a := range v.Config.NodeIPs {
@@ -470,7 +481,7 @@ func (v *NodeView) probeFor(src, dst evaluator.Endpoint, dstIP netip.Addr, proto
 		pr.expect = "IN_PORT" // hairpin: back out of its own port
 	case dstLocal:
 		pr.expect = compiler.PortName(db.OFPort)
-	case dst.Pod != nil && v.Config.UplinkPort != 0:
+	case dst.Pod != nil && dst.Pod.Node != v.Config.Node && v.Config.UplinkPort != 0:
 		pr.expect = compiler.PortName(v.Config.UplinkPort)
 	default:
 		pr.expect = compiler.PortName(v.Config.GatewayPort)
@@ -538,6 +549,12 @@ func (e *Explainer) TraceOn(ctx context.Context, v *NodeView, x *Explanation) er
 		dst = evaluator.Endpoint{IP: dstIP}
 		if _, srcLocal := v.local(src.Pod); !srcLocal {
 			x.Notes = append(x.Notes, fmt.Sprintf("the client is not on node %s: Services are balanced on the client's node, so this node's bridge is not traced", printable.String(v.Config.Node)))
+			return nil
+		}
+	}
+	for _, p := range []*model.Pod{src.Pod, dst.Pod} {
+		if v.unattached(p) {
+			x.Notes = append(x.Notes, fmt.Sprintf("pod %s runs on node %s but has no port on its bridge (not set up yet?): nothing to trace", printable.String(p.Key()), printable.String(v.Config.Node)))
 			return nil
 		}
 	}

@@ -13,7 +13,8 @@ import (
 // extraPolicies add an egress policy to the seed: frontend may reach db on
 // 6379 and 203.0.113.0/24 on UDP 53 (except .128/25), nothing else; and two
 // Services: "empty" without endpoints, "far" (internalTrafficPolicy Local)
-// with its only endpoint on node-2.
+// with its only endpoint on node-2; and a pod of node-1 that the tests on
+// OVS leave without a port ("late").
 const extraPolicies = `
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -39,6 +40,12 @@ spec:
     ports:
     - protocol: UDP
       port: 53
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: late, namespace: default, uid: uid-late, labels: {role: late}}
+spec: {nodeName: node-1, containers: [{name: c, image: i}]}
+status: {phase: Running, podIP: 10.244.1.13, podIPs: [{ip: 10.244.1.13}]}
 ---
 apiVersion: v1
 kind: Service

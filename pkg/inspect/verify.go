@@ -101,6 +101,10 @@ func (e *Explainer) Verify(ctx context.Context, v *NodeView, opts VerifyOptions)
 		if !p.Active() || len(p.IPs) == 0 {
 			continue
 		}
+		if v.unattached(p) {
+			res.Skipped["pods of this node without a port on its bridge"]++
+			continue
+		}
 		_, local := v.local(p)
 		peers = append(peers, verifyPeer{label: p.Key(), ep: evaluator.Endpoint{Pod: p}, ips: p.IPs, local: local})
 	}

@@ -159,6 +159,18 @@ func TestExplainTraceOnOVS(t *testing.T) {
 		t.Fatalf("two remote pods: trace %+v, notes %q", x.Trace, x.Notes)
 	}
 
+	// A pod of this node without a port has no flows: not traced.
+	x, err = e.Explain("default/frontend", "default/late", model.TCP, 80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.TraceOn(ctx, v, x); err != nil {
+		t.Fatal(err)
+	}
+	if x.Trace != nil || len(x.Notes) != 1 || !strings.Contains(x.Notes[0], "pod default/late runs on node node-1 but has no port on its bridge") {
+		t.Fatalf("an unattached pod: trace %+v, notes %q", x.Trace, x.Notes)
+	}
+
 	// A flow deleted by hand: explain reports both verdicts.
 	if _, err := sw.Ofctl("-O", "OpenFlow15", "del-flows", "--strict", "br-int", "table=40,priority=30000,ip,nw_src=10.244.1.11"); err != nil {
 		t.Fatal(err)
@@ -186,6 +198,9 @@ func TestVerifyOnOVS(t *testing.T) {
 	t.Logf("\n%s%s", res.Matrix(), res.Summary())
 	if len(res.Mismatches) != 0 {
 		t.Fatalf("%d mismatches on the agent's own flows", len(res.Mismatches))
+	}
+	if n := res.Skipped["pods of this node without a port on its bridge"]; n != 1 {
+		t.Fatalf("skipped %v, want default/late as the one pod without a port", res.Skipped)
 	}
 	// 3 local pods; peers: 5 pods, node, external: local↔local 3·2 pairs,
 	// local→others 3·4 and others→local 4·3, 6 probes each.
