@@ -13,6 +13,9 @@ package e2e
 // the bridge's, the policies gauge equal to the API's policies, and
 // `kubectl get events` the Realized Event on the policy exactly once after
 // a metadata-only update and a wait longer than the agent's per-policy gap.
+// Then ovs-vswitchd restarts (flows and counters gone, replayed by the
+// agent's full sync): the rule's total carries on from where it was, and
+// the full sync records no second Event.
 
 import (
 	"encoding/json"
@@ -234,7 +237,56 @@ spec:
 	if want := "Realized on node " + n.name + ": "; !strings.HasPrefix(realized[0].Message, want) || !strings.Contains(realized[0].Message, "for 1 rule (1 ingress, 0 egress); it selects 1 pod here.") {
 		t.Errorf("Realized message %q", realized[0].Message)
 	}
+
+	// ovs-vswitchd restarts: the flows and their counters are gone until
+	// the agent replays them. The totals carry on from where they were,
+	// and the full sync records no Event.
+	const moreConns = 3
+	baseline := w.flowSnapshot(t)
+	prev, _ := scrapeAgent(t, a)
+	if err := n.sw.StopVswitchd(true); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.sw.StartVswitchd(); err != nil {
+		t.Fatal(err)
+	}
+	restored := waitFor(t, "the agent to replay the flows", time.Minute, func() bool { return equalSnap(w.flowSnapshot(t), baseline) })
+	for i := range moreConns {
+		if out := probe(client, "2s"); !strings.Contains(out, " ok ") {
+			t.Fatalf("allowed connection %d after the restart: %q", i, out)
+		}
+	}
+	waitFor(t, "the counter to move after the restart", 30*time.Second, func() bool {
+		last, _ = scrapeAgent(t, a)
+		return last[allowedP]-prev[allowedP] >= moreConns
+	})
+	time.Sleep(3 * time.Second)
+	last, body = scrapeAgent(t, a)
+	t.Logf("ovs-vswitchd restarted, flows replayed in %v; %d more connections: allowed packets %v -> %v; counter resets seen %v:\n%s",
+		restored.Round(time.Millisecond), moreConns, prev[allowedP], last[allowedP], last["ovs_netpol_flow_counter_resets_total"],
+		scrapeExcerpt(body, "ovs_netpol_rule_allowed_packets_total", `namespace="metrics"`))
+	if d := last[allowedP] - prev[allowedP]; d < moreConns || d > 2*moreConns {
+		t.Errorf("allowed packets moved by %v across the restart for %d connections, want %d..%d (the total carries on)", d, moreConns, moreConns, 2*moreConns)
+	}
+	if got := countRealized(t, w); got != 1 {
+		t.Errorf("%d Realized Events on allow-client after the full sync, want still 1", got)
+	}
 	totals.scenarios.Add(1)
+}
+
+// countRealized counts the Realized Events on metrics/allow-client, their
+// aggregated counts included.
+func countRealized(t *testing.T, w *world) int {
+	t.Helper()
+	list, err := w.c.Client.CoreV1().Events(metricsNS).List(w.ctx(), metav1.ListOptions{FieldSelector: "involvedObject.name=allow-client,reason=Realized"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range list.Items {
+		n += int(max(e.Count, 1))
+	}
+	return n
 }
 
 // checkTableFlowMetrics compares ovs_netpol_table_flows with the bridge's own
