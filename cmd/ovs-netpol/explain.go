@@ -45,11 +45,11 @@ kubeconfig context's namespace, else default) or an IP address: a pod's, a
 node's (a Node InternalIP or the agent's --node-ip: traffic from the
 destination pod's own node is always allowed), a Service's cluster IP (--to
 only; --to CLUSTER-IP:PORT names the port too), or any other address
-(outside the cluster). Through a Service the
-connection is decided for every backend the Service would pick for the
-client (ready endpoints, kube-proxy's choice; internalTrafficPolicy Local
-on the client's node), since policy sees the backend's address and target
-port. A Service port without endpoints is decided as the source's egress
+(outside the cluster). Through a Service the connection is decided for
+every backend the Service would pick for the client (ready endpoints,
+kube-proxy's choice; internalTrafficPolicy Local on the client's node),
+since policy sees the backend's address and target port; the trace shows
+the backend the bridge's load balancer picked for the traced packet. A Service port without endpoints is decided as the source's egress
 toward the cluster IP (kube-proxy rejects it on the host).
 
 The cluster comes from the live API server (--kubeconfig, --context), or,
