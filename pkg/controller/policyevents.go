@@ -26,7 +26,8 @@ import (
 // rejected, refused), or it starts selecting pods here. Flow counts moving
 // with peer pods coming and going do not count as a change, so a resync or
 // a full sync of an unchanged policy records nothing. A policy that stops
-// selecting pods here is forgotten (reported again when it selects some).
+// selecting pods here is reported again when it selects some (subject to
+// the gap below).
 // A flapping policy is bounded twice: one Event per policy per
 // policyEventGap on this node (the latest state wins when the gap is over),
 // and client-go's correlator (similar Events aggregated, spam-filtered per
@@ -142,7 +143,12 @@ func (c *Controller) reportPolicies(now time.Time) {
 			}
 		}
 		if targets == 0 {
-			delete(c.pev.reported, key) // nothing to realize here
+			// Nothing to realize here. What was reported is forgotten (a
+			// later selection is reported again), but not when: a pod
+			// flapping in and out of the selection is held to the gap.
+			if prev := c.pev.reported[key]; prev != nil {
+				prev.identity = policyIdentity{}
+			}
 			continue
 		}
 		np, err := c.policyLister.NetworkPolicies(pol.Namespace).Get(pol.Name)
@@ -151,12 +157,12 @@ func (c *Controller) reportPolicies(now time.Time) {
 		}
 		id := policyIdentity{uid: np.UID, generation: np.Generation, outcome: outcomeRealized}
 		var cookies []openflow.Cookie
-		rules := 0
+		rules := map[model.Direction]int{}
 		for _, d := range []model.Direction{model.Ingress, model.Egress} {
 			for i := range pol.Rules(d) {
 				ck := compiler.RuleCookie(compiler.RuleKey(pol, d, i))
 				cookies = append(cookies, ck)
-				rules++
+				rules[d]++
 				if _, refused := c.refused[ck]; refused && id.outcome == outcomeRealized {
 					id.outcome = outcomeRefused
 				}
@@ -203,7 +209,7 @@ func (c *Controller) reportPolicies(now time.Time) {
 			}
 			c.recorder.Eventf(np, corev1.EventTypeNormal, ReasonRealized,
 				"Realized on node %s: %s for %s (%d ingress, %d egress); it selects %s here.",
-				node, plural(flows, "flow"), plural(rules, "rule"), len(pol.Ingress), len(pol.Egress), plural(targets, "pod"))
+				node, plural(flows, "flow"), plural(rules[model.Ingress]+rules[model.Egress], "rule"), rules[model.Ingress], rules[model.Egress], plural(targets, "pod"))
 		case outcomeRejected:
 			verb := "are"
 			if targets == 1 {
@@ -246,7 +252,9 @@ func (c *Controller) PolicyReports() []string {
 	defer c.mu.Unlock()
 	var out []string
 	for key, r := range c.pev.reported {
-		out = append(out, fmt.Sprintf("%s %s", key, r.identity.outcome))
+		if r.identity.outcome != 0 { // 0: selects no pod here now
+			out = append(out, fmt.Sprintf("%s %s", key, r.identity.outcome))
+		}
 	}
 	sort.Strings(out)
 	return out

@@ -235,6 +235,30 @@ func TestPolicyEventsFlappingBounded(t *testing.T) {
 	}
 	t.Logf("%d spec changes in %v: %d Events while flapping (bound %d), %d after; last generation %d reported",
 		changes, flapping.Round(time.Millisecond), len(during), bound, len(after), reported.generation)
+
+	// The selected pod flaps in and out of the selection: each return is a
+	// change (it selects pods here again), held to the gap as well.
+	a, err := f.client.CoreV1().Pods("x").Get(f.ctx, "a", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	drain(f.rec)
+	start = time.Now()
+	relabels := 0
+	for time.Since(start) < 5*gap {
+		relabels++
+		a.Labels = map[string]string{"pod": []string{"a", "not-a"}[relabels%2]}
+		if a, err = f.client.CoreV1().Pods("x").Update(f.ctx, a, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	flapping = time.Since(start)
+	during = drain(f.rec)
+	if bound := 1 + int(flapping/gap); len(during) > bound {
+		t.Fatalf("%d Events while x/a flapped in and out of x/flap's selection %d times in %v, want at most %d:\n%s", len(during), relabels, flapping, bound, strings.Join(during, "\n"))
+	}
+	t.Logf("%d relabels of the selected pod in %v: %d Events (bound %d)", relabels, flapping.Round(time.Millisecond), len(during), 1+int(flapping/gap))
 }
 
 // TestPolicyEventsFlowCountMatchesBridge: the Realized message's flow
