@@ -310,6 +310,11 @@ metadata: {name: team-b, labels: {team: b}}
 		}
 		p := podDef{ns: []string{"team-a", "team-b"}[i%2], name: fmt.Sprintf("p%02d", i), node: node,
 			ip: fmt.Sprintf("10.9.%d.%d", node, host), mac: fmt.Sprintf("0a:58:0a:09:%02x:%02x", node, host)}
+		if i%8 == 7 {
+			// Some pods are IPv6-only: they meet each other and the
+			// outside's IPv6 address.
+			p.ip = fmt.Sprintf("fd00:9:%d::%x", node, host)
+		}
 		pods = append(pods, p)
 		tier := []string{"front", "back"}[i/2%2]
 		fmt.Fprintf(&y, `---
@@ -429,5 +434,15 @@ spec:
 	}
 	if allowed == 0 || allowed == res.Traces {
 		t.Fatalf("a matrix of one verdict (%d of %d allowed) tests nothing", allowed, res.Traces)
+	}
+	v6 := 0
+	for _, c := range res.Cells {
+		if strings.Contains(c.Packet, "ipv6_src") || c.From == "team-b/p07" || c.To == "team-b/p07" {
+			v6++
+		}
+	}
+	t.Logf("skipped: %v; %d cells with the IPv6-only local pod team-b/p07", res.Skipped, v6)
+	if v6 == 0 || res.Skipped["pairs without a common address family"] == 0 {
+		t.Fatal("no IPv6 connection traced")
 	}
 }
