@@ -225,7 +225,14 @@ func TestExplainVerify(t *testing.T) {
 	if !ok || mism != 0 || traces == 0 || time.Since(time.Unix(int64(last), 0)) > time.Minute {
 		t.Fatalf("periodic verify metrics: mismatches %v traces %v last run %v", mism, traces, last)
 	}
-	t.Logf("agent's periodic verify: %v traces in %.3f s, %v mismatches", traces, dur, mism)
+	runs := map[string]float64{}
+	for _, r := range []string{"agree", "mismatch", "error"} {
+		runs[r], _ = scrape(t, a.metrics, `ovs_netpol_verify_runs_total{result="`+r+`"}`)
+	}
+	t.Logf("agent's periodic verify: last run %v traces in %.3f s, %v mismatches; runs so far by result: %v", traces, dur, mism, runs)
+	if runs["error"] != 0 {
+		t.Errorf("periodic verify runs failed: %v (agent log:\n%s)", runs, testproc.Tail(a.log, 40))
+	}
 
 	// An allow flow deleted by hand. The agent compares the bridge's flow
 	// count with what it committed every 5 s and resyncs, so it is
