@@ -24,7 +24,8 @@ import (
 //   - allow: a rule's allow flows (its conj_id flows and direct allows)
 //     send a metered copy before going on, when the policy's namespace is
 //     audited (its targets are that namespace's pods); a pod that is not
-//     isolated for a direction gets a priority-20000 flow doing the same.
+//     isolated for a direction gets a flow doing the same at
+//     PrioAuditDefault, just above the table's default.
 //
 // The packet-ins are rate limited by the meters in the datapath; the
 // userdata says what the flow was compiled from (see AuditNote).
@@ -103,6 +104,12 @@ type AuditNote struct {
 	Direction model.Direction
 	Reasons   []string
 }
+
+// PrioAuditDefault is the priority of a not-isolated pod's allow audit flow
+// in tables 30 and 40: below every policy tier (the Baseline tier's
+// 10000–19999 included, which may deny such a pod), above the table's
+// default (0) that it stands in for.
+const PrioAuditDefault uint16 = 1
 
 const (
 	auditMagic      = "ovsnp-audit1"
@@ -193,13 +200,13 @@ func (in *Incremental) auditPodFlows(pod *model.Pod, b Binding, ingressIsolated,
 	if mode.Allow() && len(pod.IPs) > 0 {
 		if !egressIsolated {
 			act := controllerAction(AuditNote{Verdict: "allow", Direction: model.Egress, Reasons: []string{"-"}}, a.AllowMeter)
-			flows = append(flows, openflow.Flow{Table: TableEgress, Priority: PrioIsolation, Cookie: cookie,
+			flows = append(flows, openflow.Flow{Table: TableEgress, Priority: PrioAuditDefault, Cookie: cookie,
 				Match: "in_port=" + PortName(b.OFPort), Actions: act + "," + gotoTable(TableIngress)})
 		}
 		if !ingressIsolated {
 			act := controllerAction(AuditNote{Verdict: "allow", Direction: model.Ingress, Reasons: []string{"-"}}, a.AllowMeter)
 			for _, ip := range pod.IPs {
-				flows = append(flows, openflow.Flow{Table: TableIngress, Priority: PrioIsolation, Cookie: cookie,
+				flows = append(flows, openflow.Flow{Table: TableIngress, Priority: PrioAuditDefault, Cookie: cookie,
 					Match: ipMatch(ip, "dst", ""), Actions: act + "," + gotoTable(TableCommit)})
 			}
 		}

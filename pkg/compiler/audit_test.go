@@ -195,7 +195,7 @@ func TestAuditFlows(t *testing.T) {
 	}
 	allowFlows := map[string]string{
 		// web is not isolated for ingress (ports: other/o 10, shop/db 11, shop/web 12).
-		"40/20000/ip,nw_dst=10.89.0.2": "allow ingress - meter=" + allow + " then=goto_table:50",
+		"40/1/ip,nw_dst=10.89.0.2": "allow ingress - meter=" + allow + " then=goto_table:50",
 		// db-ingress rule 0's conj_id flow.
 		"40/30000/conj_id=CONJ": "allow ingress shop/db-ingress#0 meter=" + allow + " then=goto_table:50",
 	}
