@@ -98,6 +98,7 @@ func TestVerifyRefuses(t *testing.T) {
 	}{
 		{[]string{"-o", "yaml"}, "-o yaml"},
 		{[]string{"--parallel", "0"}, "--parallel 0"},
+		{[]string{"--max-traces", "-1"}, "--max-traces -1"},
 		{[]string{"--external-ip", "10.0.0.1/8"}, "--external-ip 10.0.0.1/8"},
 		{[]string{"--ovs-rundir", "/nonexistent", "--timeout", "2s"}, "/nonexistent/db.sock"},
 	}

@@ -18,6 +18,8 @@ import (
 type verifyOptions struct {
 	node     nodeOptions
 	external []string
+	pods     []string
+	max      int
 	workers  int
 	timeout  time.Duration
 }
@@ -52,7 +54,9 @@ again), or a bug.
 
 The cluster is the live one (--kubeconfig, --context); the isolation mode,
 ports and node addresses are the agent's (read from the bridge). Its cost
-is one trace per cell, about 0.2-0.5 ms each.
+is one trace per cell, about 0.2-0.5 ms each (measured: 26,000 to 33,000
+connections of 16 local and 48 other pods in 5-10 s); --pod narrows the
+check to some pods, --max-traces refuses a run bigger than a limit.
 
 ` + nodeFlagsHelp,
 		Example: `  ovs-netpol verify
@@ -67,6 +71,8 @@ is one trace per cell, about 0.2-0.5 ms each.
 	addNodeFlags(cmd, &o.node)
 	f := cmd.Flags()
 	f.StringArrayVar(&o.external, "external-ip", nil, "outside address to probe with (repeatable, one per family; default 203.0.113.77, 2001:db8::77)")
+	f.StringArrayVar(&o.pods, "pod", nil, "check only this local pod's connections, NAMESPACE/NAME or NAME with -n (repeatable)")
+	f.IntVar(&o.max, "max-traces", 0, "refuse to run when more connections than this would be traced (0: no limit)")
 	f.IntVar(&o.workers, "parallel", 4, "traces run at once")
 	f.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up after this long")
 	return cmd
@@ -87,7 +93,14 @@ func runVerify(ctx context.Context, o verifyOptions, stdout, stderr io.Writer) e
 		}
 		ext = append(ext, ip.Unmap())
 	}
-	res, err := verifyNode(ctx, o.node.bridge(), inspect.VerifyOptions{ExternalIPs: ext, Workers: o.workers}, stderr)
+	var pods []string
+	for _, p := range o.pods {
+		pods = append(pods, qualify(p))
+	}
+	if o.max < 0 {
+		return fmt.Errorf("--max-traces %d: want 0 (no limit) or more", o.max)
+	}
+	res, err := verifyNode(ctx, o.node.bridge(), inspect.VerifyOptions{ExternalIPs: ext, Workers: o.workers, Pods: pods, MaxTraces: o.max}, stderr)
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,12 @@ type VerifyOptions struct {
 	ExternalIPs []netip.Addr
 	// Workers is the number of parallel traces (default 4).
 	Workers int
+	// Pods, when set, limits the check to the connections of these local
+	// pods (namespace/name); each must be attached to the bridge.
+	Pods []string
+	// MaxTraces, when positive, refuses a run that would trace more
+	// connections (before tracing any).
+	MaxTraces int
 }
 
 // Probe is one protocol and port verify checks.
@@ -117,6 +123,18 @@ func (e *Explainer) Verify(ctx context.Context, v *NodeView, opts VerifyOptions)
 	for _, p := range peers {
 		res.Endpoints = append(res.Endpoints, p.label)
 	}
+	only := map[string]bool{}
+	for _, key := range opts.Pods {
+		found := false
+		for _, p := range peers {
+			found = found || p.local && p.label == key
+		}
+		if !found {
+			return nil, fmt.Errorf("pod %s is not attached to node %s's bridge", printable.String(key), printable.String(v.Config.Node))
+		}
+		only[key] = true
+	}
+	checked := func(p verifyPeer) bool { return p.local && (len(only) == 0 || only[p.label]) }
 
 	type job struct {
 		src, dst verifyPeer
@@ -127,7 +145,7 @@ func (e *Explainer) Verify(ctx context.Context, v *NodeView, opts VerifyOptions)
 	var jobs []job
 	for _, s := range peers {
 		for _, d := range peers {
-			if s.label == d.label || !s.local && !d.local {
+			if s.label == d.label || !checked(s) && !checked(d) {
 				continue
 			}
 			sip, dip, ok := familyPair(s.ips, d.ips)
@@ -139,6 +157,9 @@ func (e *Explainer) Verify(ctx context.Context, v *NodeView, opts VerifyOptions)
 				jobs = append(jobs, job{src: s, dst: d, sip: sip, dip: dip, probe: pr, idx: len(jobs)})
 			}
 		}
+	}
+	if opts.MaxTraces > 0 && len(jobs) > opts.MaxTraces {
+		return nil, fmt.Errorf("verify would trace %d connections, more than the limit of %d: check fewer pods at a time", len(jobs), opts.MaxTraces)
 	}
 	cells := make([]VerifyCell, len(jobs))
 	errs := make([]error, len(jobs))

@@ -218,6 +218,26 @@ func TestVerifyOnOVS(t *testing.T) {
 		t.Fatalf("a matrix of one verdict (%d allowed) tests nothing", allowed)
 	}
 
+	// One pod's connections only; a limit; a pod that is not here.
+	one, err := e.Verify(ctx, v, VerifyOptions{Pods: []string{"default/db"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if one.Traces != 12*6 || len(one.Mismatches) != 0 {
+		t.Fatalf("verify of default/db: %d traces, %d mismatches; want 72, 0", one.Traces, len(one.Mismatches))
+	}
+	for _, c := range one.Cells {
+		if c.From != "default/db" && c.To != "default/db" {
+			t.Fatalf("verify of default/db traced %s -> %s", c.From, c.To)
+		}
+	}
+	if _, err := e.Verify(ctx, v, VerifyOptions{MaxTraces: 100}); err == nil || !strings.Contains(err.Error(), "would trace 180 connections, more than the limit of 100") {
+		t.Fatalf("limit: error %v", err)
+	}
+	if _, err := e.Verify(ctx, v, VerifyOptions{Pods: []string{"myproject/client"}}); err == nil || !strings.Contains(err.Error(), "not attached to node node-1") {
+		t.Fatalf("a remote pod: error %v", err)
+	}
+
 	cases := []struct {
 		name string
 		del  string
