@@ -125,7 +125,7 @@ func verifyOnce(ctx context.Context, client kubernetes.Interface, b inspect.Brid
 			break
 		}
 		log.WithFields(logrus.Fields{"from": printable.String(c.From), "to": printable.String(c.To), "probe": c.Probe.String(),
-			"model": c.Model, "bridge": c.Bridge, "last_flow": c.Decisive}).Warn("verify mismatch")
+			"model": printable.String(c.Model), "bridge": c.Bridge, "last_flow": c.Decisive}).Warn("verify mismatch")
 	}
 }
 

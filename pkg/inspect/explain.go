@@ -727,7 +727,7 @@ func WriteExplanation(w io.Writer, x *Explanation) error {
 func directionWords(d DirectionInfo) string {
 	switch {
 	case d.Pod == "":
-		return d.Reason
+		return printable.String(d.Reason)
 	case !d.Isolated:
 		return fmt.Sprintf("pod %s is not isolated for %s", printable.String(d.Pod), d.Direction)
 	case d.Allowed && d.Policy != "":

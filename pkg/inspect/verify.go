@@ -391,7 +391,7 @@ func (r *VerifyResult) Summary() string {
 	}
 	for _, c := range r.Mismatches {
 		fmt.Fprintf(&b, "MISMATCH %s -> %s %s: model: %s; bridge: %s\n  %s\n  packet: %s\n  last flow: %s\n",
-			printable.String(c.From), printable.String(c.To), c.Probe, c.Model, c.Bridge, c.Mismatch, c.Packet, c.Decisive)
+			printable.String(c.From), printable.String(c.To), c.Probe, printable.String(c.Model), c.Bridge, c.Mismatch, c.Packet, c.Decisive)
 	}
 	return b.String()
 }
