@@ -108,7 +108,8 @@ func TestAuditFlowsRoundTrip(t *testing.T) {
 // TestFlowBeforeMeterIsUnmetered records OVS 3.1's behaviour the agent
 // works around (controller.ReinstallMetered): a flow whose
 // controller(meter_id=M) was added before meter M existed is not metered,
-// not even once M exists; adding the same flow again binds it to M.
+// not even once M exists; adding the same flow again binds it to M, and
+// modifying M keeps it bound.
 func TestFlowBeforeMeterIsUnmetered(t *testing.T) {
 	s := ovstest.Start(t)
 	inst := newBridge(t, s, "br0")
@@ -141,5 +142,13 @@ func TestFlowBeforeMeterIsUnmetered(t *testing.T) {
 	}
 	if !strings.Contains(readded, "meter(") {
 		t.Errorf("the flow added again is not metered: %s", readded)
+	}
+	// A meter modified in place (the agent restarted with another
+	// --audit-rate) keeps its flows.
+	if _, modified, err := inst.EnsureMeters(ctx, []Meter{{ID: 9, Rate: 1000, Burst: 5}}); err != nil || modified != 1 {
+		t.Fatalf("modified %d, %v", modified, err)
+	}
+	if got := datapath(); !strings.Contains(got, "meter(") {
+		t.Errorf("the flow is not metered after its meter was modified: %s", got)
 	}
 }
