@@ -399,28 +399,24 @@ echo "  the node always reaches its pods."
 echo "  Through the Service, the same verdicts: br-int balances a pod's connection to $DB_VIP:6379"
 echo "  to db ($DB_IP:6379) before policy, so the policy judges db itself (the host: kube-proxy's DNAT)."
 
-say "the flows on br-int, each under the origin its cookie names"
-kubectl get namespaces,pods,networkpolicies,services,endpointslices -A -o yaml >"$STATE/cluster.yaml"
-for p in "${!IP[@]}"; do
-	veth=$($VSCTL --bare --columns=name find Interface "external_ids:\"ovs-netpol.io/pod-name\"=${p#*/}" \
-		"external_ids:\"ovs-netpol.io/pod-namespace\"=${p%/*}")
-	echo "$p $($VSCTL get Interface "$veth" ofport) $($VSCTL get Interface "$veth" external_ids:attached-mac | tr -d '"')"
-done >"$STATE/ports.txt"
-# The same compiler, run on the cluster's state, names every cookie.
-bin/ovs-netpol compile -f "$STATE/cluster.yaml" --node "$NODE" --isolation v1.6 --node-ip "$GW" \
-	--ports "$STATE/ports.txt" >"$STATE/compiled.flows" 2>/dev/null
-declare -A ORIGIN
-while read -r _ _ c rest; do ORIGIN[${c%:}]=$rest; done < <(grep -E '^# cookie 0x' "$STATE/compiled.flows")
-ovs-ofctl -O OpenFlow15 dump-flows br-int --no-stats --names | grep cookie= | sed 's/^ *//' |
-	awk -F'[=,]' '{print $2 "\t" $0}' | sort -s -k1,1 >"$STATE/installed.flows"
-last=""
-while IFS=$'\t' read -r cookie flow; do
-	if [ "$cookie" != "$last" ]; then
-		printf '  # cookie %s: %s\n' "$cookie" "${ORIGIN[$cookie]:-?}"
-		last=$cookie
-	fi
-	printf '    %s\n' "${flow#cookie=$cookie, }"
-done <"$STATE/installed.flows"
+# The CLI reads the cluster (KUBECONFIG) and the live bridge; the agent published its settings there.
+np() { bin/ovs-netpol "$1" --ovs-rundir "$O" "${@:2}"; }
+say "why? ovs-netpol explain: the policy rules that decide, and the same packet traced through br-int"
+echo "  \$ ovs-netpol explain --from default/frontend --to default/db --port 6379"
+np explain --from default/frontend --to default/db --port 6379 | sed 's/^/    /'
+echo "  \$ ovs-netpol explain --from default/backend --to default/db --port 6379"
+np explain --from default/backend --to default/db --port 6379 | sed 's/^/    /'
+
+say "the pods on br-int, and every connection checked against the live flows"
+echo "  \$ ovs-netpol pods"
+np pods | sed 's/^/    /'
+echo "  \$ ovs-netpol verify   (model vs ofproto/trace for every local pod x peer x port)"
+np verify >"$STATE/verify.txt" && echo "    no mismatch ($(grep -c . "$STATE/verify.txt") lines in $STATE/verify.txt)" ||
+	{ sed 's/^/    /' "$STATE/verify.txt"; echo "  verify found mismatches" >&2; exit 1; }
+
+say "the policy's flows on br-int, each under the origin its cookie names, with counters"
+echo "  \$ ovs-netpol flows --policy default/test-network-policy"
+np flows --policy default/test-network-policy | sed 's/^/    /'
 
 cat <<EOM
 
@@ -428,7 +424,10 @@ cat <<EOM
    export KUBECONFIG=$KUBECONFIG
    kubectl get pods -A -o wide; kubectl get networkpolicy -A
    export OVS_RUNDIR=$O
-   ovs-ofctl -O OpenFlow15 dump-flows br-int --names          # the agent's flows (counters move)
+   bin/ovs-netpol flows --ovs-rundir $O                       # the agent's flows by table, origin and counters
+   bin/ovs-netpol explain --ovs-rundir $O --from myproject/client --to default/db --port 6379
+   bin/ovs-netpol verify --ovs-rundir $O                      # every local connection: model vs ofproto/trace
+   ovs-ofctl -O OpenFlow15 dump-flows br-int --names          # the same flows, raw (counters move)
    ovs-ofctl -O OpenFlow15 dump-groups br-int                 # the Services' load balancers
    ovs-ofctl -O OpenFlow15 dump-flows br-int table=25 --names # the db Service's flow: $DB_VIP:6379 -> group
    ip netns exec ${PODNS_PREFIX}frontend $ROOT/bin/netpol-agnhost probe db=tcp:${IP[default/db]}:6379 svc=tcp:$DB_VIP:6379

@@ -45,8 +45,9 @@ flows/README.md), each with its n_packets and n_bytes and its origin:
                                   state the agent has not caught up with
 
 A flow that matches conj_id=N, or carries conjunction(N,k/n) actions, also
-names the rule of each conjunction ("; conj_id N: policy ..."): a flow shared
-by several rules serves each of them. The packet counters of a rule's conj_id
+names the rule of each conjunction ("; conj_id N: policy ...", or "N (this
+rule)" when it is the rule the cookie names): a flow shared by several rules
+serves each of them. The packet counters of a rule's conj_id
 flow count the new connections that rule allowed (the flows it is made of
 count nothing: that is how OVS conjunctions work). Established connections
 pass in table 20 and are not counted per rule.
@@ -249,7 +250,7 @@ func hasPod(n *inspect.Node, key string) bool {
 //
 //	table 40 ingress (3 flows)
 //	  priority=30000,conj_id=7 actions=goto_table:50
-//	    packets 5, bytes 370, cookie 0x4e03...: policy a/b ingress rule 0; conj_id 7: ...
+//	    packets 5, bytes 370, cookie 0x4e03...: policy a/b ingress rule 0; conj_id 7 (this rule)
 func writeFlowsText(w io.Writer, rows []flowRow) error {
 	if len(rows) == 0 {
 		_, err := fmt.Fprintln(w, "no flows")

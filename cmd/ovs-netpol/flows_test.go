@@ -42,7 +42,7 @@ func TestParseTable(t *testing.T) {
 func TestWriteFlowsText(t *testing.T) {
 	rows := []flowRow{
 		{Table: 40, TableName: "ingress", Priority: 30000, Cookie: "0x4e03000000000001", Match: "conj_id=7", Actions: "goto_table:50",
-			Packets: 4, Bytes: 296, Origin: "policy a/b ingress rule 0; conj_id 7: policy a/b ingress rule 0"},
+			Packets: 4, Bytes: 296, Origin: "policy a/b ingress rule 0; conj_id 7 (this rule)"},
 		{Table: 40, TableName: "ingress", Priority: 20000, Cookie: "0x4e02000000000002", Match: "ip,nw_dst=10.85.0.3", Actions: "drop",
 			Origin: "pod a/server"},
 		{Table: 99, Priority: 1, Cookie: "0x0000000000000001", Actions: "note:41\nfake line", Origin: "unknown\ntable 0 forged"},
@@ -53,7 +53,7 @@ func TestWriteFlowsText(t *testing.T) {
 	}
 	want := `table 40 ingress (2 flows)
   priority=30000,conj_id=7 actions=goto_table:50
-    packets 4, bytes 296, cookie 0x4e03000000000001: policy a/b ingress rule 0; conj_id 7: policy a/b ingress rule 0
+    packets 4, bytes 296, cookie 0x4e03000000000001: policy a/b ingress rule 0; conj_id 7 (this rule)
   priority=20000,ip,nw_dst=10.85.0.3 actions=drop
     packets 0, bytes 0, cookie 0x4e02000000000002: pod a/server
 table 99 (not a table of ours) (1 flows)

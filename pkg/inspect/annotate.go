@@ -244,13 +244,20 @@ func (n *Node) Origin(f LiveFlow) string {
 	default:
 		s = OriginUnknown
 	}
+	// A conjunction of the rule the cookie already names is not named twice.
+	conj := func(id uint32) string {
+		if name := n.conjName(id); name != s {
+			return fmt.Sprintf("%d: %s", id, name)
+		}
+		return fmt.Sprintf("%d (this rule)", id)
+	}
 	if f.ConjID != 0 {
-		s += fmt.Sprintf("; conj_id %d: %s", f.ConjID, n.conjName(f.ConjID))
+		s += "; conj_id " + conj(f.ConjID)
 	}
 	if len(f.Conjunctions) > 0 {
 		parts := make([]string, 0, len(f.Conjunctions))
 		for _, id := range f.Conjunctions {
-			parts = append(parts, fmt.Sprintf("%d: %s", id, n.conjName(id)))
+			parts = append(parts, conj(id))
 		}
 		s += "; conjunctions " + strings.Join(parts, ", ")
 	}

@@ -137,9 +137,9 @@ func TestOrigin(t *testing.T) {
 		want string
 	}{
 		{"conj_id flow", LiveFlow{Table: compiler.TableIngress, Cookie: allowCookie, ConjID: allowID},
-			"policy a/allow-client ingress rule 0; conj_id " + itoa(allowID) + ": policy a/allow-client ingress rule 0"},
+			"policy a/allow-client ingress rule 0; conj_id " + itoa(allowID) + " (this rule)"},
 		{"flow shared by two rules", LiveFlow{Cookie: allowCookie, Conjunctions: []uint32{allowID, otherID}},
-			"policy a/allow-client ingress rule 0; conjunctions " + itoa(allowID) + ": policy a/allow-client ingress rule 0, " +
+			"policy a/allow-client ingress rule 0; conjunctions " + itoa(allowID) + " (this rule), " +
 				itoa(otherID) + ": policy a/other ingress rule 0"},
 		{"local pod", LiveFlow{Cookie: compiler.PodCookie(n.Cluster.Pods["u-server"])}, "pod a/server"},
 		{"remote pod", LiveFlow{Cookie: openflow.NewCookie(openflow.KindPod, "remote/a/far")}, "remote pod a/far"},
