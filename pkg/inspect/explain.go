@@ -252,12 +252,14 @@ func (e *Explainer) Explain(from, to string, proto model.Protocol, port int32) (
 	if err != nil {
 		return nil, fmt.Errorf("--to: %w", err)
 	}
-	var ok bool
-	if dst, dstInfo, ok = matchFamily(dst, dstInfo, src.IP); !ok {
+	// Either end may be a dual-stack pod: the destination takes the
+	// source's family if it has it, else the source the destination's.
+	if d, di, ok := matchFamily(dst, dstInfo, src.IP); ok {
+		dst, dstInfo = d, di
+	} else if s, si, ok := matchFamily(src, srcInfo, dst.IP); ok {
+		src, srcInfo = s, si
+	} else {
 		return nil, fmt.Errorf("%s has no address of the family of %s", dstInfo, srcInfo)
-	}
-	if src, srcInfo, ok = matchFamily(src, srcInfo, dst.IP); !ok {
-		return nil, fmt.Errorf("%s has no address of the family of %s", srcInfo, dstInfo)
 	}
 	x := &Explanation{From: srcInfo, To: dstInfo, Protocol: proto, Port: port}
 	if dstInfo.Kind != "service" {
