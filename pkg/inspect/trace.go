@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
+
+	"github.com/ovs-netpol/ovs-netpol/internal/printable"
 )
 
 // TraceStep is one table a traced packet went through: the flow it matched,
@@ -65,11 +68,11 @@ func (s TraceStep) String() string {
 	if s.Miss {
 		return fmt.Sprintf("table %d: no flow matched (dropped)", s.Table)
 	}
-	m := s.Match
+	m := printable.String(s.Match)
 	if m == "" {
 		m = "(any)"
 	}
-	return fmt.Sprintf("table %d priority %d cookie %s: %s -> %s", s.Table, s.Priority, s.Cookie, m, strings.Join(s.Actions, ","))
+	return fmt.Sprintf("table %d priority %d cookie %s: %s -> %s", s.Table, s.Priority, s.Cookie, m, printable.String(strings.Join(s.Actions, ",")))
 }
 
 // TracePass is one pass of the pipeline.
@@ -98,7 +101,8 @@ type Trace struct {
 // Verdict says in a few words what happened to the packet.
 func (t *Trace) Verdict() string {
 	if t.Delivered {
-		return "delivered to port " + strings.Join(t.Outputs, ", ")
+		// Outputs may be port names (anyone on the node can name a port).
+		return "delivered to port " + printable.String(strings.Join(t.Outputs, ", "))
 	}
 	if s := t.Decisive(); s != nil {
 		if s.Miss {
@@ -163,7 +167,7 @@ func ParseTrace(packet, raw string) (*Trace, error) {
 		case strings.HasPrefix(line, "Datapath actions: "):
 			flush()
 			if pass < 0 {
-				return nil, fmt.Errorf("ofproto/trace output has datapath actions before any \"Flow:\" line:\n%s", raw)
+				return nil, fmt.Errorf("ofproto/trace output has datapath actions before any \"Flow:\" line: %s", printable.String(raw))
 			}
 			t.Passes[pass].DatapathActions = strings.TrimSpace(strings.TrimPrefix(line, "Datapath actions: "))
 			continue
@@ -214,7 +218,7 @@ func ParseTrace(packet, raw string) (*Trace, error) {
 	}
 	flush()
 	if len(t.Passes) == 0 || t.Passes[len(t.Passes)-1].DatapathActions == "" {
-		return nil, fmt.Errorf("ofproto/trace output has no \"Datapath actions\":\n%s", raw)
+		return nil, fmt.Errorf("ofproto/trace output has no \"Datapath actions\": %s", printable.String(raw))
 	}
 	for _, p := range t.Passes {
 		if len(datapathOutputs(p.DatapathActions)) > 0 {
@@ -329,6 +333,11 @@ func isSocket(path string) bool {
 	return err == nil && fi.Mode()&os.ModeSocket != 0
 }
 
+// maxUnixctlAnswer bounds a control socket's answer (ofproto/trace of our
+// pipeline prints some 5 KiB; OVS's own resubmit limits keep a looping one
+// far below this).
+const maxUnixctlAnswer = 16 << 20
+
 // unixctlCall runs one command over an OVS daemon's control socket, as
 // ovs-appctl does (JSON-RPC 1.0: {"id","method","params"} answered by
 // {"id","result","error"}), without starting a process per call: verify
@@ -359,7 +368,13 @@ func unixctlCall(ctx context.Context, sock, method string, params ...string) (st
 		Result *string          `json:"result"`
 		Error  *json.RawMessage `json:"error"`
 	}
-	if err := json.NewDecoder(conn).Decode(&reply); err != nil {
+	// Bounded: a trace is a few kilobytes; an answer without end (a
+	// broken or hostile daemon on the socket) must not fill our memory.
+	lr := &io.LimitedReader{R: conn, N: maxUnixctlAnswer + 1}
+	if err := json.NewDecoder(lr).Decode(&reply); err != nil {
+		if lr.N <= 0 {
+			return "", fmt.Errorf("%s %s: the answer is larger than %d bytes", sock, method, maxUnixctlAnswer)
+		}
 		return "", fmt.Errorf("%s %s: reading the answer: %w", sock, method, err)
 	}
 	if reply.Error != nil && string(*reply.Error) != "null" {
@@ -367,7 +382,7 @@ func unixctlCall(ctx context.Context, sock, method string, params ...string) (st
 		if json.Unmarshal(*reply.Error, &msg) != nil {
 			msg = string(*reply.Error)
 		}
-		return "", errors.New(method + " " + strings.Join(params, " ") + ": " + strings.TrimSpace(msg))
+		return "", errors.New(method + " " + strings.Join(params, " ") + ": " + printable.String(strings.TrimSpace(msg)))
 	}
 	if reply.Result == nil {
 		return "", nil
