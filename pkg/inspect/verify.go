@@ -142,25 +142,39 @@ func (e *Explainer) Verify(ctx context.Context, v *NodeView, opts VerifyOptions)
 		probe    Probe
 		idx      int
 	}
-	var jobs []job
-	for _, s := range peers {
-		for _, d := range peers {
-			if s.label == d.label || !checked(s) && !checked(d) {
-				continue
-			}
-			sip, dip, ok := familyPair(s.ips, d.ips)
-			if !ok {
-				res.Skipped["pairs without a common address family"]++
-				continue
-			}
-			for _, pr := range res.Probes {
-				jobs = append(jobs, job{src: s, dst: d, sip: sip, dip: dip, probe: pr, idx: len(jobs)})
+	// pairs visits the connections' ends and returns how many pairs have
+	// no common address family.
+	pairs := func(visit func(s, d verifyPeer, sip, dip netip.Addr)) (noFamily int) {
+		for _, s := range peers {
+			for _, d := range peers {
+				if s.label == d.label || !checked(s) && !checked(d) {
+					continue
+				}
+				sip, dip, ok := familyPair(s.ips, d.ips)
+				if !ok {
+					noFamily++
+					continue
+				}
+				visit(s, d, sip, dip)
 			}
 		}
+		return noFamily
 	}
-	if opts.MaxTraces > 0 && len(jobs) > opts.MaxTraces {
-		return nil, fmt.Errorf("verify would trace %d connections, more than the limit of %d: check fewer pods at a time", len(jobs), opts.MaxTraces)
+	// Counted before any job is made: the limit is there so that a big
+	// cluster's run costs nothing but this count.
+	total := 0
+	if n := pairs(func(verifyPeer, verifyPeer, netip.Addr, netip.Addr) { total += len(res.Probes) }); n > 0 {
+		res.Skipped["pairs without a common address family"] = n
 	}
+	if opts.MaxTraces > 0 && total > opts.MaxTraces {
+		return nil, fmt.Errorf("verify would trace %d connections, more than the limit of %d: check fewer pods at a time", total, opts.MaxTraces)
+	}
+	jobs := make([]job, 0, total)
+	pairs(func(s, d verifyPeer, sip, dip netip.Addr) {
+		for _, pr := range res.Probes {
+			jobs = append(jobs, job{src: s, dst: d, sip: sip, dip: dip, probe: pr, idx: len(jobs)})
+		}
+	})
 	cells := make([]VerifyCell, len(jobs))
 	errs := make([]error, len(jobs))
 	ch := make(chan job)
