@@ -34,8 +34,9 @@ to and from every peer — every pod of the cluster, this node (its first
 address the agent knows, per family) and an outside address (--external-ip,
 default 203.0.113.77 and 2001:db8::77) — on every port the cluster's
 policies name (both ends of a port range; named ports resolved through the
-pods' container ports) plus one port no policy names, for TCP and UDP,
-through the live flows (ofproto/trace), and compares each with the
+pods' container ports) plus one port no policy names, for TCP and UDP, in
+each address family both ends have (dual-stack pairs twice: the bridge
+has flows per family), through the live flows (ofproto/trace), and compares each with the
 reference evaluator's verdict for the part this node decides: both sides
 between two pods of this node, the local pod's egress toward others, its
 ingress from them (the other side is another node's to check). A
@@ -44,7 +45,7 @@ port (the uplink for another node's pod when the agent has one, else the
 gateway); a denied one must be dropped.
 
 It prints a legend of the endpoints, then one matrix per protocol/port
-(rows: from, columns: to; "." allowed and delivered, "X" denied and
+(IPv6 ones marked "IPv6"; rows: from, columns: to; "." allowed and delivered, "X" denied and
 dropped, "!" the bridge disagrees with the model, blank: not decided on
 this node), then every mismatch with both verdicts, the traced packet and
 the last flow it went through (with its origin). The exit status is 1 when

@@ -46,6 +46,8 @@ type VerifyCell struct {
 	From  string `json:"from"`
 	To    string `json:"to"`
 	Probe Probe  `json:"probe"`
+	// Family is "IPv4" or "IPv6": two dual-stack ends are checked in both.
+	Family string `json:"family"`
 	// Enforces is the part of the decision this node makes.
 	Enforces string `json:"enforces"`
 	// Model is what the model says this node must do; Bridge what the
@@ -150,12 +152,13 @@ func (e *Explainer) Verify(ctx context.Context, v *NodeView, opts VerifyOptions)
 				if s.label == d.label || !checked(s) && !checked(d) {
 					continue
 				}
-				sip, dip, ok := familyPair(s.ips, d.ips)
-				if !ok {
+				fps := familyPairs(s.ips, d.ips)
+				if len(fps) == 0 {
 					noFamily++
-					continue
 				}
-				visit(s, d, sip, dip)
+				for _, fp := range fps {
+					visit(s, d, fp[0], fp[1])
+				}
 			}
 		}
 		return noFamily
@@ -230,7 +233,7 @@ func (e *Explainer) verifyOne(ctx context.Context, v *NodeView, src, dst evaluat
 	if err != nil {
 		return VerifyCell{}, err
 	}
-	c := VerifyCell{From: from, To: to, Probe: p, Enforces: pr.enforces, ModelAllowed: pr.allowed,
+	c := VerifyCell{From: from, To: to, Probe: p, Family: familyName(src.IP), Enforces: pr.enforces, ModelAllowed: pr.allowed,
 		Model: modelWords(pr, verdict), Delivered: t.Delivered, Bridge: t.Verdict(), Mismatch: pr.judge(t)}
 	if c.Mismatch != "" {
 		c.Packet = pr.packet
@@ -260,8 +263,11 @@ func modelWords(pr probe, v evaluator.Verdict) string {
 	return fmt.Sprintf("%s (egress: %s; ingress: %s)", word, v.Egress.Reason, v.Ingress.Reason)
 }
 
-// familyPair picks an IPv4 pair if both ends have one, else IPv6.
-func familyPair(a, b []netip.Addr) (netip.Addr, netip.Addr, bool) {
+// familyPairs returns a pair of addresses for each family both ends have,
+// IPv4 first: the bridge has flows per family, so a dual-stack pair is
+// checked in both.
+func familyPairs(a, b []netip.Addr) [][2]netip.Addr {
+	var out [][2]netip.Addr
 	for _, v4 := range []bool{true, false} {
 		var x, y netip.Addr
 		for _, ip := range a {
@@ -275,10 +281,26 @@ func familyPair(a, b []netip.Addr) (netip.Addr, netip.Addr, bool) {
 			}
 		}
 		if x.IsValid() && y.IsValid() {
-			return x, y, true
+			out = append(out, [2]netip.Addr{x, y})
 		}
 	}
-	return netip.Addr{}, netip.Addr{}, false
+	return out
+}
+
+// v6Suffix marks IPv6 matrices and mismatches (" IPv6"); IPv4, the only
+// family of most clusters, is left unsaid.
+func v6Suffix(family string) string {
+	if family == "IPv6" {
+		return " IPv6"
+	}
+	return ""
+}
+
+func familyName(ip netip.Addr) string {
+	if ip.Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
 }
 
 // VerifyProbes are the probes verify checks: every port number the
@@ -351,12 +373,21 @@ func (r *VerifyResult) Matrix() string {
 	for i, e := range r.Endpoints {
 		fmt.Fprintf(&b, "  %2d %s\n", i+1, printable.String(e))
 	}
-	byProbe := map[Probe]map[[2]int]byte{}
+	// One matrix per probe and family (the families' verdicts may differ:
+	// ipBlocks are of one family).
+	type matrixKey struct {
+		probe  Probe
+		family string
+	}
+	byProbe := map[matrixKey]map[[2]int]byte{}
+	families := map[string]bool{}
 	for _, c := range r.Cells {
-		m := byProbe[c.Probe]
+		families[c.Family] = true
+		k := matrixKey{c.Probe, c.Family}
+		m := byProbe[k]
 		if m == nil {
 			m = map[[2]int]byte{}
-			byProbe[c.Probe] = m
+			byProbe[k] = m
 		}
 		mark := byte('X')
 		switch {
@@ -368,22 +399,27 @@ func (r *VerifyResult) Matrix() string {
 		m[[2]int{idx[c.From], idx[c.To]}] = mark
 	}
 	n := len(r.Endpoints)
-	for _, p := range r.Probes {
-		fmt.Fprintf(&b, "\n%s (rows: from, columns: to)\n    ", p)
-		for j := range n {
-			fmt.Fprintf(&b, "%d", (j+1)%10)
+	for _, family := range []string{"IPv4", "IPv6"} {
+		if !families[family] {
+			continue
 		}
-		b.WriteByte('\n')
-		for i := range n {
-			fmt.Fprintf(&b, " %2d ", i+1)
+		for _, p := range r.Probes {
+			fmt.Fprintf(&b, "\n%s%s (rows: from, columns: to)\n    ", p, v6Suffix(family))
 			for j := range n {
-				mark, ok := byProbe[p][[2]int{i, j}]
-				if !ok {
-					mark = ' '
-				}
-				b.WriteByte(mark)
+				fmt.Fprintf(&b, "%d", (j+1)%10)
 			}
 			b.WriteByte('\n')
+			for i := range n {
+				fmt.Fprintf(&b, " %2d ", i+1)
+				for j := range n {
+					mark, ok := byProbe[matrixKey{p, family}][[2]int{i, j}]
+					if !ok {
+						mark = ' '
+					}
+					b.WriteByte(mark)
+				}
+				b.WriteByte('\n')
+			}
 		}
 	}
 	return b.String()
@@ -404,8 +440,8 @@ func (r *VerifyResult) Summary() string {
 		fmt.Fprintf(&b, "not checked: %s (%d)\n", k, r.Skipped[k])
 	}
 	for _, c := range r.Mismatches {
-		fmt.Fprintf(&b, "MISMATCH %s -> %s %s: model: %s; bridge: %s\n  %s\n  packet: %s\n  last flow: %s\n",
-			printable.String(c.From), printable.String(c.To), c.Probe, printable.String(c.Model), c.Bridge, c.Mismatch, c.Packet, c.Decisive)
+		fmt.Fprintf(&b, "MISMATCH %s -> %s %s%s: model: %s; bridge: %s\n  %s\n  packet: %s\n  last flow: %s\n",
+			printable.String(c.From), printable.String(c.To), c.Probe, v6Suffix(c.Family), printable.String(c.Model), c.Bridge, c.Mismatch, c.Packet, c.Decisive)
 	}
 	return b.String()
 }
