@@ -66,41 +66,23 @@ func parseStatsDump(out []byte) ([]FlowStats, error) {
 // an error: a flow without counters must not read as one that counted
 // nothing). duration, idle_age and hard_age are dropped.
 func ParseFlowStats(line string) (FlowStats, error) {
-	var f FlowStats
-	s := strings.TrimSpace(line)
-	head, actions, ok := strings.Cut(s, " actions=")
-	if !ok {
-		return f, fmt.Errorf("flow without actions: %q", line)
+	fl, err := parseFlowText(line)
+	if err != nil {
+		return FlowStats{}, err
 	}
-	f.Actions = actions
-	f.Priority = 32768 // OpenFlow's default, not printed by OVS
-	var match []string
+	f := FlowStats{Table: fl.Table, Priority: fl.Priority, Cookie: fl.Cookie, Match: fl.Match, Actions: fl.Actions}
+	// parseFlowText left the counters out of Match; read them here.
+	head, _, _ := strings.Cut(strings.TrimSpace(line), "actions=")
 	var havePackets, haveBytes bool
 	for _, tok := range strings.FieldsFunc(head, func(r rune) bool { return r == ',' || r == ' ' }) {
 		name, val, _ := strings.Cut(tok, "=")
-		var err error
 		switch name {
-		case "cookie":
-			var c uint64
-			c, err = strconv.ParseUint(val, 0, 64)
-			f.Cookie = openflow.Cookie(c)
-		case "table":
-			var t uint64
-			t, err = strconv.ParseUint(val, 10, 8)
-			f.Table = uint8(t)
-		case "priority":
-			var p uint64
-			p, err = strconv.ParseUint(val, 10, 16)
-			f.Priority = uint16(p)
 		case "n_packets":
 			f.Packets, err = strconv.ParseUint(val, 10, 64)
 			havePackets = true
 		case "n_bytes":
 			f.Bytes, err = strconv.ParseUint(val, 10, 64)
 			haveBytes = true
-		case "duration", "idle_age", "hard_age":
-		default:
-			match = append(match, tok)
 		}
 		if err != nil {
 			return f, fmt.Errorf("bad %s in %q: %v", name, line, err)
@@ -109,7 +91,6 @@ func ParseFlowStats(line string) (FlowStats, error) {
 	if !havePackets || !haveBytes {
 		return f, fmt.Errorf("flow without n_packets and n_bytes: %q", line)
 	}
-	f.Match = strings.Join(match, ",")
 	return f, nil
 }
 
