@@ -201,3 +201,20 @@ func TestVerifyProbes(t *testing.T) {
 		t.Fatalf("probes %q, want %q", got, want)
 	}
 }
+
+// A port range is probed at both ends and just outside them: a range the
+// bridge matches one port too wide or too narrow is caught.
+func TestVerifyProbesOfARange(t *testing.T) {
+	c := &model.Cluster{Policies: map[string]*model.Policy{"a/r": {Namespace: "a", Name: "r", Ingress: []model.Rule{
+		{Ports: []model.PortSpec{{Protocol: model.TCP, Port: 8080, EndPort: 8090}}},
+		{Ports: []model.PortSpec{{Protocol: model.UDP, Port: 1, EndPort: 10}}},
+	}}}}
+	var got []string
+	for _, p := range VerifyProbes(c) {
+		got = append(got, p.String())
+	}
+	want := "TCP/1 TCP/10 TCP/11 TCP/8079 TCP/8080 TCP/8090 TCP/8091 TCP/54321 UDP/1 UDP/10 UDP/11 UDP/8079 UDP/8080 UDP/8090 UDP/8091 UDP/54321"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("probes %q, want %q", got, want)
+	}
+}

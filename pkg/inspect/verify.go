@@ -304,7 +304,8 @@ func familyName(ip netip.Addr) string {
 }
 
 // VerifyProbes are the probes verify checks: every port number the
-// policies name (both ends of a range; named ports resolved through every
+// policies name (both ends of a range and the ports just outside it;
+// named ports resolved through every
 // pod's container ports), and one port no policy names, each for TCP and
 // UDP.
 func VerifyProbes(c *model.Cluster) []Probe {
@@ -323,7 +324,16 @@ func VerifyProbes(c *model.Cluster) []Probe {
 						}
 					case ps.Port == 0:
 					case ps.EndPort != 0:
+						// Both ends, and the ports just outside: a range
+						// made of masked matches is most likely wrong at
+						// its edges, too narrow or too wide.
 						ports[ps.Port], ports[ps.EndPort] = true, true
+						if ps.Port > 1 {
+							ports[ps.Port-1] = true
+						}
+						if ps.EndPort < 65535 {
+							ports[ps.EndPort+1] = true
+						}
 						ranges = append(ranges, [2]int32{ps.Port, ps.EndPort})
 					default:
 						ports[ps.Port] = true

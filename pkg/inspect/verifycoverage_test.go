@@ -46,19 +46,18 @@ spec:
     ports: [{port: 80}]
 `
 
-// Verify checks dual-stack pods in both families: a bridge whose IPv6
-// flows for a pod are wrong while its IPv4 ones are right disagrees.
-func TestVerifyDualStackOnOVS(t *testing.T) {
+// fileNode is node-1 on a real ovs-vswitchd with the objects of text:
+// ports (namespace ds) attached as our CNI attaches them, the agent's
+// configuration published, the agent's flows installed.
+func fileNode(t *testing.T, text string, ports []filePort) (*Explainer, *NodeView, *ovstest.Switch) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	sw := ovstest.Start(t)
 	if err := sw.AddBridge("br-int"); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []struct {
-		name, mac string
-		port      int
-	}{{"a", "0a:58:0a:f4:01:14", 20}, {"b", "0a:58:0a:f4:01:15", 21}} {
+	for _, p := range ports {
 		if _, err := sw.Vsctl("--", "add-port", "br-int", p.name, "--", "set", "Interface", p.name, "type=internal",
 			fmt.Sprintf("ofport_request=%d", p.port),
 			fmt.Sprintf("external_ids:%q=ds", ovsdb.KeyPodNamespace),
@@ -78,7 +77,7 @@ func TestVerifyDualStackOnOVS(t *testing.T) {
 	}
 	db.Close()
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "ds.yaml"), []byte(dualStackNode), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "ds.yaml"), []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	objs, err := manifest.Load([]string{dir})
@@ -90,7 +89,7 @@ func TestVerifyDualStackOnOVS(t *testing.T) {
 		if v, err = OpenNodeView(ctx, Bridge{RunDir: sw.Dir}, objs); err != nil {
 			t.Fatal(err)
 		}
-		if len(v.Bindings) == 2 {
+		if len(v.Bindings) == len(ports) {
 			break
 		}
 		if time.Since(start) > 10*time.Second {
@@ -104,6 +103,20 @@ func TestVerifyDualStackOnOVS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return e, v, sw
+}
+
+type filePort struct {
+	name, mac string
+	port      int
+}
+
+// Verify checks dual-stack pods in both families: a bridge whose IPv6
+// flows for a pod are wrong while its IPv4 ones are right disagrees.
+func TestVerifyDualStackOnOVS(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e, v, sw := fileNode(t, dualStackNode, []filePort{{"a", "0a:58:0a:f4:01:14", 20}, {"b", "0a:58:0a:f4:01:15", 21}})
 	res, err := e.Verify(ctx, v, VerifyOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -141,5 +154,61 @@ func TestVerifyDualStackOnOVS(t *testing.T) {
 	}
 	if !strings.Contains(res.Summary(), "IPv6") {
 		t.Fatalf("the summary does not say which family disagrees:\n%s", res.Summary())
+	}
+}
+
+// rangeNode: b admits a on TCP 8080-8090.
+const rangeNode = `
+apiVersion: v1
+kind: Namespace
+metadata: {name: ds}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: a, namespace: ds, uid: uid-a, labels: {app: a}}
+spec: {nodeName: node-1, containers: [{name: c, image: i}]}
+status: {phase: Running, podIP: 10.244.1.20}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, namespace: ds, uid: uid-b, labels: {app: b}}
+spec: {nodeName: node-1, containers: [{name: c, image: i}]}
+status: {phase: Running, podIP: 10.244.1.21}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: b-from-a, namespace: ds}
+spec:
+  podSelector: {matchLabels: {app: b}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: a}}}]
+    ports: [{port: 8080, endPort: 8090}]
+`
+
+// A port range the bridge matches one port too wide (a flow admitting
+// 8091 as the range's does) is caught: verify probes just outside ranges.
+func TestVerifyRangeTooWideOnOVS(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e, v, sw := fileNode(t, rangeNode, []filePort{{"a", "0a:58:0a:f4:01:14", 20}, {"b", "0a:58:0a:f4:01:15", 21}})
+	res, err := e.Verify(ctx, v, VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Mismatches) != 0 {
+		t.Fatalf("%d mismatches on the agent's own flows:\n%s", len(res.Mismatches), res.Summary())
+	}
+	wide := fmt.Sprintf("table=%d,priority=%d,tcp,nw_src=10.244.1.20,nw_dst=10.244.1.21,tp_dst=8091,actions=goto_table:%d",
+		compiler.TableIngress, compiler.PrioRuleAllow, compiler.TableCommit)
+	if _, err := sw.Ofctl("-O", "OpenFlow15", "add-flow", "br-int", wide); err != nil {
+		t.Fatal(err)
+	}
+	res, err = e.Verify(ctx, v, VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("after adding %s:\n%s", wide, res.Summary())
+	if len(res.Mismatches) != 1 || res.Mismatches[0].Probe != (Probe{model.TCP, 8091}) || res.Mismatches[0].From != "ds/a" {
+		t.Fatalf("mismatches %+v, want ds/a -> ds/b on TCP/8091 alone", res.Mismatches)
 	}
 }
