@@ -33,7 +33,8 @@ func verifyCmd() *cobra.Command {
 to and from every peer — every pod of the cluster, this node (its first
 address the agent knows, per family) and an outside address (--external-ip,
 default 203.0.113.77 and 2001:db8::77) — on every port the cluster's
-policies name (both ends of a port range; named ports resolved through the
+policies name (both ends of a port range and the ports just outside it;
+named ports resolved through the
 pods' container ports) plus one port no policy names, for TCP and UDP, in
 each address family both ends have (dual-stack pairs twice: the bridge
 has flows per family), through the live flows (ofproto/trace), and compares each with the
