@@ -34,11 +34,11 @@ to and from every peer — every pod of the cluster, this node (its first
 address the agent knows, per family) and an outside address (--external-ip,
 default 203.0.113.77 and 2001:db8::77) — on every port the cluster's
 policies name (both ends of a port range and the ports just outside it;
-named ports resolved through the
-pods' container ports) plus one port no policy names, for TCP and UDP, in
-each address family both ends have (dual-stack pairs twice: the bridge
-has flows per family), through the live flows (ofproto/trace), and compares each with the
-reference evaluator's verdict for the part this node decides: both sides
+named ports resolved through the pods' container ports) plus one port no
+policy names, for TCP and UDP, in each address family both ends have
+(dual-stack pairs twice: the bridge has flows per family), through the
+live flows (ofproto/trace), and compares each with the reference
+evaluator's verdict for the part this node decides: both sides
 between two pods of this node, the local pod's egress toward others, its
 ingress from them (the other side is another node's to check). A
 connection allowed by the model must be delivered to the destination's
