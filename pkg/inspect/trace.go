@@ -39,9 +39,14 @@ type TraceStep struct {
 	Actions []string `json:"actions"`
 }
 
-// Drops reports whether this step ended the packet: a miss or a drop action.
+// Drops reports whether this step ended the packet: a miss, a drop action,
+// or a controller() action alone (an audited isolation drop: the packet goes
+// to the agent's audit log and nowhere else).
 func (s TraceStep) Drops() bool {
-	return s.Miss || len(s.Actions) == 1 && s.Actions[0] == "drop"
+	if s.Miss {
+		return true
+	}
+	return len(s.Actions) == 1 && (s.Actions[0] == "drop" || strings.HasPrefix(s.Actions[0], "controller("))
 }
 
 // ConjID is the conj_id=N the step's flow matches, 0 if none.

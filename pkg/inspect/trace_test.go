@@ -203,3 +203,23 @@ func TestBridgeTraceOnOVS(t *testing.T) {
 		t.Fatalf("an empty run directory: error %v", err)
 	}
 }
+
+func TestTraceStepDrops(t *testing.T) {
+	tests := []struct {
+		name string
+		step TraceStep
+		want bool
+	}{
+		{"drop", TraceStep{Actions: []string{"drop"}}, true},
+		{"miss", TraceStep{Miss: true}, true},
+		{"audited isolation drop", TraceStep{Actions: []string{"controller(userdata=6f.76,meter_id=5111809)"}}, true},
+		{"audited allow goes on", TraceStep{Actions: []string{"controller(userdata=6f.76,meter_id=5111810)", "goto_table:50"}}, false},
+		{"goto", TraceStep{Actions: []string{"goto_table:40"}}, false},
+		{"output", TraceStep{Actions: []string{"output:3"}}, false},
+	}
+	for _, tc := range tests {
+		if got := tc.step.Drops(); got != tc.want {
+			t.Errorf("%s: Drops() = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
