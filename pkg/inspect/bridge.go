@@ -97,10 +97,17 @@ func (a AgentConfig) validate() error {
 			return fmt.Errorf("audit mode: %w", err)
 		}
 	}
+	for _, ip := range a.NodeIPs {
+		// Flows match them: an address OVS cannot parse makes a view
+		// that is not the agent's.
+		if !ip.IsValid() || ip.Zone() != "" {
+			return fmt.Errorf("node address %s is not an IP address without a zone", printable.String(ip.String()))
+		}
+	}
 	var v4, v6 int
 	for _, ip := range a.HairpinIPs {
-		if ip.Zone() != "" || ip.IsUnspecified() || ip.IsMulticast() || ip.Is4In6() {
-			return fmt.Errorf("hairpin address %s is not a unicast address", ip)
+		if !ip.IsValid() || ip.Zone() != "" || ip.IsUnspecified() || ip.IsMulticast() || ip.Is4In6() {
+			return fmt.Errorf("hairpin address %s is not a unicast address", printable.String(ip.String()))
 		}
 		if ip.Is4() {
 			v4++

@@ -255,6 +255,12 @@ func TestAgentConfigValidation(t *testing.T) {
 		{"audit mode", func(a *AgentConfig) { a.AuditAll = "deny,allow"; a.AuditDenyMeter = 1 }, true},
 		{"bad audit mode", func(a *AgentConfig) { a.AuditAll = "everything" }, false},
 		{"multicast hairpin", func(a *AgentConfig) { a.HairpinIPs = []netip.Addr{netip.MustParseAddr("224.0.0.1")} }, false},
+		{"node addresses", func(a *AgentConfig) {
+			a.NodeIPs = []netip.Addr{netip.MustParseAddr("172.18.0.1"), netip.MustParseAddr("fd00::1")}
+		}, true},
+		{"node address with a zone", func(a *AgentConfig) { a.NodeIPs = []netip.Addr{netip.MustParseAddr("fe80::1%eth0")} }, false},
+		{"empty node address", func(a *AgentConfig) { a.NodeIPs = []netip.Addr{{}} }, false},
+		{"empty hairpin address", func(a *AgentConfig) { a.HairpinIPs = []netip.Addr{{}} }, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
