@@ -97,6 +97,9 @@ func (a AgentConfig) validate() error {
 			return fmt.Errorf("audit mode: %w", err)
 		}
 	}
+	if len(a.NodeIPs) > maxNodeIPs {
+		return fmt.Errorf("%d node addresses, more than %d", len(a.NodeIPs), maxNodeIPs)
+	}
 	for _, ip := range a.NodeIPs {
 		// Flows match them: an address OVS cannot parse makes a view
 		// that is not the agent's.
@@ -213,14 +216,35 @@ func (b Bridge) AgentConfig(ctx context.Context) (AgentConfig, error) {
 	if !ok {
 		return AgentConfig{}, fmt.Errorf("%s is not set: has ovs-netpol-agent started on this bridge?", where)
 	}
+	a, err := parseAgentConfig(text)
+	if err != nil {
+		return AgentConfig{}, fmt.Errorf("%s: %w", where, err)
+	}
+	return a, nil
+}
+
+// Bounds of a published configuration: an agent publishes a few hundred
+// bytes and a node has a few addresses; each address is a flow of the
+// compiled view, so a configuration written by someone else must not
+// decide how much the tools compile.
+const (
+	maxAgentConfigBytes = 64 << 10
+	maxNodeIPs          = 64
+)
+
+// parseAgentConfig decodes and validates a published configuration.
+func parseAgentConfig(text string) (AgentConfig, error) {
+	if len(text) > maxAgentConfigBytes {
+		return AgentConfig{}, fmt.Errorf("%d bytes, more than the %d an agent publishes at most", len(text), maxAgentConfigBytes)
+	}
 	var a AgentConfig
 	dec := json.NewDecoder(strings.NewReader(text))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&a); err != nil {
-		return AgentConfig{}, fmt.Errorf("%s: %s", where, printable.String(err.Error()))
+		return AgentConfig{}, errors.New(printable.String(err.Error()))
 	}
 	if err := a.validate(); err != nil {
-		return AgentConfig{}, fmt.Errorf("%s: %w", where, err)
+		return AgentConfig{}, err
 	}
 	return a, nil
 }

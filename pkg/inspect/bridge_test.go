@@ -281,3 +281,31 @@ func TestAgentConfigValidation(t *testing.T) {
 		t.Errorf("round trip: %+v, want %+v", back, cfg)
 	}
 }
+
+// A published configuration is bounded before it is compiled with: its
+// size, and its node addresses (each one is a flow of the view).
+func TestParseAgentConfigBounds(t *testing.T) {
+	many := make([]string, 100000)
+	for i := range many {
+		many[i] = fmt.Sprintf(`"10.%d.%d.%d"`, i>>16, (i>>8)&255, i&255)
+	}
+	tests := []struct {
+		name, text, want string
+	}{
+		{"good", `{"node":"n1","mode":"v1","gatewayPort":2,"ctZone":64000,"nodeIPs":["172.18.0.1"]}`, ""},
+		{"huge", `{"node":"` + strings.Repeat("n", 1<<20) + `","mode":"v1","gatewayPort":2,"ctZone":1}`, "more than the 65536"},
+		{"many node addresses", `{"node":"n1","mode":"v1","gatewayPort":2,"ctZone":1,"nodeIPs":[` + strings.Join(many[:1000], ",") + `]}`, "1000 node addresses"},
+		{"unknown field", `{"node":"n1","mode":"v1","gatewayPort":2,"ctZone":1,"x\n":1}`, "unknown field"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseAgentConfig(tt.text)
+			if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+				t.Fatalf("error %v, want one containing %q", err, tt.want)
+			}
+			if err != nil && strings.ContainsRune(err.Error(), '\n') {
+				t.Fatalf("error holds a raw line break: %q", err)
+			}
+		})
+	}
+}
