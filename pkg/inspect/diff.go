@@ -423,10 +423,8 @@ func PortClasses(clusters ...*model.Cluster) []PortClass {
 					for _, ps := range r.Ports {
 						switch {
 						case ps.Name != "":
-							for _, pod := range c.Pods {
-								if n, ok := pod.ResolvePort(ps.Name, ps.Protocol); ok {
-									byProto[ps.Protocol] = append(byProto[ps.Protocol], interval{n, n})
-								}
+							for _, n := range namedPortNumbers(c, ps) {
+								byProto[ps.Protocol] = append(byProto[ps.Protocol], interval{n, n})
 							}
 						case ps.Port == 0: // every port of the protocol: no bound
 						case ps.EndPort != 0:

@@ -317,10 +317,8 @@ func VerifyProbes(c *model.Cluster) []Probe {
 				for _, ps := range r.Ports {
 					switch {
 					case ps.Name != "":
-						for _, pod := range c.Pods {
-							if n, ok := pod.ResolvePort(ps.Name, ps.Protocol); ok {
-								ports[n] = true
-							}
+						for _, n := range namedPortNumbers(c, ps) {
+							ports[n] = true
 						}
 					case ps.Port == 0:
 					case ps.EndPort != 0:
@@ -364,6 +362,19 @@ func VerifyProbes(c *model.Cluster) []Probe {
 	for _, proto := range []model.Protocol{model.TCP, model.UDP} {
 		for _, n := range nums {
 			out = append(out, Probe{Protocol: proto, Port: n})
+		}
+	}
+	return out
+}
+
+// namedPortNumbers returns the numbers the named port of ps resolves to
+// through the container ports of the cluster's pods (one per pod that
+// names it).
+func namedPortNumbers(c *model.Cluster, ps model.PortSpec) []int32 {
+	var out []int32
+	for _, pod := range c.Pods {
+		if n, ok := pod.ResolvePort(ps.Name, ps.Protocol); ok {
+			out = append(out, n)
 		}
 	}
 	return out
