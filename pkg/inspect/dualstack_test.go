@@ -31,15 +31,7 @@ status: {phase: Running, podIP: "fd00:10:244:1::51", podIPs: [{ip: "fd00:10:244:
 
 func dualStackExplainer(t *testing.T) *Explainer {
 	t.Helper()
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "ds.yaml"), []byte(dualStack), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	objs, err := manifest.Load([]string{dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, _, err := NewExplainer(objs, model.ModeV1)
+	e, _, err := NewExplainer(manifestObjects(t, dualStack), model.ModeV1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,4 +59,18 @@ func TestExplainDualStackSourceToIPv6(t *testing.T) {
 			}
 		})
 	}
+}
+
+// manifestObjects loads the objects of a manifest text, as from a file.
+func manifestObjects(t *testing.T, text string) *manifest.Objects {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "objects.yaml"), []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	objs, err := manifest.Load([]string{dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objs
 }

@@ -4,14 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
-	"github.com/ovs-netpol/ovs-netpol/pkg/manifest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 	"github.com/ovs-netpol/ovs-netpol/pkg/ovsdb"
 	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
@@ -76,14 +73,7 @@ func fileNode(t *testing.T, text string, ports []filePort) (*Explainer, *NodeVie
 		t.Fatal(err)
 	}
 	db.Close()
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "ds.yaml"), []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	objs, err := manifest.Load([]string{dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	objs := manifestObjects(t, text)
 	var v *NodeView
 	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
 		if v, err = OpenNodeView(ctx, Bridge{RunDir: sw.Dir}, objs); err != nil {

@@ -4,14 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
-	"github.com/ovs-netpol/ovs-netpol/pkg/manifest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 )
 
@@ -31,15 +28,7 @@ func TestVerifyRefusesBeforeAllocatingJobs(t *testing.T) {
 			"spec: {nodeName: %s, containers: [{name: c, image: i}]}\nstatus: {phase: Running, podIP: 10.1.%d.%d}\n",
 			i, i, node, i/250, i%250+1)
 	}
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "big.yaml"), []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	objs, err := manifest.Load([]string{dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, _, err := NewExplainer(objs, model.ModeV1)
+	e, _, err := NewExplainer(manifestObjects(t, b.String()), model.ModeV1)
 	if err != nil {
 		t.Fatal(err)
 	}
