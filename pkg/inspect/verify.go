@@ -106,7 +106,15 @@ func (e *Explainer) Verify(ctx context.Context, v *NodeView, opts VerifyOptions)
 
 	var peers []verifyPeer
 	for _, p := range e.Cluster.SortedPods() {
-		if !p.Active() || len(p.IPs) == 0 {
+		if !p.Active() {
+			continue
+		}
+		if len(p.IPs) == 0 {
+			// Nothing to trace; said of this node's pods, whose
+			// connections a run is expected to cover.
+			if _, local := v.local(p); local {
+				res.Skipped["pods of this node without an IP address"]++
+			}
 			continue
 		}
 		if v.unattached(p) {

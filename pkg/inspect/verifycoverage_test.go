@@ -202,3 +202,32 @@ func TestVerifyRangeTooWideOnOVS(t *testing.T) {
 		t.Fatalf("mismatches %+v, want ds/a -> ds/b on TCP/8091 alone", res.Mismatches)
 	}
 }
+
+// A pod of this node without an address yet is said not to be checked,
+// not silently left out.
+func TestVerifyCountsLocalPodsWithoutIP(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pending := rangeNode + `---
+apiVersion: v1
+kind: Pod
+metadata: {name: c, namespace: ds, uid: uid-c, labels: {app: c}}
+spec: {nodeName: node-1, containers: [{name: c, image: i}]}
+status: {phase: Pending}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: far, namespace: ds, uid: uid-far}
+spec: {nodeName: node-2, containers: [{name: c, image: i}]}
+status: {phase: Pending}
+`
+	e, v, _ := fileNode(t, pending, []filePort{{"a", "0a:58:0a:f4:01:14", 20}, {"b", "0a:58:0a:f4:01:15", 21}, {"c", "0a:58:0a:f4:01:16", 22}})
+	res, err := e.Verify(ctx, v, VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", res.Summary())
+	if n := res.Skipped["pods of this node without an IP address"]; n != 1 || len(res.Mismatches) != 0 {
+		t.Fatalf("skipped %v with %d mismatches, want ds/c alone counted as a pod without an address", res.Skipped, len(res.Mismatches))
+	}
+}
