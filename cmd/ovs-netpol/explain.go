@@ -41,7 +41,8 @@ it is denied, the policies (or the namespace's legacy DefaultDeny
 annotation) that isolate the pod.
 
 Endpoints are NAMESPACE/POD (a name without a namespace takes -n, the
-kubeconfig context's namespace, else default) or an IP address: a pod's, a
+kubeconfig context's namespace, else default; a host-network pod is its
+node) or an IP address: a pod's, a
 node's (a Node InternalIP or the agent's --node-ip: traffic from the
 destination pod's own node is always allowed), a Service's cluster IP (--to
 only; --to CLUSTER-IP:PORT names the port too), or any other address

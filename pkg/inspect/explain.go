@@ -173,8 +173,13 @@ func (e *Explainer) Resolve(s string) (evaluator.Endpoint, EndpointInfo, error) 
 			if p.Namespace != ns || p.Name != name {
 				continue
 			}
+			if p.HostNetwork && p.Phase != model.PodSucceeded && p.Phase != model.PodFailed && len(p.IPs) > 0 && p.Node != "" {
+				// Its connections are its node's (policy cannot select it,
+				// its peers' policies see the node).
+				return evaluator.Endpoint{IP: p.IPs[0], HostOf: p.Node}, EndpointInfo{Kind: "node", Node: p.Node, IP: p.IPs[0]}, nil
+			}
 			if !p.Active() {
-				return evaluator.Endpoint{}, EndpointInfo{}, fmt.Errorf("pod %s is finished or uses the host network: it takes no part in NetworkPolicy", printable.String(s))
+				return evaluator.Endpoint{}, EndpointInfo{}, fmt.Errorf("pod %s is finished or uses the host network (without an address or node yet): it takes no part in NetworkPolicy", printable.String(s))
 			}
 			if len(p.IPs) == 0 {
 				return evaluator.Endpoint{}, EndpointInfo{}, fmt.Errorf("pod %s has no IP address yet", printable.String(s))
@@ -520,6 +525,11 @@ func (e *Explainer) TraceOn(ctx context.Context, v *NodeView, x *Explanation) er
 	src, _, err := e.Resolve(x.From.IP.String())
 	if err != nil {
 		return err
+	}
+	if x.From.Kind == "node" {
+		// A host-network pod's node, whose address the Node object may
+		// not list.
+		src = evaluator.Endpoint{IP: x.From.IP, HostOf: x.From.Node}
 	}
 	dstIP := x.To.IP
 	if x.Service != nil && x.Service.Handling == "no local endpoints" {

@@ -218,3 +218,28 @@ func TestVerifyProbesOfARange(t *testing.T) {
 		t.Fatalf("probes %q, want %q", got, want)
 	}
 }
+
+// A host-network pod's connections are its node's: explain answers for the
+// node instead of refusing the pod.
+func TestExplainFromHostNetworkPod(t *testing.T) {
+	objs := seedObjects(t)
+	more := manifestObjects(t, `
+apiVersion: v1
+kind: Pod
+metadata: {name: agent, namespace: kube-system, uid: uid-agent}
+spec: {nodeName: node-1, hostNetwork: true, containers: [{name: c, image: i}]}
+status: {phase: Running, podIP: 172.18.0.1, podIPs: [{ip: 172.18.0.1}]}
+`)
+	objs.Pods = append(objs.Pods, more.Pods...)
+	e, _, err := NewExplainer(objs, model.ModeV1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := e.Explain("kube-system/agent", "default/db", model.TCP, 80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x.From.Kind != "node" || x.From.Node != "node-1" || x.From.IP.String() != "172.18.0.1" || !x.Allowed {
+		t.Fatalf("from %+v, allowed %v: want node-1's host (172.18.0.1), allowed as node-local", x.From, x.Allowed)
+	}
+}
