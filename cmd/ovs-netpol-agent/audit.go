@@ -31,6 +31,14 @@ type auditFlags struct {
 
 var audit auditFlags
 
+// auditMeterWait is how long setup tries to create the meters (ovs-vswitchd
+// may still be starting); auditMeterRetry is the pause between attempts
+// after a switch's hello. Variables for the tests.
+var (
+	auditMeterWait  = 10 * time.Second
+	auditMeterRetry = time.Second
+)
+
 // addAuditFlags registers the audit log's flags.
 func addAuditFlags(f *pflag.FlagSet) {
 	f.StringVar(&audit.path, "audit-log", "", "write the audit log (denied, and optionally allowed, new connections of namespaces annotated "+
@@ -82,34 +90,37 @@ func setupAudit(ctx context.Context, node, bridge, runDir string, cfg *compiler.
 	if err != nil {
 		return nil, err
 	}
-	cfg.Audit = compiler.AuditConfig{All: all, DenyMeter: compiler.DefaultAuditDenyMeter, AllowMeter: compiler.DefaultAuditAllowMeter}
+	ac := compiler.AuditConfig{All: all, DenyMeter: compiler.DefaultAuditDenyMeter, AllowMeter: compiler.DefaultAuditAllowMeter}
 	meters := []flowsync.Meter{
-		{ID: cfg.Audit.DenyMeter, Rate: audit.rate, Burst: audit.burst},
-		{ID: cfg.Audit.AllowMeter, Rate: audit.rate, Burst: audit.burst},
+		{ID: ac.DenyMeter, Rate: audit.rate, Burst: audit.burst},
+		{ID: ac.AllowMeter, Rate: audit.rate, Burst: audit.burst},
 	}
 	inst := &flowsync.Installer{Bridge: bridge, RunDir: runDir, Log: log}
 	ensure := func(ctx context.Context) (added int, err error) {
 		added, modified, err := inst.EnsureMeters(ctx, meters)
-		if err == nil && added+modified > 0 {
+		if added+modified > 0 {
 			log.WithFields(logrus.Fields{"added": added, "modified": modified, "rate": audit.rate, "burst": audit.burst}).Info("audit meters set")
 		}
 		return added, err
 	}
-	// Before the first sync: flows must not name meters that do not exist
-	// (OVS accepts them). ovs-vswitchd may still be starting: retry a
-	// while; past that, the reader's hello sets them.
-	deadline := time.Now().Add(10 * time.Second)
+	// Before the first sync: OVS accepts a flow naming a meter that does
+	// not exist and leaves it unmetered, so without the meters every
+	// denied packet would reach the agent. ovs-vswitchd may still be
+	// starting: retry a while; past that, refuse to start (fail closed)
+	// rather than install unmetered audit flows.
+	deadline := time.Now().Add(auditMeterWait)
 	for {
 		_, err := ensure(ctx)
 		if err == nil {
 			break
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			log.WithError(err).Warn("cannot set the audit meters yet; they are set when ovs-vswitchd says hello")
-			break
+			return nil, fmt.Errorf("audit log: cannot create its meters %d and %d on bridge %s (without them the audit flows would send every packet to the agent unmetered): %w",
+				ac.DenyMeter, ac.AllowMeter, bridge, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	cfg.Audit = ac
 	log.WithFields(logrus.Fields{"file": audit.path, "all": all, "rate": audit.rate, "burst": audit.burst}).Info("audit log on")
 	return func(ctx context.Context, ctrl auditController, reg prometheus.Registerer) {
 		metrics.Register(reg)
@@ -118,23 +129,57 @@ func setupAudit(ctx context.Context, node, bridge, runDir string, cfg *compiler.
 		// A new ovs-vswitchd (restart) has no meters: set them on its
 		// hello. Its full sync may have added the audit flows first, and
 		// OVS binds a flow to its meter when the flow is added: such flows
-		// would stay unmetered, so they are added again.
+		// would stay unmetered, so they are added again. The meters are
+		// set apart from the reader, retried until they are.
+		kick := make(chan struct{}, 1)
+		go keepAuditMeters(ctx, kick, ensure, ctrl.ReinstallMetered, log)
 		go auditlog.Watch(ctx, filepath.Join(runDir, bridge+".mgmt"), l, func() {
-			added, err := ensure(ctx)
-			if err != nil {
-				if ctx.Err() == nil {
-					log.WithError(err).Warn("setting the audit meters")
-				}
-				return
-			}
-			if added > 0 {
-				n, err := ctrl.ReinstallMetered(ctx)
-				if err != nil {
-					log.WithError(err).Warn("adding the audit flows again after their meters (a full sync follows)")
-				} else if n > 0 {
-					log.WithField("flows", n).Info("audit flows added again: bound to the new meters")
-				}
+			select {
+			case kick <- struct{}{}:
+			default: // an attempt is already due
 			}
 		})
 	}, nil
+}
+
+// keepAuditMeters sets the meters on each kick (a switch's hello), trying
+// again every auditMeterRetry until they are set, and then, if any had to
+// be added, adds the metered flows again so that they are bound to them.
+func keepAuditMeters(ctx context.Context, kick <-chan struct{}, ensure func(context.Context) (int, error),
+	reinstall func(context.Context) (int, error), log logrus.FieldLogger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-kick:
+		}
+		added := 0
+		for attempt := 1; ; attempt++ {
+			n, err := ensure(ctx)
+			added += n
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			if attempt == 1 || attempt%60 == 0 {
+				log.WithError(err).WithField("attempts", attempt).Warn("setting the audit meters (retrying: the audit flows are unmetered until they are set)")
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(auditMeterRetry):
+			}
+		}
+		if added == 0 {
+			continue
+		}
+		n, err := reinstall(ctx)
+		if err != nil {
+			log.WithError(err).Warn("adding the audit flows again after their meters (a full sync follows)")
+		} else if n > 0 {
+			log.WithField("flows", n).Info("audit flows added again: bound to the new meters")
+		}
+	}
 }
