@@ -354,7 +354,7 @@ func floodCheck(t *testing.T, a *agent, from, to *pod, logPath string, base, rat
 		// the file.
 		passed := meterPassed(t, meters, 0x4e0001)
 		accounted := a.labelledMetric(t, `ovs_netpol_audit_lines_total{verdict="deny"}`)
-		for _, r := range []string{"queue", "decode", "foreign", "write"} {
+		for _, r := range []string{"queue", "rate", "decode", "foreign", "write"} {
 			accounted += a.labelledMetric(t, `ovs_netpol_audit_dropped_total{reason="`+r+`"}`)
 		}
 		if float64(passed) != accounted {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -84,9 +85,28 @@ func setupAudit(ctx context.Context, node, bridge, runDir string, cfg *compiler.
 		return nil, errors.New("--audit-max-size must be positive, --audit-max-backups and --audit-max-age not negative")
 	}
 	log = log.WithField("component", "audit")
+	// kick asks keepAuditMeters to set the meters; force, to add the
+	// metered flows again even when the meters were there.
+	kick := make(chan struct{}, 1)
+	var force atomic.Bool
+	wake := func() {
+		select {
+		case kick <- struct{}{}:
+		default: // an attempt is already due
+		}
+	}
+	// The logger's own bound is what both meters let through, with a
+	// second's slack: more means the meters are not limiting (deleted, or
+	// flows added before them), and it says so.
 	l, err := auditlog.New(auditlog.Options{Node: node, Metrics: metrics, Log: log,
 		File: auditlog.FileOptions{Path: audit.path, MaxSizeMB: audit.maxSizeMB, MaxBackups: audit.maxBackups,
-			MaxAgeDays: audit.maxAgeDays, Compress: audit.compress}})
+			MaxAgeDays: audit.maxAgeDays, Compress: audit.compress},
+		Rate: 2 * float64(audit.rate), Burst: 2 * (float64(audit.burst) + float64(audit.rate)),
+		Flood: func() {
+			log.Warn("audit packet-ins over the meters' rate: setting the meters and adding the metered flows again")
+			force.Store(true)
+			wake()
+		}})
 	if err != nil {
 		return nil, err
 	}
@@ -131,21 +151,16 @@ func setupAudit(ctx context.Context, node, bridge, runDir string, cfg *compiler.
 		// OVS binds a flow to its meter when the flow is added: such flows
 		// would stay unmetered, so they are added again. The meters are
 		// set apart from the reader, retried until they are.
-		kick := make(chan struct{}, 1)
-		go keepAuditMeters(ctx, kick, ensure, ctrl.ReinstallMetered, log)
-		go auditlog.Watch(ctx, filepath.Join(runDir, bridge+".mgmt"), l, func() {
-			select {
-			case kick <- struct{}{}:
-			default: // an attempt is already due
-			}
-		})
+		go keepAuditMeters(ctx, kick, &force, ensure, ctrl.ReinstallMetered, log)
+		go auditlog.Watch(ctx, filepath.Join(runDir, bridge+".mgmt"), l, wake)
 	}, nil
 }
 
-// keepAuditMeters sets the meters on each kick (a switch's hello), trying
-// again every auditMeterRetry until they are set, and then, if any had to
-// be added, adds the metered flows again so that they are bound to them.
-func keepAuditMeters(ctx context.Context, kick <-chan struct{}, ensure func(context.Context) (int, error),
+// keepAuditMeters sets the meters on each kick (a switch's hello, or a
+// flood the meters did not limit), trying again every auditMeterRetry
+// until they are set, and then, if any had to be added or force is set,
+// adds the metered flows again so that they are bound to them.
+func keepAuditMeters(ctx context.Context, kick <-chan struct{}, force *atomic.Bool, ensure func(context.Context) (int, error),
 	reinstall func(context.Context) (int, error), log logrus.FieldLogger) {
 	for {
 		select {
@@ -172,7 +187,7 @@ func keepAuditMeters(ctx context.Context, kick <-chan struct{}, ensure func(cont
 			case <-time.After(auditMeterRetry):
 			}
 		}
-		if added == 0 {
+		if added == 0 && !force.Swap(false) {
 			continue
 		}
 		n, err := reinstall(ctx)

@@ -177,3 +177,41 @@ func countLines(t *testing.T, path string) int {
 	}
 	return strings.Count(string(b), "\n")
 }
+
+// TestKeepAuditMetersForced: a flood the meters did not limit (force) adds
+// the metered flows again even when the meters were all there (flows added
+// before them stay unmetered); a plain hello with the meters there does not.
+func TestKeepAuditMetersForced(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		force bool
+		want  int32
+	}{
+		{"hello, meters there", false, 0},
+		{"flood, meters there", true, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			kick := make(chan struct{}, 1)
+			var force atomic.Bool
+			force.Store(tc.force)
+			ctrl := &fakeController{}
+			done := make(chan struct{})
+			go func() {
+				keepAuditMeters(ctx, kick, &force, func(context.Context) (int, error) { return 0, nil },
+					func(ctx context.Context) (int, error) { return ctrl.ReinstallMetered(ctx) }, logrus.New())
+				close(done)
+			}()
+			kick <- struct{}{}
+			// The third send waits until the keeper took the second: the
+			// first one's work is done.
+			kick <- struct{}{}
+			kick <- struct{}{}
+			cancel()
+			<-done
+			if got := ctrl.reinstalls.Load(); got != tc.want {
+				t.Errorf("%d reinstalls, want %d", got, tc.want)
+			}
+		})
+	}
+}

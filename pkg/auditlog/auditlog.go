@@ -29,7 +29,8 @@ type Metrics struct {
 	// Lines counts lines written, by verdict.
 	Lines *prometheus.CounterVec
 	// Dropped counts packet-ins not logged, by reason: "queue" (the
-	// writer fell behind), "decode" (a packet or note that could not be
+	// writer fell behind), "rate" (over the logger's own bound: the
+	// meters did not limit), "decode" (a packet or note that could not be
 	// read), "foreign" (a packet-in from a flow that is not ours),
 	// "write" (the file could not be written).
 	Dropped *prometheus.CounterVec
@@ -41,12 +42,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Lines: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ovs_netpol_audit_lines_total",
 			Help: "Audit log lines written, by verdict (deny, allow)."}, []string{"verdict"}),
 		Dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ovs_netpol_audit_dropped_total",
-			Help: "Audit packet-ins not logged, by reason (queue: the writer fell behind; decode: unreadable; foreign: not from our flows; write: the file failed)."}, []string{"reason"}),
+			Help: "Audit packet-ins not logged, by reason (queue: the writer fell behind; rate: over the agent's own bound, the meters did not limit; decode: unreadable; foreign: not from our flows; write: the file failed)."}, []string{"reason"}),
 	}
 	for _, v := range []string{"deny", "allow"} {
 		m.Lines.WithLabelValues(v)
 	}
-	for _, r := range []string{"queue", "decode", "foreign", "write"} {
+	for _, r := range []string{"queue", "rate", "decode", "foreign", "write"} {
 		m.Dropped.WithLabelValues(r)
 	}
 	m.Register(reg)
@@ -74,6 +75,14 @@ type Options struct {
 	Queue int
 	// Now stamps the lines (default time.Now).
 	Now func() time.Time
+	// Rate and Burst bound the packet-ins queued, whatever the datapath's
+	// meters do: a token bucket of Burst packet-ins refilled at Rate per
+	// second (Rate 0: no bound of its own).
+	Rate, Burst float64
+	// Flood is called (at most once per FloodEvery, default 10 s) when the
+	// bucket drops a packet-in: the meters are not limiting.
+	Flood      func()
+	FloodEvery time.Duration
 }
 
 // FileOptions are the rotated file's: rotated when it reaches MaxSizeMB,
@@ -100,6 +109,10 @@ type Logger struct {
 	queue chan queued
 	// writeErrors counts failed writes, to log only some.
 	writeErrors int
+	// The bucket of Options.Rate (touched by Handle only: one reader).
+	tokens    float64
+	filled    time.Time
+	lastFlood time.Time
 }
 
 // New returns a Logger; Run writes.
@@ -116,7 +129,10 @@ func New(o Options) (*Logger, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	l := &Logger{o: o, queue: make(chan queued, o.Queue), close: func() error { return nil }}
+	if o.FloodEvery <= 0 {
+		o.FloodEvery = 10 * time.Second
+	}
+	l := &Logger{o: o, queue: make(chan queued, o.Queue), close: func() error { return nil }, tokens: o.Burst}
 	l.out = o.Out
 	if l.out == nil {
 		if o.File.Path == "" {
@@ -138,13 +154,42 @@ func New(o Options) (*Logger, error) {
 func (l *Logger) SetResolver(r Resolver) { l.o.Resolver = r }
 
 // Handle queues a packet-in for the writer; when the queue is full it is
-// dropped and counted (the reader must never wait: the switch would).
+// dropped and counted (the reader must never wait: the switch would). So
+// is one over the logger's own rate (Options.Rate), which the meters should
+// have dropped in the datapath: Flood says so.
 func (l *Logger) Handle(pi PacketIn) {
+	now := l.o.Now()
+	if !l.admit(now) {
+		l.o.Metrics.Dropped.WithLabelValues("rate").Inc()
+		if l.o.Flood != nil && (l.lastFlood.IsZero() || now.Sub(l.lastFlood) >= l.o.FloodEvery) {
+			l.lastFlood = now
+			l.o.Flood()
+		}
+		return
+	}
 	select {
-	case l.queue <- queued{l.o.Now(), pi}:
+	case l.queue <- queued{now, pi}:
 	default:
 		l.o.Metrics.Dropped.WithLabelValues("queue").Inc()
 	}
+}
+
+// admit takes a token from the bucket (always, without Options.Rate).
+func (l *Logger) admit(now time.Time) bool {
+	if l.o.Rate <= 0 {
+		return true
+	}
+	if !l.filled.IsZero() {
+		if d := now.Sub(l.filled).Seconds(); d > 0 {
+			l.tokens = min(l.o.Burst, l.tokens+d*l.o.Rate)
+		}
+	}
+	l.filled = now
+	if l.tokens < 1 {
+		return false
+	}
+	l.tokens--
+	return true
 }
 
 // BadMessage counts a packet-in that could not be decoded.

@@ -139,3 +139,60 @@ func TestUnwritablePath(t *testing.T) {
 		t.Error("no error")
 	}
 }
+
+// TestUnmeteredFloodIsBounded: when the datapath's meters do not limit the
+// packet-ins (deleted by hand, or a flow added before its meter), the
+// logger still queues no more than its own bucket lets through (Burst +
+// Rate per second), counts the rest as "rate" drops, and reports the flood
+// (at most once per FloodEvery) so that the agent can set the meters again.
+func TestUnmeteredFloodIsBounded(t *testing.T) {
+	m := NewMetrics(nil)
+	start := time.Unix(1000, 0)
+	now := start
+	floods := 0
+	l, err := New(Options{Node: "n", Out: &syncBuffer{}, Queue: 100000, Metrics: m, Rate: 10, Burst: 20,
+		Now: func() time.Time { return now }, Flood: func() { floods++ }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 5,000 packet-ins in 1 s, then 5,000 more over the next 19 s.
+	for i := range 10000 {
+		if i < 5000 {
+			now = start.Add(time.Duration(i) * 200 * time.Microsecond)
+		} else {
+			now = start.Add(time.Second + time.Duration(i-5000)*3800*time.Microsecond)
+		}
+		l.Handle(denyPacketIn(uint16(i)))
+	}
+	elapsed := now.Sub(start).Seconds()
+	queued := len(l.queue)
+	bound := 20 + int(10*elapsed) + 1
+	if queued > bound {
+		t.Errorf("%d packet-ins queued in %.1f s, over the bound %d", queued, elapsed, bound)
+	}
+	if queued < bound-2 {
+		t.Errorf("%d packet-ins queued in %.1f s: the bucket let through less than its bound %d", queued, elapsed, bound)
+	}
+	if d := int(value(m.Dropped.WithLabelValues("rate"))); d != 10000-queued {
+		t.Errorf("rate drops %d, want %d", d, 10000-queued)
+	}
+	if floods != 2 {
+		t.Errorf("flood reported %d times over %.0f s, want 2 (once per 10 s)", floods, elapsed)
+	}
+	t.Logf("10,000 packet-ins over %.1f s: %d queued, %d rate drops, %d flood reports", elapsed, queued, 10000-queued, floods)
+}
+
+// TestNoLimitByDefault: without Rate the logger queues everything (the
+// meters are the limit).
+func TestNoLimitByDefault(t *testing.T) {
+	l, err := New(Options{Node: "n", Out: &syncBuffer{}, Queue: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 500 {
+		l.Handle(denyPacketIn(uint16(i)))
+	}
+	if len(l.queue) != 500 {
+		t.Errorf("%d of 500 queued", len(l.queue))
+	}
+}
