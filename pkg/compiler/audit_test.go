@@ -102,6 +102,11 @@ func TestAuditOffIsIdentical(t *testing.T) {
 		rng := rand.New(rand.NewPCG(uint64(seed), 3))
 		f := netpoltest.NewFixture(netpoltest.Options{Nodes: 2})
 		netpoltest.Randomize(rng, f)
+		// Policies, so that there are isolation drops and rule allows that
+		// auditing would change.
+		for _, p := range netpoltest.RandomPolicies(rng, f, 6) {
+			f.Cluster.AddPolicy(p)
+		}
 		cfg := compiler.Config{Node: "node-1", UplinkPort: 9}
 		cfg.Bindings = compiler.DefaultBindings(f.Cluster, "node-1", nil, 9)
 		base, err := compiler.Compile(f.Cluster, cfg)
@@ -129,6 +134,19 @@ func TestAuditOffIsIdentical(t *testing.T) {
 			if got, want := res.Text(true), base.Text(true); got != want {
 				t.Errorf("seed %d %s: the flow set differs from the one without auditing", seed, tc.name)
 			}
+		}
+		// The control: annotated and metered, deny and allow flows change.
+		res, err := compiler.Compile(annotated, metered)
+		if err != nil {
+			t.Fatal(err)
+		}
+		notes := auditNotes(t, res.Flows)
+		kinds := map[string]int{}
+		for _, n := range notes {
+			kinds[strings.Fields(n)[0]]++
+		}
+		if kinds["deny"] == 0 || kinds["allow"] == 0 {
+			t.Fatalf("seed %d: audited and metered, the fixture has %v audit flows: the comparison above proves nothing", seed, kinds)
 		}
 	}
 }
@@ -285,4 +303,84 @@ func TestAuditManyPolicies(t *testing.T) {
 	if got != want {
 		t.Errorf("got  %q\nwant %q", got, want)
 	}
+}
+
+// TestAuditKeepsVerdicts: with every namespace audited for deny and allow,
+// each flow is the flow without auditing but for a leading packet-in
+// (controller(...) in place of a drop, or before the same goto), plus
+// priority-1 flows of not-isolated pods that do what their table's default
+// does after the packet-in: no verdict changes, nothing goes elsewhere.
+func TestAuditKeepsVerdicts(t *testing.T) {
+	strip := func(actions string) (string, bool) {
+		rest, ok := strings.CutPrefix(actions, "controller(userdata=")
+		if !ok {
+			return actions, false
+		}
+		_, after, found := strings.Cut(rest, ")")
+		if !found {
+			t.Fatalf("unterminated controller action in %q", actions)
+		}
+		return strings.TrimPrefix(after, ","), true
+	}
+	audited, extra := 0, 0
+	for seed := int64(1); seed <= 10; seed++ {
+		rng := rand.New(rand.NewPCG(uint64(seed), 99))
+		f := netpoltest.NewFixture(netpoltest.Options{Nodes: 2, DualStack: seed%2 == 0})
+		netpoltest.Randomize(rng, f)
+		for _, p := range netpoltest.RandomPolicies(rng, f, 6) {
+			f.Cluster.AddPolicy(p)
+		}
+		cfg := compiler.Config{Node: "node-1", UplinkPort: 9, NodeIPs: []netip.Addr{netpoltest.NodeIP(1)}}
+		cfg.Bindings = compiler.DefaultBindings(f.Cluster, "node-1", nil, 9)
+		off, err := compiler.Compile(f.Cluster, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		on := cfg
+		on.Audit = auditMeters
+		on.Audit.All = model.AuditDeny | model.AuditAllow
+		res, err := compiler.Compile(f.Cluster, on)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := byKey(off.Flows)
+		defaults := map[uint8]string{}
+		for _, w := range off.Flows {
+			if w.Priority == compiler.PrioDefault {
+				defaults[w.Table] = w.Actions
+			}
+		}
+		seen := 0
+		for _, g := range res.Flows {
+			if strings.Contains(g.Actions, "controller(") && !strings.HasPrefix(g.Actions, "controller(") {
+				t.Fatalf("seed %d: packet-in not first in %v", seed, g)
+			}
+			rest, isAudit := strip(g.Actions)
+			if isAudit {
+				audited++
+				if rest == "" {
+					rest = "drop"
+				}
+			}
+			w, ok := want[g.Key()]
+			if !ok {
+				if !isAudit || g.Priority != compiler.PrioAuditDefault || rest != defaults[g.Table] {
+					t.Fatalf("seed %d: flow %v is not in the compile without auditing", seed, g)
+				}
+				extra++
+				continue
+			}
+			seen++
+			if rest != w.Actions || g.Cookie != w.Cookie {
+				t.Fatalf("seed %d: %v without its packet-in is not %v", seed, g, w)
+			}
+		}
+		if seen != len(want) {
+			t.Fatalf("seed %d: %d of %d flows without auditing kept", seed, seen, len(want))
+		}
+	}
+	if audited-extra == 0 || extra == 0 {
+		t.Fatalf("%d audit flows, %d of them not-isolated ones: not every kind compared", audited, extra)
+	}
+	t.Logf("%d audit flows (%d of not-isolated pods) compared over 10 seeds", audited, extra)
 }
