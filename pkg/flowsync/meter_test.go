@@ -2,9 +2,13 @@ package flowsync
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"strings"
 	"testing"
+
+	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
@@ -74,6 +78,20 @@ func TestAuditFlowsRoundTrip(t *testing.T) {
 	rng := rand.New(rand.NewPCG(4, 12))
 	f := netpoltest.NewFixture(netpoltest.Options{DualStack: true})
 	netpoltest.Randomize(rng, f)
+	// Policies: isolation drops and rule allows become packet-ins too.
+	for _, p := range netpoltest.RandomPolicies(rng, f, 8) {
+		f.Cluster.AddPolicy(p)
+	}
+	// The largest note: a namespace name of 63 characters and more
+	// policies of 253 characters than a note names isolate a pod.
+	long := strings.Repeat("n", 63)
+	f.Cluster.AddNamespace(&model.Namespace{Name: long, Labels: map[string]string{"kubernetes.io/metadata.name": long}})
+	f.Cluster.AddPod(&model.Pod{UID: "long-pod", Namespace: long, Name: "p", Node: "node-1",
+		IPs: []netip.Addr{netip.MustParseAddr("10.89.200.2"), netip.MustParseAddr("fd00:89::200:2")}})
+	for i := range 20 {
+		f.Cluster.AddPolicy(&model.Policy{Namespace: long, Name: fmt.Sprintf("%02d", i) + strings.Repeat("p", 251),
+			PodSelector: labels.Everything(), AffectsIngress: true, AffectsEgress: true})
+	}
 	for _, ns := range f.Cluster.Namespaces {
 		ns.Audit = model.AuditDeny | model.AuditAllow
 	}
@@ -83,15 +101,25 @@ func TestAuditFlowsRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	audit := 0
+	kinds := map[string]int{}
+	longest := 0
 	for _, fl := range res.Flows {
-		if strings.Contains(fl.Actions, "controller(") {
-			audit++
+		if strings.HasPrefix(fl.Actions, "controller(") {
+			switch {
+			case !strings.Contains(fl.Actions, "goto_table"):
+				kinds["deny"]++
+			case fl.Priority == compiler.PrioAuditDefault:
+				kinds["not isolated"]++
+			default:
+				kinds["rule"]++
+			}
+			longest = max(longest, len(fl.Actions))
 		}
 	}
-	if audit == 0 {
-		t.Fatal("no audit flow compiled")
+	if kinds["deny"] == 0 || kinds["not isolated"] == 0 || kinds["rule"] == 0 {
+		t.Fatalf("audit flows compiled: %v; want every kind", kinds)
 	}
+	audit := kinds["deny"] + kinds["not isolated"] + kinds["rule"]
 	if _, err := inst.SyncAll(ctx, res.Flows, res.Groups); err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +130,8 @@ func TestAuditFlowsRoundTrip(t *testing.T) {
 	if st.Added+st.Replaced+st.Deleted != 0 || st.Unchanged != len(res.Flows) {
 		t.Errorf("second sync of %d flows (%d with packet-ins): %v", len(res.Flows), audit, st)
 	}
-	t.Logf("%d flows, %d of them audit packet-ins, unchanged on the second sync", len(res.Flows), audit)
+	t.Logf("%d flows, %d of them audit packet-ins (%v; the longest action %d characters, about %d bytes of userdata), unchanged on the second sync",
+		len(res.Flows), audit, kinds, longest, longest/3)
 }
 
 // TestFlowBeforeMeterIsUnmetered records OVS 3.1's behaviour the agent
