@@ -45,6 +45,12 @@ func ParseAuditMode(value string) (AuditMode, error) {
 	if value == "off" {
 		return 0, nil
 	}
+	// The longest valid value is "deny,allow": a much longer one (an
+	// annotation may hold 256 KiB) is refused before it is split, quoting
+	// its start.
+	if len(value) > 32 {
+		return 0, fmt.Errorf("%q... (%d bytes) is not an audit mode (want deny, allow, deny,allow or off)", value[:32], len(value))
+	}
 	var m AuditMode
 	for _, tok := range strings.Split(value, ",") {
 		var bit AuditMode

@@ -1,6 +1,9 @@
 package model
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestParseAuditAnnotation(t *testing.T) {
 	for _, tc := range []struct {
@@ -36,6 +39,24 @@ func TestAuditModeStringParses(t *testing.T) {
 		back, err := ParseAuditMode(m.String())
 		if err != nil || back != m {
 			t.Errorf("%d: %q parses as %v, %v", m, m.String(), back, err)
+		}
+	}
+}
+
+// TestParseAuditModeLongValue: an annotation value can be 256 KiB; the
+// error quotes only its start, so a rejection logged on each update of the
+// namespace stays a short line.
+func TestParseAuditModeLongValue(t *testing.T) {
+	for _, value := range []string{strings.Repeat("x", 1<<18), "deny," + strings.Repeat("deny,", 1<<15), strings.Repeat("\n", 1<<16)} {
+		_, err := ParseAuditAnnotation(value, true)
+		if err == nil {
+			t.Fatalf("%d bytes accepted", len(value))
+		}
+		if len(err.Error()) > 300 {
+			t.Errorf("error of %d bytes for a value of %d bytes", len(err.Error()), len(value))
+		}
+		if !strings.Contains(err.Error(), "bytes") {
+			t.Errorf("error %q does not say how long the value is", err)
 		}
 	}
 }
