@@ -2,6 +2,7 @@ package auditlog
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -194,5 +195,75 @@ func TestNoLimitByDefault(t *testing.T) {
 	}
 	if len(l.queue) != 500 {
 		t.Errorf("%d of 500 queued", len(l.queue))
+	}
+}
+
+// TestLogFileMode: the file (and its directory, created when missing) is
+// made at start; the file is readable by its owner only, as are the files
+// rotation makes.
+func TestLogFileMode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "new", "audit.log")
+	m := NewMetrics(nil)
+	l, err := New(Options{Node: "n", File: FileOptions{Path: path, MaxSizeMB: 1, MaxBackups: 1}, Metrics: m, Queue: 20000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatalf("not created at start: %v", err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600", st.Mode().Perm())
+	}
+	const n = 8000 // about 1.6 MB: one rotation
+	for i := range n {
+		l.Handle(denyPacketIn(uint16(i)))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { l.Run(ctx); close(done) }()
+	for value(m.Lines.WithLabelValues("deny")) < n {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	files, _ := filepath.Glob(filepath.Join(filepath.Dir(path), "audit*.log"))
+	if len(files) < 2 {
+		t.Fatalf("files %v: no rotation", files)
+	}
+	for _, f := range files {
+		st, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, want 0600", filepath.Base(f), st.Mode().Perm())
+		}
+	}
+}
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
+
+// TestWriteErrorsCounted: a file that cannot be written costs counted
+// drops; the writer goes on (a later line is written once it can be).
+func TestWriteErrorsCounted(t *testing.T) {
+	m := NewMetrics(nil)
+	l, err := New(Options{Node: "n", Out: failingWriter{}, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		l.write(queued{time.Now(), denyPacketIn(uint16(i))})
+	}
+	if v := value(m.Dropped.WithLabelValues("write")); v != 5 {
+		t.Errorf("write drops %v, want 5", v)
+	}
+	out := &syncBuffer{}
+	l.out = out
+	l.write(queued{time.Now(), denyPacketIn(9)})
+	if got := nonEmpty(out.Lines()); len(got) != 1 || value(m.Lines.WithLabelValues("deny")) != 1 {
+		t.Errorf("after the errors: lines %q, counted %v", got, value(m.Lines.WithLabelValues("deny")))
 	}
 }
