@@ -95,13 +95,15 @@ func setupAudit(ctx context.Context, node, bridge, runDir string, cfg *compiler.
 		default: // an attempt is already due
 		}
 	}
-	// The logger's own bound is what both meters let through, with a
-	// second's slack: more means the meters are not limiting (deleted, or
-	// flows added before them), and it says so.
+	// The logger's own bound is what both meters let through (a kernel
+	// datapath meter's bucket holds burst + rate), with another second's
+	// worth for packet-ins delivered late in a bunch: more means the
+	// meters are not limiting (deleted, or flows added before them), and
+	// it says so.
 	l, err := auditlog.New(auditlog.Options{Node: node, Metrics: metrics, Log: log,
 		File: auditlog.FileOptions{Path: audit.path, MaxSizeMB: audit.maxSizeMB, MaxBackups: audit.maxBackups,
 			MaxAgeDays: audit.maxAgeDays, Compress: audit.compress},
-		Rate: 2 * float64(audit.rate), Burst: 2 * (float64(audit.burst) + float64(audit.rate)),
+		Rate: 2 * float64(audit.rate), Burst: 2 * (float64(audit.burst) + 2*float64(audit.rate)),
 		Flood: func() {
 			log.Warn("audit packet-ins over the meters' rate: setting the meters and adding the metered flows again")
 			force.Store(true)
