@@ -129,6 +129,12 @@ http_ok() { # HOST PORT PATH: a 200 over bash's /dev/tcp (no curl needed)
 	exec 3>&-
 	return $rc
 }
+http_get() { # HOST PORT PATH: the body of a GET over bash's /dev/tcp
+	exec 3<>"/dev/tcp/$1/$2" || return 1
+	printf 'GET %s HTTP/1.0\r\n\r\n' "$3" >&3
+	sed '1,/^\r\{0,1\}$/d' <&3
+	exec 3>&-
+}
 
 say "starting etcd and kube-apiserver"
 K=$STATE/k8s
@@ -209,7 +215,8 @@ ip -n "$NETNS" route add "$SERVICE_CIDR" dev br-int
 say "starting the agent of $NODE (--isolation v1.6)"
 METRICS=127.0.0.1:$(free_port)
 start agent bin/ovs-netpol-agent --kubeconfig="$K/agent.kubeconfig" --node-name="$NODE" \
-	--ovs-rundir="$O" --datapath-type=netdev --isolation=v1.6 --node-ip="$GW" --metrics-addr="$METRICS"
+	--ovs-rundir="$O" --datapath-type=netdev --isolation=v1.6 --node-ip="$GW" --metrics-addr="$METRICS" \
+	--audit-log="$STATE/logs/audit.log" --audit-rate=20 --audit-burst=20
 wait_for "the agent" 60 http_ok "${METRICS%:*}" "${METRICS#*:}" /readyz
 echo "agent ready (/metrics, /readyz on $METRICS)"
 
@@ -418,6 +425,20 @@ say "the policy's flows on br-int, each under the origin its cookie names, with 
 echo "  \$ ovs-netpol flows --policy default/test-network-policy"
 np flows --policy default/test-network-policy | sed 's/^/    /'
 
+say "who was denied? the audit log (namespaces opt in; rate limited in the datapath by an OpenFlow meter)"
+CMD='kubectl annotate ns default ovs-netpol.io/audit=deny'
+echo "  \$ $CMD"
+settle eval "$CMD" | sed 's/^/  /'
+ip netns exec "${PODNS_PREFIX}backend" bin/netpol-agnhost probe "db=tcp:${IP[default/db]}:6379" "svc=tcp:$DB_VIP:6379" >/dev/null 2>&1 || true
+ip netns exec "${PODNS_PREFIX}stranger" bin/netpol-agnhost probe "db=tcp:${IP[default/db]}:6379" >/dev/null 2>&1 || true
+sleep 0.5
+echo "  \$ tail -n 3 $STATE/logs/audit.log"
+tail -n 3 "$STATE/logs/audit.log" | sed 's/^/    /'
+
+say "which rules are used? the agent's per-rule and per-pod counters (/metrics on $METRICS)"
+echo "  \$ curl -s http://$METRICS/metrics | grep -E '^ovs_netpol_(rule_allowed|pod_denied)_packets_total'"
+http_get "${METRICS%:*}" "${METRICS#*:}" /metrics | grep -E '^ovs_netpol_(rule_allowed|pod_denied)_packets_total' | sed 's/^/    /'
+
 cat <<EOM
 
 == the demo keeps running. Try:
@@ -435,6 +456,6 @@ cat <<EOM
    ip netns exec $NETNS $ROOT/bin/netpol-agnhost probe --source $GW svc=tcp:$DB_VIP:6379  # the host, via kube-proxy
    ip netns exec $NETNS iptables-save -t nat | grep default/db  # kube-proxy's rules on the node's host
    kubectl delete networkpolicy -n default test-network-policy  # the agent applies every change
-   less $STATE/logs/agent.log $STATE/logs/kube-proxy.log
+   less $STATE/logs/agent.log $STATE/logs/kube-proxy.log $STATE/logs/audit.log
    make demo-down                                              # removes everything
 EOM
