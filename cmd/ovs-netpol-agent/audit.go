@@ -128,21 +128,27 @@ func setupAudit(ctx context.Context, node, bridge, runDir string, cfg *compiler.
 	// Before the first sync: OVS accepts a flow naming a meter that does
 	// not exist and leaves it unmetered, so without the meters every
 	// denied packet would reach the agent. ovs-vswitchd may still be
-	// starting: retry a while; past that, refuse to start (fail closed)
-	// rather than install unmetered audit flows.
+	// starting: retry a while; past that, compile no audit flow at all
+	// (ovs_netpol_audit_active stays 0) rather than unmetered ones.
 	deadline := time.Now().Add(auditMeterWait)
 	for {
 		_, err := ensure(ctx)
 		if err == nil {
 			break
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return nil, fmt.Errorf("audit log: cannot create its meters %d and %d on bridge %s (without them the audit flows would send every packet to the agent unmetered): %w",
-				ac.DenyMeter, ac.AllowMeter, bridge, err)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			// Policy is enforced all the same; only the log is given up
+			// (refusing to start would leave the node's policy behind).
+			log.WithError(err).WithField("file", audit.path).Error("audit log OFF: its meters cannot be created, and without them the audit flows would send every packet to the agent unmetered; restart the agent once ovs-vswitchd can create meters")
+			return func(_ context.Context, _ auditController, reg prometheus.Registerer) { metrics.Register(reg) }, nil
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	cfg.Audit = ac
+	metrics.Active.Set(1)
 	log.WithFields(logrus.Fields{"file": audit.path, "all": all, "rate": audit.rate, "burst": audit.burst}).Info("audit log on")
 	return func(ctx context.Context, ctrl auditController, reg prometheus.Registerer) {
 		metrics.Register(reg)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
@@ -83,12 +84,12 @@ exit 2
 	return calls
 }
 
-// TestSetupAuditRefusesWithoutMeters: when the meters cannot be created,
-// the audit flows would send every denied packet to the agent unmetered
-// (OVS accepts controller(meter_id=M) without meter M and never binds it
-// later): setup fails with an error naming the meters, and the compiler
-// configuration gets no audit flows.
-func TestSetupAuditRefusesWithoutMeters(t *testing.T) {
+// TestSetupAuditWithoutMeters: when the meters cannot be created, the
+// audit flows would send every denied packet to the agent unmetered (OVS
+// accepts controller(meter_id=M) without meter M and never binds it
+// later): the compiler configuration gets no audit flow, the agent goes
+// on enforcing policy, and ovs_netpol_audit_active says the log is off.
+func TestSetupAuditWithoutMeters(t *testing.T) {
 	fakeOfctl(t, 1<<30)
 	defer func(d time.Duration) { auditMeterWait = d }(auditMeterWait)
 	auditMeterWait = 300 * time.Millisecond
@@ -96,13 +97,35 @@ func TestSetupAuditRefusesWithoutMeters(t *testing.T) {
 	audit = auditFlags{path: filepath.Join(dir, "audit.log"), all: "deny", rate: 10, burst: 5, maxSizeMB: 1}
 	defer func() { audit = auditFlags{} }()
 	var cfg compiler.Config
-	_, err := setupAudit(context.Background(), "n", "br-int", dir, &cfg, logrus.New())
-	if err == nil || !strings.Contains(err.Error(), "meter") {
-		t.Fatalf("error %v, want one about the meters", err)
+	start, err := setupAudit(context.Background(), "n", "br-int", dir, &cfg, logrus.New())
+	if err != nil {
+		t.Fatalf("error %v: the agent would not enforce policy at all", err)
 	}
 	if cfg.Audit != (compiler.AuditConfig{}) {
 		t.Errorf("audit flows configured without their meters: %+v", cfg.Audit)
 	}
+	reg := prometheus.NewRegistry()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	start(ctx, &fakeController{}, reg)
+	if v := gaugeValue(t, reg, "ovs_netpol_audit_active"); v != 0 {
+		t.Errorf("ovs_netpol_audit_active %v, want 0", v)
+	}
+}
+
+// gaugeValue reads a registered gauge (-1: not registered).
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return -1
 }
 
 // fakeController counts ReinstallMetered calls.
@@ -155,7 +178,11 @@ func TestAuditMetersRetriedAfterHello(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ctrl := &fakeController{}
-	start(ctx, ctrl, nil)
+	reg := prometheus.NewRegistry()
+	start(ctx, ctrl, reg)
+	if v := gaugeValue(t, reg, "ovs_netpol_audit_active"); v != 1 {
+		t.Errorf("ovs_netpol_audit_active %v, want 1", v)
+	}
 	// Wait (not a timed assertion: the bound only ends a hung test).
 	for deadline := time.Now().Add(20 * time.Second); ctrl.reinstalls.Load() == 0 && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)

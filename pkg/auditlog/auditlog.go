@@ -34,6 +34,9 @@ type Metrics struct {
 	// read), "foreign" (a packet-in from a flow that is not ours),
 	// "write" (the file could not be written).
 	Dropped *prometheus.CounterVec
+	// Active is 1 while the audit flows are compiled (their meters set),
+	// 0 when the log is off or its meters could not be created.
+	Active prometheus.Gauge
 }
 
 // NewMetrics registers the metrics with reg (nil: unregistered).
@@ -43,6 +46,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Audit log lines written, by verdict (deny, allow)."}, []string{"verdict"}),
 		Dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ovs_netpol_audit_dropped_total",
 			Help: "Audit packet-ins not logged, by reason (queue: the writer fell behind; rate: over the agent's own bound, the meters did not limit; decode: unreadable; foreign: not from our flows; write: the file failed)."}, []string{"reason"}),
+		Active: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ovs_netpol_audit_active",
+			Help: "1 while the audit flows are on (--audit-log with its meters set), 0 otherwise."}),
 	}
 	for _, v := range []string{"deny", "allow"} {
 		m.Lines.WithLabelValues(v)
@@ -57,7 +62,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // Register registers the metrics with reg (nil: nothing).
 func (m *Metrics) Register(reg prometheus.Registerer) {
 	if reg != nil {
-		reg.MustRegister(m.Lines, m.Dropped)
+		reg.MustRegister(m.Lines, m.Dropped, m.Active)
 	}
 }
 
