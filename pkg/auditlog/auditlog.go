@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
 	"strings"
 	"time"
 
@@ -142,6 +143,12 @@ func New(o Options) (*Logger, error) {
 	if l.out == nil {
 		if o.File.Path == "" {
 			return nil, errors.New("auditlog: no file")
+		}
+		// lumberjack takes whatever is at the path for an old log: it
+		// renames a directory aside (with its contents) and makes the file
+		// with the directory's mode.
+		if st, err := os.Stat(o.File.Path); err == nil && !st.Mode().IsRegular() {
+			return nil, fmt.Errorf("audit log %s: not a regular file (%s)", o.File.Path, st.Mode().Type())
 		}
 		lj := &lumberjack.Logger{Filename: o.File.Path, MaxSize: o.File.MaxSizeMB, MaxBackups: o.File.MaxBackups,
 			MaxAge: o.File.MaxAgeDays, Compress: o.File.Compress}

@@ -134,10 +134,20 @@ func TestRotation(t *testing.T) {
 	}
 }
 
-// TestUnwritablePath: a log file that cannot be opened is an error at start.
+// TestUnwritablePath: a log file that cannot be opened is an error at
+// start, naming the path (a NUL byte only the kernel refuses; a directory
+// that is a file, even for root).
 func TestUnwritablePath(t *testing.T) {
-	if _, err := New(Options{File: FileOptions{Path: filepath.Join(t.TempDir(), "missing", "dir", "x", "\x00")}}); err == nil {
-		t.Error("no error")
+	dir := t.TempDir()
+	notDir := filepath.Join(dir, "file")
+	if err := os.WriteFile(notDir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{filepath.Join(dir, "x\x00"), filepath.Join(notDir, "audit.log"), dir} {
+		_, err := New(Options{File: FileOptions{Path: path, MaxSizeMB: 1}})
+		if err == nil || !strings.Contains(err.Error(), "audit log") {
+			t.Errorf("%q: error %v", path, err)
+		}
 	}
 }
 
