@@ -550,7 +550,7 @@ func canonicalCTState(val string) (string, bool) {
 // canonicalActions is the action half of Canonical.
 func canonicalActions(a string) string {
 	var out []string
-	for _, p := range splitTopLevel(a) {
+	for _, p := range openflow.SplitTopLevel(a) {
 		if p == "" || p == "drop" {
 			continue
 		}
@@ -560,26 +560,6 @@ func canonicalActions(a string) string {
 		return "drop"
 	}
 	return strings.Join(out, ",")
-}
-
-// splitTopLevel splits s at commas outside parentheses, trimming spaces.
-func splitTopLevel(s string) []string {
-	var parts []string
-	depth, start := 0, 0
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '(':
-			depth++
-		case ')':
-			depth--
-		case ',':
-			if depth == 0 {
-				parts = append(parts, strings.TrimSpace(s[start:i]))
-				start = i + 1
-			}
-		}
-	}
-	return append(parts, strings.TrimSpace(s[start:]))
 }
 
 var setFieldAliases = map[string]string{
@@ -761,7 +741,7 @@ func ctAction(args string) string {
 	var commit, force bool
 	var table, zone, nat, exec, alg string
 	var other []string
-	for _, a := range splitTopLevel(args) {
+	for _, a := range openflow.SplitTopLevel(args) {
 		switch {
 		case a == "":
 		case a == "commit":

@@ -250,7 +250,7 @@ func outputPort(action string) (string, bool) {
 // and userspace() (a packet-in) send nowhere.
 func datapathOutputs(actions string) []string {
 	var out []string
-	for _, a := range splitTopLevel(actions) {
+	for _, a := range openflow.SplitTopLevel(actions) {
 		if _, err := strconv.Atoi(a); err == nil {
 			out = append(out, a)
 		} else if inner, ok := strings.CutPrefix(a, "clone("); ok {
@@ -258,26 +258,6 @@ func datapathOutputs(actions string) []string {
 		}
 	}
 	return out
-}
-
-// splitTopLevel splits s at the commas outside parentheses.
-func splitTopLevel(s string) []string {
-	var parts []string
-	depth, start := 0, 0
-	for i, c := range s {
-		switch c {
-		case '(':
-			depth++
-		case ')':
-			depth--
-		case ',':
-			if depth == 0 {
-				parts = append(parts, strings.TrimSpace(s[start:i]))
-				start = i + 1
-			}
-		}
-	}
-	return append(parts, strings.TrimSpace(s[start:]))
 }
 
 // Trace runs "ofproto/trace BRIDGE PACKET" in the bridge's ovs-vswitchd and

@@ -47,6 +47,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
 	"github.com/ovs-netpol/ovs-netpol/pkg/testproc"
 )
 
@@ -372,7 +373,7 @@ func (s *Switch) Trace(bridge, flow string, ctNext ...string) (*TraceResult, err
 // (ct(...), recirc(...), set(...), userspace(...), drop) output nowhere.
 func datapathOutputs(actions string) []int {
 	var ports []int
-	for _, a := range splitTopLevel(actions) {
+	for _, a := range openflow.SplitTopLevel(actions) {
 		if n, err := strconv.Atoi(a); err == nil {
 			ports = append(ports, n)
 		} else if inner, ok := strings.CutPrefix(a, "clone("); ok {
@@ -380,26 +381,6 @@ func datapathOutputs(actions string) []int {
 		}
 	}
 	return ports
-}
-
-// splitTopLevel splits s at commas that are not inside parentheses.
-func splitTopLevel(s string) []string {
-	var parts []string
-	depth, start := 0, 0
-	for i, c := range s {
-		switch c {
-		case '(':
-			depth++
-		case ')':
-			depth--
-		case ',':
-			if depth == 0 {
-				parts = append(parts, strings.TrimSpace(s[start:i]))
-				start = i + 1
-			}
-		}
-	}
-	return append(parts, strings.TrimSpace(s[start:]))
 }
 
 func (s *Switch) forgetPorts() {
