@@ -91,22 +91,26 @@ func (i *Installer) Dump(ctx context.Context) ([]openflow.Flow, error) {
 }
 
 // parseDump parses dump-flows output; reply headers are skipped.
-func parseDump(out []byte) ([]openflow.Flow, error) {
-	flows := make([]openflow.Flow, 0, bytes.Count(out, []byte{'\n'}))
-	for len(out) > 0 {
+func parseDump(out []byte) ([]openflow.Flow, error) { return ParseDumpLines(out, ParseFlow) }
+
+// ParseDumpLines parses the flow lines of "ovs-ofctl dump-flows" output with
+// parse; reply headers ("OFPST_FLOW reply ...", not indented) are skipped. An
+// error names the line number.
+func ParseDumpLines[T any](out []byte, parse func(line string) (T, error)) ([]T, error) {
+	flows := make([]T, 0, bytes.Count(out, []byte{'\n'}))
+	for n := 1; len(out) > 0; n++ {
 		var line []byte
-		if n := bytes.IndexByte(out, '\n'); n >= 0 {
-			line, out = out[:n], out[n+1:]
+		if i := bytes.IndexByte(out, '\n'); i >= 0 {
+			line, out = out[:i], out[i+1:]
 		} else {
 			line, out = out, nil
 		}
-		// Flows are indented; headers ("OFPST_FLOW reply ...") are not.
 		if len(line) == 0 || line[0] != ' ' {
 			continue
 		}
-		f, err := ParseFlow(string(line))
+		f, err := parse(string(line))
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("dump-flows line %d: %w", n, err)
 		}
 		flows = append(flows, f)
 	}

@@ -1,7 +1,6 @@
 package flowsync
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"strconv"
@@ -40,26 +39,7 @@ func (i *Installer) DumpStats(ctx context.Context) ([]FlowStats, error) {
 
 // parseStatsDump parses dump-flows output with statistics; reply headers
 // (not indented) are skipped.
-func parseStatsDump(out []byte) ([]FlowStats, error) {
-	flows := make([]FlowStats, 0, bytes.Count(out, []byte{'\n'}))
-	for len(out) > 0 {
-		var line []byte
-		if n := bytes.IndexByte(out, '\n'); n >= 0 {
-			line, out = out[:n], out[n+1:]
-		} else {
-			line, out = out, nil
-		}
-		if len(line) == 0 || line[0] != ' ' {
-			continue
-		}
-		f, err := ParseFlowStats(string(line))
-		if err != nil {
-			return nil, err
-		}
-		flows = append(flows, f)
-	}
-	return flows, nil
-}
+func parseStatsDump(out []byte) ([]FlowStats, error) { return ParseDumpLines(out, ParseFlowStats) }
 
 // ParseFlowStats parses one line of "ovs-ofctl dump-flows" output with
 // statistics. Counters must be present (a line printed with --no-stats is

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ovs-netpol/ovs-netpol/pkg/flowsync"
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
 
 	"github.com/ovs-netpol/ovs-netpol/internal/printable"
@@ -80,20 +81,7 @@ func (b Bridge) ofctl(ctx context.Context, args ...string) ([]byte, error) {
 
 // ParseDump parses the output of `ovs-ofctl dump-flows` (reply headers,
 // which are not indented, are skipped).
-func ParseDump(out []byte) ([]LiveFlow, error) {
-	var flows []LiveFlow
-	for n, line := range strings.Split(string(out), "\n") {
-		if line == "" || line[0] != ' ' {
-			continue
-		}
-		f, err := ParseLiveFlow(line)
-		if err != nil {
-			return nil, fmt.Errorf("dump-flows line %d: %w", n+1, err)
-		}
-		flows = append(flows, f)
-	}
-	return flows, nil
-}
+func ParseDump(out []byte) ([]LiveFlow, error) { return flowsync.ParseDumpLines(out, ParseLiveFlow) }
 
 // ParseLiveFlow parses one flow line of `ovs-ofctl dump-flows` (with or
 // without statistics). Errors quote the line through printable.
