@@ -81,8 +81,9 @@ func setupAudit(ctx context.Context, node, bridge, runDir string, cfg *compiler.
 	if audit.rate == 0 {
 		return nil, errors.New("--audit-rate must be positive")
 	}
-	if audit.maxSizeMB <= 0 || audit.maxBackups < 0 || audit.maxAgeDays < 0 {
-		return nil, errors.New("--audit-max-size must be positive, --audit-max-backups and --audit-max-age not negative")
+	// lumberjack counts the size in bytes in an int64: bound it (1 TiB).
+	if audit.maxSizeMB <= 0 || audit.maxSizeMB > 1<<20 || audit.maxBackups < 0 || audit.maxAgeDays < 0 {
+		return nil, errors.New("--audit-max-size must be 1 to 1048576 (MB), --audit-max-backups and --audit-max-age not negative")
 	}
 	log = log.WithField("component", "audit")
 	// kick asks keepAuditMeters to set the meters; force, to add the

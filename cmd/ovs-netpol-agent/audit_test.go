@@ -35,6 +35,9 @@ func TestSetupAuditFlags(t *testing.T) {
 		{"zero rate", auditFlags{path: filepath.Join(dir, "a.log"), all: "off", rate: 0, maxSizeMB: 1}, "--audit-rate"},
 		{"zero size", auditFlags{path: filepath.Join(dir, "a.log"), all: "off", rate: 1, maxSizeMB: 0}, "--audit-max-size"},
 		{"negative backups", auditFlags{path: filepath.Join(dir, "a.log"), all: "off", rate: 1, maxSizeMB: 1, maxBackups: -1}, "--audit-max-backups"},
+		// lumberjack multiplies it by 2^20 in an int64: past 2^43 the size
+		// is negative and every line fails to be written.
+		{"size overflowing", auditFlags{path: filepath.Join(dir, "a.log"), all: "off", rate: 1, maxSizeMB: 1 << 44}, "--audit-max-size"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			audit = tc.flags
