@@ -18,6 +18,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/manifest"
@@ -39,83 +40,57 @@ const listPageSize = 500
 func LoadCluster(ctx context.Context, client kubernetes.Interface) (*manifest.Objects, error) {
 	o := &manifest.Objects{Sources: map[runtime.Object]manifest.Source{}}
 	core, netv1, disc := client.CoreV1(), client.NetworkingV1(), client.DiscoveryV1()
-	steps := []struct {
-		what string
-		list func(metav1.ListOptions) (metav1.ListInterface, error)
-		take func(metav1.ListInterface)
-	}{
-		{"namespaces",
-			func(opts metav1.ListOptions) (metav1.ListInterface, error) { return core.Namespaces().List(ctx, opts) },
-			func(l metav1.ListInterface) {
-				for i := range l.(*corev1.NamespaceList).Items {
-					obj := &l.(*corev1.NamespaceList).Items[i]
-					obj.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
-					o.Namespaces = append(o.Namespaces, obj)
-				}
-			}},
-		{"pods",
-			func(opts metav1.ListOptions) (metav1.ListInterface, error) { return core.Pods("").List(ctx, opts) },
-			func(l metav1.ListInterface) {
-				for i := range l.(*corev1.PodList).Items {
-					obj := &l.(*corev1.PodList).Items[i]
-					obj.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Pod"))
-					o.Pods = append(o.Pods, obj)
-				}
-			}},
-		{"nodes",
-			func(opts metav1.ListOptions) (metav1.ListInterface, error) { return core.Nodes().List(ctx, opts) },
-			func(l metav1.ListInterface) {
-				for i := range l.(*corev1.NodeList).Items {
-					obj := &l.(*corev1.NodeList).Items[i]
-					obj.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Node"))
-					o.Nodes = append(o.Nodes, obj)
-				}
-			}},
-		{"networkpolicies",
-			func(opts metav1.ListOptions) (metav1.ListInterface, error) {
-				return netv1.NetworkPolicies("").List(ctx, opts)
-			},
-			func(l metav1.ListInterface) {
-				for i := range l.(*networkingv1.NetworkPolicyList).Items {
-					obj := &l.(*networkingv1.NetworkPolicyList).Items[i]
-					obj.SetGroupVersionKind(networkingv1.SchemeGroupVersion.WithKind("NetworkPolicy"))
-					o.PoliciesV1 = append(o.PoliciesV1, obj)
-				}
-			}},
-		{"services",
-			func(opts metav1.ListOptions) (metav1.ListInterface, error) { return core.Services("").List(ctx, opts) },
-			func(l metav1.ListInterface) {
-				for i := range l.(*corev1.ServiceList).Items {
-					obj := &l.(*corev1.ServiceList).Items[i]
-					obj.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Service"))
-					o.Services = append(o.Services, obj)
-				}
-			}},
-		{"endpointslices",
-			func(opts metav1.ListOptions) (metav1.ListInterface, error) {
-				return disc.EndpointSlices("").List(ctx, opts)
-			},
-			func(l metav1.ListInterface) {
-				for i := range l.(*discoveryv1.EndpointSliceList).Items {
-					obj := &l.(*discoveryv1.EndpointSliceList).Items[i]
-					obj.SetGroupVersionKind(discoveryv1.SchemeGroupVersion.WithKind("EndpointSlice"))
-					o.EndpointSlices = append(o.EndpointSlices, obj)
-				}
-			}},
+	var err error
+	if o.Namespaces, err = listAll(ctx, "namespaces", corev1.SchemeGroupVersion.WithKind("Namespace"),
+		core.Namespaces().List, func(l *corev1.NamespaceList) []corev1.Namespace { return l.Items }); err != nil {
+		return nil, err
 	}
-	for _, s := range steps {
-		opts := metav1.ListOptions{Limit: listPageSize}
-		for {
-			l, err := s.list(opts)
-			if err != nil {
-				return nil, fmt.Errorf("list %s: %w", s.what, err)
-			}
-			s.take(l)
-			if l.GetContinue() == "" {
-				break
-			}
-			opts.Continue = l.GetContinue()
-		}
+	if o.Pods, err = listAll(ctx, "pods", corev1.SchemeGroupVersion.WithKind("Pod"),
+		core.Pods("").List, func(l *corev1.PodList) []corev1.Pod { return l.Items }); err != nil {
+		return nil, err
+	}
+	if o.Nodes, err = listAll(ctx, "nodes", corev1.SchemeGroupVersion.WithKind("Node"),
+		core.Nodes().List, func(l *corev1.NodeList) []corev1.Node { return l.Items }); err != nil {
+		return nil, err
+	}
+	if o.PoliciesV1, err = listAll(ctx, "networkpolicies", networkingv1.SchemeGroupVersion.WithKind("NetworkPolicy"),
+		netv1.NetworkPolicies("").List, func(l *networkingv1.NetworkPolicyList) []networkingv1.NetworkPolicy { return l.Items }); err != nil {
+		return nil, err
+	}
+	if o.Services, err = listAll(ctx, "services", corev1.SchemeGroupVersion.WithKind("Service"),
+		core.Services("").List, func(l *corev1.ServiceList) []corev1.Service { return l.Items }); err != nil {
+		return nil, err
+	}
+	if o.EndpointSlices, err = listAll(ctx, "endpointslices", discoveryv1.SchemeGroupVersion.WithKind("EndpointSlice"),
+		disc.EndpointSlices("").List, func(l *discoveryv1.EndpointSliceList) []discoveryv1.EndpointSlice { return l.Items }); err != nil {
+		return nil, err
 	}
 	return o, nil
+}
+
+// listAll reads every object of one kind, listPageSize per request, and
+// returns them with apiVersion and kind set (a list's items have neither).
+func listAll[T any, PT interface {
+	*T
+	SetGroupVersionKind(schema.GroupVersionKind)
+}, L interface{ GetContinue() string }](ctx context.Context, what string, gvk schema.GroupVersionKind,
+	list func(context.Context, metav1.ListOptions) (L, error), items func(L) []T) ([]PT, error) {
+	var out []PT
+	opts := metav1.ListOptions{Limit: listPageSize}
+	for {
+		l, err := list(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", what, err)
+		}
+		page := items(l)
+		for i := range page {
+			obj := PT(&page[i])
+			obj.SetGroupVersionKind(gvk)
+			out = append(out, obj)
+		}
+		if l.GetContinue() == "" {
+			return out, nil
+		}
+		opts.Continue = l.GetContinue()
+	}
 }
