@@ -165,6 +165,11 @@ func New(o Options) (*Logger, error) {
 // SetResolver sets what names the pods; call it before Run.
 func (l *Logger) SetResolver(r Resolver) { l.o.Resolver = r }
 
+// maxQueuedPacket is how much of a packet is kept for its line: the
+// Ethernet, VLAN, IP (IPv6 extension headers included, mostly) and
+// transport headers.
+const maxQueuedPacket = 1024
+
 // Handle queues a packet-in for the writer; when the queue is full it is
 // dropped and counted (the reader must never wait: the switch would). So
 // is one over the logger's own rate (Options.Rate), which the meters should
@@ -179,6 +184,10 @@ func (l *Logger) Handle(pi PacketIn) {
 		}
 		return
 	}
+	// Keep what the line needs, not the message the packet-in came in
+	// (up to 64 KiB each).
+	pi.Packet = append([]byte(nil), pi.Packet[:min(len(pi.Packet), maxQueuedPacket)]...)
+	pi.Userdata = append([]byte(nil), pi.Userdata...)
 	select {
 	case l.queue <- queued{now, pi}:
 	default:

@@ -277,3 +277,32 @@ func TestWriteErrorsCounted(t *testing.T) {
 		t.Errorf("after the errors: lines %q, counted %v", got, value(m.Lines.WithLabelValues("deny")))
 	}
 }
+
+// TestQueuedPacketInsAreSmall: a queued packet-in keeps only the head of
+// its packet (what the line needs) and its note, not the whole message:
+// a full queue behind a stalled writer holds Queue × about 6 KiB at most,
+// not Queue × 64 KiB (256 MiB for 4,096: over the daemonset's limit).
+func TestQueuedPacketInsAreSmall(t *testing.T) {
+	l, err := New(Options{Node: "n", Out: &syncBuffer{}, Queue: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pi := denyPacketIn(1)
+	msg := make([]byte, 65000) // the message the reader read
+	n := copy(msg, pi.Packet)
+	copy(msg[n:], pi.Userdata)
+	big := pi
+	big.Packet = msg[:60000]
+	big.Userdata = msg[n : n+len(pi.Userdata)]
+	l.Handle(big)
+	q := <-l.queue
+	if cap(q.pi.Packet) > maxQueuedPacket || cap(q.pi.Userdata) > len(pi.Userdata)+64 {
+		t.Errorf("queued packet of capacity %d (bound %d), userdata %d", cap(q.pi.Packet), maxQueuedPacket, cap(q.pi.Userdata))
+	}
+	// The line is the same as from the whole packet.
+	r1, _, err1 := l.Record(q.at, q.pi)
+	r2, _, err2 := l.Record(q.at, big)
+	if err1 != nil || err2 != nil || r1.String() != r2.String() {
+		t.Errorf("kept: %v %v; whole: %v %v", r1, err1, r2, err2)
+	}
+}
