@@ -2,24 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
-	"fmt"
-	"io"
 	"net"
 	"time"
 
 	"github.com/sirupsen/logrus"
-)
 
-// OpenFlow message types the watcher handles; they are the same in every
-// OpenFlow version.
-const (
-	ofptHello       = 0
-	ofptEchoRequest = 2
-	ofptEchoReply   = 3
-	// ofVersion15 is the version of our hello: the agent's bridges speak
-	// OpenFlow 1.0 to 1.5 (pkg/ovsdb EnsureBridge), so it is accepted.
-	ofVersion15 = 0x06
+	"github.com/ovs-netpol/ovs-netpol/internal/ofconn"
 )
 
 // watchVswitchd holds an OpenFlow connection to the bridge's management
@@ -73,48 +61,15 @@ func watchVswitchd(ctx context.Context, path string, restarted func(), log logru
 	}
 }
 
-// serveOpenFlow says hello, calls hello when the switch's hello arrives,
-// and answers echo requests (the inactivity probe) until the connection
-// fails or ctx ends; everything else is read and ignored.
+// serveOpenFlow holds the connection (hello, echo replies) and calls hello
+// when the switch's first hello arrives; everything else is read and
+// ignored.
 func serveOpenFlow(ctx context.Context, conn net.Conn, hello func()) error {
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	defer conn.Close()
-	if _, err := conn.Write(ofHeader(ofVersion15, ofptHello, 8, 0)); err != nil {
-		return fmt.Errorf("hello: %w", err)
-	}
-	hdr := make([]byte, 8)
-	for {
-		if _, err := io.ReadFull(conn, hdr); err != nil {
-			return err
+	return ofconn.Serve(ctx, conn, func(m ofconn.Message) error {
+		if m.Type == ofconn.TypeHello && hello != nil {
+			hello()
+			hello = nil
 		}
-		n := int(binary.BigEndian.Uint16(hdr[2:4]))
-		if n < 8 {
-			return fmt.Errorf("OpenFlow message of length %d", n)
-		}
-		body := make([]byte, n-8)
-		if _, err := io.ReadFull(conn, body); err != nil {
-			return err
-		}
-		switch hdr[1] {
-		case ofptHello:
-			if hello != nil {
-				hello()
-				hello = nil
-			}
-		case ofptEchoRequest:
-			reply := append(ofHeader(hdr[0], ofptEchoReply, n, binary.BigEndian.Uint32(hdr[4:8])), body...)
-			if _, err := conn.Write(reply); err != nil {
-				return fmt.Errorf("echo reply: %w", err)
-			}
-		}
-	}
-}
-
-func ofHeader(version, typ byte, length int, xid uint32) []byte {
-	h := make([]byte, 8)
-	h[0], h[1] = version, typ
-	binary.BigEndian.PutUint16(h[2:4], uint16(length))
-	binary.BigEndian.PutUint32(h[4:8], xid)
-	return h
+		return nil
+	})
 }

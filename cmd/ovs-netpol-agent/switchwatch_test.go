@@ -11,6 +11,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/ovs-netpol/ovs-netpol/internal/ofconn"
 	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
 )
 
@@ -77,10 +78,10 @@ func TestServeOpenFlowAnswersEcho(t *testing.T) {
 	if _, err := io.ReadFull(theirs, hello); err != nil {
 		t.Fatal(err)
 	}
-	if want := ofHeader(ofVersion15, ofptHello, 8, 0); !bytes.Equal(hello, want) {
+	if want := ofconn.Header(ofconn.Version15, ofconn.TypeHello, 8, 0); !bytes.Equal(hello, want) {
 		t.Fatalf("hello % x, want % x", hello, want)
 	}
-	req := append(ofHeader(0x04, ofptEchoRequest, 12, 0xdeadbeef), 1, 2, 3, 4)
+	req := append(ofconn.Header(0x04, ofconn.TypeEchoRequest, 12, 0xdeadbeef), 1, 2, 3, 4)
 	if _, err := theirs.Write(req); err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +89,7 @@ func TestServeOpenFlowAnswersEcho(t *testing.T) {
 	if _, err := io.ReadFull(theirs, reply); err != nil {
 		t.Fatal(err)
 	}
-	if want := append(ofHeader(0x04, ofptEchoReply, 12, 0xdeadbeef), 1, 2, 3, 4); !bytes.Equal(reply, want) {
+	if want := append(ofconn.Header(0x04, ofconn.TypeEchoReply, 12, 0xdeadbeef), 1, 2, 3, 4); !bytes.Equal(reply, want) {
 		t.Fatalf("echo reply % x, want % x", reply, want)
 	}
 	cancel()
@@ -187,13 +188,13 @@ func greetAndEcho(t *testing.T, conn net.Conn, xid uint32) {
 		t.Fatal(err)
 	}
 	msg := make([]byte, 8)
-	if _, err := io.ReadFull(conn, msg); err != nil || msg[1] != ofptHello {
+	if _, err := io.ReadFull(conn, msg); err != nil || msg[1] != ofconn.TypeHello {
 		t.Fatalf("the watcher's hello: % x, %v", msg, err)
 	}
-	if _, err := conn.Write(append(ofHeader(ofVersion15, ofptHello, 8, 1), ofHeader(ofVersion15, ofptEchoRequest, 8, xid)...)); err != nil {
+	if _, err := conn.Write(append(ofconn.Header(ofconn.Version15, ofconn.TypeHello, 8, 1), ofconn.Header(ofconn.Version15, ofconn.TypeEchoRequest, 8, xid)...)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := io.ReadFull(conn, msg); err != nil || !bytes.Equal(msg, ofHeader(ofVersion15, ofptEchoReply, 8, xid)) {
+	if _, err := io.ReadFull(conn, msg); err != nil || !bytes.Equal(msg, ofconn.Header(ofconn.Version15, ofconn.TypeEchoReply, 8, xid)) {
 		t.Fatalf("echo reply: % x, %v", msg, err)
 	}
 }

@@ -9,23 +9,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"time"
+
+	"github.com/ovs-netpol/ovs-netpol/internal/ofconn"
 )
 
 // OpenFlow and Nicira extension constants for the few messages the reader
 // exchanges. Verified against ovs-vswitchd 3.1 (TestReaderOnOVS).
 const (
-	ofVersion15 = 0x06
-
-	ofptHello        = 0
-	ofptError        = 1
-	ofptEchoRequest  = 2
-	ofptEchoReply    = 3
-	ofptExperimenter = 4
-	ofptSetConfig    = 9
-
 	nxVendorID = 0x00002320
 	// NXT_SET_PACKET_IN_FORMAT with NXPIF_NXT_PACKET_IN2: only that format
 	// carries a controller action's userdata.
@@ -53,26 +44,17 @@ type PacketIn struct {
 	FullLen  uint32 // the packet's length before truncation (0: not truncated)
 }
 
-// ofHeader builds an OpenFlow 1.5 message header.
-func ofHeader(typ byte, length int, xid uint32) []byte {
-	h := make([]byte, 8, length)
-	h[0], h[1] = ofVersion15, typ
-	binary.BigEndian.PutUint16(h[2:4], uint16(length))
-	binary.BigEndian.PutUint32(h[4:8], xid)
-	return h
-}
-
 // setupMessages are sent after the hello: packet-ins in the NXT_PACKET_IN2
 // format, and a nonzero miss_send_len, without which ovs-vswitchd sends a
 // service connection (BRIDGE.mgmt) no asynchronous message at all (see
 // ofconn_receives_async_msg in OVS's connmgr.c; verified: without it no
 // packet-in arrives).
 func setupMessages() []byte {
-	format := ofHeader(ofptExperimenter, 20, 1)
+	format := ofconn.Header(ofconn.Version15, ofconn.TypeExperimenter, 20, 1)
 	format = binary.BigEndian.AppendUint32(format, nxVendorID)
 	format = binary.BigEndian.AppendUint32(format, nxtSetPacketInFormat)
 	format = binary.BigEndian.AppendUint32(format, nxpifNXTPacketIn2)
-	config := ofHeader(ofptSetConfig, 12, 2)
+	config := ofconn.Header(ofconn.Version15, ofconn.TypeSetConfig, 12, 2)
 	config = binary.BigEndian.AppendUint16(config, 0) // flags: fragments normal
 	config = binary.BigEndian.AppendUint16(config, maxMissSendLen)
 	return append(format, config...)
@@ -144,64 +126,41 @@ func Read(ctx context.Context, path string, hello func(), got func(PacketIn), ba
 	if err != nil {
 		return err
 	}
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	defer conn.Close()
-	if _, err := conn.Write(ofHeader(ofptHello, 8, 0)); err != nil {
-		return fmt.Errorf("hello: %w", err)
-	}
-	hdr := make([]byte, 8)
 	greeted := false
-	for {
-		if _, err := io.ReadFull(conn, hdr); err != nil {
-			return err
-		}
-		n := int(binary.BigEndian.Uint16(hdr[2:4]))
-		if n < 8 {
-			return fmt.Errorf("OpenFlow message of length %d", n)
-		}
-		body := make([]byte, n-8)
-		if _, err := io.ReadFull(conn, body); err != nil {
-			return err
-		}
-		switch hdr[1] {
-		case ofptHello:
+	return ofconn.Serve(ctx, conn, func(m ofconn.Message) error {
+		body := m.Body
+		switch m.Type {
+		case ofconn.TypeHello:
 			if greeted {
-				continue
+				return nil
 			}
 			greeted = true
-			if hdr[0] < ofVersion15 {
-				return fmt.Errorf("switch speaks OpenFlow version 0x%02x, want 0x%02x (OpenFlow 1.5)", hdr[0], ofVersion15)
+			if m.Version < ofconn.Version15 {
+				return fmt.Errorf("switch speaks OpenFlow version 0x%02x, want 0x%02x (OpenFlow 1.5)", m.Version, ofconn.Version15)
 			}
-			if _, err := conn.Write(setupMessages()); err != nil {
+			if err := ofconn.Write(conn, setupMessages()); err != nil {
 				return fmt.Errorf("packet-in setup: %w", err)
 			}
 			if hello != nil {
 				hello()
 			}
-		case ofptEchoRequest:
-			reply := append(ofHeader(ofptEchoReply, n, binary.BigEndian.Uint32(hdr[4:8])), body...)
-			conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			if _, err := conn.Write(reply); err != nil {
-				return fmt.Errorf("echo reply: %w", err)
-			}
-			conn.SetWriteDeadline(time.Time{})
-		case ofptError:
+		case ofconn.TypeError:
 			// Our setup was refused: nothing will arrive.
 			if len(body) >= 4 {
 				return fmt.Errorf("switch error type %d code %d to our setup", binary.BigEndian.Uint16(body[0:2]), binary.BigEndian.Uint16(body[2:4]))
 			}
 			return errors.New("switch error to our setup")
-		case ofptExperimenter:
+		case ofconn.TypeExperimenter:
 			if len(body) < 8 || binary.BigEndian.Uint32(body[0:4]) != nxVendorID || binary.BigEndian.Uint32(body[4:8]) != nxtPacketIn2 {
-				continue
+				return nil
 			}
 			pi, err := parsePacketIn2(body[8:])
 			if err != nil {
 				bad(fmt.Errorf("NXT_PACKET_IN2: %w", err))
-				continue
+				return nil
 			}
 			got(pi)
 		}
-	}
+		return nil
+	})
 }
