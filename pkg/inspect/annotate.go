@@ -244,6 +244,9 @@ func (n *Node) Origin(f LiveFlow) string {
 	default:
 		s = OriginUnknown
 	}
+	if note, ok := auditNote(f.Actions); ok {
+		s += "; " + note
+	}
 	// A conjunction of the rule the cookie already names is not named twice.
 	conj := func(id uint32) string {
 		if name := n.conjName(id); name != s {
