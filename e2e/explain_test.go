@@ -202,6 +202,40 @@ func TestExplainVerify(t *testing.T) {
 		t.Fatalf("verify exited %d on the agent's own flows", code)
 	}
 	mustContain("verify", out, ": 0 mismatches")
+	// ... through the Services' cluster IPs too: client -> s-server is
+	// checked against the backend the bridge picked.
+	mustContain("verify through Services", out, "via Services (rows: from, columns: Service ports)", "explain-b/s-server TCP/80",
+		"connections traced to cluster IPs (")
+	if m := regexp.MustCompile(`node \S+: (\d+) connections traced to cluster IPs \((\d+) Service ports\) in (\S+): 0 mismatches`).FindStringSubmatch(out); m == nil {
+		t.Errorf("verify: no count of the connections traced to cluster IPs with 0 mismatches")
+	} else {
+		t.Logf("verify on node 1: %s connections to cluster IPs over %s Service ports in %s", m[1], m[2], m[3])
+	}
+	jsonArgs := append([]string{"verify", "--external-ip", extIP, "-o", "json"}, nodeArgs...)
+	jout, code := runCLI(t, jsonArgs...)
+	var vr struct {
+		ServiceCells []struct {
+			From, To, Backend       string
+			ModelAllowed, Delivered bool
+			Mismatch                string
+		}
+		ServiceTraces int
+	}
+	if err := json.Unmarshal([]byte(jout), &vr); err != nil || code != 0 {
+		t.Fatalf("verify -o json (exit %d): %v", code, err)
+	}
+	found := false
+	for _, c := range vr.ServiceCells {
+		if c.From == "explain-a/client" && c.To == "explain-b/s-server TCP/80" {
+			found = true
+			if !c.ModelAllowed || !c.Delivered || c.Mismatch != "" || !strings.Contains(c.Backend, "pod explain-b/server ("+server.ip+")") {
+				t.Errorf("verify -o json: client through s-server: %+v, want allowed and delivered to the server", c)
+			}
+		}
+	}
+	if !found || vr.ServiceTraces != len(vr.ServiceCells) {
+		t.Errorf("verify -o json: client through s-server checked %v, %d Service traces for %d cells", found, vr.ServiceTraces, len(vr.ServiceCells))
+	}
 	if out, code = verify(n2); code != 0 {
 		t.Fatalf("verify exited %d on node 2", code)
 	}
@@ -278,8 +312,12 @@ func TestExplainVerify(t *testing.T) {
 	mustContain("verify after the deletion", out,
 		"MISMATCH explain-a/client -> explain-b/server TCP/80: model: allowed",
 		"bridge: dropped in table 40 by the flow at priority 20000")
-	if strings.Count(out, "MISMATCH ") != 1 {
-		t.Errorf("verify reported %d mismatches, want exactly the deleted rule's one", strings.Count(out, "MISMATCH "))
+	// The same connection through the server's Service (its only backend).
+	mustContain("verify after the deletion, through the Service", out,
+		"MISMATCH explain-a/client -> Service explain-b/s-server TCP/80: model: delivered to port",
+		"for the backend the bridge picked, pod explain-b/server ("+server.ip+")")
+	if strings.Count(out, "MISMATCH ") != 2 {
+		t.Errorf("verify reported %d mismatches, want exactly the deleted rule's two (at the pod address and through its Service)", strings.Count(out, "MISMATCH "))
 	}
 	out, code = explain("explain-a/client", "explain-b/server")
 	if code == 0 {

@@ -45,10 +45,25 @@ connection allowed by the model must be delivered to the destination's
 port (the uplink for another node's pod when the agent has one, else the
 gateway); a denied one must be dropped.
 
+It also traces, from every local pod, a new connection to every Service
+port with a cluster IP (TCP and UDP; in each family the pod and the
+Service share), as clients reach Services. The bridge's select group picks
+one backend by hash, so such a connection is judged by the model's verdict
+for the backend the trace reached (read from the trace's ct(nat)): it must
+be delivered to that backend's port (to the uplink or gateway for a
+backend on another node, where this node decides the egress side only),
+or dropped when the model denies that backend. A Service port without
+endpoints goes on to the host (kube-proxy rejects it): the pod's egress
+toward the cluster IP decides; internalTrafficPolicy Local without a local
+endpoint must be dropped. Headless and ExternalName Services have no
+cluster IP and are not checked.
+
 It prints a legend of the endpoints, then one matrix per protocol/port
 (IPv6 ones marked "IPv6"; rows: from, columns: to; "." allowed and delivered, "X" denied and
 dropped, "!" the bridge disagrees with the model, blank: not decided on
-this node), then every mismatch with both verdicts, the traced packet and
+this node), then one matrix per family with the Service ports as columns
+(lettered as in their legend; the mark is the verdict for the backend the
+bridge picked), then every mismatch with both verdicts, the traced packet and
 the last flow it went through (with its origin). The exit status is 1 when
 there is any mismatch: a flow deleted or changed by hand, a stale or
 missing flow, an agent that has not caught up with the cluster yet (run it
@@ -57,8 +72,10 @@ again), or a bug.
 The cluster is the live one (--kubeconfig, --context); the isolation mode,
 ports and node addresses are the agent's (read from the bridge). Its cost
 is one trace per cell, about 0.2-0.5 ms each (measured: 26,000 to 33,000
-connections of 16 local and 48 other pods in 5-10 s); --pod narrows the
-check to some pods, --max-traces refuses a run bigger than a limit.
+connections of 16 local and 48 other pods in 5-10 s), plus one per local
+pod, Service port and family; --pod narrows the check to some pods,
+--max-traces (which counts the Service connections too) refuses a run
+bigger than a limit.
 
 ` + nodeFlagsHelp,
 		Example: `  ovs-netpol verify
@@ -117,7 +134,7 @@ func runVerify(ctx context.Context, o verifyOptions, stdout, stderr io.Writer) e
 			return err
 		}
 	}
-	if n := len(res.Mismatches); n > 0 {
+	if n := len(res.Mismatches) + len(res.ServiceMismatches); n > 0 {
 		return fmt.Errorf("%d connection(s) where the bridge disagrees with the model", n)
 	}
 	return nil

@@ -62,19 +62,33 @@ type VerifyCell struct {
 	// kept for mismatches.
 	Packet   string `json:"packet,omitempty"`
 	Decisive string `json:"decisive,omitempty"`
+	// Service (namespace/name) is set for a connection to its cluster IP
+	// (To is then "NS/NAME PORT/PROTO"); Backend is the backend the
+	// bridge's load balancer picked, whose verdict the cell compares.
+	Service string `json:"service,omitempty"`
+	Backend string `json:"backend,omitempty"`
 }
 
 // VerifyResult is a whole run.
 type VerifyResult struct {
 	Node string `json:"node"`
 	// Endpoints are the matrix's rows and columns, in order.
-	Endpoints  []string       `json:"endpoints"`
-	Probes     []Probe        `json:"probes"`
-	Cells      []VerifyCell   `json:"cells"`
-	Mismatches []VerifyCell   `json:"mismatches"`
-	Traces     int            `json:"traces"`
-	Duration   time.Duration  `json:"durationNanoseconds"`
-	Skipped    map[string]int `json:"skipped,omitempty"`
+	Endpoints  []string     `json:"endpoints"`
+	Probes     []Probe      `json:"probes"`
+	Cells      []VerifyCell `json:"cells"`
+	Mismatches []VerifyCell `json:"mismatches"`
+	Traces     int          `json:"traces"`
+	// ServicePorts are the Service matrix's columns ("NS/NAME PORT/PROTO");
+	// ServiceCells the connections from local pods to their cluster IPs,
+	// not counted in Traces.
+	ServicePorts      []string     `json:"servicePorts,omitempty"`
+	ServiceCells      []VerifyCell `json:"serviceCells,omitempty"`
+	ServiceMismatches []VerifyCell `json:"serviceMismatches,omitempty"`
+	ServiceTraces     int          `json:"serviceTraces"`
+	// ServiceDuration is the part of Duration spent on ServiceCells.
+	ServiceDuration time.Duration  `json:"serviceDurationNanoseconds"`
+	Duration        time.Duration  `json:"durationNanoseconds"`
+	Skipped         map[string]int `json:"skipped,omitempty"`
 }
 
 // verifyPeer is a matrix row/column.
@@ -177,8 +191,16 @@ func (e *Explainer) Verify(ctx context.Context, v *NodeView, opts VerifyOptions)
 	if n := pairs(func(verifyPeer, verifyPeer, netip.Addr, netip.Addr) { total += len(res.Probes) }); n > 0 {
 		res.Skipped["pairs without a common address family"] = n
 	}
-	if opts.MaxTraces > 0 && total > opts.MaxTraces {
-		return nil, fmt.Errorf("verify would trace %d connections, more than the limit of %d: check fewer pods at a time", total, opts.MaxTraces)
+	var sources []verifyPeer
+	for _, p := range peers {
+		if checked(p) {
+			sources = append(sources, p)
+		}
+	}
+	svcJobs, svcPorts := serviceJobs(e.Cluster, sources)
+	res.ServicePorts = svcPorts
+	if opts.MaxTraces > 0 && total+len(svcJobs) > opts.MaxTraces {
+		return nil, fmt.Errorf("verify would trace %d connections, more than the limit of %d (%d of them through Services): check fewer pods at a time", total+len(svcJobs), opts.MaxTraces, len(svcJobs))
 	}
 	jobs := make([]job, 0, total)
 	pairs(func(s, d verifyPeer, sip, dip netip.Addr) {
@@ -226,6 +248,9 @@ func (e *Explainer) Verify(ctx context.Context, v *NodeView, opts VerifyOptions)
 		if c.Mismatch != "" {
 			res.Mismatches = append(res.Mismatches, c)
 		}
+	}
+	if err := e.verifyServices(ctx, v, svcJobs, opts.Workers, res); err != nil {
+		return nil, err
 	}
 	res.Duration = time.Since(start)
 	return res, nil
@@ -451,6 +476,7 @@ func (r *VerifyResult) Matrix() string {
 			}
 		}
 	}
+	r.serviceMatrix(&b)
 	return b.String()
 }
 
@@ -460,6 +486,10 @@ func (r *VerifyResult) Summary() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "node %s: %d connections traced (%d endpoints, %d probes) in %v: %d mismatches\n",
 		printable.String(r.Node), r.Traces, len(r.Endpoints), len(r.Probes), r.Duration.Round(time.Millisecond), len(r.Mismatches))
+	if len(r.ServicePorts) > 0 {
+		fmt.Fprintf(&b, "node %s: %d connections traced to cluster IPs (%d Service ports) in %v: %d mismatches\n",
+			printable.String(r.Node), r.ServiceTraces, len(r.ServicePorts), r.ServiceDuration.Round(time.Millisecond), len(r.ServiceMismatches))
+	}
 	keys := make([]string, 0, len(r.Skipped))
 	for k := range r.Skipped {
 		keys = append(keys, k)
@@ -471,6 +501,10 @@ func (r *VerifyResult) Summary() string {
 	for _, c := range r.Mismatches {
 		fmt.Fprintf(&b, "MISMATCH %s -> %s %s%s: model: %s; bridge: %s\n  %s\n  packet: %s\n  last flow: %s\n",
 			printable.String(c.From), printable.String(c.To), c.Probe, v6Suffix(c.Family), printable.String(c.Model), c.Bridge, c.Mismatch, c.Packet, c.Decisive)
+	}
+	for _, c := range r.ServiceMismatches {
+		fmt.Fprintf(&b, "MISMATCH %s -> Service %s%s: model: %s; bridge: %s\n  %s\n  packet: %s\n  last flow: %s\n",
+			printable.String(c.From), printable.String(c.To), v6Suffix(c.Family), printable.String(c.Model), c.Bridge, printable.String(c.Mismatch), c.Packet, printable.String(c.Decisive))
 	}
 	return b.String()
 }

@@ -231,7 +231,7 @@ func TestVerifyOnOVS(t *testing.T) {
 			t.Fatalf("verify of default/db traced %s -> %s", c.From, c.To)
 		}
 	}
-	if _, err := e.Verify(ctx, v, VerifyOptions{MaxTraces: 100}); err == nil || !strings.Contains(err.Error(), "would trace 180 connections, more than the limit of 100") {
+	if _, err := e.Verify(ctx, v, VerifyOptions{MaxTraces: 100}); err == nil || !strings.Contains(err.Error(), "would trace 189 connections, more than the limit of 100") {
 		t.Fatalf("limit: error %v", err)
 	}
 	if _, err := e.Verify(ctx, v, VerifyOptions{Pods: []string{"myproject/client"}}); err == nil || !strings.Contains(err.Error(), "not attached to node node-1") {
