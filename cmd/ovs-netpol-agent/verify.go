@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -91,7 +92,7 @@ func startVerifier(ctx context.Context, client kubernetes.Interface, b inspect.B
 func verifyOnce(ctx context.Context, client kubernetes.Interface, b inspect.Bridge, m *verifyMetrics, log logrus.FieldLogger) {
 	start := time.Now()
 	res, err := verifyBridge(ctx, client, b)
-	if err == nil && len(res.Mismatches) > 0 {
+	if err == nil && len(res.Mismatches)+len(res.ServiceMismatches) > 0 {
 		select {
 		case <-ctx.Done():
 			return
@@ -108,10 +109,11 @@ func verifyOnce(ctx context.Context, client kubernetes.Interface, b inspect.Brid
 		}
 		return
 	}
-	m.mismatches.Set(float64(len(res.Mismatches)))
-	m.traces.Set(float64(res.Traces))
-	fields := logrus.Fields{"traces": res.Traces, "mismatches": len(res.Mismatches), "duration": time.Since(start).Round(time.Millisecond).String()}
-	if len(res.Mismatches) == 0 {
+	traces, mismatches := verifyTotals(res)
+	m.mismatches.Set(float64(len(mismatches)))
+	m.traces.Set(float64(traces))
+	fields := logrus.Fields{"traces": traces, "mismatches": len(mismatches), "duration": time.Since(start).Round(time.Millisecond).String()}
+	if len(mismatches) == 0 {
 		m.runs.WithLabelValues("agree").Inc()
 		log.WithFields(fields).Info("periodic verify: the bridge agrees with the model")
 		return
@@ -119,14 +121,20 @@ func verifyOnce(ctx context.Context, client kubernetes.Interface, b inspect.Brid
 	m.runs.WithLabelValues("mismatch").Inc()
 	log.WithFields(fields).Warn("periodic verify: the bridge disagrees with the model (run `ovs-netpol verify` on this node for the matrix)")
 	const shown = 10
-	for i, c := range res.Mismatches {
+	for i, c := range mismatches {
 		if i == shown {
-			log.Warnf("... and %d more", len(res.Mismatches)-shown)
+			log.Warnf("... and %d more", len(mismatches)-shown)
 			break
 		}
 		log.WithFields(logrus.Fields{"from": printable.String(c.From), "to": printable.String(c.To), "probe": c.Probe.String(),
 			"model": printable.String(c.Model), "bridge": c.Bridge, "last_flow": c.Decisive}).Warn("verify mismatch")
 	}
+}
+
+// verifyTotals counts a run's connections and mismatches at pod addresses
+// and through Services' cluster IPs alike.
+func verifyTotals(res *inspect.VerifyResult) (traces int, mismatches []inspect.VerifyCell) {
+	return res.Traces + res.ServiceTraces, slices.Concat(res.Mismatches, res.ServiceMismatches)
 }
 
 func verifyBridge(ctx context.Context, client kubernetes.Interface, b inspect.Bridge) (*inspect.VerifyResult, error) {

@@ -63,3 +63,19 @@ func TestVerifyMetricsRegistered(t *testing.T) {
 		}
 	}
 }
+
+// A mismatch through a Service's cluster IP counts like one at a pod
+// address (the metric and the log would otherwise miss it).
+func TestVerifyTotalsCountServices(t *testing.T) {
+	res := &inspect.VerifyResult{
+		Traces: 10, Mismatches: []inspect.VerifyCell{{From: "a/x", To: "b/y"}},
+		ServiceTraces: 4, ServiceMismatches: []inspect.VerifyCell{{From: "a/x", To: "Service b/s"}},
+	}
+	traces, mismatches := verifyTotals(res)
+	if traces != 14 || len(mismatches) != 2 || mismatches[1].To != "Service b/s" {
+		t.Fatalf("verifyTotals = %d, %+v; want 14 traces and both mismatches", traces, mismatches)
+	}
+	if traces, mismatches := verifyTotals(&inspect.VerifyResult{ServiceTraces: 3, ServiceMismatches: []inspect.VerifyCell{{}}}); traces != 3 || len(mismatches) != 1 {
+		t.Fatalf("Service-only run: %d traces, %d mismatches; want 3, 1", traces, len(mismatches))
+	}
+}
