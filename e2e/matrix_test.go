@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -380,6 +381,7 @@ func (w *world) check(t *testing.T, want *matrix) {
 		}
 		if time.Since(start) > 10*time.Second {
 			fail(rounds)
+			w.diagnose(t, missed)
 			return
 		}
 		if rounds == 1 {
@@ -395,5 +397,45 @@ func (w *world) check(t *testing.T, want *matrix) {
 	}
 	if rounds > 1 {
 		t.Logf("matrix as expected after %d rounds (%v)", rounds, time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// diagnose logs what each node's datapath holds for the destinations of
+// connections that should have passed and did not: their conntrack entries
+// and datapath flows (a rare flake of this kind was seen without them:
+// the first suspect is a stale conntrack entry of a reused 5-tuple).
+func (w *world) diagnose(t *testing.T, missed []cellKey) {
+	t.Helper()
+	var ips []string
+	for _, k := range missed {
+		w.mu.Lock()
+		p := w.pods[k.to]
+		w.mu.Unlock()
+		if p != nil && !slices.Contains(ips, p.ip) {
+			ips = append(ips, p.ip)
+		}
+	}
+	const maxLines = 40
+	for _, n := range w.nodes {
+		for _, cmd := range []string{"dpctl/dump-conntrack", "dpctl/dump-flows"} {
+			out, err := n.sw.Appctl(cmd)
+			if err != nil {
+				t.Logf("%s %s: %v", n.name, cmd, err)
+				continue
+			}
+			var lines []string
+			for _, l := range strings.Split(out, "\n") {
+				for _, ip := range ips {
+					if strings.Contains(l, "="+ip+",") || strings.Contains(l, "="+ip+")") {
+						lines = append(lines, l)
+						break
+					}
+				}
+			}
+			if len(lines) > maxLines {
+				lines = append(lines[:maxLines], fmt.Sprintf("... %d more", len(lines)-maxLines))
+			}
+			t.Logf("%s %s for %s (%d lines):\n%s", n.name, cmd, strings.Join(ips, " "), len(lines), strings.Join(lines, "\n"))
+		}
 	}
 }
