@@ -132,17 +132,28 @@ func ParseFlow(line string) (openflow.Flow, error) {
 // parseFlowText is ParseFlow without Canonical: Match and Actions as OVS
 // printed them.
 func parseFlowText(line string) (openflow.Flow, error) {
-	var f openflow.Flow
+	f, _, err := ParseFlowLine(line)
+	return openflow.Flow{Table: f.Table, Priority: f.Priority, Cookie: f.Cookie, Match: f.Match, Actions: f.Actions}, err
+}
+
+// ParseFlowLine parses one line of "ovs-ofctl dump-flows" output, with or
+// without statistics (counted reports whether n_packets and n_bytes were
+// there): Match and Actions as OVS printed them, the statistics (duration,
+// n_packets, n_bytes, idle_age, hard_age) out of Match. Errors quote the
+// line with Go escapes.
+func ParseFlowLine(line string) (f FlowStats, counted bool, err error) {
 	s := strings.TrimSpace(line)
 	head, actions, ok := strings.Cut(s, "actions=")
 	if !ok {
-		return f, fmt.Errorf("flow without actions: %q", line)
+		return f, false, fmt.Errorf("flow without actions (no actions= in %q)", line)
 	}
 	f.Priority = 32768 // OpenFlow's default, not printed by OVS
 	var match []string
+	var havePackets, haveBytes bool
+	// The part before actions= is comma- (and, after the statistics,
+	// space-) separated; no field OVS prints there holds a comma.
 	for _, tok := range strings.FieldsFunc(head, func(r rune) bool { return r == ',' || r == ' ' }) {
 		name, val, _ := strings.Cut(tok, "=")
-		var err error
 		switch name {
 		case "cookie":
 			var c uint64
@@ -156,17 +167,23 @@ func parseFlowText(line string) (openflow.Flow, error) {
 			var p uint64
 			p, err = strconv.ParseUint(val, 10, 16)
 			f.Priority = uint16(p)
-		case "duration", "n_packets", "n_bytes", "idle_age", "hard_age":
+		case "n_packets":
+			f.Packets, err = strconv.ParseUint(val, 10, 64)
+			havePackets = true
+		case "n_bytes":
+			f.Bytes, err = strconv.ParseUint(val, 10, 64)
+			haveBytes = true
+		case "duration", "idle_age", "hard_age":
 		default:
 			match = append(match, tok)
 		}
 		if err != nil {
-			return f, fmt.Errorf("bad %s in %q: %v", name, line, err)
+			return f, false, fmt.Errorf("bad %s in %q: %v", name, line, err)
 		}
 	}
 	f.Match = strings.Join(match, ",")
 	f.Actions = actions
-	return f, nil
+	return f, havePackets && haveBytes, nil
 }
 
 // Apply commits mods as one bundle: all of them or, on any error, none.

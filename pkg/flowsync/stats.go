@@ -46,32 +46,11 @@ func parseStatsDump(out []byte) ([]FlowStats, error) { return ParseDumpLines(out
 // an error: a flow without counters must not read as one that counted
 // nothing). duration, idle_age and hard_age are dropped.
 func ParseFlowStats(line string) (FlowStats, error) {
-	fl, err := parseFlowText(line)
-	if err != nil {
-		return FlowStats{}, err
+	f, counted, err := ParseFlowLine(line)
+	if err == nil && !counted {
+		err = fmt.Errorf("flow without n_packets and n_bytes: %q", line)
 	}
-	f := FlowStats{Table: fl.Table, Priority: fl.Priority, Cookie: fl.Cookie, Match: fl.Match, Actions: fl.Actions}
-	// parseFlowText left the counters out of Match; read them here.
-	head, _, _ := strings.Cut(strings.TrimSpace(line), "actions=")
-	var havePackets, haveBytes bool
-	for _, tok := range strings.FieldsFunc(head, func(r rune) bool { return r == ',' || r == ' ' }) {
-		name, val, _ := strings.Cut(tok, "=")
-		switch name {
-		case "n_packets":
-			f.Packets, err = strconv.ParseUint(val, 10, 64)
-			havePackets = true
-		case "n_bytes":
-			f.Bytes, err = strconv.ParseUint(val, 10, 64)
-			haveBytes = true
-		}
-		if err != nil {
-			return f, fmt.Errorf("bad %s in %q: %v", name, line, err)
-		}
-	}
-	if !havePackets || !haveBytes {
-		return f, fmt.Errorf("flow without n_packets and n_bytes: %q", line)
-	}
-	return f, nil
+	return f, err
 }
 
 // ConjID returns N of a flow matching "conj_id=N" (ok false for others).

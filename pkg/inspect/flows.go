@@ -84,56 +84,26 @@ func (b Bridge) ofctl(ctx context.Context, args ...string) ([]byte, error) {
 func ParseDump(out []byte) ([]LiveFlow, error) { return flowsync.ParseDumpLines(out, ParseLiveFlow) }
 
 // ParseLiveFlow parses one flow line of `ovs-ofctl dump-flows` (with or
-// without statistics). Errors quote the line through printable.
+// without statistics). Errors quote the line with Go escapes.
 func ParseLiveFlow(line string) (LiveFlow, error) {
-	f := LiveFlow{Priority: 32768} // OpenFlow's default, which OVS does not print
-	head, actions, ok := strings.Cut(strings.TrimSpace(line), "actions=")
-	if !ok {
-		return f, fmt.Errorf("no actions in %s", printable.String(line))
-	}
-	f.Actions = actions
-	var match []string
-	// The part before actions= is comma- (and, after the statistics,
-	// space-) separated; no field OVS prints there holds a comma.
-	for _, tok := range strings.FieldsFunc(head, func(r rune) bool { return r == ',' || r == ' ' }) {
-		name, val, _ := strings.Cut(tok, "=")
-		var err error
-		switch name {
-		case "cookie":
-			var c uint64
-			c, err = strconv.ParseUint(val, 0, 64)
-			f.Cookie = openflow.Cookie(c)
-		case "table":
-			var t uint64
-			t, err = strconv.ParseUint(val, 10, 8)
-			f.Table = uint8(t)
-		case "priority":
-			var p uint64
-			p, err = strconv.ParseUint(val, 10, 16)
-			f.Priority = uint16(p)
-		case "n_packets":
-			f.Packets, err = strconv.ParseUint(val, 10, 64)
-		case "n_bytes":
-			f.Bytes, err = strconv.ParseUint(val, 10, 64)
-		case "duration", "idle_age", "hard_age":
-		case "conj_id":
-			var id uint64
-			id, err = strconv.ParseUint(val, 0, 32)
-			f.ConjID = uint32(id)
-			match = append(match, tok)
-		default:
-			match = append(match, tok)
-		}
-		if err != nil {
-			return f, fmt.Errorf("bad %s in %s: %v", printable.String(name), printable.String(line), err)
-		}
-	}
-	f.Match = strings.Join(match, ",")
-	ids, err := conjunctionIDs(actions)
+	fs, _, err := flowsync.ParseFlowLine(line)
 	if err != nil {
+		return LiveFlow{}, err
+	}
+	f := LiveFlow{Table: fs.Table, Priority: fs.Priority, Cookie: fs.Cookie, Match: fs.Match, Actions: fs.Actions,
+		Packets: fs.Packets, Bytes: fs.Bytes}
+	for _, tok := range strings.Split(fs.Match, ",") {
+		if v, ok := strings.CutPrefix(tok, "conj_id="); ok {
+			id, err := strconv.ParseUint(v, 0, 32)
+			if err != nil {
+				return f, fmt.Errorf("bad conj_id in %s: %v", printable.String(line), err)
+			}
+			f.ConjID = uint32(id)
+		}
+	}
+	if f.Conjunctions, err = conjunctionIDs(fs.Actions); err != nil {
 		return f, fmt.Errorf("%v in %s", err, printable.String(line))
 	}
-	f.Conjunctions = ids
 	return f, nil
 }
 
