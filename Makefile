@@ -79,16 +79,30 @@ test: deps fmt vet kube
 FUZZ_TARGETS := ./pkg/manifest:FuzzParse ./pkg/compiler:FuzzCompileVsEvaluator \
 	./pkg/compiler:FuzzParseBindings ./pkg/normalize:FuzzNetworkPolicy
 FUZZTIME ?= 25s
+# Go minimizes every input that widens coverage, for up to 60s by default,
+# and counts no executions meanwhile: a short run then spends most of its
+# time minimizing (and ends mid-minimization). A failing input is still
+# written, less minimized.
+FUZZMINTIME ?= 3s
 
 ## fuzz-short: each fuzz target for FUZZTIME (default 25s); a finding fails
-## the run and is written to the package's testdata/fuzz/TARGET/.
+## the run and is written to the package's testdata/fuzz/TARGET/. A bare
+## "context deadline exceeded" with no failing input is Go 1.26's fuzzing
+## coordinator racing its own -fuzztime deadline (go.dev/issue/75804, fixed
+## in Go 1.27): it is reported, the seed corpus is rerun as a plain test,
+## and only that result counts.
 .PHONY: fuzz-short
 fuzz-short:
 	@out=$$(mktemp); trap 'rm -f $$out' EXIT; for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; name=$${t##*:}; \
 	  echo "fuzz: $$name ($$pkg) for $(FUZZTIME)"; \
-	  if $(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) >$$out 2>&1; then \
+	  if $(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) >$$out 2>&1; then \
 	    grep -E '^fuzz: elapsed' $$out | tail -n 1; tail -n 1 $$out; \
+	  elif ! grep -q 'Failing input written' $$out && \
+	       [ "$$(grep -vE '^(fuzz: |--- FAIL: '"$$name"' |    context deadline exceeded$$|FAIL|exit status 1$$)' $$out)" = "" ]; then \
+	    grep -E '^fuzz: elapsed' $$out | tail -n 1; \
+	    echo "fuzz: $$name: no failing input, only Go's coordinator deadline race (go.dev/issue/75804); rerunning its corpus"; \
+	    $(GO) test -count=1 $$pkg -run "^$$name\$$" || exit 1; \
 	  else cat $$out; exit 1; fi; \
 	done
 
