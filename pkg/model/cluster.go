@@ -67,6 +67,8 @@ type Cluster struct {
 	// Services and EndpointSlices by namespace/name.
 	Services       map[string]*Service
 	EndpointSlices map[string]*EndpointSlice
+	// Nodes by name (the overlay's tunnel endpoints and pod CIDRs).
+	Nodes map[string]*Node
 }
 
 // NewCluster returns an empty cluster in mode.
@@ -79,6 +81,7 @@ func NewCluster(mode Mode) *Cluster {
 
 		Services:       map[string]*Service{},
 		EndpointSlices: map[string]*EndpointSlice{},
+		Nodes:          map[string]*Node{},
 	}
 }
 
