@@ -20,6 +20,16 @@
 // never the source of the pod's packets. PodPorts reports a port only when
 // its Interface has both the namespace and the name key and a valid ofport.
 //
+// # Tunnel port and LOCAL MAC (overlay)
+//
+// EnsureTunnelPort creates or repairs the agent's flow-based tunnel port
+// (type "geneve", options remote_ip=flow and key=flow: one port serves
+// every remote node, the flow sets tun_dst). OVS 3.1 refuses a second
+// tunnel port with the same type, UDP port and key (ofport -1, "File
+// exists"). SetBridgeHWAddr fixes the LOCAL port's MAC through
+// Bridge.other_config:hwaddr, so the node's gateway MAC that other nodes
+// write into their neighbour tables survives restarts.
+//
 // # Cache and reconnects
 //
 // The Client reads from libovsdb's cache, which monitors only the tables and
