@@ -140,6 +140,13 @@ func checkAgentCan(t *testing.T, c *k8stest.Cluster, agent kubernetes.Interface)
 			}
 			return err
 		},
+		"list and watch nodes": func() error {
+			l, err := agent.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return err
+			}
+			return watchFrom(agent.CoreV1().Nodes().Watch(ctx, withRV(metav1.ListOptions{}, l.ResourceVersion)))
+		},
 		"create and patch a core event": func() error {
 			// Events about cluster-scoped objects (nodes) live in "default".
 			ev, err := agent.CoreV1().Events(metav1.NamespaceDefault).Create(ctx, &corev1.Event{
@@ -202,7 +209,6 @@ func checkAgentCannot(t *testing.T, agent kubernetes.Interface) {
 			_, err := agent.CoreV1().ConfigMaps("").List(ctx, metav1.ListOptions{})
 			return err
 		},
-		"list nodes": func() error { _, err := agent.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); return err },
 		"update node status": func() error {
 			_, err := agent.CoreV1().Nodes().Patch(ctx, "rbac-node", types.MergePatchType, []byte(`{"status":{}}`), metav1.PatchOptions{}, "status")
 			return err
@@ -241,7 +247,7 @@ func checkExactPermissions(t *testing.T, c *k8stest.Cluster) {
 		"events.create", "events.patch",
 		"namespaces.get", "namespaces.list", "namespaces.watch",
 		"networkpolicies.networking.k8s.io.get", "networkpolicies.networking.k8s.io.list", "networkpolicies.networking.k8s.io.watch",
-		"nodes.get",
+		"nodes.get", "nodes.list", "nodes.watch",
 		"pods.get", "pods.list", "pods.watch",
 		"services.get", "services.list", "services.watch",
 	}
