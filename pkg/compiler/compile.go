@@ -151,6 +151,7 @@ func Compile(c *model.Cluster, cfg Config) (*Result, error) {
 	maps.Copy(cp.Policies, c.Policies)
 	maps.Copy(cp.Services, c.Services)
 	maps.Copy(cp.EndpointSlices, c.EndpointSlices)
+	maps.Copy(cp.Nodes, c.Nodes)
 	in := NewIncremental(cp, cfg)
 	if _, err := in.Flush(); err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package compiler
 
 import (
 	"fmt"
+	"net/netip"
 	"reflect"
 	"sort"
 	"strconv"
@@ -158,6 +159,9 @@ func (in *Incremental) markAll() {
 	}
 	for key := range in.c.Services {
 		in.dirty[serviceFrag(key)] = true
+	}
+	for name := range in.c.Nodes {
+		in.dirty[nodeFrag(name)] = true
 	}
 	// Render every peer fragment again, but keep knowing which exist: a
 	// rule that now has no peer flows must still remove its fragment.
@@ -493,6 +497,9 @@ func (in *Incremental) markPolicyAndTargets(p *model.Policy) {
 // reported), so a caller that installed the previous Flush's flows installs
 // Flow(k) for each key and deletes Removed(k) for those without one.
 func (in *Incremental) Flush() ([]openflow.Key, error) {
+	if err := in.cfg.checkOverlay(); err != nil {
+		return nil, err
+	}
 	ids := make([]string, 0, len(in.dirty))
 	for id := range in.dirty {
 		ids = append(ids, id)
@@ -547,7 +554,13 @@ func (in *Incremental) compute(id string) ([]openflow.Flow, error) {
 	case id == fragPipeline:
 		return pipelineFlows(in.cfg), nil
 	case id == fragNode:
-		return nodeFlows(in.cfg), nil
+		cfg := in.cfg
+		if gws := localGatewayIPs(in.cfg, in.c); len(gws) > 0 {
+			cfg.NodeIPs = append(append([]netip.Addr{}, cfg.NodeIPs...), gws...)
+		}
+		return nodeFlows(cfg), nil
+	case strings.HasPrefix(id, "node/"):
+		return overlayFlows(in.cfg, in.c.Nodes[strings.TrimPrefix(id, "node/")]), nil
 	case strings.HasPrefix(id, "pod/"):
 		pod, ok := in.c.Pods[strings.TrimPrefix(id, "pod/")]
 		if !ok || !pod.Active() {
@@ -785,7 +798,36 @@ func (in *Incremental) Origins() map[openflow.Cookie]string {
 	for _, svc := range in.c.Services {
 		out[ServiceCookie(svc)] = "service " + svc.Key()
 	}
+	for name := range in.c.Nodes {
+		if name != in.cfg.Node {
+			out[NodeCookie(name)] = "remote node " + name
+		}
+	}
 	return out
+}
+
+// SetNode adds or replaces a node (by name). Only its own fragment is
+// recomputed (for this node: the node fragment, whose node-local sources
+// include its gateway addresses).
+func (in *Incremental) SetNode(n *model.Node) {
+	in.c.AddNode(n)
+	in.markNode(n.Name)
+}
+
+// DeleteNode removes a node by name.
+func (in *Incremental) DeleteNode(name string) {
+	if _, ok := in.c.Nodes[name]; ok {
+		delete(in.c.Nodes, name)
+		in.markNode(name)
+	}
+}
+
+func (in *Incremental) markNode(name string) {
+	if name == in.cfg.Node {
+		in.dirty[fragNode] = true
+		return
+	}
+	in.dirty[nodeFrag(name)] = true
 }
 
 // SetService adds or replaces a Service (nil-safe callers leave headless

@@ -108,6 +108,10 @@ type Config struct {
 	// Audit sends denied (allowed) new connections of audited namespaces'
 	// pods to the agent's audit log (see audit.go); zero: no audit flows.
 	Audit AuditConfig
+	// Overlay, when its TunnelPort is set, reaches the other nodes of the
+	// cluster (c.Nodes) through a Geneve tunnel (see overlay.go). It
+	// excludes UplinkPort.
+	Overlay Overlay
 }
 
 // Binding is a local pod's attachment to the bridge.
@@ -168,6 +172,8 @@ type NodeFlags struct {
 	UplinkPort  string   // a port number, LOCAL, or "" for none
 	NodeIPs     []string // addresses
 	HairpinIPs  []string // at most one address per family
+	TunnelPort  string   // the Geneve port's number, or "" for no overlay
+	GatewayMAC  string   // this node's gateway MAC (with TunnelPort)
 }
 
 // Config turns the flags into a Config (without bindings); errors name the
@@ -203,6 +209,25 @@ func (f NodeFlags) Config() (Config, error) {
 			return Config{}, fmt.Errorf("--hairpin-ip %q: one address per family", s)
 		}
 		*dst = ip
+	}
+	if f.TunnelPort != "" {
+		if cfg.Overlay.TunnelPort, err = ParsePort(f.TunnelPort); err != nil || cfg.Overlay.TunnelPort == PortLocal {
+			return Config{}, fmt.Errorf("--tunnel-port: invalid OpenFlow port %q (want 1..65279)", f.TunnelPort)
+		}
+		if f.GatewayMAC == "" {
+			return Config{}, fmt.Errorf("--tunnel-port needs --gateway-mac (this node's gateway MAC)")
+		}
+	}
+	if f.GatewayMAC != "" {
+		if f.TunnelPort == "" {
+			return Config{}, fmt.Errorf("--gateway-mac is for the overlay: it needs --tunnel-port")
+		}
+		if cfg.Overlay.GatewayMAC, err = net.ParseMAC(f.GatewayMAC); err != nil {
+			return Config{}, fmt.Errorf("--gateway-mac %q: not a MAC address", f.GatewayMAC)
+		}
+	}
+	if err := cfg.checkOverlay(); err != nil {
+		return Config{}, fmt.Errorf("--tunnel-port/--gateway-mac: %w", err)
 	}
 	return cfg, nil
 }

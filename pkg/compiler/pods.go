@@ -44,8 +44,8 @@ func podFlows(cfg Config, pod *model.Pod, b Binding, ingressIsolated, egressIsol
 		// destination back before conntrack (which un-DNATs it).
 		flows = append(flows, f(TableClassify, prioHairpinReply, ipMatch(ip, "src", in)+","+ipField(ip, "dst")+"="+hairpin.String(),
 			"set_field:"+ip.String()+"->"+setFieldName(ip, "dst")+","+gotoTable(TableConntrack)))
-		// Nobody else may send as the pod: its address from the gateway or
-		// the uplink is spoofed (it would pass as the pod's own traffic:
+		// Nobody else may send as the pod: its address from the gateway,
+		// the uplink or the tunnel is spoofed (it would pass as the pod's own traffic:
 		// egress is judged by in_port, and conntrack entries are keyed by
 		// address).
 		// The drop carries the node's cookie: it guards the node's
@@ -53,7 +53,7 @@ func podFlows(cfg Config, pod *model.Pod, b Binding, ingressIsolated, egressIsol
 		// with them when OVS refuses the pod's own flows (the agent then
 		// removes the pod's cookie, while rules of other origins may still
 		// admit the pod's address as a peer).
-		for _, port := range []uint32{cfg.GatewayPort, cfg.UplinkPort} {
+		for _, port := range []uint32{cfg.GatewayPort, cfg.UplinkPort, cfg.Overlay.TunnelPort} {
 			if port != 0 {
 				drop := f(TableClassify, prioSpoofedPod, ipMatch(ip, "src", "in_port="+PortName(port)), "drop")
 				drop.Cookie = nodeCookie

@@ -1,0 +1,123 @@
+package compiler
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+
+	"github.com/ovs-netpol/ovs-netpol/pkg/model"
+	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
+)
+
+// Overlay configures the Geneve overlay: other nodes' pods (and the nodes
+// themselves) are reached through one flow-based tunnel port, each packet
+// sent with tun_dst set to the owning node's InternalIP (see
+// flows/README.md, "Overlay (Geneve)").
+type Overlay struct {
+	// TunnelPort is the OpenFlow port of the flow-based Geneve port (0: no
+	// overlay).
+	TunnelPort uint32
+	// GatewayMAC is this node's gateway (LOCAL port) MAC: packets from the
+	// tunnel get it as their destination MAC.
+	GatewayMAC net.HardwareAddr
+}
+
+// check rejects overlay settings that would compile flows OVS refuses or
+// that cannot work together.
+func (cfg *Config) checkOverlay() error {
+	o := cfg.Overlay
+	switch {
+	case o.TunnelPort == 0 && len(o.GatewayMAC) == 0:
+		return nil
+	case o.TunnelPort == 0:
+		return fmt.Errorf("overlay: a gateway MAC without a tunnel port")
+	case o.TunnelPort == PortLocal || o.TunnelPort >= 0xff00:
+		return fmt.Errorf("overlay: tunnel port %s is not a port a Geneve interface can have", PortName(o.TunnelPort))
+	case cfg.UplinkPort != 0:
+		return fmt.Errorf("overlay: tunnel port %s and uplink port %s exclude each other (the uplink is the flat-L2 mode)", PortName(o.TunnelPort), PortName(cfg.UplinkPort))
+	case o.TunnelPort == cfg.GatewayPort:
+		return fmt.Errorf("overlay: tunnel port and gateway port are both %s", PortName(o.TunnelPort))
+	}
+	return checkUnicastMAC(o.GatewayMAC)
+}
+
+func checkUnicastMAC(mac net.HardwareAddr) error {
+	if len(mac) != 6 || mac[0]&1 != 0 || bytes.Equal(mac, make(net.HardwareAddr, 6)) {
+		return fmt.Errorf("overlay: gateway MAC %q is not a unicast Ethernet address", mac.String())
+	}
+	return nil
+}
+
+// NodeCookie is the cookie of a remote node's tunnel flows.
+func NodeCookie(name string) openflow.Cookie {
+	return openflow.NewCookie(openflow.KindNode, "node/"+name)
+}
+
+// nodeFrag is the fragment of a remote node's tunnel flows.
+func nodeFrag(name string) string { return "node/" + name }
+
+// remoteNode reports whether n is a remote node of the overlay: not this
+// node, with a tunnel endpoint and at least one pod CIDR. Other nodes get
+// no flows (their pods cannot be reached: fail closed).
+func (cfg *Config) remoteNode(n *model.Node) bool {
+	return cfg.Overlay.TunnelPort != 0 && n != nil && n.Name != cfg.Node && n.TunnelIP().IsValid() && len(n.PodCIDRs) > 0
+}
+
+// overlayFlows are a remote node's tunnel flows: what it may send us
+// (table 0) and what we send it (table 60).
+func overlayFlows(cfg Config, n *model.Node) []openflow.Flow {
+	if !cfg.remoteNode(n) {
+		return nil
+	}
+	cookie := NodeCookie(n.Name)
+	f := func(table uint8, prio uint16, match, actions string) openflow.Flow {
+		return openflow.Flow{Table: table, Priority: prio, Cookie: cookie, Match: match, Actions: actions}
+	}
+	tun := PortName(cfg.Overlay.TunnelPort)
+	endpoint := n.TunnelIP()
+	src, dst := "tun_src", "tun_dst"
+	if endpoint.Is6() {
+		src, dst = "tun_ipv6_src", "tun_ipv6_dst"
+	}
+	from := "in_port=" + tun + "," + src + "=" + endpoint.String()
+	// A packet for this node's host (LOCAL) must carry its MAC or the
+	// kernel drops it; delivery to a pod rewrites it to the pod's anyway.
+	admit := "set_field:" + cfg.Overlay.GatewayMAC.String() + "->eth_dst," + gotoTable(TableConntrack)
+	send := "set_field:" + endpoint.String() + "->" + dst + "," + outputAction(cfg.Overlay.TunnelPort)
+	// The node's pod CIDRs and its own addresses: pods reach its host
+	// through the tunnel too, so that the replies (its host routes our pod
+	// CIDR into its bridge) come back the same way and both nodes'
+	// conntrack see both directions.
+	owned := slices.Clone(n.PodCIDRs)
+	for _, ip := range n.InternalIPs {
+		owned = append(owned, netip.PrefixFrom(ip, ip.BitLen()))
+	}
+	var flows []openflow.Flow
+	for _, p := range owned {
+		flows = append(flows,
+			f(TableClassify, prioPort, prefixMatch(p, "src", from), admit),
+			f(TableForward, prioPort-10, prefixMatch(p, "dst", ""), send))
+	}
+	return flows
+}
+
+// localGatewayIPs are this node's gateway addresses when they are not among
+// cfg.NodeIPs already: host traffic to local pods has the gateway address as
+// its source (the pod CIDR is a connected route of the LOCAL port) and must
+// stay node-local. Without NodeIPs all gateway traffic is node-local
+// anyway.
+func localGatewayIPs(cfg Config, c *model.Cluster) []netip.Addr {
+	n := c.Nodes[cfg.Node]
+	if cfg.Overlay.TunnelPort == 0 || n == nil || len(cfg.NodeIPs) == 0 {
+		return nil
+	}
+	var out []netip.Addr
+	for _, gw := range n.GatewayIPs() {
+		if !slices.Contains(cfg.NodeIPs, gw) {
+			out = append(out, gw)
+		}
+	}
+	return out
+}
