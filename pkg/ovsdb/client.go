@@ -294,7 +294,7 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 		client.WithTable(&root, &root.Bridges, &root.NextCfg, &root.CurCfg),
 		client.WithTable(&br, &br.Name, &br.Ports, &br.DatapathType, &br.FailMode, &br.Protocols, &br.FlowTables, &br.OtherConfig),
 		client.WithTable(&port, &port.Name, &port.Interfaces),
-		client.WithTable(&iface, &iface.Name, &iface.Type, &iface.Ofport, &iface.Error, &iface.ExternalIDs, &iface.Options, &iface.OfportRequest),
+		client.WithTable(&iface, &iface.Name, &iface.Type, &iface.Ofport, &iface.Error, &iface.ExternalIDs, &iface.Options, &iface.OfportRequest, &iface.MTURequest),
 		client.WithTable(&ft, &ft.Name),
 	)
 	if _, err := ovs.Monitor(ctx, mon); err != nil {

@@ -197,3 +197,48 @@ func TestSetBridgeHWAddr(t *testing.T) {
 		t.Errorf("missing bridge: %v", err)
 	}
 }
+
+func TestSetMTURequest(t *testing.T) {
+	s, c := newBridge(t)
+	ctx := ctxT(t, 60*time.Second)
+	if err := c.SetMTURequest(ctx, br, 1450); err != nil {
+		t.Fatal(err)
+	}
+	mtu := func() string {
+		out := run(t, "ip", "-n", s.NetNS, "-o", "link", "show", br)
+		f := strings.Fields(out[strings.Index(out, " mtu "):])
+		return f[1]
+	}
+	if got := mtu(); got != "1450" {
+		t.Errorf("LOCAL MTU %s after SetMTURequest(1450)", got)
+	}
+	// A port with a larger MTU does not drag LOCAL up (it would without
+	// mtu_request: ovs-vswitchd uses the smallest MTU of the other ports).
+	addVeth(t, s, "big")
+	vsctl(t, s, "add-port", br, "big")
+	eventually(t, "port big added", func() error {
+		if p, ok := c.Port(br, "big"); !ok || p.OFPort <= 0 {
+			return fmt.Errorf("port %+v", p)
+		}
+		return nil
+	})
+	if got := mtu(); got != "1450" {
+		t.Errorf("LOCAL MTU %s after adding a 1500-byte port", got)
+	}
+	before := vsctl(t, s, "get", "Open_vSwitch", ".", "next_cfg")
+	if err := c.SetMTURequest(ctx, br, 1450); err != nil {
+		t.Fatal(err)
+	}
+	if after := vsctl(t, s, "get", "Open_vSwitch", ".", "next_cfg"); after != before {
+		t.Errorf("idempotent SetMTURequest wrote: next_cfg %s -> %s", before, after)
+	}
+	for _, tc := range []struct {
+		iface string
+		mtu   int
+		want  string
+	}{{br, 0, "not a valid MTU"}, {br, 70000, "not a valid MTU"}, {"nosuch", 1400, "does not exist"}} {
+		if err := c.SetMTURequest(ctx, tc.iface, tc.mtu); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("SetMTURequest(%s, %d): %v", tc.iface, tc.mtu, err)
+		}
+	}
+}
