@@ -1,0 +1,355 @@
+package compiler_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
+	"github.com/ovs-netpol/ovs-netpol/pkg/model"
+	"github.com/ovs-netpol/ovs-netpol/pkg/netpoltest"
+	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
+)
+
+var testGatewayMAC = net.HardwareAddr{0x0a, 0x58, 10, 91, 1, 1}
+
+func overlayConfig() compiler.Config {
+	return compiler.Config{Node: "node-1", NodeIPs: []netip.Addr{netip.MustParseAddr("172.29.1.2")},
+		Overlay: compiler.Overlay{TunnelPort: 4096, GatewayMAC: testGatewayMAC}}
+}
+
+func mustNode(name string, ips []string, cidrs ...string) *model.Node {
+	n := &model.Node{Name: name}
+	for _, s := range ips {
+		n.InternalIPs = append(n.InternalIPs, netip.MustParseAddr(s))
+	}
+	for _, s := range cidrs {
+		n.PodCIDRs = append(n.PodCIDRs, netip.MustParsePrefix(s))
+	}
+	return n
+}
+
+// nodeFlowText renders the flows carrying cookie as "table,priority,match
+// actions" lines, sorted.
+func nodeFlowText(flows []openflow.Flow, cookie openflow.Cookie) []string {
+	var out []string
+	for _, f := range flows {
+		if f.Cookie == cookie {
+			out = append(out, fmt.Sprintf("table=%d,priority=%d,%s actions=%s", f.Table, f.Priority, f.Match, f.Actions))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestOverlayFlows(t *testing.T) {
+	const mac = "0a:58:0a:5b:01:01"
+	tests := []struct {
+		name string
+		node *model.Node
+		want []string
+	}{
+		{"IPv4 endpoint, one pod CIDR", mustNode("node-2", []string{"172.29.2.2"}, "10.91.2.0/24"), []string{
+			"table=0,priority=100,ip,in_port=4096,tun_src=172.29.2.2,nw_src=10.91.2.0/24 actions=set_field:" + mac + "->eth_dst,goto_table:10",
+			"table=0,priority=100,ip,in_port=4096,tun_src=172.29.2.2,nw_src=172.29.2.2 actions=set_field:" + mac + "->eth_dst,goto_table:10",
+			"table=60,priority=90,ip,nw_dst=10.91.2.0/24 actions=set_field:172.29.2.2->tun_dst,output:4096",
+			"table=60,priority=90,ip,nw_dst=172.29.2.2 actions=set_field:172.29.2.2->tun_dst,output:4096",
+		}},
+		{"dual stack, IPv4 endpoint", mustNode("node-3", []string{"172.29.3.2", "fd00:29:3::2"}, "10.91.3.0/24", "fd00:91:3::/64"), []string{
+			"table=0,priority=100,ip,in_port=4096,tun_src=172.29.3.2,nw_src=10.91.3.0/24 actions=set_field:" + mac + "->eth_dst,goto_table:10",
+			"table=0,priority=100,ip,in_port=4096,tun_src=172.29.3.2,nw_src=172.29.3.2 actions=set_field:" + mac + "->eth_dst,goto_table:10",
+			"table=0,priority=100,ipv6,in_port=4096,tun_src=172.29.3.2,ipv6_src=fd00:29:3::2 actions=set_field:" + mac + "->eth_dst,goto_table:10",
+			"table=0,priority=100,ipv6,in_port=4096,tun_src=172.29.3.2,ipv6_src=fd00:91:3::/64 actions=set_field:" + mac + "->eth_dst,goto_table:10",
+			"table=60,priority=90,ip,nw_dst=10.91.3.0/24 actions=set_field:172.29.3.2->tun_dst,output:4096",
+			"table=60,priority=90,ip,nw_dst=172.29.3.2 actions=set_field:172.29.3.2->tun_dst,output:4096",
+			"table=60,priority=90,ipv6,ipv6_dst=fd00:29:3::2 actions=set_field:172.29.3.2->tun_dst,output:4096",
+			"table=60,priority=90,ipv6,ipv6_dst=fd00:91:3::/64 actions=set_field:172.29.3.2->tun_dst,output:4096",
+		}},
+		{"IPv6 endpoint", mustNode("node-4", []string{"fd00:29:4::2"}, "fd00:91:4::/64"), []string{
+			"table=0,priority=100,ipv6,in_port=4096,tun_ipv6_src=fd00:29:4::2,ipv6_src=fd00:29:4::2 actions=set_field:" + mac + "->eth_dst,goto_table:10",
+			"table=0,priority=100,ipv6,in_port=4096,tun_ipv6_src=fd00:29:4::2,ipv6_src=fd00:91:4::/64 actions=set_field:" + mac + "->eth_dst,goto_table:10",
+			"table=60,priority=90,ipv6,ipv6_dst=fd00:29:4::2 actions=set_field:fd00:29:4::2->tun_ipv6_dst,output:4096",
+			"table=60,priority=90,ipv6,ipv6_dst=fd00:91:4::/64 actions=set_field:fd00:29:4::2->tun_ipv6_dst,output:4096",
+		}},
+		{"no InternalIP: no flows", mustNode("node-5", nil, "10.91.5.0/24"), nil},
+		{"no pod CIDR: no flows", mustNode("node-6", []string{"172.29.6.2"}), nil},
+		{"this node: no tunnel flows", mustNode("node-1", []string{"172.29.1.2"}, "10.91.1.0/24"), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := model.NewCluster(model.ModeV1)
+			c.AddNode(tt.node)
+			res, err := compiler.Compile(c, overlayConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := nodeFlowText(res.Flows, compiler.NodeCookie(tt.node.Name))
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("flows:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+			if len(tt.want) > 0 && res.Origins[compiler.NodeCookie(tt.node.Name)] != "remote node "+tt.node.Name {
+				t.Errorf("origin %q", res.Origins[compiler.NodeCookie(tt.node.Name)])
+			}
+			// Without the overlay, nodes give no flows at all.
+			plain, err := compiler.Compile(c, compiler.Config{Node: "node-1", NodeIPs: overlayConfig().NodeIPs})
+			if err != nil {
+				t.Fatal(err)
+			}
+			empty, err := compiler.Compile(model.NewCluster(model.ModeV1), compiler.Config{Node: "node-1", NodeIPs: overlayConfig().NodeIPs})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(plain.Flows, empty.Flows) {
+				t.Errorf("without the overlay, node %s changed the flows", tt.node.Name)
+			}
+		})
+	}
+}
+
+// TestOverlayLocalNode: the local node's gateway addresses are node-local
+// sources; a local pod's address from the tunnel is dropped as spoofed.
+func TestOverlayLocalNode(t *testing.T) {
+	c := model.NewCluster(model.ModeV1)
+	c.AddNode(mustNode("node-1", []string{"172.29.1.2"}, "10.91.1.0/24", "fd00:91:1::/64"))
+	c.AddPod(&model.Pod{UID: "u1", Namespace: "x", Name: "a", Node: "node-1", IPs: []netip.Addr{netip.MustParseAddr("10.91.1.5")}, Phase: "Running"})
+	cfg := overlayConfig()
+	cfg.Bindings = compiler.DefaultBindings(c, "node-1", nil)
+	res, err := compiler.Compile(c, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text []string
+	for _, f := range res.Flows {
+		text = append(text, fmt.Sprintf("table=%d,priority=%d,%s actions=%s", f.Table, f.Priority, f.Match, f.Actions))
+	}
+	for _, want := range []string{
+		"table=0,priority=105,ip,in_port=LOCAL,nw_src=10.91.1.1 actions=set_field:0x1/0x1->reg0,goto_table:10",
+		"table=0,priority=105,ipv6,in_port=LOCAL,ipv6_src=fd00:91:1::1 actions=set_field:0x1/0x1->reg0,goto_table:10",
+		"table=0,priority=106,ip,in_port=4096,nw_src=10.91.1.5 actions=drop",
+	} {
+		if !slices.Contains(text, want) {
+			t.Errorf("missing %q in:\n%s", want, strings.Join(text, "\n"))
+		}
+	}
+}
+
+func TestOverlayConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		change  func(*compiler.Config)
+		wantErr string
+	}{
+		{"uplink and tunnel", func(c *compiler.Config) { c.UplinkPort = 9 }, "exclude each other"},
+		{"no MAC", func(c *compiler.Config) { c.Overlay.GatewayMAC = nil }, "not a unicast Ethernet address"},
+		{"multicast MAC", func(c *compiler.Config) { c.Overlay.GatewayMAC = net.HardwareAddr{1, 0, 0x5e, 0, 0, 1} }, "not a unicast"},
+		{"MAC without tunnel", func(c *compiler.Config) { c.Overlay.TunnelPort = 0 }, "without a tunnel port"},
+		{"tunnel is the gateway", func(c *compiler.Config) { c.GatewayPort = 4096 }, "both 4096"},
+		{"tunnel is LOCAL", func(c *compiler.Config) { c.Overlay.TunnelPort = compiler.PortLocal }, "not a port"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := overlayConfig()
+			tc.change(&cfg)
+			_, err := compiler.Compile(model.NewCluster(model.ModeV1), cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("error %v, want %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestOverlayNodeFlags(t *testing.T) {
+	for _, tc := range []struct {
+		flags   compiler.NodeFlags
+		want    compiler.Overlay
+		wantErr string
+	}{
+		{flags: compiler.NodeFlags{GatewayPort: "LOCAL", TunnelPort: "4096", GatewayMAC: "0a:58:0a:5b:01:01"},
+			want: compiler.Overlay{TunnelPort: 4096, GatewayMAC: testGatewayMAC}},
+		{flags: compiler.NodeFlags{GatewayPort: "LOCAL"}},
+		{flags: compiler.NodeFlags{GatewayPort: "LOCAL", TunnelPort: "4096"}, wantErr: "--tunnel-port needs --gateway-mac"},
+		{flags: compiler.NodeFlags{GatewayPort: "LOCAL", GatewayMAC: "0a:58:0a:5b:01:01"}, wantErr: "needs --tunnel-port"},
+		{flags: compiler.NodeFlags{GatewayPort: "LOCAL", TunnelPort: "LOCAL", GatewayMAC: "0a:58:0a:5b:01:01"}, wantErr: "--tunnel-port: invalid"},
+		{flags: compiler.NodeFlags{GatewayPort: "LOCAL", TunnelPort: "x", GatewayMAC: "0a:58:0a:5b:01:01"}, wantErr: "--tunnel-port: invalid"},
+		{flags: compiler.NodeFlags{GatewayPort: "LOCAL", TunnelPort: "4096", GatewayMAC: "nope"}, wantErr: `--gateway-mac "nope"`},
+		{flags: compiler.NodeFlags{GatewayPort: "LOCAL", TunnelPort: "4096", GatewayMAC: "ff:ff:ff:ff:ff:ff"}, wantErr: "not a unicast"},
+		{flags: compiler.NodeFlags{GatewayPort: "LOCAL", UplinkPort: "9", TunnelPort: "4096", GatewayMAC: "0a:58:0a:5b:01:01"}, wantErr: "exclude each other"},
+	} {
+		got, err := tc.flags.Config()
+		switch {
+		case tc.wantErr != "":
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%+v: error %v, want %q", tc.flags, err, tc.wantErr)
+			}
+		case err != nil:
+			t.Errorf("%+v: %v", tc.flags, err)
+		case got.Overlay.TunnelPort != tc.want.TunnelPort || got.Overlay.GatewayMAC.String() != tc.want.GatewayMAC.String():
+			t.Errorf("%+v: %+v, want %+v", tc.flags, got.Overlay, tc.want)
+		}
+	}
+}
+
+// randomNode is a version of one of node-1 ... node-5: random tunnel
+// endpoint (IPv4, IPv6, none), pod CIDRs (IPv4, IPv6, both, none, and
+// sometimes one that another node has too).
+func randomNode(rng *rand.Rand) *model.Node {
+	i := 1 + rng.IntN(5)
+	n := &model.Node{Name: fmt.Sprintf("node-%d", i)}
+	switch rng.IntN(5) {
+	case 0:
+	case 1:
+		n.InternalIPs = []netip.Addr{netip.MustParseAddr(fmt.Sprintf("fd00:29:%d::2", i))}
+	case 2:
+		n.InternalIPs = []netip.Addr{netip.AddrFrom4([4]byte{172, 29, byte(i), byte(2 + rng.IntN(2))}), netip.MustParseAddr(fmt.Sprintf("fd00:29:%d::2", i))}
+	default:
+		n.InternalIPs = []netip.Addr{netip.AddrFrom4([4]byte{172, 29, byte(i), byte(2 + rng.IntN(2))})}
+	}
+	third := byte(i)
+	if rng.IntN(6) == 0 {
+		third = byte(1 + rng.IntN(5)) // another node's CIDR (bad data, or a move in flight)
+	}
+	if rng.IntN(5) > 0 {
+		n.PodCIDRs = append(n.PodCIDRs, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 1, third, 0}), 24-rng.IntN(2)*8).Masked())
+	}
+	if rng.IntN(3) == 0 {
+		n.PodCIDRs = append(n.PodCIDRs, netip.MustParsePrefix(fmt.Sprintf("fd00:10:%d::/64", third)))
+	}
+	return n
+}
+
+// TestOverlayIncrementalEqualsFull: node adds, changes and deletes mixed
+// with pod, policy and binding events keep the incremental flow set equal
+// to a full Compile, and Flush reports exactly the flows that changed.
+func TestOverlayIncrementalEqualsFull(t *testing.T) {
+	events := 0
+	for seed := int64(1); seed <= 20; seed++ {
+		rng := rand.New(rand.NewPCG(uint64(seed), 13))
+		f := netpoltest.NewFixture(netpoltest.Options{Nodes: 3, DualStack: seed%2 == 0})
+		netpoltest.Randomize(rng, f)
+		cfg := overlayConfig()
+		cfg.Bindings = compiler.DefaultBindings(f.Cluster, "node-1", nil, 4096)
+		c := copyCluster(f.Cluster)
+		for range rng.IntN(4) {
+			c.AddNode(randomNode(rng))
+		}
+		in := compiler.NewIncremental(c, cfg)
+		flushEqualsFull(t, in, fmt.Sprintf("seed %d initial", seed))
+		prev := byKey(in.Flows())
+		for step := 0; step < 30; step++ {
+			var desc []string
+			for range 1 + rng.IntN(3) {
+				events++
+				if rng.IntN(2) == 0 {
+					desc = append(desc, randomEvent(rng, f, in))
+					continue
+				}
+				if n := randomNode(rng); rng.IntN(4) == 0 {
+					in.DeleteNode(n.Name)
+					desc = append(desc, "delete node "+n.Name)
+				} else {
+					in.SetNode(n)
+					desc = append(desc, fmt.Sprintf("set node %s %v %v", n.Name, n.InternalIPs, n.PodCIDRs))
+				}
+			}
+			what := fmt.Sprintf("seed %d step %d (%s)", seed, step, strings.Join(desc, "; "))
+			changed, err := in.Flush()
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			checkEqualsFull(t, in, what)
+			got := byKey(in.Flows())
+			reported := map[openflow.Key]bool{}
+			for _, k := range changed {
+				reported[k] = true
+			}
+			for k, g := range got {
+				if p, ok := prev[k]; (!ok || p != g) && !reported[k] {
+					t.Fatalf("%s: flow %v changed but Flush did not report it", what, g)
+				}
+			}
+			for k := range prev {
+				if _, ok := got[k]; !ok && !reported[k] {
+					t.Fatalf("%s: flow %v removed but not reported", what, prev[k])
+				}
+			}
+			for _, k := range changed {
+				p, had := prev[k]
+				g, has := got[k]
+				if had == has && p == g {
+					t.Fatalf("%s: Flush reported %v, which did not change", what, k)
+				}
+			}
+			prev = got
+		}
+	}
+	t.Logf("%d events (about half of them node events) checked against full compiles", events)
+}
+
+// checkEqualsFull fails if in's flows (already flushed) differ from a full
+// Compile of its state.
+func checkEqualsFull(t *testing.T, in *compiler.Incremental, what string) {
+	t.Helper()
+	full, err := compiler.Compile(in.Cluster(), in.Config())
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	got, want := byKey(in.Flows()), byKey(full.Flows)
+	for k, w := range want {
+		if g, ok := got[k]; !ok || g != w {
+			t.Fatalf("%s: incremental has %v, full compile %v", what, g, w)
+		}
+	}
+	for k, g := range got {
+		if _, ok := want[k]; !ok {
+			t.Fatalf("%s: incremental has extra flow %v", what, g)
+		}
+	}
+}
+
+// TestNodeEventTouchesOnlyItsFlows: a remote node's add, change and delete
+// change only flows with its cookie, as many as its tunnel flows differ.
+func TestNodeEventTouchesOnlyItsFlows(t *testing.T) {
+	f := netpoltest.NewFixture(netpoltest.Options{Nodes: 3, DualStack: true})
+	cfg := overlayConfig()
+	cfg.Bindings = compiler.DefaultBindings(f.Cluster, "node-1", nil, 4096)
+	in := compiler.NewIncremental(copyCluster(f.Cluster), cfg)
+	in.SetNode(mustNode("node-3", []string{"172.29.3.2"}, "10.1.3.0/24"))
+	if _, err := in.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		what  string
+		apply func()
+		want  int // flows changed
+	}{
+		{"add node-2", func() { in.SetNode(mustNode("node-2", []string{"172.29.2.2"}, "10.1.2.0/24")) }, 4},
+		{"node-2 gets an IPv6 pod CIDR", func() { in.SetNode(mustNode("node-2", []string{"172.29.2.2"}, "10.1.2.0/24", "fd00:10:2::/64")) }, 2},
+		{"node-2 changes InternalIP", func() { in.SetNode(mustNode("node-2", []string{"172.29.2.9"}, "10.1.2.0/24", "fd00:10:2::/64")) }, 3 + 3 + 2 + 2}, // table 0: 3 removed, 3 added (tun_src); table 60: 2 CIDRs re-pointed, the address flow replaced
+		{"node-2 unchanged", func() { in.SetNode(mustNode("node-2", []string{"172.29.2.9"}, "10.1.2.0/24", "fd00:10:2::/64")) }, 0},
+		{"delete node-2", func() { in.DeleteNode("node-2") }, 6},
+		{"delete node-2 again", func() { in.DeleteNode("node-2") }, 0},
+	}
+	for _, s := range steps {
+		before := byKey(in.Flows())
+		s.apply()
+		changed, err := in.Flush()
+		if err != nil {
+			t.Fatal(err)
+		}
+		after := byKey(in.Flows())
+		for _, k := range changed {
+			for _, fl := range []openflow.Flow{before[k], after[k]} {
+				if fl.Cookie != 0 && fl.Cookie != compiler.NodeCookie("node-2") {
+					t.Errorf("%s: changed flow %v is not node-2's", s.what, fl)
+				}
+			}
+		}
+		if len(changed) != s.want {
+			t.Errorf("%s: %d flows changed, want %d", s.what, len(changed), s.want)
+		}
+		checkEqualsFull(t, in, s.what)
+	}
+}
