@@ -20,6 +20,9 @@ import (
 //     last-applied configuration, status, selectors, endpoints' targetRef,
 //     hostname, zone and hints): with 10k Services they were a third of
 //     the agent's heap.
+//   - A Node keeps its name, spec.podCIDR(s) and status.addresses: what
+//     normalize.Node reads. The rest (images, conditions, the kubelet's
+//     heartbeats, labels) is most of a Node and changes every few seconds.
 //   - Any other object loses metadata.managedFields (the field ownership
 //     the apiserver tracks for server-side apply); namespaces keep their
 //     annotations (the v1.6 isolation annotation), policies their spec.
@@ -29,6 +32,8 @@ func TrimForCache(obj any) (any, error) {
 	switch v := obj.(type) {
 	case *corev1.Pod:
 		return NewCachedPod(v), nil
+	case *corev1.Node:
+		return trimNode(v), nil
 	case *corev1.Service:
 		v.Annotations, v.Labels, v.Status = nil, nil, corev1.ServiceStatus{}
 		v.Spec.Selector, v.Spec.ExternalIPs, v.Spec.LoadBalancerSourceRanges = nil, nil, nil
@@ -48,6 +53,17 @@ func TrimForCache(obj any) (any, error) {
 		m.SetManagedFields(nil)
 	}
 	return obj, nil
+}
+
+// trimNode keeps what normalize.Node reads (and what the informer needs).
+func trimNode(n *corev1.Node) *corev1.Node {
+	return &corev1.Node{
+		TypeMeta: n.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion,
+			DeletionTimestamp: n.DeletionTimestamp},
+		Spec:   corev1.NodeSpec{PodCIDR: n.Spec.PodCIDR, PodCIDRs: n.Spec.PodCIDRs},
+		Status: corev1.NodeStatus{Addresses: n.Status.Addresses},
+	}
 }
 
 // CachedPod is what the pod informer keeps of a Pod: what normalize.Pod

@@ -86,11 +86,17 @@ type Options struct {
 	// Recorder records Events on the objects whose flows OVS refused; nil:
 	// Run records them through the client (component ovs-netpol-agent).
 	Recorder record.EventRecorder
+	// NodesChanged, when set, is called with every valid Node (sorted by
+	// name, the local one included) after a commit that changed them, and
+	// once after the first commit: the agent's host routes follow it. It
+	// runs on the controller's worker, outside its lock: a slow callback
+	// delays the next batch, not the informers.
+	NodesChanged func(nodes []*model.Node)
 }
 
 // item is one unit of queued work.
 type item struct {
-	kind string // "ns", "pod", "policy", "service", "slice", "ports", "retry"
+	kind string // "ns", "pod", "policy", "service", "slice", "node", "ports", "retry"
 	key  string
 }
 
@@ -111,6 +117,7 @@ type Controller struct {
 	policyLister netlisters.NetworkPolicyLister
 	svcLister    corelisters.ServiceLister
 	sliceLister  discoverylisters.EndpointSliceLister
+	nodeLister   corelisters.NodeLister
 	synced       []cache.InformerSynced
 
 	mu      sync.Mutex // guards everything below
@@ -134,6 +141,8 @@ type Controller struct {
 	ips ipClaims
 	// pev is what was reported in Events on policies (policyevents.go).
 	pev policyEvents
+	// nodes are the cluster's Nodes as the model has them (nodes.go).
+	nodes nodeSet
 
 	// flushMu guards flushQueue, the flushes the flusher goroutine runs
 	// (outside mu: one ovs-ofctl per flush, 30–60 ms each, must not stall
@@ -175,6 +184,7 @@ func New(client kubernetes.Interface, ports Ports, flows Flows, o Options) *Cont
 		refused:   map[openflow.Cookie]*refusal{},
 		ips:       newIPClaims(),
 		pev:       newPolicyEvents(),
+		nodes:     newNodeSet(),
 		recorder:  o.Recorder,
 		needFull:  true,
 		flushWake: make(chan struct{}, 1),
@@ -195,10 +205,11 @@ func (c *Controller) Run(ctx context.Context) error {
 	polInf := factory.Networking().V1().NetworkPolicies()
 	svcInf := factory.Core().V1().Services()
 	sliceInf := factory.Discovery().V1().EndpointSlices()
+	nodeInf := factory.Core().V1().Nodes()
 	c.nsLister, c.pods, c.policyLister = nsInf.Lister(), podStore{podInf.Informer().GetIndexer()}, polInf.Lister()
-	c.svcLister, c.sliceLister = svcInf.Lister(), sliceInf.Lister()
+	c.svcLister, c.sliceLister, c.nodeLister = svcInf.Lister(), sliceInf.Lister(), nodeInf.Lister()
 	c.synced = []cache.InformerSynced{nsInf.Informer().HasSynced, podInf.Informer().HasSynced, polInf.Informer().HasSynced,
-		svcInf.Informer().HasSynced, sliceInf.Informer().HasSynced}
+		svcInf.Informer().HasSynced, sliceInf.Informer().HasSynced, nodeInf.Informer().HasSynced}
 	handler := func(kind string) cache.ResourceEventHandlerFuncs {
 		enqueue := func(obj any) {
 			key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
@@ -219,7 +230,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		inf  cache.SharedIndexInformer
 		kind string
 	}{{nsInf.Informer(), "ns"}, {podInf.Informer(), "pod"}, {polInf.Informer(), "policy"},
-		{svcInf.Informer(), "service"}, {sliceInf.Informer(), "slice"}} {
+		{svcInf.Informer(), "service"}, {sliceInf.Informer(), "slice"}, {nodeInf.Informer(), "node"}} {
 		if _, err := reg.inf.AddEventHandler(handler(reg.kind)); err != nil {
 			return err
 		}
@@ -317,6 +328,9 @@ func (c *Controller) worker(ctx context.Context) {
 		taken := c.arrivals.take(batch)
 		err := c.process(ctx, batch)
 		c.realized(taken, err, time.Now())
+		if err == nil {
+			c.reportNodes()
+		}
 		if err == nil && !c.settled && c.Ready() && c.queue.Len() == 0 {
 			// The initial state is in. Decoding the initial lists (every
 			// pod at once) was the agent's memory peak: give the freed
@@ -537,6 +551,8 @@ func (c *Controller) apply(it item) {
 		c.applyService(it.key)
 	case "slice":
 		c.applySlice(it.key)
+	case "node":
+		c.applyNode(it.key)
 	}
 }
 
@@ -654,6 +670,8 @@ type Status struct {
 	Pods      int
 	Policies  int
 	Conjuncts int
+	// Nodes are the valid Nodes (remote ones make tunnel flows).
+	Nodes int
 }
 
 // Status returns a snapshot.
@@ -661,7 +679,8 @@ func (c *Controller) Status() Status {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cl := c.inc.Cluster()
-	return Status{Ready: c.Ready(), Flows: c.installed, Pods: len(cl.Pods), Policies: len(cl.Policies), Conjuncts: len(c.inc.Conjunctions())}
+	return Status{Ready: c.Ready(), Flows: c.installed, Pods: len(cl.Pods), Policies: len(cl.Policies), Conjuncts: len(c.inc.Conjunctions()),
+		Nodes: len(c.nodes.valid)}
 }
 
 // Origins lists the origins of desired flows (cookie → description), sorted by cookie.

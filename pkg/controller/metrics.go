@@ -25,8 +25,11 @@ type Metrics struct {
 	RefusedRetries prometheus.Counter
 	// DuplicatePodIPs counts addresses claimed by more than one active pod.
 	DuplicatePodIPs prometheus.Gauge
-	ComputeSeconds  prometheus.Histogram
-	SyncSeconds     prometheus.Histogram
+	// InvalidNodes counts the Nodes that failed validation and are treated
+	// as absent (each rejection is also in Rejected, kind "node").
+	InvalidNodes   prometheus.Gauge
+	ComputeSeconds prometheus.Histogram
+	SyncSeconds    prometheus.Histogram
 	// BundleSeconds is how long Open vSwitch took to take one incremental
 	// bundle; RealizationLag is from an object event's arrival to the
 	// commit that realized it (see arrivals).
@@ -48,7 +51,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Conntrack flushes of UDP connections to Service backends that stopped serving."}),
 		SyncErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "ovs_netpol_sync_errors_total", Help: "Failed syncs (retried)."}),
 		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ovs_netpol_rejected_objects_total",
-			Help: "Objects that could not be used (malformed annotation, invalid or oversized policy, bad pod IP)."}, []string{"kind"}),
+			Help: "Objects that could not be used (malformed annotation, invalid or oversized policy, bad pod IP, invalid node podCIDR)."}, []string{"kind"}),
 		RefusedOrigins: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ovs_netpol_refused_origins",
 			Help: "Origins (policy rules, pods, Services, the node) whose flows OVS refused: left off the bridge (fail closed) and retried."}),
 		BundleFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "ovs_netpol_bundle_failures_total",
@@ -57,6 +60,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Retries of refused origins."}),
 		DuplicatePodIPs: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ovs_netpol_duplicate_pod_ips",
 			Help: "Addresses claimed by more than one active pod (the oldest pod keeps the address)."}),
+		InvalidNodes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ovs_netpol_invalid_nodes",
+			Help: "Nodes whose podCIDRs or addresses failed validation: treated as absent (no tunnel flows, no host routes) until fixed."}),
 		ComputeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ovs_netpol_compute_seconds", Help: "Time to apply a batch of events to the model and recompute its fragments.", Buckets: buckets}),
 		SyncSeconds:    prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ovs_netpol_sync_seconds", Help: "Time from batch start to bundle committed.", Buckets: buckets}),
 		BundleSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ovs_netpol_bundle_seconds",
@@ -67,7 +72,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Events, m.Bundles, m.FlowMods, m.Flows, m.Groups, m.CTFlushes, m.SyncErrors, m.Rejected, m.ComputeSeconds, m.SyncSeconds,
-			m.RefusedOrigins, m.BundleFailures, m.RefusedRetries, m.DuplicatePodIPs, m.BundleSeconds, m.RealizationLag)
+			m.RefusedOrigins, m.BundleFailures, m.RefusedRetries, m.DuplicatePodIPs, m.InvalidNodes, m.BundleSeconds, m.RealizationLag)
 	}
 	return m
 }
@@ -84,7 +89,7 @@ type arrivals struct {
 // note records an object event's arrival (kinds of API objects only).
 func (a *arrivals) note(it item, now time.Time) {
 	switch it.kind {
-	case "ns", "pod", "policy", "service", "slice":
+	case "ns", "pod", "policy", "service", "slice", "node":
 	default:
 		return
 	}
