@@ -22,7 +22,8 @@ import (
 // Namespace (overwriting whatever the manifest says), so that selectors on
 // it select offline what they select in a cluster. Namespaces that pods or
 // policies use without being declared are added with only that label and
-// no annotation. Nodes are not part of the model.
+// no annotation. Nodes bring their InternalIPs and pod CIDRs (the
+// overlay's tunnel endpoints), checked as the API server checks them.
 // Services and EndpointSlices that kube-proxy would not use (ExternalName
 // and headless Services, Services without a cluster IP, FQDN slices, slices
 // without a kubernetes.io/service-name label) are left out; a slice whose
@@ -121,6 +122,14 @@ func (o *Objects) Cluster(mode model.Mode) (*model.Cluster, []string, error) {
 
 	if err := o.services(c, warnf); err != nil {
 		return nil, nil, err
+	}
+
+	for _, n := range o.Nodes { // Load refuses a name defined twice
+		mn, err := normalize.Node(n)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", o.Where(n), err)
+		}
+		c.AddNode(mn)
 	}
 
 	implicit := func(ns string) {
