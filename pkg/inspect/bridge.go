@@ -1,6 +1,7 @@
 package inspect
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -37,6 +38,11 @@ type AgentConfig struct {
 	AuditAll        string `json:"auditAll,omitempty"`
 	AuditDenyMeter  uint32 `json:"auditDenyMeter,omitempty"`
 	AuditAllowMeter uint32 `json:"auditAllowMeter,omitempty"`
+	// The Geneve overlay (compiler.Overlay): the flow-based tunnel port's
+	// OpenFlow number (0: no overlay) and this node's gateway MAC, which
+	// the tunnel flows write.
+	TunnelPort uint32 `json:"tunnelPort,omitempty"`
+	GatewayMAC string `json:"gatewayMAC,omitempty"`
 }
 
 // NewAgentConfig is the AgentConfig of an agent compiling with cfg (its
@@ -47,6 +53,10 @@ func NewAgentConfig(cfg compiler.Config, mode model.Mode) AgentConfig {
 		AuditDenyMeter: cfg.Audit.DenyMeter, AuditAllowMeter: cfg.Audit.AllowMeter}
 	if cfg.Audit.All != 0 {
 		a.AuditAll = cfg.Audit.All.String()
+	}
+	a.TunnelPort = cfg.Overlay.TunnelPort
+	if len(cfg.Overlay.GatewayMAC) > 0 {
+		a.GatewayMAC = cfg.Overlay.GatewayMAC.String()
 	}
 	for _, ip := range []netip.Addr{cfg.HairpinIPv4, cfg.HairpinIPv6} {
 		if ip.IsValid() {
@@ -64,6 +74,12 @@ func (a AgentConfig) Compiler(bindings map[string]compiler.Binding) compiler.Con
 	if a.AuditAll != "" {
 		// validate checked it; an unparsable value audits nothing.
 		cfg.Audit.All, _ = model.ParseAuditMode(a.AuditAll)
+	}
+	cfg.Overlay.TunnelPort = a.TunnelPort
+	if a.GatewayMAC != "" {
+		// validate checked it; an unparsable value leaves it unset, which
+		// the compiler refuses with a tunnel port.
+		cfg.Overlay.GatewayMAC, _ = net.ParseMAC(a.GatewayMAC)
 	}
 	for _, ip := range a.HairpinIPs {
 		if ip.Is4() {
@@ -97,6 +113,9 @@ func (a AgentConfig) validate() error {
 			return fmt.Errorf("audit mode: %w", err)
 		}
 	}
+	if err := a.validateOverlay(); err != nil {
+		return err
+	}
 	if len(a.NodeIPs) > maxNodeIPs {
 		return fmt.Errorf("%d node addresses, more than %d", len(a.NodeIPs), maxNodeIPs)
 	}
@@ -120,6 +139,36 @@ func (a AgentConfig) validate() error {
 	}
 	if v4 > 1 || v6 > 1 {
 		return errors.New("more than one hairpin address of one family")
+	}
+	return nil
+}
+
+// validateOverlay checks the tunnel port and gateway MAC as the compiler
+// will take them (compiler.Config.Overlay): a port a Geneve interface can
+// have, not the gateway's, not with an uplink (the flat-L2 mode), and a
+// unicast MAC with it.
+func (a AgentConfig) validateOverlay() error {
+	switch {
+	case a.TunnelPort == 0 && a.GatewayMAC == "":
+		return nil
+	case a.TunnelPort == 0:
+		return errors.New("a gateway MAC without a tunnel port")
+	case a.GatewayMAC == "":
+		return fmt.Errorf("tunnel port %d without a gateway MAC", a.TunnelPort)
+	case a.UplinkPort != 0:
+		return fmt.Errorf("tunnel port %d and uplink port %d: the overlay and the flat-L2 uplink exclude each other", a.TunnelPort, a.UplinkPort)
+	case a.TunnelPort == a.GatewayPort:
+		return fmt.Errorf("tunnel port %d is the gateway port", a.TunnelPort)
+	}
+	if p, err := compiler.ParsePort(strconv.FormatUint(uint64(a.TunnelPort), 10)); err != nil || p == compiler.PortLocal {
+		return fmt.Errorf("tunnel port %d: not a port a Geneve interface can have (want 1..65279)", a.TunnelPort)
+	}
+	if len(a.GatewayMAC) > maxMACText {
+		return fmt.Errorf("gateway MAC: %d bytes, not a MAC address", len(a.GatewayMAC))
+	}
+	mac, err := net.ParseMAC(a.GatewayMAC)
+	if err != nil || len(mac) != 6 || mac[0]&1 != 0 || bytes.Equal(mac, make(net.HardwareAddr, 6)) {
+		return fmt.Errorf("gateway MAC %s is not a unicast Ethernet address", printable.String(a.GatewayMAC))
 	}
 	return nil
 }
@@ -230,6 +279,9 @@ func (b Bridge) AgentConfig(ctx context.Context) (AgentConfig, error) {
 const (
 	maxAgentConfigBytes = 64 << 10
 	maxNodeIPs          = 64
+	// maxMACText is the longest text net.ParseMAC reads for a 6-byte
+	// address (aaaa.bbbb.cccc is shorter).
+	maxMACText = len("00:00:00:00:00:00")
 )
 
 // parseAgentConfig decodes and validates a published configuration.

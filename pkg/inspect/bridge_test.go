@@ -261,6 +261,19 @@ func TestAgentConfigValidation(t *testing.T) {
 		{"node address with a zone", func(a *AgentConfig) { a.NodeIPs = []netip.Addr{netip.MustParseAddr("fe80::1%eth0")} }, false},
 		{"empty node address", func(a *AgentConfig) { a.NodeIPs = []netip.Addr{{}} }, false},
 		{"empty hairpin address", func(a *AgentConfig) { a.HairpinIPs = []netip.Addr{{}} }, false},
+		{"overlay", func(a *AgentConfig) { a.TunnelPort, a.GatewayMAC = 4096, "0a:58:0a:5b:01:01" }, true},
+		{"tunnel port without gateway MAC", func(a *AgentConfig) { a.TunnelPort = 4096 }, false},
+		{"gateway MAC without tunnel port", func(a *AgentConfig) { a.GatewayMAC = "0a:58:0a:5b:01:01" }, false},
+		{"tunnel port LOCAL", func(a *AgentConfig) { a.TunnelPort, a.GatewayMAC = compiler.PortLocal, "0a:58:0a:5b:01:01" }, false},
+		{"tunnel port reserved", func(a *AgentConfig) { a.TunnelPort, a.GatewayMAC = 0xff00, "0a:58:0a:5b:01:01" }, false},
+		{"tunnel port is the gateway port", func(a *AgentConfig) {
+			a.GatewayPort, a.TunnelPort, a.GatewayMAC = 7, 7, "0a:58:0a:5b:01:01"
+		}, false},
+		{"tunnel and uplink", func(a *AgentConfig) { a.UplinkPort, a.TunnelPort, a.GatewayMAC = 7, 4096, "0a:58:0a:5b:01:01" }, false},
+		{"multicast gateway MAC", func(a *AgentConfig) { a.TunnelPort, a.GatewayMAC = 4096, "01:00:5e:00:00:01" }, false},
+		{"zero gateway MAC", func(a *AgentConfig) { a.TunnelPort, a.GatewayMAC = 4096, "00:00:00:00:00:00" }, false},
+		{"long gateway MAC", func(a *AgentConfig) { a.TunnelPort, a.GatewayMAC = 4096, "0a:58:0a:5b:01:01:00:00" }, false},
+		{"gateway MAC with a flow's text", func(a *AgentConfig) { a.TunnelPort, a.GatewayMAC = 4096, "0a:58:0a:5b:01:01,output:1" }, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -280,6 +293,18 @@ func TestAgentConfigValidation(t *testing.T) {
 	if !reflect.DeepEqual(back, cfg) {
 		t.Errorf("round trip: %+v, want %+v", back, cfg)
 	}
+	overlay := compiler.Config{Node: "n1", GatewayPort: compiler.PortLocal, CTZone: 7,
+		Overlay: compiler.Overlay{TunnelPort: 4096, GatewayMAC: net.HardwareAddr{0x0a, 0x58, 10, 91, 1, 1}}}
+	ac := NewAgentConfig(overlay, model.ModeV1)
+	if ac.TunnelPort != 4096 || ac.GatewayMAC != "0a:58:0a:5b:01:01" {
+		t.Errorf("overlay published as tunnel port %d, gateway MAC %q", ac.TunnelPort, ac.GatewayMAC)
+	}
+	if err := ac.validate(); err != nil {
+		t.Errorf("the agent's own overlay configuration is refused: %v", err)
+	}
+	if back := ac.Compiler(nil); !reflect.DeepEqual(back, overlay) {
+		t.Errorf("overlay round trip: %+v, want %+v", back, overlay)
+	}
 }
 
 // A published configuration is bounded before it is compiled with: its
@@ -296,6 +321,9 @@ func TestParseAgentConfigBounds(t *testing.T) {
 		{"huge", `{"node":"` + strings.Repeat("n", 1<<20) + `","mode":"v1","gatewayPort":2,"ctZone":1}`, "more than the 65536"},
 		{"many node addresses", `{"node":"n1","mode":"v1","gatewayPort":2,"ctZone":1,"nodeIPs":[` + strings.Join(many[:1000], ",") + `]}`, "1000 node addresses"},
 		{"unknown field", `{"node":"n1","mode":"v1","gatewayPort":2,"ctZone":1,"x\n":1}`, "unknown field"},
+		{"overlay", `{"node":"n1","mode":"v1","gatewayPort":65534,"ctZone":1,"tunnelPort":4096,"gatewayMAC":"0a:58:0a:5b:01:01"}`, ""},
+		{"huge gateway MAC", `{"node":"n1","mode":"v1","gatewayPort":65534,"ctZone":1,"tunnelPort":4096,"gatewayMAC":"` + strings.Repeat("0a:", 20000) + `\n"}`, "not a MAC address"},
+		{"gateway MAC with a line break", `{"node":"n1","mode":"v1","gatewayPort":65534,"ctZone":1,"tunnelPort":4096,"gatewayMAC":"0a:58\n"}`, "not a unicast Ethernet address"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
