@@ -29,6 +29,8 @@ type compileOptions struct {
 	hairpinIPs []string
 	ctZone     uint16
 	comments   bool
+	tunnelPort string
+	gatewayMAC string
 }
 
 func compileCmd() *cobra.Command {
@@ -61,7 +63,15 @@ no pod); a pod without a line gets, in namespace/name order, the lowest free por
 from 10 up and the MAC 0a:58 followed by its IPv4 address (or a hash of its
 UID without IPv4). Node addresses come from --node-ip and from NODE's Node
 object (InternalIP); traffic from the gateway port with one of them as source
-is node-local (always allowed). Without any, all gateway traffic is.`,
+is node-local (always allowed). Without any, all gateway traffic is.
+
+With --tunnel-port, NODE reaches the other nodes through a flow-based Geneve
+port (the overlay; exclusive with --uplink-port, the flat-L2 mode): every
+other Node object with an InternalIP and spec.podCIDR(s) gets flows sending
+its pod CIDRs and addresses to the tunnel (tun_dst = its InternalIP) and
+admitting them from it. --gateway-mac is NODE's gateway MAC; by default the
+one the agent sets, derived from NODE's podCIDR (0a:58 and its first
+address). Node objects' pod CIDRs are checked as the API server checks them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runCompile(o, cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -78,6 +88,8 @@ is node-local (always allowed). Without any, all gateway traffic is.`,
 	f.StringArrayVar(&o.hairpinIPs, "hairpin-ip", nil, "source address of a pod's connections to itself through a Service, one per family (default 169.254.123.253, fd69::fffd)")
 	f.Uint16Var(&o.ctZone, "ct-zone", compiler.DefaultCTZone, "conntrack zone")
 	f.BoolVar(&o.comments, "comments", true, "precede flow groups with '# origin' comments")
+	f.StringVar(&o.tunnelPort, "tunnel-port", "", "OpenFlow port of the flow-based Geneve port to other nodes (the overlay; optional)")
+	f.StringVar(&o.gatewayMAC, "gateway-mac", "", "the node's gateway MAC, with --tunnel-port (default: derived from the node's podCIDR)")
 	_ = cmd.MarkFlagRequired("filename")
 	_ = cmd.MarkFlagRequired("node")
 	return cmd
@@ -100,8 +112,15 @@ func runCompile(o compileOptions, stdout, stderr io.Writer) error {
 	for _, w := range append(objs.Warnings, warnings...) {
 		fmt.Fprintln(stderr, "warning:", w)
 	}
+	if o.tunnelPort != "" && o.gatewayMAC == "" {
+		// The agent's rule: the MAC follows from the node's own Node.
+		if n := cluster.Nodes[o.node]; n != nil && len(n.PodCIDRs) > 0 {
+			o.gatewayMAC = model.GatewayMAC(n).String()
+		}
+	}
 	cfg, err := compiler.NodeFlags{Node: o.node, CTZone: o.ctZone, GatewayPort: o.gateway,
-		UplinkPort: o.uplink, NodeIPs: o.nodeIPs, HairpinIPs: o.hairpinIPs}.Config()
+		UplinkPort: o.uplink, NodeIPs: o.nodeIPs, HairpinIPs: o.hairpinIPs,
+		TunnelPort: o.tunnelPort, GatewayMAC: o.gatewayMAC}.Config()
 	if err != nil {
 		return err
 	}
@@ -140,11 +159,14 @@ func runCompile(o compileOptions, stdout, stderr io.Writer) error {
 	if cfg.UplinkPort != 0 {
 		reserved = append(reserved, cfg.UplinkPort)
 	}
+	if cfg.Overlay.TunnelPort != 0 {
+		reserved = append(reserved, cfg.Overlay.TunnelPort)
+	}
 	for _, key := range sortedKeys(explicit) {
 		b := explicit[key]
 		for _, r := range reserved {
 			if b.OFPort == r {
-				return fmt.Errorf("%s: pod %s is bound to port %s, which is the gateway or uplink port", o.ports, printable.String(key), compiler.PortName(r))
+				return fmt.Errorf("%s: pod %s is bound to port %s, which is the gateway, uplink or tunnel port", o.ports, printable.String(key), compiler.PortName(r))
 			}
 		}
 	}
