@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -30,6 +31,7 @@ import (
 	"github.com/ovs-netpol/ovs-netpol/pkg/flowsync"
 	"github.com/ovs-netpol/ovs-netpol/pkg/inspect"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
+	"github.com/ovs-netpol/ovs-netpol/pkg/nodenet"
 	"github.com/ovs-netpol/ovs-netpol/pkg/normalize"
 	"github.com/ovs-netpol/ovs-netpol/pkg/ovsdb"
 
@@ -52,6 +54,15 @@ type options struct {
 	ctZone       uint16
 	logLevel     string
 	logFormat    string
+
+	// The overlay (node.go).
+	tunnel         string
+	tunnelPortName string
+	cniConfDir     string
+	cniConfDirSet  bool // given on the command line (--tunnel=none writes only then)
+	cniConfName    string
+	mtu            int
+	hostNetNS      string
 }
 
 func main() {
@@ -64,6 +75,7 @@ func main() {
 		SilenceErrors: true,
 		Args:          cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.cniConfDirSet = cmd.Flags().Changed("cni-conf-dir")
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			return run(ctx, o)
@@ -80,7 +92,13 @@ func main() {
 	f.StringVar(&o.datapathType, "datapath-type", "system", "bridge datapath type (system, or netdev for userspace)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "127.0.0.1:9310", "address of /metrics, /healthz and /readyz")
 	f.StringVar(&o.gatewayPort, "gateway-port", "LOCAL", "OpenFlow port to the node's host network")
-	f.StringVar(&o.uplinkPort, "uplink-port", "", "OpenFlow port to other nodes (optional)")
+	f.StringVar(&o.uplinkPort, "uplink-port", "", "OpenFlow port to other nodes in the flat-L2 mode (needs --tunnel=none)")
+	f.StringVar(&o.tunnel, "tunnel", tunnelGeneve, "how other nodes' pods are reached: geneve (a flow-based Geneve port; host routes and CNI configuration from the Node's podCIDR) or none (flat L2 through --uplink-port, host networking left alone)")
+	f.StringVar(&o.tunnelPortName, "tunnel-port-name", "ovs-netpol-gnv0", "name of the Geneve port on the bridge")
+	f.StringVar(&o.cniConfDir, "cni-conf-dir", "/etc/cni/net.d", `directory the CNI configuration is written to ("" = do not write; with --tunnel=none only when given)`)
+	f.StringVar(&o.cniConfName, "cni-conf-name", nodenet.DefaultCNIConfName, "file name of the CNI configuration (.conflist)")
+	f.IntVar(&o.mtu, "mtu", 0, "MTU of the gateway and pods (0: the underlay's MTU minus the Geneve overhead, 50 bytes over IPv4, 70 over IPv6)")
+	f.StringVar(&o.hostNetNS, "host-netns", "", "network namespace (path) of the bridge's LOCAL device and host routes (default: the agent's own; tests)")
 	f.StringArrayVar(&o.nodeIPs, "node-ip", nil, "an address of this node (repeatable; default: the Node's InternalIPs)")
 	f.StringArrayVar(&o.hairpinIPs, "hairpin-ip", nil, "source address of a pod's connections to itself through a Service, one per family (default 169.254.123.253, fd69::fffd)")
 	f.Uint16Var(&o.ctZone, "ct-zone", compiler.DefaultCTZone, "conntrack zone")
@@ -110,11 +128,41 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	if err := checkNodeFlags(o); err != nil {
+		return err
+	}
 	cfg, err := compiler.NodeFlags{Node: o.nodeName, CTZone: o.ctZone, GatewayPort: o.gatewayPort,
 		UplinkPort: o.uplinkPort, NodeIPs: o.nodeIPs, HairpinIPs: o.hairpinIPs}.Config()
 	if err != nil {
 		return err
 	}
+
+	// The health server answers from the start: the overlay waits for the
+	// Node's pod CIDR, which may take a while, and the liveness probe must
+	// not restart the agent for that (/readyz says what it waits for).
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var running atomic.Pointer[controller.Controller]
+	srv := &http.Server{Addr: o.metricsAddr, ReadHeaderTimeout: 5 * time.Second, Handler: httpHandler(reg, func() error {
+		if c := running.Load(); c != nil {
+			return c.CheckReady()
+		}
+		return errors.New("starting: waiting for the Node, OVSDB and the bridge")
+	})}
+	ln, err := net.Listen("tcp", o.metricsAddr)
+	if err != nil {
+		return fmt.Errorf("--metrics-addr: %w", err)
+	}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.WithError(err).Error("metrics server stopped")
+		}
+	}()
+	defer func() {
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdownCtx)
+	}()
 
 	restCfg, err := kubeConfig(o.kubeconfig)
 	if err != nil {
@@ -127,9 +175,6 @@ func run(ctx context.Context, o options) error {
 	client, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
 		return err
-	}
-	if len(cfg.NodeIPs) == 0 {
-		cfg.NodeIPs = nodeIPs(ctx, client, o.nodeName, log)
 	}
 
 	endpoint := o.ovsdb
@@ -145,6 +190,10 @@ func run(ctx context.Context, o options) error {
 	if err := db.EnsureBridge(ctx, o.bridge, o.datapathType, compiler.TableNames); err != nil {
 		return fmt.Errorf("bridge %s: %w", o.bridge, err)
 	}
+	node, err := setupNode(ctx, o, client, db, endpoint, &cfg, reg, log.WithField("component", "node"))
+	if err != nil {
+		return err
+	}
 	startAudit, err := setupAudit(ctx, o.nodeName, o.bridge, o.ovsRunDir, &cfg, log)
 	if err != nil {
 		return err
@@ -154,44 +203,35 @@ func run(ctx context.Context, o options) error {
 		log.WithError(err).Warn("cannot publish the agent's configuration on the bridge: ovs-netpol flows/explain/verify will not work on this node")
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := controller.NewMetrics(reg)
 	ports := &ovsdbPorts{client: db, bridge: o.bridge, ch: db.Subscribe()}
 	flows := ofctlFlows{inst: &flowsync.Installer{Bridge: o.bridge, RunDir: o.ovsRunDir, Log: log.WithField("component", "flowsync")}}
-	ctrl := controller.New(client, ports, flows, controller.Options{
-		Compiler: cfg, Mode: mode, Log: log.WithField("component", "controller"), Metrics: metrics,
-	})
+	copts := controller.Options{Compiler: cfg, Mode: mode, Log: log.WithField("component", "controller"), Metrics: metrics}
+	if node.routes != nil {
+		copts.NodesChanged = node.routes.nodesChanged
+		go node.routes.run(ctx)
+	}
+	ctrl := controller.New(client, ports, flows, copts)
 	registerFlowStats(reg, ctrl, flows.inst, log)
 	startAudit(ctx, ctrl, reg)
 	startVerifier(ctx, client, inspect.Bridge{Name: o.bridge, RunDir: o.ovsRunDir, OVSDB: endpoint}, ctrl.Ready, reg, log)
+	running.Store(ctrl)
 
-	srv := &http.Server{Addr: o.metricsAddr, Handler: httpHandler(reg, ctrl), ReadHeaderTimeout: 5 * time.Second}
-	ln, err := net.Listen("tcp", o.metricsAddr)
-	if err != nil {
-		return fmt.Errorf("--metrics-addr: %w", err)
-	}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.WithError(err).Error("metrics server stopped")
-		}
-	}()
-	log.WithFields(logrus.Fields{"node": o.nodeName, "bridge": o.bridge, "isolation": mode, "metrics": ln.Addr().String(), "node_ips": cfg.NodeIPs}).Info("ovs-netpol-agent starting")
+	log.WithFields(node.fields).WithFields(logrus.Fields{"node": o.nodeName, "bridge": o.bridge, "isolation": mode, "metrics": ln.Addr().String(), "node_ips": cfg.NodeIPs}).Info("ovs-netpol-agent starting")
 	go watchVswitchd(ctx, filepath.Join(o.ovsRunDir, o.bridge+".mgmt"), ctrl.SwitchRestarted, log.WithField("component", "vswitchd"))
 	err = ctrl.Run(ctx)
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(shutdownCtx)
 	log.Info("stopped; flows stay on the bridge")
 	return err
 }
 
-func httpHandler(reg *prometheus.Registry, ctrl *controller.Controller) http.Handler {
+// httpHandler serves /metrics, /healthz (the process answers) and /readyz
+// (ready reports nil).
+func httpHandler(reg *prometheus.Registry, ready func() error) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := ctrl.CheckReady(); err != nil {
+		if err := ready(); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
