@@ -354,6 +354,7 @@ func (n *node) startAgent(t *testing.T, isolation string, extra ...string) *agen
 		"--kubeconfig=" + kc, "--node-name=" + n.name, "--bridge=" + bridge,
 		"--ovs-rundir=" + n.sw.Dir, "--datapath-type=netdev", "--isolation=" + isolation,
 		"--node-ip=" + n.gw, "--metrics-addr=" + a.metrics, "--log-level=debug",
+		"--tunnel=none", // these worlds are flat L2 (--uplink-port); the overlay's are in overlay_harness_test.go
 	}
 	if n.uplink {
 		a.args = append(a.args, fmt.Sprintf("--uplink-port=%d", uplinkOFPort))

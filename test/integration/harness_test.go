@@ -437,6 +437,7 @@ func newEnv(t *testing.T) *env {
 			"--metrics-addr=" + metrics,
 			"--node-ip=" + nodeIP,
 			"--log-format=json",
+			"--tunnel=none", // one node, no Node podCIDR: the flat mode
 		},
 	}
 	// The datapath purge after bundles (when this agent has the flag): our
