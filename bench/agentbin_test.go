@@ -66,7 +66,8 @@ func agentBinary(b *testing.B, ctx context.Context, sw *ovstest.Switch, kc *k8st
 	cmd := exec.CommandContext(ctx, bin,
 		"--kubeconfig="+kc.Kubeconfig, "--node-name="+BenchNode, "--bridge="+bridge,
 		"--ovs-rundir="+sw.Dir, "--datapath-type=netdev", "--metrics-addr="+addr,
-		"--node-ip="+NodeIP.String(), "--log-level=warn")
+		"--node-ip="+NodeIP.String(), "--log-level=warn",
+		"--tunnel=none") // one node without a pod CIDR: the flat mode
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Run it as deployed: with the DaemonSet's memory limit for Go.
 	limit, err := deployedGOMEMLIMIT(root)
