@@ -52,7 +52,6 @@ func TestManifests(t *testing.T) {
 			"serviceaccount/ovs-netpol-agent",
 			"clusterrole.rbac.authorization.k8s.io/ovs-netpol-agent",
 			"clusterrolebinding.rbac.authorization.k8s.io/ovs-netpol-agent",
-			"configmap/ovs-netpol-cni-config",
 			"daemonset.apps/ovs-netpol-agent",
 		} {
 			if !strings.Contains(out, obj+" ") || !strings.Contains(out, "(server dry run)") {
