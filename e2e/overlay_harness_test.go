@@ -59,10 +59,12 @@ const (
 // through the router namespace.
 type overlay struct {
 	*world
-	router  string // the router's network namespace
-	under16 string // underlay /16, e.g. "172.29"
-	mu      sync.Mutex
-	byName  map[string]*ovNode
+	router string // the router's network namespace
+	// kubeconfig is the agents' (their ServiceAccount's), one file for all.
+	kubeconfig string
+	under16    string // underlay /16, e.g. "172.29"
+	mu         sync.Mutex
+	byName     map[string]*ovNode
 }
 
 // ovNode is a node of the routed world.
@@ -148,9 +150,6 @@ func (o *overlay) addMachine(t *testing.T) *ovNode {
 		t.Fatal(err)
 	}
 	must(t, "ip", "netns", "exec", ns, "ethtool", "-K", bridge, "tx", "off")
-	// The "ext" row: an address of the host that is not a node IP, routed
-	// into br-int like traffic from outside.
-	must(t, "ip", "-n", ns, "addr", "add", extIP+"/32", "dev", bridge)
 
 	var err error
 	logPath := filepath.Join(w.dir, name+"-host-server.log")
@@ -267,12 +266,17 @@ func (n *ovNode) startAgent(t *testing.T) time.Duration {
 	if n.agent != nil {
 		n.agent.stop()
 	}
-	kc, err := n.w.c.UserKubeconfig(k8stest.AgentUser)
-	if err != nil {
-		t.Fatal(err)
+	o := n.o
+	if o.kubeconfig == "" {
+		kc, err := n.w.c.UserKubeconfig(k8stest.AgentUser)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.kubeconfig = kc
 	}
+	var err error
 	a := &agent{n: n.node, log: filepath.Join(n.w.dir, n.name+"-agent.log"), metrics: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
-	a.args = n.agentArgs(kc, a.metrics)
+	a.args = n.agentArgs(o.kubeconfig, a.metrics)
 	start := time.Now()
 	if a.p, err = startProc(n.name+"-agent", a.log, nil, a.args...); err != nil {
 		t.Fatal(err)
@@ -293,6 +297,15 @@ func (n *ovNode) startAgent(t *testing.T) time.Duration {
 	}
 	ready := time.Since(start)
 	n.cniCfg = n.cniConf(t)
+	// The "ext" row: an address of the host that is not a node IP, routed
+	// into br-int like traffic from outside. Added after the agent's
+	// gateway address: the kernel takes br-int's first address as the
+	// source of the host's connections to other nodes' pods (the agent's
+	// routes name no source), as on a real node where the gateway is the
+	// only one.
+	if out := must(t, "ip", "-n", n.sw.NetNS, "addr", "show", "dev", bridge); !strings.Contains(out, " "+extIP+"/32 ") {
+		must(t, "ip", "-n", n.sw.NetNS, "addr", "add", extIP+"/32", "dev", bridge)
+	}
 	t.Logf("agent of %s ready in %v", n.name, ready.Round(time.Millisecond))
 	return ready
 }

@@ -76,7 +76,10 @@ func TestOverlayThreeNodes(t *testing.T) {
 		// Every node's host reaches every other node's pod, with the
 		// source the kernel picks (its gateway address: the route into
 		// br-int) and bound to its InternalIP; every pod reaches every
-		// other node's InternalIP (through the tunnel).
+		// other node's InternalIP (through the tunnel). Pods to hosts: TCP
+		// only, since the host's UDP server, bound to the wildcard address,
+		// answers from the address of its route back (br-int's gateway),
+		// not from the InternalIP the pod sent to.
 		var cells []hostCell
 		for _, n := range nodes {
 			for _, p := range []*pod{a1, a2, a3} {
@@ -84,7 +87,7 @@ func TestOverlayThreeNodes(t *testing.T) {
 					continue
 				}
 				cells = append(cells, fromHost(n, "", tcp80, p, true), fromHost(n, n.ip, tcp80, p, true), fromHost(n, n.ip, udp81, p, true))
-				cells = append(cells, toHost(p, tcp80, n, n.ip, true), toHost(p, udp81, n, n.ip, true))
+				cells = append(cells, toHost(p, tcp80, n, n.ip, true), toHost(p, tcp81, n, n.ip, true))
 			}
 		}
 		checkCells(t, "open: hosts and pods across nodes", cells)
@@ -174,7 +177,6 @@ egress:
 			fromHost(n2, "", tcp81, a2, true),
 			toHost(b1, tcp80, n2, n2.ip, true),
 			toHost(b1, tcp81, n2, n2.ip, false),
-			toHost(b1, udp80, n2, n2.ip, false),
 			toHost(b1, tcp80, n3, n3.ip, false),
 			toHost(a1, tcp80, n3, n3.ip, true),
 		})
@@ -182,7 +184,7 @@ egress:
 		// Where each side is enforced, with real traffic and the flows'
 		// counters: a3 (node 3) -> a2 (node 2) TCP/81 is denied by a2's
 		// ingress: node 3 sends it into the tunnel, node 2 drops it.
-		fwd := []string{"table=60", "nw_dst=" + n2.podCIDR, "tun_dst=" + n2.ip}
+		fwd := []string{"table=60", "nw_dst=" + n2.podCIDR + " ", "set_field:" + n2.ip + "->tun_dst"}
 		drop := []string{"table=40", "priority=20000", "nw_dst=" + a2.ip + " ", "actions=drop"}
 		fwd0, drop0 := packetsWith(t, n3, fwd...), packetsWith(t, n2, drop...)
 		res := o.observe(t, []cellKey{{tcp81, "ovx/a3", "ovx/a2"}, {udp80, "ovx/a3", "ovx/a2"}}, false)
@@ -202,7 +204,7 @@ egress:
 		// isolation counter moves), nothing reaches node 3 from node 1's
 		// tunnel endpoint, and the trace on node 1 ends in table 30.
 		egress := []string{"table=30", "priority=20000", fmt.Sprintf("in_port=%d ", b1.ofport)}
-		rx := []string{"table=0", "tun_src=" + n1.ip, "nw_src=" + n1.podCIDR}
+		rx := []string{"table=0,", "tun_src=" + n1.ip, "nw_src=" + n1.podCIDR}
 		eg0, rx0 := packetsWith(t, n1, egress...), packetsWith(t, n3, rx...)
 		res = o.observe(t, []cellKey{{tcp81, "ovx/b1", "ovx/a3"}, {udp81, "ovx/b1", "ovx/a3"}}, false)
 		for k, r := range res {
@@ -231,7 +233,10 @@ egress:
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !slices.Contains(r.OutputPorts, tunnelOFPort) || !strings.Contains(r.Raw, "tun_dst="+n3.ip) {
+		// (The datapath action is the encapsulation itself, tnl_push to
+		// node 3's address, not an output port number.)
+		if !strings.Contains(r.Raw, fmt.Sprintf("output:%d", tunnelOFPort)) || !strings.Contains(r.DatapathActions, "tnl_push(") ||
+			!strings.Contains(r.DatapathActions, "dst="+n3.ip+",") {
 			t.Errorf("b1 -> a3 TCP/80 on node 1: want output to the tunnel with tun_dst=%s:\n%s", n3.ip, r.Raw)
 		}
 		totals.scenarios.Add(1)
@@ -353,12 +358,6 @@ func packetsWith(t *testing.T, n *ovNode, parts ...string) int {
 		}
 		match := true
 		for _, p := range parts {
-			if p == "table=0" { // dump-flows does not print table 0
-				if strings.Contains(f, " table=") {
-					match = false
-				}
-				continue
-			}
 			if !strings.Contains(f+" ", p) {
 				match = false
 				break
