@@ -87,20 +87,24 @@ func parseConjKey(key string) (RuleRef, bool) {
 
 // CompileNode normalizes objs in the agent's isolation mode and compiles
 // the node's flows with the agent's configuration and the given bindings,
-// as the agent does. Conjunction IDs are those of a fresh compile: they
-// equal the agent's unless two rule keys' hashes collided (then the order
-// the agent saw the rules in decides which takes the next ID).
+// as the agent does: Nodes (their pod CIDRs and InternalIPs make an overlay
+// node's tunnel flows) go through normalize.Node, and one that fails it is
+// left out with a warning, as the agent treats it as absent. Conjunction
+// IDs are those of a fresh compile: they equal the agent's unless two rule
+// keys' hashes collided (then the order the agent saw the rules in decides
+// which takes the next ID).
 func CompileNode(objs *manifest.Objects, ac AgentConfig, bindings map[string]compiler.Binding) (*Node, error) {
 	mode := ac.Mode
 	if mode == "" {
 		mode = model.ModeV1
 	}
+	objs, nodeWarnings := withoutInvalidNodes(objs)
 	objs, dupWarnings := withoutDuplicateIPs(objs, ac.Node, bindings)
 	c, warnings, err := objs.Cluster(mode)
 	if err != nil {
 		return nil, err
 	}
-	warnings = append(dupWarnings, warnings...)
+	warnings = append(append(nodeWarnings, dupWarnings...), warnings...)
 	cfg := ac.Compiler(bindings)
 	res, err := compiler.Compile(c, cfg)
 	if err != nil {
@@ -121,6 +125,29 @@ func CompileNode(objs *manifest.Objects, ac AgentConfig, bindings map[string]com
 		}
 	}
 	return n, nil
+}
+
+// withoutInvalidNodes leaves out the Nodes normalize.Node refuses, as the
+// agent does (pkg/controller, nodes.go: logged, counted, treated as
+// absent), where Objects.Cluster would refuse the whole input: the API
+// server checks less than normalize.Node does (a pod CIDR with host bits
+// set, for one). objs is not modified.
+func withoutInvalidNodes(objs *manifest.Objects) (*manifest.Objects, []string) {
+	var keep []*corev1.Node
+	var warnings []string
+	for _, n := range objs.Nodes {
+		if _, err := normalize.Node(n); err != nil {
+			warnings = append(warnings, fmt.Sprintf("%s (left out: the agent treats the node as absent, with no tunnel flows to or from it)", printable.String(err.Error())))
+			continue
+		}
+		keep = append(keep, n)
+	}
+	if len(warnings) == 0 {
+		return objs, nil
+	}
+	out := *objs
+	out.Nodes = keep
+	return &out, warnings
 }
 
 // withoutDuplicateIPs resolves addresses that several active pods claim
@@ -298,7 +325,9 @@ func (n *Node) OfPolicy(f LiveFlow, policyKey string) bool {
 // of its addresses exactly as source or destination (nw_src, nw_dst,
 // ipv6_src, ipv6_dst, arp_spa, arp_tpa, nd_target) or its OpenFlow port
 // (in_port, or an output to it). Flows that reach the pod through a wider
-// CIDR (an ipBlock, the pipeline's defaults) are not listed.
+// CIDR (an ipBlock, the pipeline's defaults) are not listed, except, on an
+// overlay node, the tunnel flows of a remote pod's node whose pod CIDR
+// holds its address (it has no flows of its own there).
 func (n *Node) OfPod(f LiveFlow, podKey string) bool {
 	var pod *model.Pod
 	for _, p := range n.Cluster.Pods {
@@ -310,9 +339,11 @@ func (n *Node) OfPod(f LiveFlow, podKey string) bool {
 	if pod == nil {
 		return false
 	}
-	if o, ok := n.Result.Origins[f.Cookie]; ok && f.Cookie.IsOurs() && (o == "pod "+podKey || o == "remote pod "+podKey) {
+	o, known := n.Result.Origins[f.Cookie]
+	if known && f.Cookie.IsOurs() && (o == "pod "+podKey || o == "remote pod "+podKey) {
 		return true
 	}
+	tunnelOfItsNode := known && pod.Node != n.Config.Node && f.Cookie == compiler.NodeCookie(pod.Node)
 	var port string
 	if b, ok := n.Config.Bindings[podKey]; ok && pod.Node == n.Config.Node {
 		port = strconv.FormatUint(uint64(b.OFPort), 10)
@@ -325,6 +356,9 @@ func (n *Node) OfPod(f LiveFlow, podKey string) bool {
 		switch name {
 		case "nw_src", "nw_dst", "ipv6_src", "ipv6_dst", "arp_spa", "arp_tpa", "nd_target":
 			if ip, err := netip.ParseAddr(val); err == nil && slices.Contains(pod.IPs, ip) {
+				return true
+			}
+			if p, err := netip.ParsePrefix(val); err == nil && tunnelOfItsNode && slices.ContainsFunc(pod.IPs, p.Contains) {
 				return true
 			}
 		case "in_port":

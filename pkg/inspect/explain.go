@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -27,9 +29,11 @@ type Explainer struct {
 }
 
 // NewExplainer normalizes objs in mode. The warnings are those of
-// Objects.Cluster.
+// Objects.Cluster, and of Nodes left out as the agent leaves them out
+// (CompileNode).
 func NewExplainer(objs *manifest.Objects, mode model.Mode) (*Explainer, []string, error) {
-	c, warnings, err := objs.Cluster(mode)
+	valid, nodeWarnings := withoutInvalidNodes(objs)
+	c, warnings, err := valid.Cluster(mode)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -43,7 +47,17 @@ func NewExplainer(objs *manifest.Objects, mode model.Mode) (*Explainer, []string
 			e.NodeIPs[ip] = n.Name
 		}
 	}
-	return e, warnings, nil
+	// A node's gateway address (the first of its pod CIDR, on its bridge's
+	// LOCAL port) is its host too: the source of its host's connections to
+	// other nodes' pods.
+	for _, name := range slices.Sorted(maps.Keys(c.Nodes)) {
+		for _, gw := range c.Nodes[name].GatewayIPs() {
+			if _, known := e.NodeIPs[gw]; !known {
+				e.NodeIPs[gw] = name
+			}
+		}
+	}
+	return e, append(nodeWarnings, warnings...), nil
 }
 
 // AddNodeIPs records addresses of node (the agent's --node-ip, which the
@@ -144,6 +158,11 @@ type TraceInfo struct {
 	Steps    []TracedStep `json:"steps"`
 	// Backend is the backend the bridge's load balancer picked (Services).
 	Backend string `json:"backend,omitempty"`
+	// TunnelFrom is the node a packet from the overlay's tunnel comes
+	// from (its egress was decided there); TunnelTo the node the model
+	// expects it sent to through the tunnel (its ingress is decided there).
+	TunnelFrom *TunnelEnd `json:"tunnelFrom,omitempty"`
+	TunnelTo   *TunnelEnd `json:"tunnelTo,omitempty"`
 }
 
 // Explanation is the whole answer.
@@ -426,6 +445,11 @@ type probe struct {
 	enforces string
 	allowed  bool   // the model's verdict for the part this node enforces
 	expect   string // the OpenFlow port it must leave by when allowed
+	// tunnelPort is the overlay's tunnel port ("" without an overlay);
+	// tunnelFrom the node a packet from the tunnel comes from, tunnelTo
+	// the node the model expects it sent to (expect is then tunnelPort).
+	tunnelPort           string
+	tunnelFrom, tunnelTo *model.Node
 }
 
 // protoFields renders the transport part of a trace packet. ofproto/trace
@@ -458,9 +482,24 @@ func (v *NodeView) probeFor(src, dst evaluator.Endpoint, dstIP netip.Addr, proto
 	}
 	var pr probe
 	var head string
+	if v.Config.TunnelPort != 0 {
+		pr.tunnelPort = compiler.PortName(v.Config.TunnelPort)
+	}
 	switch {
 	case srcLocal:
 		head = fmt.Sprintf("in_port=%s,dl_src=%s", compiler.PortName(sb.OFPort), sb.MAC)
+	case v.Config.TunnelPort != 0 && src.Pod != nil:
+		// A pod of another node: it comes through the tunnel from its
+		// node (callers leave out pods of nodes without one).
+		if pr.tunnelFrom = v.remoteNode(src.Pod.Node); pr.tunnelFrom == nil {
+			return probe{}, false
+		}
+		head = v.tunnelHead(pr.tunnelFrom)
+	case v.Config.TunnelPort != 0 && v.tunnelNodeOf(src.IP) != nil:
+		// Another node's host (its InternalIP, its gateway address) or
+		// any address of its pod CIDR.
+		pr.tunnelFrom = v.tunnelNodeOf(src.IP)
+		head = v.tunnelHead(pr.tunnelFrom)
 	case src.Pod != nil && v.Config.UplinkPort != 0:
 		// A pod of another node: its packets come over the uplink.
 		head = fmt.Sprintf("in_port=%s", compiler.PortName(v.Config.UplinkPort))
@@ -488,6 +527,10 @@ func (v *NodeView) probeFor(src, dst evaluator.Endpoint, dstIP netip.Addr, proto
 		pr.expect = "IN_PORT" // hairpin: back out of its own port
 	case dstLocal:
 		pr.expect = compiler.PortName(db.OFPort)
+	case v.tunnelNodeOf(dstIP) != nil:
+		// Another node's pod CIDR or address: into the tunnel to it.
+		pr.tunnelTo = v.tunnelNodeOf(dstIP)
+		pr.expect = pr.tunnelPort
 	case dst.Pod != nil && dst.Pod.Node != v.Config.Node && v.Config.UplinkPort != 0:
 		pr.expect = compiler.PortName(v.Config.UplinkPort)
 	default:
@@ -500,17 +543,24 @@ func (v *NodeView) probeFor(src, dst evaluator.Endpoint, dstIP netip.Addr, proto
 // otherwise what differs.
 func (pr probe) judge(t *Trace) string {
 	switch {
-	case pr.allowed && !t.Delivered:
-		return fmt.Sprintf("the model allows it (%s here) but the bridge %s", pr.enforces, t.Verdict())
-	case !pr.allowed && t.Delivered:
-		return fmt.Sprintf("the model denies it (%s here) but the bridge %s", pr.enforces, t.Verdict())
+	case pr.allowed && !pr.sent(t):
+		return fmt.Sprintf("the model allows it (%s here) but the bridge %s", pr.enforces, pr.verdict(t))
+	case !pr.allowed && pr.sent(t):
+		return fmt.Sprintf("the model denies it (%s here) but the bridge %s", pr.enforces, pr.verdict(t))
 	case pr.allowed && (len(t.Outputs) != 1 || t.Outputs[0] != pr.expect):
-		return fmt.Sprintf("the model allows it and the bridge %s, but it should leave by port %s only", t.Verdict(), pr.expect)
+		return fmt.Sprintf("the model allows it and the bridge %s, but it should leave by port %s only", pr.verdict(t), pr.expect)
+	case pr.allowed:
+		return pr.judgeTunnel(t)
 	}
 	return ""
 }
 
 func (pr probe) expected() string {
+	if pr.allowed && pr.tunnelTo != nil {
+		name := printable.String(pr.tunnelTo.Name)
+		return fmt.Sprintf("delivered to port %s, the tunnel to node %s (tun_dst %s): its ingress is decided on node %s",
+			pr.expect, name, pr.tunnelTo.TunnelIP(), name)
+	}
 	if pr.allowed {
 		return "delivered to port " + pr.expect
 	}
@@ -569,6 +619,10 @@ func (e *Explainer) TraceOn(ctx context.Context, v *NodeView, x *Explanation) er
 			x.Notes = append(x.Notes, fmt.Sprintf("pod %s runs on node %s but has no port on its bridge (not set up yet?): nothing to trace", printable.String(p.Key()), printable.String(v.Config.Node)))
 			return nil
 		}
+		if _, why := v.overlayProblem(p); why != "" {
+			x.Notes = append(x.Notes, why)
+			return nil
+		}
 	}
 	verdict := evaluator.Allowed(e.Cluster, src, dst, x.Protocol, first.Port)
 	pr, ok := v.probeFor(src, dst, dstIP, x.Protocol, x.Port, verdict)
@@ -580,8 +634,8 @@ func (e *Explainer) TraceOn(ctx context.Context, v *NodeView, x *Explanation) er
 	if err != nil {
 		return fmt.Errorf("tracing on node %s: %w", printable.String(v.Config.Node), err)
 	}
-	ti := &TraceInfo{Node: v.Config.Node, Bridge: v.Bridge.name(), Packet: pr.packet, Verdict: t.Verdict(),
-		Delivered: t.Delivered, Outputs: t.Outputs}
+	ti := &TraceInfo{Node: v.Config.Node, Bridge: v.Bridge.name(), Packet: pr.packet, Verdict: pr.verdict(t),
+		Delivered: pr.sent(t), Outputs: t.Outputs, TunnelFrom: tunnelEnd(pr.tunnelFrom)}
 	if balanced {
 		// The verdict to compare with is the picked backend's.
 		addr, err := netip.ParseAddr(t.FinalField(ipDstField(dstIP)))
@@ -599,6 +653,10 @@ func (e *Explainer) TraceOn(ctx context.Context, v *NodeView, x *Explanation) er
 		if err != nil {
 			return err
 		}
+		if _, why := v.overlayProblem(bdst.Pod); why != "" {
+			x.Notes = append(x.Notes, "the bridge's load balancer picked "+ti.Backend+": "+why)
+			return nil
+		}
 		bv := evaluator.Allowed(e.Cluster, src, bdst, x.Protocol, p.Port)
 		if pr, ok = v.probeFor(src, bdst, p.To.IP, x.Protocol, p.Port, bv); !ok {
 			return fmt.Errorf("internal error: no probe for a local client")
@@ -606,6 +664,10 @@ func (e *Explainer) TraceOn(ctx context.Context, v *NodeView, x *Explanation) er
 		dst = bdst
 	}
 	ti.Enforces, ti.Expected = pr.enforces, pr.expected()
+	if pr.allowed {
+		// Where the model expects it to go (a denied packet goes nowhere).
+		ti.TunnelTo = tunnelEnd(pr.tunnelTo)
+	}
 	ti.Steps = e.annotate(v, t, src, dst.Pod)
 	if m := pr.judge(t); m != "" {
 		x.Mismatch = m
@@ -719,6 +781,14 @@ func WriteExplanation(w io.Writer, x *Explanation) error {
 		fmt.Fprintf(&b, "  packet: %s\n", t.Packet)
 		if t.Backend != "" {
 			fmt.Fprintf(&b, "  the bridge's load balancer picked %s\n", t.Backend)
+		}
+		if f := t.TunnelFrom; f != nil {
+			fmt.Fprintf(&b, "  the packet arrives through the tunnel from node %s (tun_src %s): its egress was decided on node %s\n",
+				printable.String(f.Node), f.Endpoint, printable.String(f.Node))
+		}
+		if to := t.TunnelTo; to != nil {
+			fmt.Fprintf(&b, "  the packet leaves through the tunnel to node %s (tun_dst %s): its ingress is decided on node %s, not traced here\n",
+				printable.String(to.Node), to.Endpoint, printable.String(to.Node))
 		}
 		for _, s := range t.Steps {
 			fmt.Fprintf(&b, "  %s\n      origin: %s\n", s.TraceStep, s.Origin)

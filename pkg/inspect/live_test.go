@@ -2,6 +2,7 @@ package inspect
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -81,5 +82,48 @@ func TestLoadCluster(t *testing.T) {
 	}
 	if sel := n.Cluster.PeerPods(&pol.Ingress[0].Peers[0], pol.Namespace); len(sel) != 1 || sel[0] != web {
 		t.Errorf("the policy's namespaceSelector on kubernetes.io/metadata.name selects %v, want the pod a/web", sel)
+	}
+}
+
+// TestLoadClusterOverlay: Nodes listed from the API reach the compiled view
+// through normalize.Node, as the agent's informer brings them: a remote
+// node's tunnel flows are compiled with the published overlay and named as
+// the compiler names them; a node whose podCIDR normalize.Node refuses (the
+// API server accepts host bits) is left out with a warning, not an error.
+func TestLoadClusterOverlay(t *testing.T) {
+	nodeObj := func(name, cidr, ip string) *corev1.Node {
+		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec:   corev1.NodeSpec{PodCIDR: cidr, PodCIDRs: []string{cidr}},
+			Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}}}}
+	}
+	client := fake.NewClientset(nodeObj("n1", "10.91.1.0/24", "172.29.1.2"), nodeObj("n2", "10.91.2.0/24", "172.29.2.2"),
+		nodeObj("n3", "10.91.3.1/24", "172.29.3.2"))
+	objs, err := LoadCluster(context.Background(), client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac := AgentConfig{Node: "n1", Mode: model.ModeV1, GatewayPort: 0xfffe, TunnelPort: 4096, GatewayMAC: "0a:58:0a:5b:01:01"}
+	if err := ac.validate(); err != nil {
+		t.Fatal(err)
+	}
+	n, err := CompileNode(objs, ac, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(n.Cluster.Nodes) != 2 || n.Cluster.Nodes["n1"] == nil || n.Cluster.Nodes["n2"] == nil {
+		t.Fatalf("compiled view's nodes: %v", n.Cluster.Nodes)
+	}
+	if !strings.Contains(strings.Join(n.Warnings, "\n"), "node n3") {
+		t.Errorf("no warning about n3: %q", n.Warnings)
+	}
+	var tunnel []string
+	for _, f := range n.Result.Flows {
+		if o := n.Origin(LiveFlow{Table: f.Table, Priority: f.Priority, Cookie: f.Cookie, Match: f.Match, Actions: f.Actions}); strings.HasPrefix(o, "remote node") {
+			tunnel = append(tunnel, f.String()+" ["+o+"]")
+		}
+	}
+	t.Logf("tunnel flows:\n%s", strings.Join(tunnel, "\n"))
+	if len(tunnel) != 4 || !strings.Contains(strings.Join(tunnel, "\n"), "nw_dst=10.91.2.0/24 actions=set_field:172.29.2.2->tun_dst,output:4096 [remote node n2]") {
+		t.Errorf("%d tunnel flows, want n2's 4 (pod CIDR and InternalIP, in and out)", len(tunnel))
 	}
 }

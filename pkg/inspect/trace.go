@@ -101,6 +101,14 @@ type Trace struct {
 	// Delivered is true when some pass's datapath actions send the packet
 	// out of a port; false means it was dropped.
 	Delivered bool
+	// TunnelDst is the tunnel destination the pipeline set last
+	// (set_field:IP->tun_dst or ->tun_ipv6_dst), "" if none: where a
+	// packet output to the overlay's tunnel port goes.
+	TunnelDst string
+	// Reports are ovs-vswitchd's own remarks on the translation (its ">>"
+	// lines), such as "native tunnel routing failed": the underlay has no
+	// route to a tunnel destination.
+	Reports []string
 }
 
 // Verdict says in a few words what happened to the packet.
@@ -151,6 +159,10 @@ var (
 )
 
 // ParseTrace parses the output of "ovs-appctl ofproto/trace" (OVS 3.1).
+// Only the traced bridge's steps are kept: a packet output to a tunnel
+// port on the userspace datapath is followed, after encapsulation, through
+// the underlay's bridge (a second bridge("...") section), whose flows are
+// not ours.
 func ParseTrace(packet, raw string) (*Trace, error) {
 	t := &Trace{Packet: packet, Raw: raw}
 	pass := -1
@@ -161,13 +173,22 @@ func ParseTrace(packet, raw string) (*Trace, error) {
 			cur = nil
 		}
 	}
+	traced, foreign := "", false
 	for _, line := range strings.Split(raw, "\n") {
 		trimmed := strings.TrimSpace(line)
 		switch {
 		case strings.HasPrefix(line, "Flow: "):
 			flush()
 			pass++
+			foreign = false
 			t.Passes = append(t.Passes, TracePass{Flow: strings.TrimPrefix(line, "Flow: ")})
+			continue
+		case strings.HasPrefix(line, "bridge("):
+			flush()
+			if traced == "" {
+				traced = line
+			}
+			foreign = line != traced
 			continue
 		case strings.HasPrefix(line, "Datapath actions: "):
 			flush()
@@ -176,8 +197,15 @@ func ParseTrace(packet, raw string) (*Trace, error) {
 			}
 			t.Passes[pass].DatapathActions = strings.TrimSpace(strings.TrimPrefix(line, "Datapath actions: "))
 			continue
-		case strings.HasPrefix(line, "Final flow:"), strings.HasPrefix(line, "Megaflow:"), strings.HasPrefix(line, "bridge("), strings.HasPrefix(line, "==="):
+		case strings.HasPrefix(line, "Final flow:"), strings.HasPrefix(line, "Megaflow:"), strings.HasPrefix(line, "==="):
 			flush()
+			continue
+		}
+		if foreign {
+			continue
+		}
+		if r, ok := strings.CutPrefix(trimmed, ">> "); ok {
+			t.Reports = append(t.Reports, r)
 			continue
 		}
 		if m := stepLine.FindStringSubmatch(line); m != nil && pass >= 0 {
@@ -219,6 +247,13 @@ func ParseTrace(packet, raw string) (*Trace, error) {
 		cur.Actions = append(cur.Actions, trimmed)
 		if p, ok := outputPort(trimmed); ok {
 			t.Outputs = append(t.Outputs, p)
+		}
+		if v, ok := strings.CutPrefix(trimmed, "set_field:"); ok {
+			if ip, ok := strings.CutSuffix(v, "->tun_dst"); ok {
+				t.TunnelDst = ip
+			} else if ip, ok := strings.CutSuffix(v, "->tun_ipv6_dst"); ok {
+				t.TunnelDst = ip
+			}
 		}
 	}
 	flush()

@@ -2,6 +2,7 @@ package inspect
 
 import (
 	"context"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
 	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
 )
@@ -221,5 +223,68 @@ func TestTraceStepDrops(t *testing.T) {
 		if got := tc.step.Drops(); got != tc.want {
 			t.Errorf("%s: Drops() = %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// A packet sent into a flow-based Geneve tunnel, traced by ovs-vswitchd 3.1
+// on an overlay node (TestOverlayExplainOnOVS's setup): with an underlay
+// route, the trace follows the encapsulated packet into the underlay's
+// bridge (not our flows: left out) and the datapath pushes the tunnel
+// header; without one, the datapath drops it and says why. Either way the
+// pipeline's decision was to send it to node-3 (judged as sent); the
+// verdict tells the two apart.
+func TestParseTraceTunnel(t *testing.T) {
+	node3 := &model.Node{Name: "node-3", InternalIPs: []netip.Addr{netip.MustParseAddr("172.29.3.2")},
+		PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.91.3.0/24")}}
+	cases := []struct {
+		file      string
+		delivered bool
+		reports   []string
+		verdict   string
+	}{
+		{"trace-tunnel.txt", true, nil, "sent into the tunnel (port 4096, tun_dst 172.29.3.2)"},
+		{"trace-tunnel-noroute.txt", false, []string{"native tunnel routing failed"},
+			"sent into the tunnel (port 4096, tun_dst 172.29.3.2), which the datapath could not encapsulate (native tunnel routing failed: check the underlay's route to the endpoint)"},
+	}
+	for _, c := range cases {
+		t.Run(c.file, func(t *testing.T) {
+			raw, err := os.ReadFile(filepath.Join("testdata", c.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr, err := ParseTrace("packet", string(raw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tr.Delivered != c.delivered || !slices.Equal(tr.Outputs, []string{"4096"}) || tr.TunnelDst != "172.29.3.2" || !slices.Equal(tr.Reports, c.reports) {
+				t.Fatalf("delivered %v outputs %q tun_dst %q reports %q, want %v [4096] 172.29.3.2 %q",
+					tr.Delivered, tr.Outputs, tr.TunnelDst, tr.Reports, c.delivered, c.reports)
+			}
+			last := tr.Decisive()
+			if last.Table != 60 || last.Cookie != 0x4e04f8748ea2b6ba {
+				t.Fatalf("decisive step %s: want node-3's table 60 flow, not the underlay bridge's", last)
+			}
+			for _, s := range tr.Steps {
+				if slices.Contains(s.Actions, "NORMAL") || strings.HasPrefix(strings.Join(s.Actions, ","), ">>") {
+					t.Fatalf("step %s is the underlay bridge's or a report", s)
+				}
+			}
+			allowed := probe{allowed: true, enforces: "egress", expect: "4096", tunnelPort: "4096", tunnelTo: node3}
+			if m := allowed.judge(tr); m != "" {
+				t.Errorf("allowed to node-3: mismatch %q", m)
+			}
+			if got := allowed.verdict(tr); got != c.verdict {
+				t.Errorf("verdict %q, want %q", got, c.verdict)
+			}
+			denied := probe{allowed: false, enforces: "egress", tunnelPort: "4096"}
+			if m := denied.judge(tr); !strings.HasPrefix(m, "the model denies it (egress here) but the bridge sent into the tunnel") {
+				t.Errorf("denied but tunneled: mismatch %q", m)
+			}
+			elsewhere := probe{allowed: true, enforces: "egress", expect: "4096", tunnelPort: "4096",
+				tunnelTo: &model.Node{Name: "node-2", InternalIPs: []netip.Addr{netip.MustParseAddr("172.29.2.2")}}}
+			if m := elsewhere.judge(tr); !strings.Contains(m, "node node-2's tunnel endpoint is 172.29.2.2") {
+				t.Errorf("sent to the wrong node: mismatch %q", m)
+			}
+		})
 	}
 }

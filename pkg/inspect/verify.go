@@ -135,6 +135,10 @@ func (e *Explainer) Verify(ctx context.Context, v *NodeView, opts VerifyOptions)
 			res.Skipped["pods of this node without a port on its bridge"]++
 			continue
 		}
+		if why, _ := v.overlayProblem(p); why != "" {
+			res.Skipped[why]++
+			continue
+		}
 		_, local := v.local(p)
 		peers = append(peers, verifyPeer{label: p.Key(), ep: evaluator.Endpoint{Pod: p}, ips: p.IPs, local: local})
 	}
@@ -267,7 +271,7 @@ func (e *Explainer) verifyOne(ctx context.Context, v *NodeView, src, dst evaluat
 		return VerifyCell{}, err
 	}
 	c := VerifyCell{From: from, To: to, Probe: p, Family: familyName(src.IP), Enforces: pr.enforces, ModelAllowed: pr.allowed,
-		Model: modelWords(pr, verdict), Delivered: t.Delivered, Bridge: t.Verdict(), Mismatch: pr.judge(t)}
+		Model: modelWords(pr, verdict), Delivered: pr.sent(t), Bridge: pr.verdict(t), Mismatch: pr.judge(t)}
 	if c.Mismatch != "" {
 		c.Packet = pr.packet
 		if s := t.Decisive(); s != nil {
