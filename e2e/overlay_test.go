@@ -59,6 +59,7 @@ func TestOverlayThreeNodes(t *testing.T) {
 	}
 	o.waitPodsRealized(t)
 	t.Logf("three nodes, %d pods with their Services realized in %v", len(ovPods), time.Since(start).Round(time.Millisecond))
+	o.warmTunnels(t)
 
 	from := append(append([]string(nil), ovPods...), srcNode, srcExt)
 	matrixOf := func(want func(m *matrix)) *matrix {
@@ -498,6 +499,7 @@ func TestOverlayNodeAddRemove(t *testing.T) {
 	p1 := n1.addPod(t, podSpec{ns: "ovar", name: "p1", labels: map[string]string{"pod": "p1"}})
 	p2 := n2.addPod(t, podSpec{ns: "ovar", name: "p2", labels: map[string]string{"pod": "p2"}})
 	o.waitPodsRealized(t)
+	o.warmTunnels(t)
 	o.check(t, newMatrix(stdProbes, []string{"ovar/p1", "ovar/p2", srcNode, srcExt}, []string{"ovar/p1", "ovar/p2"}, true))
 
 	bg := startBackground(t, p1, p2)
