@@ -1,17 +1,27 @@
 #!/usr/bin/env bash
 # The seed example (the Kubernetes 1.6 NetworkPolicy documentation) live, with
-# real traffic, on this machine:
+# real traffic, on this machine, on two nodes joined by a routed underlay
+# (no shared L2) and the agents' Geneve overlay:
 #
 #   etcd + kube-apiserver (built from k8s.io/kubernetes, cached)
-#   a private userspace Open vSwitch (ovs-vswitchd in network namespace
-#   ovs-netpol-demo, where br-int's LOCAL port is the node's host, 10.244.1.1)
-#   the ovs-netpol agent of node-1 (--isolation v1.6)
-#   kube-proxy (iptables mode, built like kube-apiserver, cached) in the
+#   a router namespace (ovs-netpol-demo-rt) and two nodes, each a private
+#   userspace Open vSwitch whose ovs-vswitchd runs in the node's "host"
+#   network namespace (node-1: ovs-netpol-demo, node-2: ovs-netpol-demo-2):
+#   its underlay address 172.30.N.2 (the Node's InternalIP) on a br-phy
+#   bridge holding its link to the router, default route via 172.30.N.1
+#   a Node object per node with spec.podCIDR 10.244.N.0/24, as the node IPAM
+#   controller sets it
+#   the ovs-netpol agent on each node (--isolation v1.6), started with the
+#   same arguments on both (no node IP, no subnet): it puts the gateway
+#   10.244.N.1 on br-int, creates the Geneve port, routes the other node's
+#   podCIDR into br-int and writes the CNI configuration (pod MTU 1450)
+#   kube-proxy (iptables mode, built like kube-apiserver, cached) in each
 #   node's host namespace, as on a real node; it reaches the API server
 #   through e2e/cmd/netns-forward
 #   pods made as a runtime makes them: a Pod object, a network namespace
-#   (demo-NAME) attached by the ovs-netpol CNI plugin with host-local IPAM,
-#   the pod IP from the CNI result; each runs a small TCP/UDP server
+#   (demo-NAME) attached by the ovs-netpol CNI plugin with the configuration
+#   its node's agent wrote, the pod IP from the CNI result; each runs a small
+#   TCP/UDP server. node-1: db, backend; node-2: frontend, client, stranger
 #   the db Service 10.96.0.10:6379 and its EndpointSlice
 #   (examples/seed/service.yaml, the slice's address set to db's real IP)
 #
@@ -29,11 +39,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 STATE=/tmp/ovs-netpol-demo       # short: unix socket paths must stay < 108 bytes
-NETNS=ovs-netpol-demo            # the switch's (node's host) network namespace
+NETNS=ovs-netpol-demo            # node-1's host network namespace (node-2: $NETNS-2)
+ROUTER=$NETNS-rt                 # the router between the nodes
 PODNS_PREFIX=demo-               # pod network namespaces
-NODE=node-1
-GW=10.244.1.1                    # the node's address on br-int (--node-ip)
-SUBNET=10.244.1.0/24
+NODES=(node-1 node-2)
+declare -A NS O GW UNDERLAY PODCIDR METRICS
+for i in 1 2; do
+	NS[node-$i]=$NETNS; [ $i = 1 ] || NS[node-$i]=$NETNS-$i
+	O[node-$i]=$STATE/ovs$i                  # the node's Open vSwitch run dir
+	GW[node-$i]=10.244.$i.1                  # its gateway on br-int (first address of its podCIDR)
+	UNDERLAY[node-$i]=172.30.$i.2            # its InternalIP, on br-phy
+	PODCIDR[node-$i]=10.244.$i.0/24          # its spec.podCIDR
+done
 CLUSTER_CIDR=10.244.0.0/16       # kube-proxy's clusterCIDR (detectLocalMode)
 SERVICE_CIDR=10.96.0.0/16        # kube-apiserver's --service-cluster-ip-range
 DB_VIP=10.96.0.10                # the db Service's cluster IP (examples/seed/service.yaml)
@@ -44,21 +61,21 @@ die() { echo "demo: $*" >&2; exit 1; }
 down() {
 	if [ -d "$STATE" ]; then
 		# Every process the demo started left a pidfile.
-		for p in "$STATE"/*.pid "$STATE"/ovs/*.pid; do
+		for p in "$STATE"/*.pid "$STATE"/ovs*/*.pid; do
 			[ -f "$p" ] || continue
 			pid=$(cat "$p" 2>/dev/null || true)
 			[ -n "$pid" ] && kill "$pid" 2>/dev/null || true
 		done
-		for p in "$STATE"/*.pid "$STATE"/ovs/*.pid; do
+		for p in "$STATE"/*.pid "$STATE"/ovs*/*.pid; do
 			[ -f "$p" ] || continue
 			pid=$(cat "$p" 2>/dev/null || true)
 			for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 			[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
 		done
 	fi
-	# Pod namespaces (their veths go with them), then the switch's.
+	# Pod namespaces (their veths go with them), the nodes' and the router's.
 	for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
-		case "$ns" in "$PODNS_PREFIX"*|"$NETNS") ip netns delete "$ns" 2>/dev/null || true ;; esac
+		case "$ns" in "$PODNS_PREFIX"*|"$NETNS"|"$NETNS"-*) ip netns delete "$ns" 2>/dev/null || true ;; esac
 	done
 	rm -rf "$STATE"
 }
@@ -75,9 +92,12 @@ command -v kubectl >/dev/null || die "kubectl is not installed"
 
 say "installing what is missing (make deps)"
 make -s deps
-if ! command -v openssl >/dev/null; then
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl
-fi
+# openssl: the service account key; jq: the CNI configuration the agents write.
+for tool in openssl jq; do
+	if ! command -v $tool >/dev/null; then
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $tool
+	fi
+done
 
 say "building ovs-netpol (agent, CNI plugin, CLI), netpol-agnhost and netns-forward"
 go build -o bin/ ./cmd/... ./e2e/cmd/netpol-agnhost ./e2e/cmd/netns-forward
@@ -100,7 +120,7 @@ echo "$KUBE_PROXY"
 
 say "cleaning up a previous demo"
 down
-mkdir -p "$STATE"/{k8s,ovs,cni,logs}
+mkdir -p "$STATE"/{k8s,ovs1,ovs2,logs} "$STATE"/node-{1,2}/{cni-net.d,ipam}
 
 # A free localhost TCP port.
 free_port() {
@@ -188,60 +208,108 @@ echo "kube-apiserver https://127.0.0.1:$API_PORT ready"
 # The agent runs as its ServiceAccount, with the least-privilege RBAC of manifests/.
 kubectl apply -f manifests/namespace.yaml -f manifests/rbac.yaml >/dev/null
 
-say "starting Open vSwitch (userspace) in $STATE/ovs, ovs-vswitchd in network namespace $NETNS"
-O=$STATE/ovs
-export OVS_RUNDIR=$O
-ovsdb-tool create "$O/conf.db" /usr/share/openvswitch/vswitch.ovsschema
-ovsdb-server "$O/conf.db" --remote="punix:$O/db.sock" --unixctl="$O/ovsdb.ctl" \
-	--pidfile="$O/ovsdb-server.pid" --log-file="$O/ovsdb.log" -vconsole:off --detach 2>>"$STATE/logs/ovs.log" ||
-	{ cat "$STATE/logs/ovs.log"; die "ovsdb-server did not start"; }
-VSCTL="ovs-vsctl --db=unix:$O/db.sock --timeout=10"
-$VSCTL --no-wait init
-ip netns add "$NETNS"
-ip netns exec "$NETNS" env OVS_RUNDIR="$O" ovs-vswitchd "unix:$O/db.sock" \
-	--unixctl="$O/vswitchd.ctl" --pidfile="$O/ovs-vswitchd.pid" --log-file="$O/vswitchd.log" -vconsole:off --detach \
-	2>>"$STATE/logs/ovs.log" || { cat "$STATE/logs/ovs.log"; die "ovs-vswitchd did not start"; }
-$VSCTL -- add-br br-int -- set Bridge br-int datapath_type=netdev fail_mode=secure
-wait_for br-int 10 test -S "$O/br-int.mgmt"
-# The node's host: br-int's LOCAL port in the switch's namespace.
-ip -n "$NETNS" addr add "$GW/24" dev br-int
-ip -n "$NETNS" link set br-int up
-ip -n "$NETNS" link set lo up
-ip netns exec "$NETNS" ethtool -K br-int tx off >/dev/null # userspace conntrack needs full checksums
-# The host's connections to a ClusterIP need a route covering it (a real
-# node's default route does), or they fail before kube-proxy's iptables DNAT.
-ip -n "$NETNS" route add "$SERVICE_CIDR" dev br-int
+say "the nodes: a router, and per node an underlay link, br-phy and its own Open vSwitch (userspace)"
+ip netns add "$ROUTER"
+ip -n "$ROUTER" link set lo up
+ip netns exec "$ROUTER" sysctl -qw net.ipv4.ip_forward=1
+# vsctl NODE ARGS...: ovs-vsctl against the node's database.
+vsctl() { ovs-vsctl --db="unix:${O[$1]}/db.sock" --timeout=10 "${@:2}"; }
+# ofctl NODE ARGS...: ovs-ofctl against the node's bridges (OVS_RUNDIR finds BRIDGE.mgmt).
+ofctl() { OVS_RUNDIR=${O[$1]} ovs-ofctl -O OpenFlow15 "${@:2}"; }
+for i in 1 2; do
+	node=node-$i ns=${NS[node-$i]} o=${O[node-$i]}
+	ovsdb-tool create "$o/conf.db" /usr/share/openvswitch/vswitch.ovsschema
+	ovsdb-server "$o/conf.db" --remote="punix:$o/db.sock" --unixctl="$o/ovsdb.ctl" \
+		--pidfile="$o/ovsdb-server.pid" --log-file="$o/ovsdb.log" -vconsole:off --detach 2>>"$STATE/logs/ovs.log" ||
+		{ cat "$STATE/logs/ovs.log"; die "ovsdb-server of $node did not start"; }
+	vsctl $node --no-wait init
+	ip netns add "$ns"
+	ip -n "$ns" link set lo up
+	ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1
+	ip netns exec "$ns" env OVS_RUNDIR="$o" ovs-vswitchd "unix:$o/db.sock" \
+		--unixctl="$o/vswitchd.ctl" --pidfile="$o/ovs-vswitchd.pid" --log-file="$o/vswitchd.log" -vconsole:off --detach \
+		2>>"$STATE/logs/ovs.log" || { cat "$STATE/logs/ovs.log"; die "ovs-vswitchd of $node did not start"; }
+	# The underlay: a veth to the router, held by br-phy (a plain NORMAL
+	# bridge) whose LOCAL port has the node's address; ovs-vswitchd routes
+	# and encapsulates the Geneve packets itself through it.
+	ip link add ul0 netns "$ns" type veth peer name "r$i" netns "$ROUTER"
+	ip -n "$ROUTER" addr add "172.30.$i.1/24" dev "r$i"
+	ip -n "$ROUTER" link set "r$i" up
+	ip -n "$ns" link set ul0 up
+	vsctl $node -- add-br br-phy -- set Bridge br-phy datapath_type=netdev -- add-port br-phy ul0
+	wait_for "br-phy of $node" 10 ip -n "$ns" link show br-phy
+	ip -n "$ns" addr add "${UNDERLAY[$node]}/24" dev br-phy
+	ip -n "$ns" link set br-phy up
+	ip -n "$ns" route add default via "172.30.$i.1"
+	# br-int made here only to turn TX checksum offload off on its tap before
+	# the agent adopts it: userspace conntrack needs full checksums.
+	vsctl $node -- add-br br-int -- set Bridge br-int datapath_type=netdev fail_mode=secure
+	wait_for "br-int of $node" 10 test -S "$o/br-int.mgmt"
+	for dev in ul0 br-phy br-int; do ip netns exec "$ns" ethtool -K $dev tx off >/dev/null; done
+	ip netns exec "$ROUTER" ethtool -K "r$i" tx off >/dev/null
+	printf '  %s: host namespace %-18s underlay %s/24 on br-phy, default via 172.30.%s.1; OVS in %s\n' \
+		"$node" "$ns" "${UNDERLAY[$node]}" "$i" "$o"
+done
 
-say "starting the agent of $NODE (--isolation v1.6)"
-METRICS=127.0.0.1:$(free_port)
-start agent bin/ovs-netpol-agent --kubeconfig="$K/agent.kubeconfig" --node-name="$NODE" \
-	--ovs-rundir="$O" --datapath-type=netdev --isolation=v1.6 --node-ip="$GW" --metrics-addr="$METRICS" \
-	--audit-log="$STATE/logs/audit.log" --audit-rate=20 --audit-burst=20
-wait_for "the agent" 60 http_ok "${METRICS%:*}" "${METRICS#*:}" /readyz
-echo "agent ready (/metrics, /readyz on $METRICS)"
-
-say "starting kube-proxy (iptables mode) in $NETNS, the node's host"
-# Without a kubelet, kube-proxy finds its node's address in a Node object
-# (created with its status), or waits 30 s and assumes 127.0.0.1.
-kubectl create -f - >/dev/null <<EOF
+say "the Node objects: spec.podCIDR (the node IPAM controller's) and the InternalIP (the kubelet's)"
+for node in "${NODES[@]}"; do
+	kubectl create -f - >/dev/null <<EOF
 apiVersion: v1
 kind: Node
-metadata: {name: $NODE, labels: {kubernetes.io/hostname: $NODE}}
+metadata: {name: $node, labels: {kubernetes.io/hostname: $node}}
+spec: {podCIDR: ${PODCIDR[$node]}, podCIDRs: [${PODCIDR[$node]}]}
 status:
-  addresses: [{type: InternalIP, address: $GW}, {type: Hostname, address: $NODE}]
+  addresses: [{type: InternalIP, address: ${UNDERLAY[$node]}}, {type: Hostname, address: $node}]
 EOF
-# kube-apiserver listens on 127.0.0.1 of this namespace, which the node's
-# namespace cannot reach: forward the same port of its loopback to it.
-start apiserver-forward bin/netns-forward "$NETNS" "127.0.0.1:$API_PORT" "127.0.0.1:$API_PORT"
-wait_for "the API server forwarder" 10 grep -q listening "$STATE/logs/apiserver-forward.log"
+done
+kubectl get nodes -o custom-columns='NAME:.metadata.name,POD CIDR:.spec.podCIDR,INTERNAL IP:.status.addresses[0].address' | sed 's/^/  /'
+
+say "starting the agents (--isolation v1.6), the same arguments on both nodes"
+# Only --node-name differs, and what stands for each node's own machine
+# (its OVS run dir, metrics port, /etc/cni/net.d, host namespace, audit log).
+for node in "${NODES[@]}"; do
+	METRICS[$node]=127.0.0.1:$(free_port)
+	start "agent-$node" bin/ovs-netpol-agent --kubeconfig="$K/agent.kubeconfig" --node-name="$node" \
+		--datapath-type=netdev --isolation=v1.6 --tunnel=geneve --audit-rate=20 --audit-burst=20 \
+		--ovs-rundir="${O[$node]}" --metrics-addr="${METRICS[$node]}" --cni-conf-dir="$STATE/$node/cni-net.d" \
+		--host-netns="/var/run/netns/${NS[$node]}" --audit-log="$STATE/logs/audit-$node.log"
+done
+for node in "${NODES[@]}"; do
+	m=${METRICS[$node]}
+	wait_for "the agent of $node" 60 http_ok "${m%:*}" "${m#*:}" /readyz
+	wait_for "the CNI configuration of $node" 30 test -s "$STATE/$node/cni-net.d/10-ovs-netpol.conflist"
+	echo "  agent of $node ready (/metrics, /readyz on $m)"
+done
+echo "  \$ ps -o args= -p \$(cat $STATE/agent-node-2.pid)"
+ps -o args= -p "$(cat "$STATE/agent-node-2.pid")" | sed "s|$ROOT/||; s/^/    /"
+
+say "what the agents set up: the overlay"
+for node in "${NODES[@]}"; do
+	ns=${NS[$node]}
+	echo "  $node:"
+	echo "    br-int (LOCAL):  $(ip -n "$ns" -o -4 addr show dev br-int | awk '$4 !~ /\/32$/ {print $4}' | head -1), mtu $(ip -n "$ns" -o link show dev br-int | grep -o 'mtu [0-9]*' | cut -d' ' -f2), MAC $(ip netns exec "$ns" cat /sys/class/net/br-int/address)"
+	vsctl $node --format=csv --no-headings --columns=name,type,options,ofport find Interface type=geneve | sed 's/^/    Geneve port:     /'
+	ip -n "$ns" route show proto 78 | sed 's/^/    host route:      /'
+	ofctl $node dump-flows br-int --no-stats | grep -E 'tun_(src|dst)' | sed 's/^ *cookie=[^ ]* /    tunnel flow:     /'
+done
+echo "  the CNI configuration node-2's agent wrote ($STATE/node-2/cni-net.d/10-ovs-netpol.conflist):"
+jq -c '.plugins[0] | {mtu, ipam: {ranges: .ipam.ranges}}' "$STATE/node-2/cni-net.d/10-ovs-netpol.conflist" | sed 's/^/    /'
+
+say "starting kube-proxy (iptables mode) in each node's host namespace"
 # The settings pkg/k8stest/kubeproxy.go verified (see its comment): leave the
 # conntrack sysctls, route_localnet and the OOM score alone; healthz and
 # metrics on the node namespace's loopback.
-cat >"$K/kube-proxy.yaml" <<EOF
+for node in "${NODES[@]}"; do
+	ns=${NS[$node]}
+	# kube-apiserver listens on 127.0.0.1 of this namespace, which the node's
+	# namespace cannot reach: forward the same port of its loopback to it.
+	start "apiserver-forward-$node" bin/netns-forward "$ns" "127.0.0.1:$API_PORT" "127.0.0.1:$API_PORT"
+	wait_for "the API server forwarder of $node" 10 grep -q listening "$STATE/logs/apiserver-forward-$node.log"
+	cat >"$K/kube-proxy-$node.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 mode: iptables
-hostnameOverride: $NODE
+hostnameOverride: $node
 clientConnection: {kubeconfig: "$K/kube-proxy.kubeconfig"}
 healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
@@ -254,43 +322,48 @@ conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeou
 oomScoreAdj: 0
 logging: {verbosity: 2}
 EOF
-start kube-proxy ip netns exec "$NETNS" "$KUBE_PROXY" --config="$K/kube-proxy.yaml"
-nat() { ip netns exec "$NETNS" iptables-save -t nat; }
-# wait_nat WHAT SECONDS REGEXP: until kube-proxy's nat table has a line matching REGEXP.
+	start "kube-proxy-$node" ip netns exec "$ns" "$KUBE_PROXY" --config="$K/kube-proxy-$node.yaml"
+done
+nat() { ip netns exec "${NS[$1]}" iptables-save -t nat; }
+# wait_nat NODE WHAT SECONDS REGEXP: until the node's kube-proxy nat table has a line matching REGEXP.
 wait_nat() {
-	local what=$1 secs=$2 re=$3
+	local node=$1 what=$2 secs=$3 re=$4
 	for _ in $(seq $((secs * 10))); do
-		kill -0 "$(cat "$STATE/kube-proxy.pid")" 2>/dev/null ||
-			die "kube-proxy exited; the end of $STATE/logs/kube-proxy.log:"$'\n'"$(tail -20 "$STATE/logs/kube-proxy.log")"
-		grep -q -- "$re" <<<"$(nat 2>/dev/null)" && return 0 # (not a pipe: pipefail and grep -q)
+		kill -0 "$(cat "$STATE/kube-proxy-$node.pid")" 2>/dev/null ||
+			die "kube-proxy of $node exited; the end of $STATE/logs/kube-proxy-$node.log:"$'\n'"$(tail -20 "$STATE/logs/kube-proxy-$node.log")"
+		grep -q -- "$re" <<<"$(nat "$node" 2>/dev/null)" && return 0 # (not a pipe: pipefail and grep -q)
 		sleep 0.1
 	done
-	die "$what not in kube-proxy's iptables rules after ${secs}s (logs in $STATE/logs)"
+	die "$what not in the iptables rules of $node's kube-proxy after ${secs}s (logs in $STATE/logs)"
 }
-# Its first full sync ends with KUBE-MARK-MASQ's rule.
-wait_nat "kube-proxy's first sync" 60 '^-A KUBE-MARK-MASQ '
-echo "kube-proxy synced (Node $NODE with InternalIP $GW; API through 127.0.0.1:$API_PORT in $NETNS)"
+for node in "${NODES[@]}"; do
+	# Its first full sync ends with KUBE-MARK-MASQ's rule.
+	wait_nat "$node" "kube-proxy's first sync" 60 '^-A KUBE-MARK-MASQ '
+	echo "  kube-proxy of $node synced (API through 127.0.0.1:$API_PORT in ${NS[$node]})"
+done
 
-say "creating the pods (Pod object, network namespace attached by the CNI plugin, status IP from its result)"
+say "creating the pods (Pod object, network namespace attached by the CNI plugin with its node's configuration, status IP from its result)"
 kubectl create namespace myproject >/dev/null
 kubectl label namespace myproject project=myproject >/dev/null
 kubectl create namespace other >/dev/null
-CNI_CONF=$(cat <<EOF
-{"cniVersion": "1.0.0", "name": "demo", "type": "ovs-netpol-cni", "bridge": "br-int",
- "ovsdb": "unix:$O/db.sock", "datapathType": "netdev", "hostNetNS": "/var/run/netns/$NETNS",
- "ipam": {"type": "host-local", "subnet": "$SUBNET", "rangeStart": "10.244.1.10",
-          "gateway": "$GW", "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$STATE/cni"}}
-EOF
-)
-declare -A IP
-pod() { # NAMESPACE NAME LABEL=VALUE [PORTS-YAML]
-	local ns=$1 name=$2 label=$3 ports=${4:-}
+# cni_conf NODE: what a runtime hands the plugin from the list the node's
+# agent wrote (libcni: the list's cniVersion and name in the plugin's
+# object), plus what only this demo needs: the host end of the veth goes to
+# the node's namespace, and host-local keeps its leases per node.
+cni_conf() {
+	jq -c --arg ns "/var/run/netns/${NS[$1]}" --arg dd "$STATE/$1/ipam" \
+		'.plugins[0] + {cniVersion: .cniVersion, name: .name, hostNetNS: $ns} | .ipam.dataDir = $dd' \
+		"$STATE/$1/cni-net.d/10-ovs-netpol.conflist"
+}
+declare -A IP NODE_OF
+pod() { # NODE NAMESPACE NAME LABEL=VALUE [PORTS-YAML]
+	local node=$1 ns=$2 name=$3 label=$4 ports=${5:-}
 	kubectl apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: Pod
 metadata: {name: $name, namespace: $ns, labels: {${label%=*}: ${label#*=}}}
 spec:
-  nodeName: $NODE
+  nodeName: $node
   automountServiceAccountToken: false
   containers:
   - name: $name
@@ -306,44 +379,53 @@ EOF
 	result=$(CNI_COMMAND=ADD CNI_CONTAINERID=$cid CNI_NETNS=/var/run/netns/$netns CNI_IFNAME=eth0 \
 		CNI_PATH=/usr/lib/cni:$ROOT/bin \
 		CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=$ns;K8S_POD_NAME=$name;K8S_POD_UID=$uid" \
-		bin/ovs-netpol-cni <<<"$CNI_CONF") || die "CNI ADD of $ns/$name failed: $result"
-	echo "$cid $netns" >"$STATE/cni/$ns.$name.container"
+		bin/ovs-netpol-cni <<<"$(cni_conf "$node")") || die "CNI ADD of $ns/$name failed: $result"
+	echo "$cid $netns" >"$STATE/$node/$ns.$name.container"
 	local addr
 	addr=$(grep -o '"address": *"[0-9.]*/' <<<"$result" | grep -o '[0-9.]*/' | tr -d /)
 	[ -n "$addr" ] || die "no address in the CNI result of $ns/$name: $result"
 	IP[$ns/$name]=$addr
+	NODE_OF[$ns/$name]=$node
 	start "server-$name" ip netns exec "$netns" bin/netpol-agnhost serve --name "$ns/$name" --tcp 80,6379 --udp 80
 	kubectl patch pod -n "$ns" "$name" --subresource=status --type=merge -p \
 		"{\"status\":{\"phase\":\"Running\",\"podIP\":\"$addr\",\"podIPs\":[{\"ip\":\"$addr\"}]}}" >/dev/null
-	printf '  %-18s %-15s netns %-16s %s\n' "$ns/$name" "$addr" "$netns" "$label"
+	printf '  %-18s %-7s %-13s netns %-16s mtu %s  %s\n' "$ns/$name" "$node" "$addr" "$netns" \
+		"$(ip -n "$netns" -o link show eth0 | grep -o 'mtu [0-9]*' | cut -d' ' -f2)" "$label"
 }
-pod default db role=db "    ports: [{name: redis, containerPort: 6379}, {name: http, containerPort: 80}]"
-pod default frontend role=frontend
-pod default backend role=backend "    ports: [{containerPort: 80}]"
-pod myproject client app=client
-pod other stranger role=frontend
-# Wait until the agent has flows for every pod (port security).
+pod node-1 default db role=db "    ports: [{name: redis, containerPort: 6379}, {name: http, containerPort: 80}]"
+pod node-1 default backend role=backend "    ports: [{containerPort: 80}]"
+pod node-2 default frontend role=frontend
+pod node-2 myproject client app=client
+pod node-2 other stranger role=frontend
+# Wait until each pod's node has its flows (port security).
 for p in "${!IP[@]}"; do
-	wait_for "flows of $p" 30 bash -c "ovs-ofctl -O OpenFlow15 dump-flows br-int | grep -q 'nw_src=${IP[$p]} '"
+	wait_for "flows of $p" 30 bash -c "OVS_RUNDIR=${O[${NODE_OF[$p]}]} ovs-ofctl -O OpenFlow15 dump-flows br-int | grep -q 'nw_src=${IP[$p]} '"
 done
+# One UDP exchange each way between the nodes (resent every 250 ms until
+# answered): ovs-vswitchd drops a node's first tunnel packet while it
+# resolves the underlay's next hop (ARP for the router), which would cost a
+# first TCP connection its SYN, i.e. the probes' 1 s.
+ip netns exec "${PODNS_PREFIX}frontend" bin/netpol-agnhost probe --timeout 5s "w=udp:${IP[default/db]}:80" >/dev/null
+ip netns exec "${PODNS_PREFIX}db" bin/netpol-agnhost probe --timeout 5s "w=udp:${IP[default/frontend]}:80" >/dev/null
 
 SOURCES=()
-for p in default/db default/frontend default/backend myproject/client other/stranger; do
+for p in default/db default/backend default/frontend myproject/client other/stranger; do
 	SOURCES+=(--source "$p=$PODNS_PREFIX${p#*/}")
 done
-SOURCES+=(--source "node-1=$NETNS@$GW")
+SOURCES+=(--source "node-1=${NS[node-1]}@${GW[node-1]}" --source "node-2=${NS[node-2]}@${GW[node-2]}")
 matrix() {
-	echo "  (rows: from, columns: to; '.' connected, 'X' blocked; real TCP connections, 1 s timeout)"
+	echo "  (rows: from, columns: to; '.' connected, 'X' blocked; real TCP connections, 1 s timeout;"
+	echo "   node-1: db, backend; node-2: frontend, client, stranger)"
 	bin/netpol-agnhost matrix "${SOURCES[@]}" \
-		--target "db=${IP[default/db]}" --target "frontend=${IP[default/frontend]}" \
-		--target "backend=${IP[default/backend]}" --target "client=${IP[myproject/client]}" \
+		--target "db=${IP[default/db]}" --target "backend=${IP[default/backend]}" \
+		--target "frontend=${IP[default/frontend]}" --target "client=${IP[myproject/client]}" \
 		--target "stranger=${IP[other/stranger]}" --probe tcp/6379 --probe tcp/80 | sed 's/^/  /'
-	echo "  db reached at its pod IP and through its Service (pods: balanced in br-int; node-1: kube-proxy):"
+	echo "  db reached at its pod IP and through its Service (pods: balanced in their node's br-int; hosts: kube-proxy):"
 	bin/netpol-agnhost matrix "${SOURCES[@]}" --target "db ($DB_IP)=$DB_IP" \
 		--target "Service db ($DB_VIP)=$DB_VIP" --probe tcp/6379 | sed 's/^/  /'
 }
-flows() { ovs-ofctl -O OpenFlow15 dump-flows br-int --no-stats | sort; }
-# settle CMD...: runs CMD, then waits until the agent has changed br-int's
+flows() { for node in "${NODES[@]}"; do ofctl "$node" dump-flows br-int --no-stats | sort; done; }
+# settle CMD...: runs CMD, then waits until the agents have changed br-int's
 # flows and they stayed the same for 0.3 s (at most 10 s).
 settle() {
 	local before now last n=0 stable=0
@@ -374,19 +456,21 @@ else
 	apply_service() { sed "s/\"${SLICE_IP//./\\.}\"/\"$DB_IP\"/" examples/seed/service.yaml | kubectl apply -f -; }
 fi
 settle apply_service | sed 's/^/  /'
-wait_for "the Service's flows" 30 bash -c "ovs-ofctl -O OpenFlow15 dump-flows br-int table=25 | grep -q 'nw_dst=$DB_VIP,'"
-wait_nat "the db Service" 30 "DNAT --to-destination $DB_IP:6379"
-echo "  br-int balances the pods' connections to it (ovs-ofctl dump-flows br-int table=25; dump-groups br-int):"
-ovs-ofctl -O OpenFlow15 dump-flows br-int table=25 --no-stats | grep "nw_dst=$DB_VIP," | sed 's/^ *cookie=[^ ]* /    /'
-ovs-ofctl -O OpenFlow15 dump-groups br-int | grep group_id= | sed 's/^ */    /'
-echo "  kube-proxy DNATs the node's host's own connections to it (iptables-save -t nat in $NETNS):"
-nat | grep -F 'default/db:redis' | sed 's/^/    /'
-echo "  \$ ip netns exec ${PODNS_PREFIX}frontend bin/netpol-agnhost probe db=tcp:$DB_VIP:6379"
+for node in "${NODES[@]}"; do
+	wait_for "the Service's flows on $node" 30 bash -c "OVS_RUNDIR=${O[$node]} ovs-ofctl -O OpenFlow15 dump-flows br-int table=25 | grep -q 'nw_dst=$DB_VIP,'"
+	wait_nat "$node" "the db Service" 30 "DNAT --to-destination $DB_IP:6379"
+done
+echo "  node-2's br-int balances frontend's connections to it, then sends them to db on node-1 through the tunnel:"
+ofctl node-2 dump-flows br-int table=25 --no-stats | grep "nw_dst=$DB_VIP," | sed 's/^ *cookie=[^ ]* /    /'
+ofctl node-2 dump-groups br-int | grep group_id= | sed 's/^ */    /'
+echo "  kube-proxy DNATs a host's own connections to it (iptables-save -t nat in ${NS[node-2]}):"
+nat node-2 | grep -F 'default/db:redis' | sed 's/^/    /'
+echo "  \$ ip netns exec ${PODNS_PREFIX}frontend bin/netpol-agnhost probe db=tcp:$DB_VIP:6379   # frontend on node-2"
 ip netns exec "${PODNS_PREFIX}frontend" bin/netpol-agnhost probe "db=tcp:$DB_VIP:6379" | sed 's/^/    /'
-echo "  \$ ip netns exec $NETNS bin/netpol-agnhost probe --source $GW db=tcp:$DB_VIP:6379"
-ip netns exec "$NETNS" bin/netpol-agnhost probe --source "$GW" "db=tcp:$DB_VIP:6379" | sed 's/^/    /'
+echo "  \$ ip netns exec ${NS[node-1]} bin/netpol-agnhost probe --source ${GW[node-1]} db=tcp:$DB_VIP:6379   # node-1's host"
+ip netns exec "${NS[node-1]}" bin/netpol-agnhost probe --source "${GW[node-1]}" "db=tcp:$DB_VIP:6379" | sed 's/^/    /'
 
-say "1. no policy: everything is open"
+say "1. no policy: everything is open, across the nodes too"
 matrix
 
 say "2. the documentation's command (isolates namespace default for ingress, except from its node):"
@@ -394,6 +478,8 @@ CMD='kubectl annotate ns default "net.beta.kubernetes.io/network-policy={\"ingre
 echo "  \$ $CMD"
 settle eval "$CMD" | sed 's/^/  /'
 matrix
+echo "  Each node's host still reaches its own pods of default; the other node's host is not"
+echo "  node-local for them, so it is isolated like any other source."
 
 say "3. the documentation's policy (extensions/v1beta1, 'protocol: tcp'), converted and applied:"
 echo "  \$ bin/ovs-netpol convert -f examples/seed/policy.yaml | kubectl apply -f -"
@@ -401,61 +487,71 @@ apply_policy() { bin/ovs-netpol convert -f examples/seed/policy.yaml 2>/dev/null
 settle apply_policy | sed 's/^/  /'
 matrix
 echo "  db:6379 is open to the frontend (role=frontend in default) and to the client (namespace"
-echo "  project=myproject), not to the backend nor to the stranger (role=frontend elsewhere);"
-echo "  the node always reaches its pods."
+echo "  project=myproject), both on node-2, not to the backend (on db's node) nor to the stranger"
+echo "  (role=frontend elsewhere); node-1 always reaches its pods. db's ingress is decided on node-1,"
+echo "  whatever node the connection comes from."
 echo "  Through the Service, the same verdicts: br-int balances a pod's connection to $DB_VIP:6379"
-echo "  to db ($DB_IP:6379) before policy, so the policy judges db itself (the host: kube-proxy's DNAT)."
+echo "  to db ($DB_IP:6379) before policy, so the policy judges db itself (the hosts: kube-proxy's DNAT)."
 
-# The CLI reads the cluster (KUBECONFIG) and the live bridge; the agent published its settings there.
-np() { bin/ovs-netpol "$1" --ovs-rundir "$O" "${@:2}"; }
-say "why? ovs-netpol explain: the policy rules that decide, and the same packet traced through br-int"
-echo "  \$ ovs-netpol explain --from default/frontend --to default/db --port 6379"
-np explain --from default/frontend --to default/db --port 6379 | sed 's/^/    /'
-echo "  \$ ovs-netpol explain --from default/backend --to default/db --port 6379"
-np explain --from default/backend --to default/db --port 6379 | sed 's/^/    /'
+# np NODE CMD ARGS...: the CLI on a node (it reads the cluster through
+# KUBECONFIG and the node's live bridge; the agent published its settings there).
+np() { bin/ovs-netpol "$2" --ovs-rundir "${O[$1]}" "${@:3}"; }
+say "why? ovs-netpol explain on node-1 (db's node): the policy rules that decide, and the packet traced through its br-int"
+echo "  \$ ovs-netpol explain --ovs-rundir ${O[node-1]} --from default/frontend --to default/db --port 6379"
+np node-1 explain --from default/frontend --to default/db --port 6379 | sed 's/^/    /'
+echo "  \$ ovs-netpol explain --ovs-rundir ${O[node-1]} --from default/backend --to default/db --port 6379"
+np node-1 explain --from default/backend --to default/db --port 6379 | sed 's/^/    /'
 
-say "the pods on br-int, and every connection checked against the live flows"
-echo "  \$ ovs-netpol pods"
-np pods | sed 's/^/    /'
-echo "  \$ ovs-netpol verify   (model vs ofproto/trace for every local pod x peer x port)"
-np verify >"$STATE/verify.txt" && echo "    no mismatch ($(grep -c . "$STATE/verify.txt") lines in $STATE/verify.txt)" ||
-	{ sed 's/^/    /' "$STATE/verify.txt"; echo "  verify found mismatches" >&2; exit 1; }
+say "the pods on each br-int, and every connection checked against the live flows"
+for node in "${NODES[@]}"; do
+	echo "  \$ ovs-netpol pods --ovs-rundir ${O[$node]}   # $node"
+	np "$node" pods | sed 's/^/    /'
+done
+for node in "${NODES[@]}"; do
+	echo "  \$ ovs-netpol verify --ovs-rundir ${O[$node]}   # $node: model vs ofproto/trace for every local pod x peer x port"
+	np "$node" verify >"$STATE/verify-$node.txt" && echo "    no mismatch ($(grep -c . "$STATE/verify-$node.txt") lines in $STATE/verify-$node.txt)" ||
+		{ sed 's/^/    /' "$STATE/verify-$node.txt"; echo "  verify found mismatches on $node" >&2; exit 1; }
+done
 
-say "the policy's flows on br-int, each under the origin its cookie names, with counters"
-echo "  \$ ovs-netpol flows --policy default/test-network-policy"
-np flows --policy default/test-network-policy | sed 's/^/    /'
+say "the policy's flows on node-1's br-int, each under the origin its cookie names, with counters"
+echo "  \$ ovs-netpol flows --ovs-rundir ${O[node-1]} --policy default/test-network-policy"
+np node-1 flows --policy default/test-network-policy | sed 's/^/    /'
 
-say "who was denied? the audit log (namespaces opt in; rate limited in the datapath by an OpenFlow meter)"
+say "who was denied? node-1's audit log (namespaces opt in; rate limited in the datapath by an OpenFlow meter)"
 CMD='kubectl annotate ns default ovs-netpol.io/audit=deny'
 echo "  \$ $CMD"
 settle eval "$CMD" | sed 's/^/  /'
 ip netns exec "${PODNS_PREFIX}backend" bin/netpol-agnhost probe "db=tcp:${IP[default/db]}:6379" "svc=tcp:$DB_VIP:6379" >/dev/null 2>&1 || true
 ip netns exec "${PODNS_PREFIX}stranger" bin/netpol-agnhost probe "db=tcp:${IP[default/db]}:6379" >/dev/null 2>&1 || true
 sleep 0.5
-echo "  \$ tail -n 3 $STATE/logs/audit.log"
-tail -n 3 "$STATE/logs/audit.log" | sed 's/^/    /'
+echo "  \$ tail -n 3 $STATE/logs/audit-node-1.log   # the stranger's attempts came from node-2 through the tunnel"
+tail -n 3 "$STATE/logs/audit-node-1.log" | sed 's/^/    /'
 
-say "which rules are used? the agent's per-rule and per-pod counters (/metrics on $METRICS)"
-echo "  \$ curl -s http://$METRICS/metrics | grep -E '^ovs_netpol_(rule_allowed|pod_denied)_packets_total'"
-http_get "${METRICS%:*}" "${METRICS#*:}" /metrics | grep -E '^ovs_netpol_(rule_allowed|pod_denied)_packets_total' | sed 's/^/    /'
+M1=${METRICS[node-1]}
+say "which rules are used? node-1's agent's per-rule and per-pod counters (/metrics on $M1)"
+echo "  \$ curl -s http://$M1/metrics | grep -E '^ovs_netpol_(rule_allowed|pod_denied)_packets_total'"
+http_get "${M1%:*}" "${M1#*:}" /metrics | grep -E '^ovs_netpol_(rule_allowed|pod_denied)_packets_total' | sed 's/^/    /'
 
+O1=${O[node-1]} O2=${O[node-2]} NS1=${NS[node-1]} GW1=${GW[node-1]}
 cat <<EOM
 
 == the demo keeps running. Try:
    export KUBECONFIG=$KUBECONFIG
-   kubectl get pods -A -o wide; kubectl get networkpolicy -A
-   export OVS_RUNDIR=$O
-   bin/ovs-netpol flows --ovs-rundir $O                       # the agent's flows by table, origin and counters
-   bin/ovs-netpol explain --ovs-rundir $O --from myproject/client --to default/db --port 6379
-   bin/ovs-netpol verify --ovs-rundir $O                      # every local connection: model vs ofproto/trace
+   kubectl get nodes -o wide; kubectl get pods -A -o wide; kubectl get networkpolicy -A
+   bin/ovs-netpol flows --ovs-rundir $O1                      # node-1's flows by table, origin and counters
+   bin/ovs-netpol flows --ovs-rundir $O2                      # node-2's (the tunnel to node-1: origin node/node-1)
+   bin/ovs-netpol explain --ovs-rundir $O1 --from myproject/client --to default/db --port 6379
+   bin/ovs-netpol verify --ovs-rundir $O2                     # every local connection: model vs ofproto/trace
+   export OVS_RUNDIR=$O2                                      # node-2's switch for ovs-ofctl
    ovs-ofctl -O OpenFlow15 dump-flows br-int --names          # the same flows, raw (counters move)
+   ovs-ofctl -O OpenFlow15 dump-flows br-int | grep tun_      # the tunnel flows: tun_src/tun_dst = node-1's InternalIP
    ovs-ofctl -O OpenFlow15 dump-groups br-int                 # the Services' load balancers
-   ovs-ofctl -O OpenFlow15 dump-flows br-int table=25 --names # the db Service's flow: $DB_VIP:6379 -> group
+   ip -n ${NS[node-2]} route show proto 78                    # the agent's host route to node-1's podCIDR
    ip netns exec ${PODNS_PREFIX}frontend $ROOT/bin/netpol-agnhost probe db=tcp:${IP[default/db]}:6379 svc=tcp:$DB_VIP:6379
    ip netns exec ${PODNS_PREFIX}backend  $ROOT/bin/netpol-agnhost probe db=tcp:${IP[default/db]}:6379 svc=tcp:$DB_VIP:6379
-   ip netns exec $NETNS $ROOT/bin/netpol-agnhost probe --source $GW svc=tcp:$DB_VIP:6379  # the host, via kube-proxy
-   ip netns exec $NETNS iptables-save -t nat | grep default/db  # kube-proxy's rules on the node's host
-   kubectl delete networkpolicy -n default test-network-policy  # the agent applies every change
-   less $STATE/logs/agent.log $STATE/logs/kube-proxy.log $STATE/logs/audit.log
+   ip netns exec $NS1 $ROOT/bin/netpol-agnhost probe --source $GW1 svc=tcp:$DB_VIP:6379  # a host, via kube-proxy
+   ip netns exec $NS1 iptables-save -t nat | grep default/db  # kube-proxy's rules on node-1's host
+   kubectl delete networkpolicy -n default test-network-policy  # the agents apply every change
+   less $STATE/logs/agent-node-1.log $STATE/logs/kube-proxy-node-1.log $STATE/logs/audit-node-1.log
    make demo-down                                              # removes everything
 EOM
