@@ -115,7 +115,7 @@ soak: deps kube
 clean:
 	rm -rf $(BIN)
 
-## demo: the seed example live (apiserver, Open vSwitch, agent, CNI-attached pods), real traffic; left running.
+## demo: the seed example live on two nodes joined by the Geneve overlay over a routed underlay (apiserver, Open vSwitch and agent per node, CNI-attached pods), real traffic; left running.
 demo:
 	bash scripts/demo.sh
 
