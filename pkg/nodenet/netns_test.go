@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
@@ -444,4 +445,45 @@ func watchChanges(t *testing.T, path string, f func()) []string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestSyncRoutesManyNodes installs the routes of 250 dual-stack nodes,
+// syncs again unchanged, removes half and then all, and logs how long each
+// sync took (figures, not assertions).
+func TestSyncRoutesManyNodes(t *testing.T) {
+	name, path := newNetNS(t)
+	h := Host{NetNS: path}
+	if err := h.ConfigureGateway("br-int", prefixes("10.90.0.1/24"), 1450); err != nil {
+		t.Fatal(err)
+	}
+	var remotes []*model.Node
+	for i := 1; i <= 250; i++ {
+		remotes = append(remotes, node(fmt.Sprintf("n%03d", i), fmt.Sprintf("172.30.%d.%d", i/200, i%200+1),
+			fmt.Sprintf("10.%d.%d.0/24", 100+i/250, i%250), fmt.Sprintf("fd00:100:%x::/64", i)))
+	}
+	count := func() (int, int) {
+		return len(lines(t, name, "-4", "route", "show", "proto", "78")) + len(lines(t, name, "-6", "route", "show", "proto", "78")),
+			len(lines(t, name, "neigh", "show", "dev", "br-int", "nud", "permanent"))
+	}
+	for _, st := range []struct {
+		name          string
+		remotes       []*model.Node
+		routes, neigh int
+	}{
+		{"250 nodes added", remotes, 500, 500},
+		{"unchanged", remotes, 500, 500},
+		{"125 removed", remotes[:125], 250, 250},
+		{"all removed", nil, 0, 0},
+	} {
+		start := time.Now()
+		if err := h.SyncRoutes("br-int", st.remotes); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		took := time.Since(start)
+		routes, neigh := count()
+		if routes != st.routes || neigh != st.neigh {
+			t.Errorf("%s: %d routes and %d neighbour entries, want %d and %d", st.name, routes, neigh, st.routes, st.neigh)
+		}
+		t.Logf("SyncRoutes, %s: %v (%d routes, %d neighbour entries now)", st.name, took.Round(time.Microsecond), routes, neigh)
+	}
 }
