@@ -24,6 +24,8 @@ func TestOverlayTraces(t *testing.T) {
 	c.AddNode(mustNode("node-1", []string{"172.29.1.2"}, "10.91.1.0/24"))
 	c.AddNode(mustNode("node-2", []string{"172.29.2.2"}, "10.91.2.0/24"))
 	c.AddNode(mustNode("node-3", []string{"172.29.3.2"}, "10.91.3.0/24"))
+	// An IPv6 underlay endpoint carrying both families.
+	c.AddNode(mustNode("node-4", []string{"fd00:29:4::2"}, "10.91.4.0/24", "fd00:91:4::/64"))
 	pod := func(name, node, ip string, lbl labels.Set) {
 		c.AddPod(&model.Pod{UID: "uid-" + name, Namespace: "x", Name: name, Node: node, Labels: lbl,
 			IPs: []netip.Addr{netip.MustParseAddr(ip)}, Phase: "Running"})
@@ -33,6 +35,7 @@ func TestOverlayTraces(t *testing.T) {
 	pod("client", "node-2", "10.91.2.10", labels.Set{"app": "client"})
 	pod("other", "node-2", "10.91.2.11", labels.Set{"app": "other"})
 	pod("client3", "node-3", "10.91.3.10", labels.Set{"app": "client"})
+	pod("client4", "node-4", "10.91.4.10", labels.Set{"app": "client"})
 	c.AddPolicy(&model.Policy{Namespace: "x", Name: "server", APIVersion: "networking.k8s.io/v1",
 		PodSelector: labels.SelectorFromSet(labels.Set{"app": "server"}), AffectsIngress: true,
 		Ingress: []model.Rule{{Peers: []model.Peer{{PodSelector: labels.SelectorFromSet(labels.Set{"app": "client"})}}}}})
@@ -84,6 +87,9 @@ func TestOverlayTraces(t *testing.T) {
 	fromTunnel := func(tunSrc, src, dst string) string {
 		return fmt.Sprintf("in_port=%d,tun_src=%s,tun_dst=172.29.1.2,tcp,dl_src=0a:58:0a:5b:02:0a,dl_dst=0a:58:0a:5b:02:01,nw_src=%s,nw_dst=%s,tcp_src=40000,tcp_dst=80", tun, tunSrc, src, dst)
 	}
+	fromTunnel6 := func(tunSrc, src, dst string) string {
+		return fmt.Sprintf("in_port=%d,tun_ipv6_src=%s,tun_ipv6_dst=fd00:29:1::2,tcp,dl_src=0a:58:0a:5b:04:0a,dl_dst=0a:58:0a:5b:04:01,nw_src=%s,nw_dst=%s,tcp_src=40000,tcp_dst=80", tun, tunSrc, src, dst)
+	}
 	tests := []struct {
 		name string
 		flow string
@@ -103,6 +109,10 @@ func TestOverlayTraces(t *testing.T) {
 		{"(b) remote pod to open pod", fromTunnel("172.29.2.2", "10.91.2.11", "10.91.1.11"), "open"},
 		{"(b) remote node's host to open pod", fromTunnel("172.29.2.2", "172.29.2.2", "10.91.1.11"), "open"},
 		{"remote pod to this node's host", fromTunnel("172.29.2.2", "10.91.2.11", "172.29.1.2"), "br-int"},
+		{"(a) local pod to a pod behind an IPv6 endpoint", fromPod(server, "10.91.1.10", "10.91.4.10"), "tunnel fd00:29:4::2"},
+		{"(b) IPv6 endpoint's client to isolated pod", fromTunnel6("fd00:29:4::2", "10.91.4.10", "10.91.1.10"), "server"},
+		{"(c) IPv6 endpoint sending node-2's pod address", fromTunnel6("fd00:29:4::2", "10.91.2.10", "10.91.1.11"), "drop"},
+		{"(c) node-4's pod address from an IPv4 endpoint", fromTunnel("172.29.2.2", "10.91.4.10", "10.91.1.11"), "drop"},
 		{"(c) unknown tunnel source", fromTunnel("172.29.9.2", "10.91.2.10", "10.91.1.10"), "drop"},
 		{"(c) unknown tunnel source to open pod", fromTunnel("172.29.9.2", "10.91.2.10", "10.91.1.11"), "drop"},
 		{"(c) node-3 sending node-2's pod address", fromTunnel("172.29.3.2", "10.91.2.10", "10.91.1.11"), "drop"},
@@ -118,11 +128,11 @@ func TestOverlayTraces(t *testing.T) {
 			}
 			got := "drop"
 			switch {
-			case strings.Contains(tr.Raw, fmt.Sprintf("output:%d", tun)) && strings.Contains(tr.Raw, "->tun_dst"):
+			case strings.Contains(tr.Raw, fmt.Sprintf("output:%d", tun)) && strings.Contains(tr.Raw, "->tun_"):
 				// The datapath part of a tunnel output depends on the
 				// underlay (none here); the OpenFlow actions say where.
 				i := strings.LastIndex(tr.Raw, "set_field:")
-				dst, _, _ := strings.Cut(tr.Raw[i+len("set_field:"):], "->tun_dst")
+				dst, _, _ := strings.Cut(tr.Raw[i+len("set_field:"):], "->tun_")
 				got = "tunnel " + dst
 			case !tr.Dropped:
 				got = strings.Join(tr.OutputNames, ",")
