@@ -28,7 +28,9 @@
 // tunnel port with the same type, UDP port and key (ofport -1, "File
 // exists"). SetBridgeHWAddr fixes the LOCAL port's MAC through
 // Bridge.other_config:hwaddr, so the node's gateway MAC that other nodes
-// write into their neighbour tables survives restarts.
+// write into their neighbour tables survives restarts. SetMTURequest pins
+// the LOCAL port's MTU: ovs-vswitchd otherwise resets an internal port to
+// the smallest MTU of the bridge's other ports whenever ports change.
 //
 // # Cache and reconnects
 //
