@@ -45,9 +45,9 @@ func podFlows(cfg Config, pod *model.Pod, b Binding, ingressIsolated, egressIsol
 		flows = append(flows, f(TableClassify, prioHairpinReply, ipMatch(ip, "src", in)+","+ipField(ip, "dst")+"="+hairpin.String(),
 			"set_field:"+ip.String()+"->"+setFieldName(ip, "dst")+","+gotoTable(TableConntrack)))
 		// Nobody else may send as the pod: its address from the gateway,
-		// the uplink or the tunnel is spoofed (it would pass as the pod's own traffic:
-		// egress is judged by in_port, and conntrack entries are keyed by
-		// address).
+		// the uplink or the tunnel is spoofed (it would pass as the pod's
+		// own traffic: egress is judged by in_port, and conntrack entries
+		// are keyed by address).
 		// The drop carries the node's cookie: it guards the node's
 		// gateway and uplink accept flows, and must stay on the bridge
 		// with them when OVS refuses the pod's own flows (the agent then
