@@ -222,7 +222,8 @@ func randomNode(rng *rand.Rand) *model.Node {
 
 // TestOverlayIncrementalEqualsFull: node adds, changes and deletes mixed
 // with pod, policy and binding events keep the incremental flow set equal
-// to a full Compile, and Flush reports exactly the flows that changed.
+// to a full Compile, and Flush reports exactly the flows that changed;
+// Flushes come after one to three events, some after 150.
 func TestOverlayIncrementalEqualsFull(t *testing.T) {
 	events := 0
 	for seed := int64(1); seed <= 20; seed++ {
@@ -240,7 +241,11 @@ func TestOverlayIncrementalEqualsFull(t *testing.T) {
 		prev := byKey(in.Flows())
 		for step := 0; step < 30; step++ {
 			var desc []string
-			for range 1 + rng.IntN(3) {
+			n := 1 + rng.IntN(3)
+			if step%10 == 9 {
+				n = 150 // a long batch: a node changed and changed back within one Flush
+			}
+			for range n {
 				events++
 				if rng.IntN(2) == 0 {
 					desc = append(desc, randomEvent(rng, f, in))
@@ -253,6 +258,9 @@ func TestOverlayIncrementalEqualsFull(t *testing.T) {
 					in.SetNode(n)
 					desc = append(desc, fmt.Sprintf("set node %s %v %v", n.Name, n.InternalIPs, n.PodCIDRs))
 				}
+			}
+			if len(desc) > 5 {
+				desc = append(desc[:5], fmt.Sprintf("... %d events", len(desc)))
 			}
 			what := fmt.Sprintf("seed %d step %d (%s)", seed, step, strings.Join(desc, "; "))
 			changed, err := in.Flush()
