@@ -32,6 +32,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -359,10 +360,9 @@ func (o *overlay) start(t *testing.T, withProxy bool) *ovNode {
 	if withProxy {
 		n.startKubeProxy(t)
 	}
-	ready := n.startAgent(t)
+	n.startAgent(t)
 	t.Logf("%s: machine (switch, underlay, br-phy, host server) in %v, agent ready %v after its Node was created",
 		n.name, n.setup.Round(time.Millisecond), time.Since(n.registered).Round(time.Millisecond))
-	_ = ready
 	return n
 }
 
@@ -498,12 +498,14 @@ func probeCells(t *testing.T, cells []hostCell) map[int]result {
 			}
 			for _, l := range strings.Split(strings.TrimSpace(res), "\n") {
 				f := strings.Fields(l)
-				var i int
-				if len(f) < 3 || !slices.Contains(idx, atoiOr(f[0], -1)) {
+				i := -1
+				if len(f) >= 3 {
+					i, _ = strconv.Atoi(f[0])
+				}
+				if !slices.Contains(idx, i) {
 					errs = append(errs, "bad probe output line: "+l)
 					continue
 				}
-				i = atoiOr(f[0], -1)
 				r := result{ok: f[1] == "ok", why: strings.Join(f[2:], " ")}
 				if r.ok && f[2] != cells[i].answer {
 					r = result{why: "answered by " + f[2]}
@@ -519,14 +521,6 @@ func probeCells(t *testing.T, cells []hostCell) map[int]result {
 		t.Fatalf("probing failed:\n%s", strings.Join(errs, "\n"))
 	}
 	return out
-}
-
-func atoiOr(s string, def int) int {
-	var v int
-	if _, err := fmt.Sscanf(s, "%d", &v); err != nil {
-		return def
-	}
-	return v
 }
 
 // checkCells probes the cells with the matrices' rule (world.check): a

@@ -245,7 +245,6 @@ egress:
 		o.check(t, matrixOf(nil))
 		totals.scenarios.Add(1)
 	})
-	_ = b3
 	addSummary(fmt.Sprintf("TestOverlayThreeNodes: 3 routed nodes, %d pods, in %v", len(ovPods), time.Since(start).Round(time.Second)))
 }
 
@@ -345,6 +344,11 @@ func gatewayMACOf(t *testing.T, n *ovNode) string {
 // it fails the test when there is none.
 func packetsWith(t *testing.T, n *ovNode, parts ...string) int {
 	t.Helper()
+	// OpenFlow counters lag the datapath until a revalidator round has
+	// pulled its flows' statistics: wait for one.
+	if _, err := n.sw.Appctl("revalidator/wait"); err != nil {
+		t.Fatal(err)
+	}
 	flows, err := n.sw.DumpFlows(bridge, false)
 	if err != nil {
 		t.Fatal(err)
@@ -555,6 +559,8 @@ func TestOverlayNodeAddRemove(t *testing.T) {
 	}
 	o.check(t, newMatrix(stdProbes, []string{"ovar/p1", "ovar/p2", srcNode, srcExt}, []string{"ovar/p1", "ovar/p2"}, true))
 	totals.scenarios.Add(1)
+	addSummary(fmt.Sprintf("TestOverlayNodeAddRemove: node added -> first cross-node connection %v/%v; %d connections and %d echoes between the other nodes meanwhile, %d failed (%d next to another)",
+		first["ovar/p1"].Round(time.Millisecond), first["ovar/p2"].Round(time.Millisecond), n, echoes, len(isolated)+len(outage), len(outage)))
 }
 
 // countTunnelFlows counts the node's flows that name a tunnel endpoint.
