@@ -776,6 +776,13 @@ func apply(ctx context.Context, client kubernetes.Interface, ev Event) error {
 		return err
 	case PolicyDelete:
 		return client.NetworkingV1().NetworkPolicies(ev.Policy.Namespace).Delete(ctx, ev.Policy.Name, metav1.DeleteOptions{})
+	case NodeAdd:
+		// Spec and status in one create (the apiserver keeps a Node's
+		// status on create): one informer event.
+		_, err := client.CoreV1().Nodes().Create(ctx, ev.Node, metav1.CreateOptions{})
+		return err
+	case NodeRemove:
+		return client.CoreV1().Nodes().Delete(ctx, ev.Node.Name, metav1.DeleteOptions{})
 	}
 	return fmt.Errorf("unknown event kind %q", ev.Kind)
 }

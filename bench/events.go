@@ -52,6 +52,14 @@ func ApplySetup(in *compiler.Incremental, ev Event) error {
 // the caller Flushes.
 func ApplyEvent(in *compiler.Incremental, ev Event) error {
 	switch {
+	case ev.Kind == NodeRemove:
+		in.DeleteNode(ev.Node.Name)
+	case ev.Node != nil:
+		n, err := normalize.Node(ev.Node)
+		if err != nil {
+			return err
+		}
+		in.SetNode(n)
 	case ev.Slice != nil:
 		sl, err := normalize.EndpointSlice(ev.Slice)
 		if err != nil || sl == nil {
@@ -98,6 +106,10 @@ const (
 	EndpointAdd    EventKind = "endpoint add"
 	EndpointRemove EventKind = "endpoint remove"
 	ServiceAdd     EventKind = "service add"
+	// Nodes (the Geneve overlay, issue 13): a Node created with its pod
+	// CIDR and InternalIP, one deleted.
+	NodeAdd    EventKind = "node add"
+	NodeRemove EventKind = "node remove"
 )
 
 // EventKinds are the policy event kinds, in report order.
@@ -116,6 +128,7 @@ type Event struct {
 	Policy    *networkingv1.NetworkPolicy
 	Service   *corev1.Service
 	Slice     *discoveryv1.EndpointSlice
+	Node      *corev1.Node
 }
 
 func (e Event) String() string {
@@ -128,6 +141,8 @@ func (e Event) String() string {
 		return fmt.Sprintf("%s %s", e.Kind, e.Namespace.Name)
 	case e.Policy != nil:
 		return fmt.Sprintf("%s %s/%s", e.Kind, e.Policy.Namespace, e.Policy.Name)
+	case e.Node != nil:
+		return fmt.Sprintf("%s %s", e.Kind, e.Node.Name)
 	}
 	return string(e.Kind)
 }
