@@ -20,8 +20,8 @@ import (
 //     last-applied configuration, status, selectors, endpoints' targetRef,
 //     hostname, zone and hints): with 10k Services they were a third of
 //     the agent's heap.
-//   - A Node keeps its name, spec.podCIDR(s) and status.addresses: what
-//     normalize.Node reads. The rest (images, conditions, the kubelet's
+//   - A Node keeps its name, creation time, spec.podCIDR(s) and
+//     status.addresses: what normalize.Node reads. The rest (images, conditions, the kubelet's
 //     heartbeats, labels) is most of a Node and changes every few seconds.
 //   - Any other object loses metadata.managedFields (the field ownership
 //     the apiserver tracks for server-side apply); namespaces keep their
@@ -60,7 +60,7 @@ func trimNode(n *corev1.Node) *corev1.Node {
 	return &corev1.Node{
 		TypeMeta: n.TypeMeta,
 		ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion,
-			DeletionTimestamp: n.DeletionTimestamp},
+			CreationTimestamp: n.CreationTimestamp, DeletionTimestamp: n.DeletionTimestamp},
 		Spec:   corev1.NodeSpec{PodCIDR: n.Spec.PodCIDR, PodCIDRs: n.Spec.PodCIDRs},
 		Status: corev1.NodeStatus{Addresses: n.Status.Addresses},
 	}

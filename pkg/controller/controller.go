@@ -86,7 +86,8 @@ type Options struct {
 	// Recorder records Events on the objects whose flows OVS refused; nil:
 	// Run records them through the client (component ovs-netpol-agent).
 	Recorder record.EventRecorder
-	// NodesChanged, when set, is called with every valid Node (sorted by
+	// NodesChanged, when set, is called with every valid Node that is not
+	// refused for a claim another node holds (model.RefusedNodes; sorted by
 	// name, the local one included) after a commit that changed them, and
 	// once after the first commit: the agent's host routes follow it. It
 	// runs on the controller's worker, outside its lock: a slow callback
@@ -360,6 +361,7 @@ func (c *Controller) process(ctx context.Context, batch []item) error {
 	for _, it := range batch {
 		c.apply(it)
 	}
+	c.resolveNodes()
 	changed, err := c.inc.Flush()
 	if err != nil {
 		return err
@@ -670,7 +672,8 @@ type Status struct {
 	Pods      int
 	Policies  int
 	Conjuncts int
-	// Nodes are the valid Nodes (remote ones make tunnel flows).
+	// Nodes are the valid Nodes the overlay uses (not refused for a claim
+	// another node holds; remote ones make tunnel flows).
 	Nodes int
 }
 
@@ -680,7 +683,7 @@ func (c *Controller) Status() Status {
 	defer c.mu.Unlock()
 	cl := c.inc.Cluster()
 	return Status{Ready: c.Ready(), Flows: c.installed, Pods: len(cl.Pods), Policies: len(cl.Policies), Conjuncts: len(c.inc.Conjunctions()),
-		Nodes: len(c.nodes.valid)}
+		Nodes: len(c.nodes.accepted)}
 }
 
 // Origins lists the origins of desired flows (cookie → description), sorted by cookie.

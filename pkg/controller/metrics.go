@@ -27,9 +27,12 @@ type Metrics struct {
 	DuplicatePodIPs prometheus.Gauge
 	// InvalidNodes counts the Nodes that failed validation and are treated
 	// as absent (each rejection is also in Rejected, kind "node").
-	InvalidNodes   prometheus.Gauge
-	ComputeSeconds prometheus.Histogram
-	SyncSeconds    prometheus.Histogram
+	InvalidNodes prometheus.Gauge
+	// ConflictingNodes counts the valid Nodes refused for a pod CIDR or
+	// InternalIP that this node or an older node holds (treated as absent).
+	ConflictingNodes prometheus.Gauge
+	ComputeSeconds   prometheus.Histogram
+	SyncSeconds      prometheus.Histogram
 	// BundleSeconds is how long Open vSwitch took to take one incremental
 	// bundle; RealizationLag is from an object event's arrival to the
 	// commit that realized it (see arrivals).
@@ -62,6 +65,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Addresses claimed by more than one active pod (the oldest pod keeps the address)."}),
 		InvalidNodes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ovs_netpol_invalid_nodes",
 			Help: "Nodes whose podCIDRs or addresses failed validation: treated as absent (no tunnel flows, no host routes) until fixed."}),
+		ConflictingNodes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ovs_netpol_conflicting_nodes",
+			Help: "Nodes whose pod CIDRs or InternalIPs overlap those of this node or of an older node: treated as absent (no tunnel flows, no host routes) until fixed."}),
 		ComputeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ovs_netpol_compute_seconds", Help: "Time to apply a batch of events to the model and recompute its fragments.", Buckets: buckets}),
 		SyncSeconds:    prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ovs_netpol_sync_seconds", Help: "Time from batch start to bundle committed.", Buckets: buckets}),
 		BundleSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ovs_netpol_bundle_seconds",
@@ -72,7 +77,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Events, m.Bundles, m.FlowMods, m.Flows, m.Groups, m.CTFlushes, m.SyncErrors, m.Rejected, m.ComputeSeconds, m.SyncSeconds,
-			m.RefusedOrigins, m.BundleFailures, m.RefusedRetries, m.DuplicatePodIPs, m.InvalidNodes, m.BundleSeconds, m.RealizationLag)
+			m.RefusedOrigins, m.BundleFailures, m.RefusedRetries, m.DuplicatePodIPs, m.InvalidNodes, m.ConflictingNodes, m.BundleSeconds, m.RealizationLag)
 	}
 	return m
 }

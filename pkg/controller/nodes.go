@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -12,20 +13,26 @@ import (
 )
 
 // nodeSet is what the controller knows of the cluster's Nodes (guarded by
-// Controller.mu): the valid ones as the compiler has them, the invalid ones
-// (treated as absent), and whether the valid set changed since NodesChanged
-// last heard of it.
+// Controller.mu): the valid ones, those of them the compiler has (accepted:
+// valid and not refused for a claim another node holds, see
+// model.RefusedNodes), the invalid and refused ones (treated as absent), and
+// whether the accepted set changed since NodesChanged last heard of it.
 type nodeSet struct {
-	valid   map[string]*model.Node
-	invalid map[string]bool
-	// dirty: the valid set differs from the one last reported (true at
+	valid    map[string]*model.Node
+	accepted map[string]*model.Node
+	invalid  map[string]bool
+	refused  map[string]string // name → why
+	// pending: valid changed since the claims were last resolved.
+	pending bool
+	// dirty: the accepted set differs from the one last reported (true at
 	// start, so the first commit reports it even when empty: the agent
 	// then removes host routes a previous run left).
 	dirty bool
 }
 
 func newNodeSet() nodeSet {
-	return nodeSet{valid: map[string]*model.Node{}, invalid: map[string]bool{}, dirty: true}
+	return nodeSet{valid: map[string]*model.Node{}, accepted: map[string]*model.Node{}, invalid: map[string]bool{},
+		refused: map[string]string{}, dirty: true}
 }
 
 // applyNode brings a Node into the model. One that fails validation is
@@ -58,8 +65,7 @@ func (c *Controller) applyNode(name string) {
 		return
 	}
 	c.nodes.valid[name] = n
-	c.nodes.dirty = true
-	c.inc.SetNode(n)
+	c.nodes.pending = true
 }
 
 // removeNode takes a node out of the model (deleted, or invalid now).
@@ -69,8 +75,48 @@ func (c *Controller) removeNode(name string) {
 		return
 	}
 	delete(c.nodes.valid, name)
-	c.nodes.dirty = true
-	c.inc.DeleteNode(name)
+	c.nodes.pending = true
+}
+
+// resolveNodes gives the compiler the valid nodes whose claims hold
+// (model.RefusedNodes: a node claiming a pod CIDR or address this node or
+// an older node owns could otherwise send as that node's pods from its
+// tunnel endpoint, or receive their traffic). A refused node is logged and
+// counted once per reason, and treated as absent like an invalid one. Run
+// once per batch, after its events are applied (c.mu held).
+func (c *Controller) resolveNodes() {
+	if !c.nodes.pending {
+		return
+	}
+	c.nodes.pending = false
+	all := make([]*model.Node, 0, len(c.nodes.valid))
+	for _, n := range c.nodes.valid {
+		all = append(all, n)
+	}
+	refused := model.RefusedNodes(c.opts.Compiler.Node, c.opts.Compiler.NodeIPs, all)
+	for _, name := range slices.Sorted(maps.Keys(refused)) {
+		if why := refused[name]; c.nodes.refused[name] != why {
+			c.reject("node", name, fmt.Errorf("node %s: %s: treated as absent (no tunnel flows, no host routes)", name, why))
+		}
+	}
+	c.nodes.refused = refused
+	c.metrics.ConflictingNodes.Set(float64(len(refused)))
+	for name, n := range c.nodes.valid {
+		if refused[name] != "" || c.nodes.accepted[name] == n {
+			continue
+		}
+		c.nodes.accepted[name] = n
+		c.nodes.dirty = true
+		c.inc.SetNode(n)
+	}
+	for name := range c.nodes.accepted {
+		if _, ok := c.nodes.valid[name]; ok && refused[name] == "" {
+			continue
+		}
+		delete(c.nodes.accepted, name)
+		c.nodes.dirty = true
+		c.inc.DeleteNode(name)
+	}
 }
 
 func (c *Controller) forgetInvalid(name string) {
@@ -83,10 +129,11 @@ func (c *Controller) forgetInvalid(name string) {
 // sameNode reports whether two normalized nodes make the same flows and
 // routes.
 func sameNode(a, b *model.Node) bool {
-	return a.Name == b.Name && slices.Equal(a.InternalIPs, b.InternalIPs) && slices.Equal(a.PodCIDRs, b.PodCIDRs)
+	return a.Name == b.Name && slices.Equal(a.InternalIPs, b.InternalIPs) && slices.Equal(a.PodCIDRs, b.PodCIDRs) &&
+		a.Created.Equal(b.Created)
 }
 
-// takeNodesChange returns the valid nodes, sorted by name, if they changed
+// takeNodesChange returns the accepted nodes, sorted by name, if they changed
 // since the last call (ok false otherwise). The nodes are copies: the
 // callback may keep them.
 func (c *Controller) takeNodesChange() (nodes []*model.Node, ok bool) {
@@ -96,10 +143,10 @@ func (c *Controller) takeNodesChange() (nodes []*model.Node, ok bool) {
 		return nil, false
 	}
 	c.nodes.dirty = false
-	nodes = make([]*model.Node, 0, len(c.nodes.valid))
-	for _, name := range slices.Sorted(maps.Keys(c.nodes.valid)) {
-		n := c.nodes.valid[name]
-		nodes = append(nodes, &model.Node{Name: n.Name, InternalIPs: slices.Clone(n.InternalIPs), PodCIDRs: slices.Clone(n.PodCIDRs)})
+	nodes = make([]*model.Node, 0, len(c.nodes.accepted))
+	for _, name := range slices.Sorted(maps.Keys(c.nodes.accepted)) {
+		n := c.nodes.accepted[name]
+		nodes = append(nodes, &model.Node{Name: n.Name, InternalIPs: slices.Clone(n.InternalIPs), PodCIDRs: slices.Clone(n.PodCIDRs), Created: n.Created})
 	}
 	return nodes, true
 }

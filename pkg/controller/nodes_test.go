@@ -239,7 +239,7 @@ func TestNodesChangedGetsCopies(t *testing.T) {
 	c := New(nil, nil, nil, Options{Compiler: compiler.Config{Node: "n1"}, Mode: model.ModeV1})
 	n := &model.Node{Name: "n2", InternalIPs: []netip.Addr{netip.MustParseAddr("172.29.2.2")},
 		PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.91.2.0/24")}}
-	c.nodes.valid["n2"] = n
+	c.nodes.valid["n2"], c.nodes.accepted["n2"] = n, n
 	got, ok := c.takeNodesChange()
 	if !ok || len(got) != 1 {
 		t.Fatalf("takeNodesChange: %v %v", got, ok)

@@ -1,10 +1,12 @@
 package model
 
 import (
+	"fmt"
 	"hash/fnv"
 	"net"
 	"net/netip"
 	"sort"
+	"time"
 )
 
 // Node is the part of a Node that the overlay depends on: where its tunnel
@@ -15,6 +17,9 @@ type Node struct {
 	InternalIPs []netip.Addr
 	// PodCIDRs are masked, at most one per family, IPv4 first.
 	PodCIDRs []netip.Prefix
+	// Created is the Node's metadata.creationTimestamp: of two nodes that
+	// claim one address, the older keeps it (RefusedNodes).
+	Created time.Time
 }
 
 // TunnelIP is the node's tunnel endpoint: its first InternalIP, IPv4
@@ -73,4 +78,143 @@ func (c *Cluster) SortedNodes() []*Node {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// RefusedNodes decides which nodes' claims the overlay can honour: a node
+// claims its pod CIDRs and its InternalIPs (the overlay sends their traffic
+// to its tunnel endpoint and accepts them from there only). A node whose
+// claim overlaps one of a node decided before it is refused, as is a node
+// whose pod CIDR holds one of its own InternalIPs (the host route to its
+// pods would capture its tunnel traffic). The local node is decided first,
+// with localIPs (this host's other addresses) among its claims, and is
+// never refused; the others by creation time, then name, so that the older
+// node keeps an address (a Node created later cannot take over another's
+// pods or host). The result maps each refused node to why; refused nodes
+// must be treated as absent: no tunnel flows, no host routes.
+func RefusedNodes(local string, localIPs []netip.Addr, nodes []*Node) map[string]string {
+	order := make([]*Node, 0, len(nodes))
+	for _, n := range nodes {
+		if n != nil {
+			order = append(order, n)
+		}
+	}
+	sort.SliceStable(order, func(i, j int) bool {
+		a, b := order[i], order[j]
+		if (a.Name == local) != (b.Name == local) {
+			return a.Name == local
+		}
+		if !a.Created.Equal(b.Created) {
+			return a.Created.Before(b.Created)
+		}
+		return a.Name < b.Name
+	})
+	cl := claims{exact: map[netip.Prefix]string{}, within: map[netip.Prefix]string{}}
+	refused := map[string]string{}
+	localSeen := false
+	for _, n := range order {
+		var mine []netip.Prefix
+		for _, p := range n.PodCIDRs {
+			mine = append(mine, p.Masked())
+		}
+		for _, ip := range n.InternalIPs {
+			mine = append(mine, netip.PrefixFrom(ip, ip.BitLen()))
+		}
+		if n.Name == local {
+			localSeen = true
+			for _, ip := range localIPs {
+				mine = append(mine, netip.PrefixFrom(ip, ip.BitLen()))
+			}
+			cl.add(n.Name, mine)
+			continue
+		}
+		if !localSeen {
+			localSeen = true
+			var ips []netip.Prefix
+			for _, ip := range localIPs {
+				ips = append(ips, netip.PrefixFrom(ip, ip.BitLen()))
+			}
+			cl.add(local, ips)
+		}
+		if why := ownConflict(n); why != "" {
+			refused[n.Name] = why
+			continue
+		}
+		for _, p := range mine {
+			if owner, q, ok := cl.overlap(p); ok {
+				refused[n.Name] = fmt.Sprintf("its %s overlaps %s of node %s", p, q, owner)
+				break
+			}
+		}
+		if refused[n.Name] == "" {
+			cl.add(n.Name, mine)
+		}
+	}
+	return refused
+}
+
+// ownConflict says why a node's own claims cannot work together: a pod
+// CIDR that holds one of its InternalIPs.
+func ownConflict(n *Node) string {
+	for _, p := range n.PodCIDRs {
+		for _, ip := range n.InternalIPs {
+			if p.Contains(ip) {
+				return fmt.Sprintf("its pod CIDR %s holds its InternalIP %s", p.Masked(), ip)
+			}
+		}
+	}
+	return ""
+}
+
+// claims are the accepted claims (exact: prefix → owner) and every prefix
+// that holds one of them (within: prefix → an owner of a claim inside).
+// Two prefixes overlap exactly when one holds the other.
+type claims struct {
+	exact, within map[netip.Prefix]string
+}
+
+func (c claims) add(owner string, ps []netip.Prefix) {
+	for _, p := range ps {
+		if _, ok := c.exact[p]; !ok {
+			c.exact[p] = owner
+		}
+		for b := p.Bits(); b >= 0; b-- {
+			q := netip.PrefixFrom(p.Addr(), b).Masked()
+			if _, ok := c.within[q]; ok {
+				break // and so are all shorter ones
+			}
+			c.within[q] = owner
+		}
+	}
+}
+
+// overlap returns an accepted claim that holds p or that p holds.
+func (c claims) overlap(p netip.Prefix) (owner string, q netip.Prefix, ok bool) {
+	if owner, ok := c.within[p]; ok {
+		// p holds a claim (or is one): name the claim when it is p.
+		if o, exact := c.exact[p]; exact {
+			return o, p, true
+		}
+		return owner, c.claimIn(p, owner), true
+	}
+	for b := p.Bits() - 1; b >= 0; b-- {
+		q := netip.PrefixFrom(p.Addr(), b).Masked()
+		if owner, ok := c.exact[q]; ok {
+			return owner, q, true
+		}
+	}
+	return "", netip.Prefix{}, false
+}
+
+// claimIn finds a claim of owner inside p (for the message).
+func (c claims) claimIn(p netip.Prefix, owner string) netip.Prefix {
+	var best netip.Prefix
+	for q, o := range c.exact {
+		if o == owner && p.Bits() <= q.Bits() && p.Contains(q.Addr()) && (!best.IsValid() || q.String() < best.String()) {
+			best = q
+		}
+	}
+	if !best.IsValid() {
+		return p
+	}
+	return best
 }

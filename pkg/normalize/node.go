@@ -42,7 +42,8 @@ func Node(n *corev1.Node) (*model.Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", name, err)
 	}
-	return &model.Node{Name: name, InternalIPs: ipv4First(ips, netip.Addr.Is4), PodCIDRs: ipv4First(cidrs, func(p netip.Prefix) bool { return p.Addr().Is4() })}, nil
+	return &model.Node{Name: name, InternalIPs: ipv4First(ips, netip.Addr.Is4), PodCIDRs: ipv4First(cidrs, func(p netip.Prefix) bool { return p.Addr().Is4() }),
+		Created: n.CreationTimestamp.UTC()}, nil
 }
 
 // nodePodCIDRs validates spec.podCIDR and spec.podCIDRs.
