@@ -84,8 +84,9 @@ func (c *Cluster) SortedNodes() []*Node {
 // claims its pod CIDRs and its InternalIPs (the overlay sends their traffic
 // to its tunnel endpoint and accepts them from there only). A node whose
 // claim overlaps one of a node decided before it is refused, as is a node
-// whose pod CIDR holds one of its own InternalIPs (the host route to its
-// pods would capture its tunnel traffic). The local node is decided first,
+// with a pod CIDR of prefix length 0 or one that holds one of its own
+// InternalIPs (the host route to its pods would replace the default route,
+// or capture its tunnel traffic). The local node is decided first,
 // with localIPs (this host's other addresses) among its claims, and is
 // never refused; the others by creation time, then name, so that the older
 // node keeps an address (a Node created later cannot take over another's
@@ -153,8 +154,15 @@ func RefusedNodes(local string, localIPs []netip.Addr, nodes []*Node) map[string
 }
 
 // ownConflict says why a node's own claims cannot work together: a pod
-// CIDR that holds one of its InternalIPs.
+// CIDR of prefix length 0 (every destination of its family, and a host
+// route that would replace the default route: refused even when no other
+// claim of that family exists), or one that holds one of its InternalIPs.
 func ownConflict(n *Node) string {
+	for _, p := range n.PodCIDRs {
+		if p.Bits() == 0 {
+			return fmt.Sprintf("its pod CIDR %s is every address of its family", p.Masked())
+		}
+	}
 	for _, p := range n.PodCIDRs {
 		for _, ip := range n.InternalIPs {
 			if p.Contains(ip) {

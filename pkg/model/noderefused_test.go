@@ -46,8 +46,11 @@ func TestRefusedNodes(t *testing.T) {
 			map[string]string{"n3": "its 10.91.0.0/16 overlaps 10.91.2.0/24 of node n2"}},
 		{"InternalIP in another's pod CIDR", nil, []*Node{n2, node("n3", 2, []string{"10.91.3.0/24"}, "172.29.3.2", "10.91.2.20")},
 			map[string]string{"n3": "its 10.91.2.20/32 overlaps 10.91.2.0/24 of node n2"}},
-		{"pod CIDR holding its own InternalIP", nil, []*Node{node("n3", 2, []string{"::/0"}, "fd00::3")},
-			map[string]string{"n3": "its pod CIDR ::/0 holds its InternalIP fd00::3"}},
+		{"pod CIDR holding its own InternalIP", nil, []*Node{node("n3", 2, []string{"fd00::/8"}, "fd00::3")},
+			map[string]string{"n3": "its pod CIDR fd00::/8 holds its InternalIP fd00::3"}},
+		{"::/0 where no other node has IPv6", nil, []*Node{node("n1", 0, []string{"10.91.1.0/24"}, "172.29.1.2"),
+			node("n3", 2, []string{"10.91.3.0/24", "::/0"}, "172.29.3.2")},
+			map[string]string{"n3": "its pod CIDR ::/0 is every address of its family"}},
 		{"nil entries", nil, []*Node{nil, n2}, map[string]string{}},
 	}
 	for _, tt := range tests {
