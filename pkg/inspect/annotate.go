@@ -88,8 +88,10 @@ func parseConjKey(key string) (RuleRef, bool) {
 // CompileNode normalizes objs in the agent's isolation mode and compiles
 // the node's flows with the agent's configuration and the given bindings,
 // as the agent does: Nodes (their pod CIDRs and InternalIPs make an overlay
-// node's tunnel flows) go through normalize.Node, and one that fails it is
-// left out with a warning, as the agent treats it as absent. Conjunction
+// node's tunnel flows) go through normalize.Node, and one that fails it, or
+// whose pod CIDRs or InternalIPs this node or an older node holds
+// (model.RefusedNodes), is left out with a warning, as the agent treats it
+// as absent. Conjunction
 // IDs are those of a fresh compile: they equal the agent's unless two rule
 // keys' hashes collided (then the order the agent saw the rules in decides
 // which takes the next ID).
@@ -99,6 +101,8 @@ func CompileNode(objs *manifest.Objects, ac AgentConfig, bindings map[string]com
 		mode = model.ModeV1
 	}
 	objs, nodeWarnings := withoutInvalidNodes(objs)
+	objs, refusedWarnings := withoutRefusedNodes(objs, ac.Node, ac.NodeIPs)
+	nodeWarnings = append(nodeWarnings, refusedWarnings...)
 	objs, dupWarnings := withoutDuplicateIPs(objs, ac.Node, bindings)
 	c, warnings, err := objs.Cluster(mode)
 	if err != nil {
@@ -144,6 +148,36 @@ func withoutInvalidNodes(objs *manifest.Objects) (*manifest.Objects, []string) {
 	}
 	if len(warnings) == 0 {
 		return objs, nil
+	}
+	out := *objs
+	out.Nodes = keep
+	return &out, warnings
+}
+
+// withoutRefusedNodes leaves out the Nodes whose pod CIDRs or InternalIPs
+// this node or an older node holds, as the agent refuses them (pkg/controller,
+// nodes.go: model.RefusedNodes). objs holds only valid Nodes
+// (withoutInvalidNodes) and is not modified.
+func withoutRefusedNodes(objs *manifest.Objects, local string, localIPs []netip.Addr) (*manifest.Objects, []string) {
+	all := make([]*model.Node, 0, len(objs.Nodes))
+	for _, n := range objs.Nodes {
+		if mn, err := normalize.Node(n); err == nil {
+			all = append(all, mn)
+		}
+	}
+	refused := model.RefusedNodes(local, localIPs, all)
+	if len(refused) == 0 {
+		return objs, nil
+	}
+	var keep []*corev1.Node
+	var warnings []string
+	for _, n := range objs.Nodes {
+		if why, ok := refused[n.Name]; ok {
+			warnings = append(warnings, fmt.Sprintf("node %s: %s (left out: the agent treats the node as absent, with no tunnel flows to or from it)",
+				printable.String(n.Name), printable.String(why)))
+			continue
+		}
+		keep = append(keep, n)
 	}
 	out := *objs
 	out.Nodes = keep
