@@ -59,6 +59,13 @@ type Incremental struct {
 	svcGroupKeys map[string][]string
 	svcServing   map[string]map[serviceFamilyPort]map[model.Backend]bool
 
+	// remotes is the overlay's verdict on the other nodes (see
+	// ResolveRemoteNodes), recomputed by Flush after node events
+	// (nodesDirty); usable is the set of its usable nodes' names.
+	remotes    RemoteNodes
+	usable     map[string]bool
+	nodesDirty bool
+
 	set      *FlowSet
 	ofGroups *GroupSet // OpenFlow groups (not address groups)
 	dirty    map[string]bool
@@ -163,6 +170,7 @@ func (in *Incremental) markAll() {
 	for name := range in.c.Nodes {
 		in.dirty[nodeFrag(name)] = true
 	}
+	in.nodesDirty = true
 	// Render every peer fragment again, but keep knowing which exist: a
 	// rule that now has no peer flows must still remove its fragment.
 	for _, m := range in.peerMemos {
@@ -500,6 +508,7 @@ func (in *Incremental) Flush() ([]openflow.Key, error) {
 	if err := in.cfg.checkOverlay(); err != nil {
 		return nil, err
 	}
+	in.resolveNodes()
 	ids := make([]string, 0, len(in.dirty))
 	for id := range in.dirty {
 		ids = append(ids, id)
@@ -560,7 +569,11 @@ func (in *Incremental) compute(id string) ([]openflow.Flow, error) {
 		}
 		return nodeFlows(cfg), nil
 	case strings.HasPrefix(id, "node/"):
-		return overlayFlows(in.cfg, in.c.Nodes[strings.TrimPrefix(id, "node/")]), nil
+		name := strings.TrimPrefix(id, "node/")
+		if !in.usable[name] {
+			return nil, nil // not a remote node, or rejected for a conflict
+		}
+		return overlayFlows(in.cfg, in.c.Nodes[name]), nil
 	case strings.HasPrefix(id, "pod/"):
 		pod, ok := in.c.Pods[strings.TrimPrefix(id, "pod/")]
 		if !ok || !pod.Active() {
@@ -806,9 +819,10 @@ func (in *Incremental) Origins() map[openflow.Cookie]string {
 	return out
 }
 
-// SetNode adds or replaces a node (by name). Only its own fragment is
-// recomputed (for this node: the node fragment, whose node-local sources
-// include its gateway addresses).
+// SetNode adds or replaces a node (by name). Its own fragment is recomputed
+// (for this node: the node fragment, whose node-local sources include its
+// gateway addresses), and those of the nodes whose usability it changes
+// (see resolveNodes): none when it conflicts with no node before and after.
 func (in *Incremental) SetNode(n *model.Node) {
 	in.c.AddNode(n)
 	in.markNode(n.Name)
@@ -823,12 +837,52 @@ func (in *Incremental) DeleteNode(name string) {
 }
 
 func (in *Incremental) markNode(name string) {
+	in.nodesDirty = true
 	if name == in.cfg.Node {
 		in.dirty[fragNode] = true
 		return
 	}
 	in.dirty[nodeFrag(name)] = true
 }
+
+// resolveNodes recomputes which remote nodes are usable after node events
+// and marks the fragments of the nodes whose usability changed. The whole
+// list is recomputed (ResolveRemoteNodes is cheap: O(nodes) map operations
+// per address bit) rather than only the event's overlapping nodes, because
+// a rejected node does not block others: one change can ripple along a
+// chain of conflicts to nodes it does not overlap. Once per Flush, so a
+// batch of node events costs one resolution. Without an overlay no node is
+// usable.
+func (in *Incremental) resolveNodes() {
+	if !in.nodesDirty {
+		return
+	}
+	in.nodesDirty = false
+	var r RemoteNodes
+	if in.cfg.Overlay.TunnelPort != 0 {
+		nodes := make([]*model.Node, 0, len(in.c.Nodes))
+		for _, n := range in.c.Nodes {
+			nodes = append(nodes, n)
+		}
+		r = ResolveRemoteNodes(nodes, in.cfg.Node)
+	}
+	usable := r.usableNames()
+	for name := range in.usable {
+		if !usable[name] {
+			in.dirty[nodeFrag(name)] = true
+		}
+	}
+	for name := range usable {
+		if !in.usable[name] {
+			in.dirty[nodeFrag(name)] = true
+		}
+	}
+	in.remotes, in.usable = r, usable
+}
+
+// RemoteNodes is the overlay's verdict on the other nodes as of the last
+// Flush: the usable ones (with tunnel flows) and the rejected ones.
+func (in *Incremental) RemoteNodes() RemoteNodes { return in.remotes }
 
 // SetService adds or replaces a Service (nil-safe callers leave headless
 // and ExternalName Services out: they are deleted).

@@ -11,7 +11,9 @@ import (
 )
 
 // TestNodeEventMarksOneFragment: a node event makes Flush recompute one
-// fragment: the remote node's own, or for this node the node fragment.
+// fragment: the remote node's own, or for this node the node fragment; and
+// besides, the fragments of the nodes whose usability it changed (see
+// ResolveRemoteNodes), a chain of conflicts included.
 func TestNodeEventMarksOneFragment(t *testing.T) {
 	c := model.NewCluster(model.ModeV1)
 	for i := range 50 {
@@ -27,6 +29,9 @@ func TestNodeEventMarksOneFragment(t *testing.T) {
 	}
 	remote := &model.Node{Name: "node-2", InternalIPs: []netip.Addr{netip.MustParseAddr("172.29.2.2")}, PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.1.2.0/24")}}
 	local := &model.Node{Name: "node-1", InternalIPs: []netip.Addr{netip.MustParseAddr("172.29.1.2")}, PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.1.1.0/24")}}
+	node := func(name, ip, cidr string) *model.Node {
+		return &model.Node{Name: name, InternalIPs: []netip.Addr{netip.MustParseAddr(ip)}, PodCIDRs: []netip.Prefix{netip.MustParsePrefix(cidr)}}
+	}
 	for _, tc := range []struct {
 		what  string
 		event func()
@@ -38,8 +43,19 @@ func TestNodeEventMarksOneFragment(t *testing.T) {
 		{"delete unknown", func() { in.DeleteNode("node-9") }, nil},
 		{"add local", func() { in.SetNode(local) }, []string{fragNode}},
 		{"delete local", func() { in.DeleteNode("node-1") }, []string{fragNode}},
+		{"add local again", func() { in.SetNode(local) }, []string{fragNode}},
+		{"add node-2", func() { in.SetNode(remote) }, []string{"node/node-2"}},
+		{"add node-3 with node-2's pod CIDR", func() { in.SetNode(node("node-3", "172.29.3.2", "10.1.2.0/24")) }, []string{"node/node-3"}},
+		{"delete node-2: node-3 usable", func() { in.DeleteNode("node-2") }, []string{"node/node-2", "node/node-3"}},
+		{"this node takes node-3's pod CIDR", func() { in.SetNode(node("node-1", "172.29.1.2", "10.1.2.0/24")) }, []string{fragNode, "node/node-3"}},
+		{"this node gives it back", func() { in.SetNode(local) }, []string{fragNode, "node/node-3"}},
+		{"add node-a", func() { in.SetNode(node("node-a", "172.29.10.2", "10.2.0.0/24")) }, []string{"node/node-a"}},
+		{"add node-b around node-a", func() { in.SetNode(node("node-b", "172.29.11.2", "10.2.0.0/23")) }, []string{"node/node-b"}},
+		{"add node-c inside node-b", func() { in.SetNode(node("node-c", "172.29.12.2", "10.2.1.0/24")) }, []string{"node/node-c"}},
+		{"delete node-a: node-b usable, node-c not", func() { in.DeleteNode("node-a") }, []string{"node/node-a", "node/node-b", "node/node-c"}},
 	} {
 		tc.event()
+		in.resolveNodes() // what Flush does first
 		got := slices.Sorted(maps.Keys(in.dirty))
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("%s: dirty fragments %v, want %v", tc.what, got, tc.want)

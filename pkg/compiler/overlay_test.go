@@ -193,29 +193,40 @@ func TestOverlayNodeFlags(t *testing.T) {
 }
 
 // randomNode is a version of one of node-1 ... node-5: random tunnel
-// endpoint (IPv4, IPv6, none), pod CIDRs (IPv4, IPv6, both, none, and
-// sometimes one that another node has too).
+// endpoint (IPv4, IPv6, none), pod CIDRs (IPv4, IPv6, both, none), and
+// conflicts (see ResolveRemoteNodes): sometimes another node's CIDR, an
+// IPv4 CIDR around others' (/16), a /0, another node's InternalIP, or an
+// InternalIP inside a pod CIDR.
 func randomNode(rng *rand.Rand) *model.Node {
 	i := 1 + rng.IntN(5)
 	n := &model.Node{Name: fmt.Sprintf("node-%d", i)}
-	switch rng.IntN(5) {
+	ipOf := byte(i)
+	if rng.IntN(8) == 0 {
+		ipOf = byte(1 + rng.IntN(5)) // another node's tunnel endpoint
+	}
+	switch rng.IntN(6) {
 	case 0:
 	case 1:
-		n.InternalIPs = []netip.Addr{netip.MustParseAddr(fmt.Sprintf("fd00:29:%d::2", i))}
+		n.InternalIPs = []netip.Addr{netip.MustParseAddr(fmt.Sprintf("fd00:29:%d::2", ipOf))}
 	case 2:
-		n.InternalIPs = []netip.Addr{netip.AddrFrom4([4]byte{172, 29, byte(i), byte(2 + rng.IntN(2))}), netip.MustParseAddr(fmt.Sprintf("fd00:29:%d::2", i))}
+		n.InternalIPs = []netip.Addr{netip.AddrFrom4([4]byte{172, 29, ipOf, byte(2 + rng.IntN(2))}), netip.MustParseAddr(fmt.Sprintf("fd00:29:%d::2", ipOf))}
+	case 3:
+		// An address among pod addresses (of its own CIDR or another's).
+		n.InternalIPs = []netip.Addr{netip.AddrFrom4([4]byte{10, 1, byte(1 + rng.IntN(5)), 7})}
 	default:
-		n.InternalIPs = []netip.Addr{netip.AddrFrom4([4]byte{172, 29, byte(i), byte(2 + rng.IntN(2))})}
+		n.InternalIPs = []netip.Addr{netip.AddrFrom4([4]byte{172, 29, ipOf, byte(2 + rng.IntN(2))})}
 	}
 	third := byte(i)
 	if rng.IntN(6) == 0 {
 		third = byte(1 + rng.IntN(5)) // another node's CIDR (bad data, or a move in flight)
 	}
 	if rng.IntN(5) > 0 {
-		n.PodCIDRs = append(n.PodCIDRs, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 1, third, 0}), 24-rng.IntN(2)*8).Masked())
+		bits := []int{24, 24, 24, 24, 24, 16, 0}[rng.IntN(7)]
+		n.PodCIDRs = append(n.PodCIDRs, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 1, third, 0}), bits).Masked())
 	}
 	if rng.IntN(3) == 0 {
-		n.PodCIDRs = append(n.PodCIDRs, netip.MustParsePrefix(fmt.Sprintf("fd00:10:%d::/64", third)))
+		bits := []int{64, 64, 64, 64, 0}[rng.IntN(5)]
+		n.PodCIDRs = append(n.PodCIDRs, netip.PrefixFrom(netip.MustParseAddr(fmt.Sprintf("fd00:10:%d::", third)), bits).Masked())
 	}
 	return n
 }
@@ -225,7 +236,7 @@ func randomNode(rng *rand.Rand) *model.Node {
 // to a full Compile, and Flush reports exactly the flows that changed;
 // Flushes come after one to three events, some after 150.
 func TestOverlayIncrementalEqualsFull(t *testing.T) {
-	events := 0
+	events, flushes, withRejected, flips := 0, 0, 0, 0
 	for seed := int64(1); seed <= 20; seed++ {
 		rng := rand.New(rand.NewPCG(uint64(seed), 13))
 		f := netpoltest.NewFixture(netpoltest.Options{Nodes: 3, DualStack: seed%2 == 0})
@@ -239,6 +250,7 @@ func TestOverlayIncrementalEqualsFull(t *testing.T) {
 		in := compiler.NewIncremental(c, cfg)
 		flushEqualsFull(t, in, fmt.Sprintf("seed %d initial", seed))
 		prev := byKey(in.Flows())
+		prevUsable := in.RemoteNodes()
 		for step := 0; step < 30; step++ {
 			var desc []string
 			n := 1 + rng.IntN(3)
@@ -268,6 +280,12 @@ func TestOverlayIncrementalEqualsFull(t *testing.T) {
 				t.Fatalf("%s: %v", what, err)
 			}
 			checkEqualsFull(t, in, what)
+			flushes++
+			if r := in.RemoteNodes(); len(r.Rejected) > 0 {
+				withRejected++
+			}
+			flips += usabilityFlips(prevUsable, in.RemoteNodes())
+			prevUsable = in.RemoteNodes()
 			got := byKey(in.Flows())
 			reported := map[openflow.Key]bool{}
 			for _, k := range changed {
@@ -293,7 +311,25 @@ func TestOverlayIncrementalEqualsFull(t *testing.T) {
 			prev = got
 		}
 	}
-	t.Logf("%d events (about half of them node events) checked against full compiles", events)
+	t.Logf("%d events (about half of them node events) checked against full compiles in %d flushes; %d flushes with rejected nodes, %d times a node went usable or unusable between flushes", events, flushes, withRejected, flips)
+}
+
+// usabilityFlips counts the nodes usable in one of a and b only.
+func usabilityFlips(a, b compiler.RemoteNodes) int {
+	in := map[string]int{}
+	for _, n := range a.Usable {
+		in[n.Name]++
+	}
+	for _, n := range b.Usable {
+		in[n.Name]++
+	}
+	flips := 0
+	for _, c := range in {
+		if c == 1 {
+			flips++
+		}
+	}
+	return flips
 }
 
 // checkEqualsFull fails if in's flows (already flushed) differ from a full
@@ -359,5 +395,72 @@ func TestNodeEventTouchesOnlyItsFlows(t *testing.T) {
 			t.Errorf("%s: %d flows changed, want %d", s.what, len(changed), s.want)
 		}
 		checkEqualsFull(t, in, s.what)
+	}
+}
+
+// TestOverlayConflictingNodes: a remote node whose pod CIDR is /0, or
+// overlaps another's, gets no tunnel flows; the others keep exactly the
+// flows they have alone, and the rejected node's flows come back when the
+// conflict goes.
+func TestOverlayConflictingNodes(t *testing.T) {
+	good := []*model.Node{
+		mustNode("node-2", []string{"172.29.2.2"}, "10.91.2.0/24"),
+		mustNode("node-3", []string{"172.29.3.2", "fd00:29:3::2"}, "10.91.3.0/24", "fd00:91:3::/64"),
+	}
+	alone := func(n *model.Node) []string {
+		c := model.NewCluster(model.ModeV1)
+		c.AddNode(n)
+		res, err := compiler.Compile(c, overlayConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return nodeFlowText(res.Flows, compiler.NodeCookie(n.Name))
+	}
+	tests := []struct {
+		name string
+		bad  *model.Node
+	}{
+		{"IPv4 /0 pod CIDR", mustNode("node-0", []string{"172.29.9.2"}, "0.0.0.0/0")},
+		{"IPv6 /0 pod CIDR", mustNode("node-9", []string{"172.29.9.2"}, "10.91.9.0/24", "::/0")},
+		{"pod CIDR around others'", mustNode("node-9", []string{"172.29.9.2"}, "10.91.0.0/16")},
+		{"another node's tunnel endpoint", mustNode("node-9", []string{"172.29.2.2"}, "10.91.9.0/24")},
+		{"this node's InternalIP", mustNode("node-0", []string{"172.29.1.2"}, "10.91.9.0/24")},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := model.NewCluster(model.ModeV1)
+			c.AddNode(mustNode("node-1", []string{"172.29.1.2"}, "10.91.1.0/24"))
+			for _, n := range good {
+				c.AddNode(n)
+			}
+			c.AddNode(tc.bad)
+			res, err := compiler.Compile(c, overlayConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := nodeFlowText(res.Flows, compiler.NodeCookie(tc.bad.Name)); len(got) > 0 {
+				t.Errorf("rejected %s has flows: %v", tc.bad.Name, got)
+			}
+			for _, n := range good {
+				if got, want := nodeFlowText(res.Flows, compiler.NodeCookie(n.Name)), alone(n); !slices.Equal(got, want) {
+					t.Errorf("%s's flows next to %s:\n%v\nalone:\n%v", n.Name, tc.bad.Name, got, want)
+				}
+			}
+			// The incremental compiler: the conflict resolved by fixing
+			// the bad node gives it its flows.
+			in := compiler.NewIncremental(c, overlayConfig())
+			if _, err := in.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			fixed := mustNode(tc.bad.Name, []string{"172.29.9.2"}, "10.91.9.0/24")
+			in.SetNode(fixed)
+			if _, err := in.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := nodeFlowText(in.Flows(), compiler.NodeCookie(fixed.Name)), alone(fixed); len(want) == 0 || !slices.Equal(got, want) {
+				t.Errorf("fixed %s: flows %v, want %v", fixed.Name, got, want)
+			}
+			checkEqualsFull(t, in, tc.name+", fixed")
+		})
 	}
 }
