@@ -22,7 +22,10 @@
 // node's bridge). Routes of protocol 78 on the bridge are ours: those not
 // wanted any more are removed. A route to C of any other protocol is never
 // replaced nor removed (it is reported as an error: the operator's route
-// wins). Neighbour entries carry no protocol that netlink here could set,
+// wins). Nor is a route added for a pod CIDR that holds an address of this
+// host or a next hop of its routes, overlaps a subnet it is attached to, or
+// has prefix length 0 (reported as errors): more specific than the host's
+// own routes, it would send the host's underlay traffic into the bridge. Neighbour entries carry no protocol that netlink here could set,
 // so a permanent entry on the bridge is taken as ours when its address was
 // the gateway of one of our routes, or when it is an IPv4 address with the
 // MAC our rule gives it (0a:58 and the address): those not wanted any more

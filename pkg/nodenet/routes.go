@@ -106,6 +106,11 @@ func (h Host) SyncRoutes(bridge string, remotes []*model.Node) error {
 			}
 		}
 
+		hs, err := readHostState(installed)
+		if err != nil {
+			return err
+		}
+
 		// Neighbour entries first: a new route must not send packets
 		// into the bridge with a MAC resolved some other way.
 		wantRoutes := map[netip.Prefix]bool{}
@@ -114,6 +119,10 @@ func (h Host) SyncRoutes(bridge string, remotes []*model.Node) error {
 		for _, r := range routes {
 			if f, ok := foreign[r.Dst]; ok {
 				errs = append(errs, fmt.Errorf("node %s: a route to pod CIDR %s exists already (protocol %d, device index %d); it is not ours, so it is left alone and the node's pods are not reached through the overlay from this host", r.Node, r.Dst, f.Protocol, f.LinkIndex))
+				continue
+			}
+			if why := hs.conflict(r.Dst); why != "" {
+				errs = append(errs, fmt.Errorf("node %s: pod CIDR %s %s: no route (it would take the host's own traffic into the overlay)", r.Node, r.Dst, why))
 				continue
 			}
 			wantRoutes[r.Dst] = true
@@ -168,6 +177,69 @@ func (h Host) SyncRoutes(bridge string, remotes []*model.Node) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// hostState is what a host route to a pod CIDR must leave alone: the
+// host's addresses (any device), the next hops of its routes, and the
+// subnets it is attached to (routes without a next hop), all not ours.
+type hostState struct {
+	addrs, nextHops []netip.Addr
+	connected       []netip.Prefix
+}
+
+func readHostState(installed []netlink.Route) (hostState, error) {
+	var hs hostState
+	addrs, err := netlinksafe.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return hs, fmt.Errorf("nodenet: list addresses: %w", err)
+	}
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok {
+			hs.addrs = append(hs.addrs, ip.Unmap())
+		}
+	}
+	for _, r := range installed {
+		if r.Protocol == RouteProtocol {
+			continue
+		}
+		gw := func(ip net.IP) {
+			if a, ok := netip.AddrFromSlice(ip); ok {
+				hs.nextHops = append(hs.nextHops, a.Unmap())
+			}
+		}
+		gw(r.Gw)
+		for _, nh := range r.MultiPath {
+			gw(nh.Gw)
+		}
+		if dst, ok := routeDst(r); ok && dst.Bits() > 0 && r.Gw == nil && len(r.MultiPath) == 0 && r.Type == unix.RTN_UNICAST {
+			hs.connected = append(hs.connected, dst)
+		}
+	}
+	return hs, nil
+}
+
+// conflict says why a route to pod CIDR c would take the host's own
+// traffic ("" when it would not).
+func (hs hostState) conflict(c netip.Prefix) string {
+	if c.Bits() == 0 {
+		return "is every address of its family (a default route)"
+	}
+	for _, ip := range hs.addrs {
+		if c.Contains(ip) {
+			return fmt.Sprintf("holds %s, an address of this host", ip)
+		}
+	}
+	for _, ip := range hs.nextHops {
+		if c.Contains(ip) {
+			return fmt.Sprintf("holds %s, a next hop of this host's routes", ip)
+		}
+	}
+	for _, p := range hs.connected {
+		if c.Overlaps(p) {
+			return fmt.Sprintf("overlaps %s, a subnet this host is attached to", p)
+		}
+	}
+	return ""
 }
 
 func routeDst(r netlink.Route) (netip.Prefix, bool) {
