@@ -84,8 +84,9 @@ func (c *Cluster) SortedNodes() []*Node {
 // claims its pod CIDRs and its InternalIPs (the overlay sends their traffic
 // to its tunnel endpoint and accepts them from there only). A node whose
 // claim overlaps one of a node decided before it is refused, as is a node
-// with a pod CIDR of prefix length 0 or one that holds one of its own
-// InternalIPs (the host route to its pods would replace the default route,
+// with a pod CIDR of prefix length 0, a pod CIDR or InternalIP in a
+// special-purpose range (loopback, link-local, multicast, ...), or a pod
+// CIDR that holds one of its own InternalIPs (the host route to its pods would replace the default route,
 // or capture its tunnel traffic). The local node is decided first,
 // with localIPs (this host's other addresses) among its claims, and is
 // never refused; the others by creation time, then name, so that the older
@@ -153,14 +154,47 @@ func RefusedNodes(local string, localIPs []netip.Addr, nodes []*Node) map[string
 	return refused
 }
 
-// ownConflict says why a node's own claims cannot work together: a pod
-// CIDR of prefix length 0 (every destination of its family, and a host
-// route that would replace the default route: refused even when no other
-// claim of that family exists), or one that holds one of its InternalIPs.
+// specialRanges are addresses no node may claim: neither pod CIDRs (the
+// host route and the table-60 flows would take, say, the cloud metadata
+// address 169.254.169.254 into the tunnel) nor tunnel endpoints.
+var specialRanges = []struct {
+	p    netip.Prefix
+	what string
+}{
+	{netip.MustParsePrefix("0.0.0.0/8"), "this network"},
+	{netip.MustParsePrefix("127.0.0.0/8"), "loopback"},
+	{netip.MustParsePrefix("169.254.0.0/16"), "link-local"},
+	{netip.MustParsePrefix("224.0.0.0/4"), "multicast"},
+	{netip.MustParsePrefix("255.255.255.255/32"), "broadcast"},
+	{netip.MustParsePrefix("::/128"), "unspecified"},
+	{netip.MustParsePrefix("::1/128"), "loopback"},
+	{netip.MustParsePrefix("::ffff:0:0/96"), "IPv4-mapped"},
+	{netip.MustParsePrefix("fe80::/10"), "link-local"},
+	{netip.MustParsePrefix("ff00::/8"), "multicast"},
+}
+
+// ownConflict says why a node's own claims cannot work together or cannot
+// be a node's: a pod CIDR of prefix length 0 (every destination of its
+// family, and a host route that would replace the default route: refused
+// even when no other claim of that family exists), a pod CIDR or InternalIP
+// in a special-purpose range, or a pod CIDR that holds one of its
+// InternalIPs.
 func ownConflict(n *Node) string {
 	for _, p := range n.PodCIDRs {
 		if p.Bits() == 0 {
 			return fmt.Sprintf("its pod CIDR %s is every address of its family", p.Masked())
+		}
+		for _, sr := range specialRanges {
+			if p.Overlaps(sr.p) {
+				return fmt.Sprintf("its pod CIDR %s overlaps %s (%s)", p.Masked(), sr.p, sr.what)
+			}
+		}
+	}
+	for _, ip := range n.InternalIPs {
+		for _, sr := range specialRanges {
+			if sr.p.Contains(ip) {
+				return fmt.Sprintf("its InternalIP %s is in %s (%s)", ip, sr.p, sr.what)
+			}
 		}
 	}
 	for _, p := range n.PodCIDRs {
