@@ -864,7 +864,7 @@ func (in *Incremental) resolveNodes() {
 		for _, n := range in.c.Nodes {
 			nodes = append(nodes, n)
 		}
-		r = ResolveRemoteNodes(nodes, in.cfg.Node)
+		r = ResolveRemoteNodes(nodes, in.cfg.Node, in.cfg.NodeIPs...)
 	}
 	usable := r.usableNames()
 	for name := range in.usable {

@@ -9,20 +9,21 @@ import (
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 )
 
-// Why a remote node gets no tunnel flows and no host routes although it has
-// a tunnel endpoint and a pod CIDR. The vocabulary is fixed: logs and
-// metrics never carry text read from the Node objects, only these, the
-// nodes' names and validated addresses.
+// Why a remote node gets no tunnel flows and no host routes. The
+// vocabulary is fixed: logs and metrics never carry text read from the Node
+// objects, only these, the nodes' names and validated addresses.
 const (
 	// ConflictPodCIDR: one of its pod CIDRs overlaps a pod CIDR of the
 	// node named in With (same family; equal, inside or around it).
 	ConflictPodCIDR = "pod-cidr-overlap"
 	// ConflictInternalIPInPodCIDR: one of its InternalIPs is inside a pod
-	// CIDR of the node named in With, or one of the other node's
-	// InternalIPs (or gateways) is inside one of its pod CIDRs.
+	// CIDR of the node named in With, or one of the other node's addresses
+	// (InternalIPs, this node's gateways and node IPs) is inside one of its
+	// pod CIDRs.
 	ConflictInternalIPInPodCIDR = "internal-ip-in-pod-cidr"
-	// ConflictSameInternalIP: it has an InternalIP of the node named in
-	// With: a tunnel endpoint of two nodes makes tun_src ambiguous.
+	// ConflictSameInternalIP: it has an address of the node named in With
+	// as InternalIP: a tunnel endpoint of two nodes makes tun_src
+	// ambiguous.
 	ConflictSameInternalIP = "same-internal-ip"
 	// ConflictOwnInternalIP: one of its InternalIPs is inside its own pod
 	// CIDR: the host route to that CIDR would send the tunnel's own
@@ -32,6 +33,10 @@ const (
 	// ::/0) would take every destination of its family into the tunnel and
 	// replace the host's default route.
 	ConflictDefaultRoute = "pod-cidr-is-default-route"
+	// ConflictOther: refused by model.RefusedNodes for none of the reasons
+	// above (today: a claim in a special-purpose range such as link-local
+	// or loopback).
+	ConflictOther = "special-purpose-or-other"
 	// ConflictInvalid: an address or prefix the Node's validation would
 	// not have let through (invalid, zoned, IPv4-mapped, unspecified).
 	ConflictInvalid = "invalid-address"
@@ -44,8 +49,9 @@ const (
 type RejectedNode struct {
 	Name   string // the rejected node
 	Reason string // one of the Conflict constants
-	// With is the node whose claim won: this node (Local) or a remote node
-	// earlier by name; "" when the reason concerns the node alone.
+	// With is the node whose claim won: this node (Local) or an older
+	// remote node (same age: earlier by name); "" when the reason concerns
+	// the node alone.
 	With  string
 	Local bool // With is this node
 	// Claim and WithClaim are the two overlapping claims (a pod CIDR, or
@@ -82,38 +88,47 @@ type RemoteNodes struct {
 }
 
 // ResolveRemoteNodes decides which of the cluster's nodes are this node's
-// (local's) remote nodes in the overlay: the compiler's tunnel flows and
-// the agent's host routes both come from its Usable list, so the bridge and
-// the host always agree.
+// (local's) remote nodes in the overlay: the compiler gives tunnel flows to
+// its Usable nodes only, and the agent's controller makes the same decision
+// (model.RefusedNodes, the one rule) before its nodes reach the compiler
+// and the host routes, so the bridge and the host always agree; inspect
+// leaves the same Nodes out.
 //
 // A remote node is another node with a tunnel endpoint (InternalIP) and at
-// least one pod CIDR; nodes without are not remote nodes (left out, not
-// rejected). Each remote node claims its pod CIDRs and its InternalIPs
+// least one pod CIDR. Each node claims its pod CIDRs and its InternalIPs
 // (as host prefixes): the tunnel flows send every claimed address to it and
 // admit it from its tunnel endpoint only, so two claims that overlap would
 // give overlapping flows at one priority (OVS picks either) or let a node
-// speak for another's addresses. The rule (fail closed, deterministic):
+// speak for another's addresses. The rule (model.RefusedNodes; fail
+// closed, deterministic):
 //
-//   - This node's own pod CIDRs (hence its gateways) and InternalIPs are
-//     authoritative: a remote node claiming any address of them is
-//     rejected.
-//   - A node with an invalid address, a /0 pod CIDR, or an InternalIP
-//     inside its own pod CIDR is rejected alone.
-//   - The others are taken in name order; one whose claim overlaps a claim
-//     of an already accepted node (same family) is rejected whole (no flows,
-//     no routes): the first by name wins every conflict.
-//   - A rejected node claims nothing: it does not block a later one. Of
-//     a, b, c where a and b conflict and b and c conflict, a and c are
-//     usable. Blocking would cut c off because of a node that gets no
-//     traffic; the price is that one node's change can change the
-//     usability of nodes it does not overlap (a change of a makes b usable,
-//     which rejects c), so callers recompute the whole list on every change
+//   - This node's own pod CIDRs (hence its gateways), InternalIPs and
+//     localIPs (the compiler's Config.NodeIPs) are authoritative: a node
+//     claiming any address of them is refused.
+//   - A node with a /0 pod CIDR, a claim in a special-purpose range, or an
+//     InternalIP inside its own pod CIDR is refused alone.
+//   - The others are taken oldest first (creation time, then name); one
+//     whose claim overlaps a claim of an already accepted node (same
+//     family) is refused whole (no flows, no routes): the older node wins
+//     every conflict, so a Node created later cannot take over another's
+//     pods, whatever its name.
+//   - A refused node claims nothing: it does not block a later one. Of
+//     a, b, c (oldest first) where a and b conflict and b and c conflict, a
+//     and c are usable. Blocking would cut c off because of a node that
+//     gets no traffic; the price is that one node's change can change the
+//     usability of nodes it does not overlap (removing a makes b usable,
+//     which refuses c), so callers recompute the whole list on every change
 //     (the incremental compiler does, and diffs it).
 //
-// The result depends only on the set of nodes, not on their order (nodes
-// sharing a name are all rejected). Cost: O(claims × address bits) map
-// operations.
-func ResolveRemoteNodes(nodes []*model.Node, local string) RemoteNodes {
+// Besides (unreachable through normalize.Node, which the agent, compile
+// and inspect all use): Nodes sharing a name, and Nodes with an invalid,
+// zoned, IPv4-mapped or unspecified address, are rejected before the rule.
+// Each rejection gets a reason from a fixed vocabulary and, for a
+// conflict, the node and claim that won.
+//
+// The result depends only on the set of nodes, not on their order. Cost:
+// model.RefusedNodes plus O(claims × address bits) map operations.
+func ResolveRemoteNodes(nodes []*model.Node, local string, localIPs ...netip.Addr) RemoteNodes {
 	var out RemoteNodes
 	byName := map[string][]*model.Node{}
 	for _, n := range nodes {
@@ -121,48 +136,85 @@ func ResolveRemoteNodes(nodes []*model.Node, local string) RemoteNodes {
 			byName[n.Name] = append(byName[n.Name], n)
 		}
 	}
+	var judged []*model.Node
+	for name, same := range byName {
+		switch {
+		case name == local:
+			if len(same) == 1 {
+				judged = append(judged, same[0])
+			}
+		case len(same) > 1:
+			out.Rejected = append(out.Rejected, RejectedNode{Name: name, Reason: ConflictDuplicateName})
+		case !validNode(same[0]):
+			out.Rejected = append(out.Rejected, RejectedNode{Name: name, Reason: ConflictInvalid})
+		default:
+			judged = append(judged, same[0])
+		}
+	}
+	refused := model.RefusedNodes(local, localIPs, judged)
+	// Replay the rule's order to name what each refused node conflicts
+	// with: the claims accepted before it are this node's, then those of
+	// the older nodes that were not refused.
+	slices.SortFunc(judged, func(a, b *model.Node) int {
+		if c := a.Created.Compare(b.Created); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
 	idx := newClaimIndex()
-	if self := byName[local]; len(self) == 1 {
-		for _, c := range nodeClaims(self[0]) {
-			if c.prefix.IsValid() {
+	for _, ip := range localIPs {
+		idx.add(claim{prefix: netip.PrefixFrom(ip, ip.BitLen()).Masked()}, local)
+	}
+	for _, n := range judged {
+		if n.Name == local {
+			for _, c := range nodeClaims(n) {
 				idx.add(c, local)
 			}
 		}
 	}
-	names := make([]string, 0, len(byName))
-	for name := range byName {
-		if name != local {
-			names = append(names, name)
-		}
-	}
-	slices.Sort(names)
-	for _, name := range names {
-		same := byName[name]
-		if len(same) > 1 {
-			if slices.ContainsFunc(same, isRemoteCandidate) {
-				out.Rejected = append(out.Rejected, RejectedNode{Name: name, Reason: ConflictDuplicateName})
-			}
-			continue
-		}
-		n := same[0]
-		if !isRemoteCandidate(n) {
+	for _, n := range judged {
+		if n.Name == local {
 			continue
 		}
 		claims := nodeClaims(n)
-		if r, bad := checkAlone(n, claims); bad {
-			out.Rejected = append(out.Rejected, r)
-			continue
-		}
-		if r, bad := idx.conflict(n.Name, claims, local); bad {
-			out.Rejected = append(out.Rejected, r)
+		if refused[n.Name] != "" {
+			out.Rejected = append(out.Rejected, classify(n, claims, idx, local))
 			continue
 		}
 		for _, c := range claims {
 			idx.add(c, n.Name)
 		}
-		out.Usable = append(out.Usable, n)
+		if isRemoteCandidate(n) {
+			out.Usable = append(out.Usable, n)
+		}
 	}
+	slices.SortFunc(out.Usable, func(a, b *model.Node) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(out.Rejected, func(a, b RejectedNode) int { return strings.Compare(a.Name, b.Name) })
 	return out
+}
+
+// classify names why model.RefusedNodes refused n, in the fixed
+// vocabulary.
+func classify(n *model.Node, claims []claim, idx *claimIndex, local string) RejectedNode {
+	for _, c := range claims {
+		if c.podCIDR && c.prefix.Bits() == 0 {
+			return RejectedNode{Name: n.Name, Reason: ConflictDefaultRoute, Claim: c.prefix}
+		}
+	}
+	for _, c := range claims {
+		if c.podCIDR {
+			continue
+		}
+		for _, p := range claims {
+			if p.podCIDR && p.prefix.Overlaps(c.prefix) {
+				return RejectedNode{Name: n.Name, Reason: ConflictOwnInternalIP, Claim: c.prefix, WithClaim: p.prefix}
+			}
+		}
+	}
+	if r, ok := idx.conflict(n.Name, claims, local); ok {
+		return r
+	}
+	return RejectedNode{Name: n.Name, Reason: ConflictOther}
 }
 
 // isRemoteCandidate: the nodes the overlay would reach without conflicts.
@@ -191,34 +243,14 @@ func validAddr(a netip.Addr) bool {
 	return a.IsValid() && a.Zone() == "" && !a.Is4In6() && !a.IsUnspecified()
 }
 
-// checkAlone rejects what is wrong with a node by itself.
-func checkAlone(n *model.Node, claims []claim) (RejectedNode, bool) {
+// validNode rejects what normalize.Node would not let through.
+func validNode(n *model.Node) bool {
 	for _, p := range n.PodCIDRs {
 		if !p.IsValid() || p.Addr().Zone() != "" || p.Addr().Is4In6() {
-			return RejectedNode{Name: n.Name, Reason: ConflictInvalid}, true
+			return false
 		}
 	}
-	for _, ip := range n.InternalIPs {
-		if !validAddr(ip) {
-			return RejectedNode{Name: n.Name, Reason: ConflictInvalid}, true
-		}
-	}
-	for _, c := range claims {
-		if c.podCIDR && c.prefix.Bits() == 0 {
-			return RejectedNode{Name: n.Name, Reason: ConflictDefaultRoute, Claim: c.prefix}, true
-		}
-	}
-	for _, c := range claims {
-		if c.podCIDR {
-			continue
-		}
-		for _, p := range claims {
-			if p.podCIDR && p.prefix.Overlaps(c.prefix) {
-				return RejectedNode{Name: n.Name, Reason: ConflictOwnInternalIP, Claim: c.prefix, WithClaim: p.prefix}, true
-			}
-		}
-	}
-	return RejectedNode{}, false
+	return !slices.ContainsFunc(n.InternalIPs, func(a netip.Addr) bool { return !validAddr(a) })
 }
 
 // claimIndex holds the accepted claims: exact by prefix, and every strict

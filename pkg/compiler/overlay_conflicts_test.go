@@ -2,11 +2,13 @@ package compiler_test
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"reflect"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
@@ -35,6 +37,12 @@ func usableNames(r compiler.RemoteNodes) []string {
 		out = append(out, n.Name)
 	}
 	return out
+}
+
+// created sets n's creation time to minute m.
+func created(n *model.Node, m int) *model.Node {
+	n.Created = time.Date(2026, 12, 6, 12, m, 0, 0, time.UTC)
+	return n
 }
 
 func TestResolveRemoteNodes(t *testing.T) {
@@ -128,11 +136,19 @@ func TestResolveRemoteNodes(t *testing.T) {
 			mustNode("node-2", []string{"172.29.2.3"}, "10.92.3.0/24"),
 			mustNode("node-3", []string{"172.29.3.2"}, "10.92.2.0/24"),
 		}, []string{"node-3"}, []string{"node-2 duplicate-name"}},
-		{"nodes without tunnel endpoint or pod CIDR are neither usable nor blocking", []*model.Node{
+		{"nodes without tunnel endpoint or pod CIDR are not usable but claim", []*model.Node{
 			mustNode("node-2", nil, "10.92.3.0/24"),
 			mustNode("node-20", []string{"172.29.3.2"}),
 			mustNode("node-3", []string{"172.29.3.2"}, "10.92.3.0/24"),
-		}, []string{"node-3"}, nil},
+			mustNode("node-4", []string{"172.29.4.2"}, "10.92.4.0/24"),
+		}, []string{"node-4"}, []string{"node-3 pod-cidr-overlap node-2"}},
+		{"a link-local pod CIDR", []*model.Node{
+			mustNode("node-2", []string{"172.29.2.2"}, "169.254.0.0/16"),
+		}, nil, []string{"node-2 special-purpose-or-other"}},
+		{"an older node wins over an earlier name", []*model.Node{
+			created(mustNode("node-2", []string{"172.29.2.2"}, "10.92.2.0/24"), 2),
+			created(mustNode("node-3", []string{"172.29.3.2"}, "10.92.2.0/24"), 1),
+		}, []string{"node-3"}, []string{"node-2 pod-cidr-overlap node-3"}},
 		{"an IPv4-mapped InternalIP", []*model.Node{
 			mustNode("node-2", []string{"::ffff:172.29.2.2"}, "10.92.2.0/24"),
 		}, nil, []string{"node-2 invalid-address"}},
@@ -176,6 +192,19 @@ func TestResolveRemoteNodesWithoutLocalNode(t *testing.T) {
 	}
 }
 
+// The compiler's node IPs (this host's other addresses) are this node's
+// claims too, as in the controller.
+func TestResolveRemoteNodesLocalIPs(t *testing.T) {
+	nodes := []*model.Node{localNode(), mustNode("node-2", []string{"172.29.2.2"}, "192.168.7.0/24")}
+	if got := compiler.ResolveRemoteNodes(nodes, "node-1"); !slices.Equal(usableNames(got), []string{"node-2"}) {
+		t.Fatalf("without local IPs: usable %v", usableNames(got))
+	}
+	got := compiler.ResolveRemoteNodes(nodes, "node-1", netip.MustParseAddr("192.168.7.9"))
+	if len(got.Usable) != 0 || len(got.Rejected) != 1 || rejection(got.Rejected[0]) != "node-2 internal-ip-in-pod-cidr node-1 (local)" {
+		t.Fatalf("usable %v rejected %v", usableNames(got), got.Rejected)
+	}
+}
+
 // conflictNode is a random node i with claims drawn from small pools, so
 // that conflicts of every kind are frequent.
 func conflictNode(rng *rand.Rand, i int) *model.Node {
@@ -201,10 +230,13 @@ func conflictNode(rng *rand.Rand, i int) *model.Node {
 }
 
 // TestResolveRemoteNodesProperties checks the rule against a brute force
-// over random clusters full of conflicts: usable nodes overlap neither
-// each other nor this node; each rejected node conflicts with this node or
-// with a usable node earlier by name (or is wrong by itself); every remote
-// candidate is usable or rejected; the result is the same in any order.
+// over random clusters full of conflicts (creation times of a few values,
+// so that ties fall back to names): accepted nodes (not rejected: usable,
+// or without tunnel endpoint or pod CIDR) overlap neither each other nor
+// this node; each rejected node overlaps this node or an older accepted
+// node, the one named, or is wrong by itself; every node with a tunnel
+// endpoint and a pod CIDR is usable or rejected; the result is the same in
+// any order; the rejected names are model.RefusedNodes' (the controller's).
 func TestResolveRemoteNodesProperties(t *testing.T) {
 	overlaps := func(a, b *model.Node) bool {
 		for _, p := range claimsOf(a) {
@@ -216,6 +248,9 @@ func TestResolveRemoteNodesProperties(t *testing.T) {
 		}
 		return false
 	}
+	older := func(a, b *model.Node) bool {
+		return a.Created.Before(b.Created) || a.Created.Equal(b.Created) && a.Name < b.Name
+	}
 	kinds := map[string]int{}
 	for seed := range uint64(300) {
 		rng := rand.New(rand.NewPCG(seed, 13))
@@ -223,7 +258,7 @@ func TestResolveRemoteNodesProperties(t *testing.T) {
 		local.Name = "node-local"
 		nodes := []*model.Node{local}
 		for i := range 1 + rng.IntN(25) {
-			nodes = append(nodes, conflictNode(rng, i+1))
+			nodes = append(nodes, created(conflictNode(rng, i+1), rng.IntN(4)))
 		}
 		got := compiler.ResolveRemoteNodes(nodes, local.Name)
 		rng.Shuffle(len(nodes), func(a, b int) { nodes[a], nodes[b] = nodes[b], nodes[a] })
@@ -234,48 +269,59 @@ func TestResolveRemoteNodesProperties(t *testing.T) {
 		for _, n := range nodes {
 			byName[n.Name] = n
 		}
-		usable := map[string]bool{}
-		for i, n := range got.Usable {
-			usable[n.Name] = true
-			if overlaps(n, local) {
-				t.Fatalf("seed %d: usable %s overlaps this node", seed, n.Name)
-			}
-			for _, m := range got.Usable[:i] {
-				if overlaps(n, m) {
-					t.Fatalf("seed %d: usable %s and %s overlap", seed, m.Name, n.Name)
-				}
-			}
-		}
 		rejected := map[string]bool{}
 		for _, r := range got.Rejected {
 			rejected[r.Name] = true
+		}
+		if want := model.RefusedNodes(local.Name, nil, nodes); !maps.Equal(rejected, boolKeys(want)) {
+			t.Fatalf("seed %d: rejected %v, model.RefusedNodes %v", seed, slices.Sorted(maps.Keys(rejected)), slices.Sorted(maps.Keys(want)))
+		}
+		var accepted []*model.Node
+		for _, n := range nodes {
+			if n != local && !rejected[n.Name] {
+				accepted = append(accepted, n)
+			}
+		}
+		usable := map[string]bool{}
+		for _, n := range got.Usable {
+			usable[n.Name] = true
+		}
+		for i, n := range accepted {
+			if overlaps(n, local) {
+				t.Fatalf("seed %d: accepted %s overlaps this node", seed, n.Name)
+			}
+			for _, m := range accepted[:i] {
+				if overlaps(n, m) {
+					t.Fatalf("seed %d: accepted %s and %s overlap", seed, m.Name, n.Name)
+				}
+			}
+			if candidate := n.TunnelIP().IsValid() && len(n.PodCIDRs) > 0; candidate != usable[n.Name] {
+				t.Fatalf("seed %d: accepted %s: usable %v, has tunnel endpoint and pod CIDR %v", seed, n.Name, usable[n.Name], candidate)
+			}
+		}
+		for _, r := range got.Rejected {
 			kinds[r.Reason]++
+			n := byName[r.Name]
 			if r.With == "" {
 				continue
 			}
-			if !(r.Local && r.With == local.Name || usable[r.With] && r.With < r.Name) {
-				t.Fatalf("seed %d: %s rejected for %s, which is neither this node nor a usable earlier node", seed, r.Name, r.With)
+			w := byName[r.With]
+			if !(r.Local && w == local || !rejected[r.With] && older(w, n)) {
+				t.Fatalf("seed %d: %s rejected for %s, which is neither this node nor an older accepted node", seed, r.Name, r.With)
 			}
-			if !overlaps(byName[r.Name], byName[r.With]) || !r.Claim.Overlaps(r.WithClaim) {
+			if !overlaps(n, w) || !r.Claim.Overlaps(r.WithClaim) {
 				t.Fatalf("seed %d: %s does not overlap what it was rejected for", seed, r)
 			}
 		}
+		// Maximality: a rejected node without a conflict of its own
+		// overlaps this node or an older accepted node.
 		for _, n := range nodes {
-			candidate := n != local && n.TunnelIP().IsValid() && len(n.PodCIDRs) > 0
-			if candidate == (usable[n.Name] || rejected[n.Name]) && !(usable[n.Name] && rejected[n.Name]) {
-				continue
-			}
-			t.Fatalf("seed %d: node %s candidate=%v usable=%v rejected=%v", seed, n.Name, candidate, usable[n.Name], rejected[n.Name])
-		}
-		// Maximality: a node rejected for a conflict with a remote node
-		// would overlap a usable node; one that overlaps none is usable.
-		for _, n := range nodes {
-			if n == local || usable[n.Name] || !rejected[n.Name] {
+			if n == local || !rejected[n.Name] {
 				continue
 			}
 			blocked := overlaps(n, local)
-			for _, u := range got.Usable {
-				blocked = blocked || u.Name < n.Name && overlaps(n, u)
+			for _, a := range accepted {
+				blocked = blocked || older(a, n) && overlaps(n, a)
 			}
 			for _, p := range n.PodCIDRs {
 				blocked = blocked || p.Bits() == 0
@@ -286,11 +332,19 @@ func TestResolveRemoteNodesProperties(t *testing.T) {
 				}
 			}
 			if !blocked {
-				t.Fatalf("seed %d: %s rejected but it overlaps no usable node", seed, n.Name)
+				t.Fatalf("seed %d: %s rejected but it overlaps no accepted node", seed, n.Name)
 			}
 		}
 	}
 	t.Logf("rejections by reason over 300 random clusters: %v", kinds)
+}
+
+func boolKeys(m map[string]string) map[string]bool {
+	out := map[string]bool{}
+	for k := range m {
+		out[k] = true
+	}
+	return out
 }
 
 func claimsOf(n *model.Node) []netip.Prefix {

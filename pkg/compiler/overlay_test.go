@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
@@ -196,10 +197,12 @@ func TestOverlayNodeFlags(t *testing.T) {
 // endpoint (IPv4, IPv6, none), pod CIDRs (IPv4, IPv6, both, none), and
 // conflicts (see ResolveRemoteNodes): sometimes another node's CIDR, an
 // IPv4 CIDR around others' (/16), a /0, another node's InternalIP, or an
-// InternalIP inside a pod CIDR.
+// InternalIP inside a pod CIDR; and a creation time.
 func randomNode(rng *rand.Rand) *model.Node {
 	i := 1 + rng.IntN(5)
-	n := &model.Node{Name: fmt.Sprintf("node-%d", i)}
+	// Creation times of a few values: the older node wins a conflict,
+	// the name breaks ties.
+	n := &model.Node{Name: fmt.Sprintf("node-%d", i), Created: time.Unix(int64(rng.IntN(3)), 0)}
 	ipOf := byte(i)
 	if rng.IntN(8) == 0 {
 		ipOf = byte(1 + rng.IntN(5)) // another node's tunnel endpoint
