@@ -78,8 +78,9 @@ type nodeSetup struct {
 // controller's NodesChanged (routeSyncer).
 //
 // none (flat L2 through --uplink-port, as before the overlay): no wait, no
-// host networking; a tunnel port and host routes left by an earlier geneve
-// run are removed. The CNI configuration is written only when
+// host networking; a tunnel port, the LOCAL mtu_request and host routes left
+// by an earlier geneve run are removed (the gateway addresses and MAC stay:
+// the operator's to configure in that mode). The CNI configuration is written only when
 // --cni-conf-dir was given explicitly and the Node has a pod CIDR already
 // (its gateway address on LOCAL is then the operator's to configure).
 func setupNode(ctx context.Context, o options, client kubernetes.Interface, db *ovsdb.Client, endpoint string, cfg *compiler.Config, reg prometheus.Registerer, log logrus.FieldLogger) (*nodeSetup, error) {
@@ -145,6 +146,17 @@ func cniConfig(o options, endpoint string, cidrs []netip.Prefix, mtu int) nodene
 }
 
 func setupFlat(ctx context.Context, o options, client kubernetes.Interface, db *ovsdb.Client, endpoint string, cfg *compiler.Config, host nodenet.Host, log logrus.FieldLogger) (*nodeSetup, error) {
+	if db.HasPort(o.bridge, o.tunnelPortName) {
+		// An earlier geneve run pinned LOCAL's MTU to the overlay's
+		// (mtu_request): flat-L2 pods get the kernel's default, and the
+		// datapath drops a frame larger than the port it goes to. Cleared
+		// before the port goes, so that a run that stops in between
+		// clears it next time.
+		if err := db.ClearMTURequest(ctx, o.bridge); err != nil {
+			return nil, fmt.Errorf("removing the LOCAL MTU of an earlier --tunnel=geneve run: %w", err)
+		}
+		log.WithField("port", o.tunnelPortName).Info("removing the tunnel port and LOCAL MTU of an earlier --tunnel=geneve run")
+	}
 	if err := db.DeletePort(ctx, o.bridge, o.tunnelPortName); err != nil {
 		return nil, fmt.Errorf("removing the tunnel port %s of an earlier --tunnel=geneve run: %w", o.tunnelPortName, err)
 	}

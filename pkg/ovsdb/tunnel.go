@@ -209,3 +209,35 @@ func (c *Client) SetMTURequest(ctx context.Context, iface string, mtu int) error
 		return i != nil && i.MTURequest != nil && *i.MTURequest == mtu, nil
 	})
 }
+
+// HasPort reports whether the bridge has a port named name (as the cache
+// shows it).
+func (c *Client) HasPort(bridge, name string) bool {
+	cn := c.current()
+	br := bridgeByName(cn.cache, bridge)
+	p := portByName(cn.cache, name)
+	return br != nil && p != nil && slices.Contains(br.Ports, p.UUID)
+}
+
+// ClearMTURequest removes Interface.mtu_request of the interface named
+// iface (ovs-vswitchd then picks its MTU again) and returns once the cache
+// shows it gone. Nothing is written when it has none.
+func (c *Client) ClearMTURequest(ctx context.Context, iface string) error {
+	cn := c.current()
+	i := interfaceByName(cn.cache, iface)
+	if i == nil {
+		return fmt.Errorf("ovsdb: clear mtu_request of %s: the interface does not exist", iface)
+	}
+	if i.MTURequest == nil {
+		return nil
+	}
+	upd := &vswitchd.Interface{MTURequest: nil}
+	ops, err := cn.ovs.Where(&vswitchd.Interface{UUID: i.UUID}).Update(upd, &upd.MTURequest)
+	if err != nil {
+		return fmt.Errorf("ovsdb: clear mtu_request of %s: %w", iface, err)
+	}
+	return c.apply(ctx, cn, "clear mtu_request of "+iface, ops, func(tc *cache.TableCache) (bool, error) {
+		i := interfaceByName(tc, iface)
+		return i != nil && i.MTURequest == nil, nil
+	})
+}
