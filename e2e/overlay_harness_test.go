@@ -105,9 +105,6 @@ func (o *overlay) addMachine(t *testing.T) *ovNode {
 	start := time.Now()
 	w := o.world
 	idx := len(w.nodes) + 1
-	for _, n := range w.nodes { // indices stay unique after a removal
-		idx = max(idx, n.idx+1)
-	}
 	name := fmt.Sprintf("%s-node-%d", w.name, idx)
 	n := &ovNode{o: o,
 		node:    &node{w: w, idx: idx, name: name, gw: fmt.Sprintf("%s.%d.1", w.net16, idx)},
@@ -372,6 +369,10 @@ func (o *overlay) start(t *testing.T, withProxy bool) *ovNode {
 func (o *overlay) remove(t *testing.T, n *ovNode) {
 	t.Helper()
 	w := o.world
+	if len(w.nodes) == 0 || w.nodes[len(w.nodes)-1] != n.node {
+		// world.waitPodsRealized finds a node's flows at position idx-1.
+		t.Fatalf("only the last node added can be removed, not %s", n.name)
+	}
 	w.mu.Lock()
 	var pods []*pod
 	for _, p := range w.pods {
