@@ -57,8 +57,9 @@ const (
 // informer event to the bundle committed, p50/p99, compute, flow mods,
 // the floor of raw ovs-ofctl bundles timed in between). After the events
 // the bridge is compared with a fresh compile of the cluster as it is then
-// (any difference fails the benchmark). BENCH_EVENTS sets the events per
-// kind (default 100); the remote pods are distinct across the two runs.
+// (any difference fails the benchmark), and the run's pods are deleted:
+// both runs start from S1 and its Nodes. BENCH_EVENTS sets the events per
+// kind (default 100).
 func BenchmarkAgentS1Overlay(b *testing.B) {
 	perKind := envInt("BENCH_EVENTS", 100)
 	env := newOverlayEnv(b, perKind)
@@ -79,7 +80,6 @@ type overlayEnv struct {
 	// remoteAdds are 2×perKind remote pod adds: the uplink run takes the
 	// first half, the overlay run the second (no name or address twice).
 	remoteAdds []Event
-	added      []*corev1.Pod // pods the runs so far added (still there)
 	qm         *queueMetrics
 }
 
@@ -138,14 +138,13 @@ func nodeObject(name string, cidr netip.Prefix, ip netip.Addr) *corev1.Node {
 	}
 }
 
-// model is the cluster as the apiserver holds it now: S1, its Nodes and the
-// pods added so far.
-func (env *overlayEnv) model(b *testing.B) *model.Cluster {
+// model is S1 with its Nodes and the pods added.
+func (env *overlayEnv) model(b *testing.B, added []*corev1.Pod) *model.Cluster {
 	m, err := env.c.Model()
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, p := range env.added {
+	for _, p := range added {
 		mp, err := normalize.Pod(p)
 		if err != nil {
 			b.Fatal(err)
@@ -200,7 +199,7 @@ func (env *overlayEnv) freshBridge(b *testing.B) {
 func (env *overlayEnv) run(b *testing.B, overlay bool) {
 	ctx := env.ctx
 	env.freshBridge(b)
-	m := env.model(b)
+	m := env.model(b, nil)
 	cfg := compiler.Config{Node: BenchNode, NodeIPs: []netip.Addr{NodeIP}}
 	if overlay {
 		// As cmd/ovs-netpol-agent's setupNode does (but for the host side:
@@ -291,9 +290,10 @@ func (env *overlayEnv) run(b *testing.B, overlay bool) {
 	events := runEvents(b, ctx, env.kc, rec, env.qm, floor, script)
 	b.Logf("%d events in %v", len(events), time.Since(t0).Round(time.Millisecond))
 	reportEvents(b, events, floor, rec, script.Kinds)
+	var added []*corev1.Pod
 	for _, ev := range script.Events {
 		if ev.Kind == PodAddRemote {
-			env.added = append(env.added, ev.Pod)
+			added = append(added, ev.Pod)
 		}
 	}
 	if overlay {
@@ -303,7 +303,7 @@ func (env *overlayEnv) run(b *testing.B, overlay bool) {
 	// The bridge now must be what a fresh compile of the cluster as it is
 	// makes: the events were applied, nothing else.
 	rec.waitIdle()
-	after := env.model(b)
+	after := env.model(b, added)
 	withBindings.Bindings = compiler.DefaultBindings(after, BenchNode, bindings, overlayUplinkOFPort, overlayTunnelOFPort)
 	want, err := compiler.Compile(after, withBindings)
 	if err != nil {
@@ -323,6 +323,12 @@ func (env *overlayEnv) run(b *testing.B, overlay bool) {
 	b.Logf("after the events: br-int holds the %d flows a fresh compile makes", len(want.Flows))
 	stopCtrl()
 	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	// The next run starts from S1 again.
+	if err := parallel(len(added), 16, func(i int) error {
+		return client.CoreV1().Pods(added[i].Namespace).Delete(ctx, added[i].Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
+	}); err != nil {
 		b.Fatal(err)
 	}
 }
