@@ -2,8 +2,10 @@ package compiler
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -59,12 +61,14 @@ type Incremental struct {
 	svcGroupKeys map[string][]string
 	svcServing   map[string]map[serviceFamilyPort]map[model.Backend]bool
 
-	// remotes is the overlay's verdict on the other nodes (see
-	// ResolveRemoteNodes), recomputed by Flush after node events
-	// (nodesDirty); usable is the set of its usable nodes' names.
-	remotes    RemoteNodes
-	usable     map[string]bool
-	nodesDirty bool
+	// usable and rejected are the overlay's verdict on the other nodes
+	// (see ResolveRemoteNodes) by name, recomputed by Flush after node
+	// events: of the nodes in nodesChanged, or of all (nodesAll: this node
+	// or the configuration changed).
+	usable       map[string]bool
+	rejected     map[string]RejectedNode
+	nodesChanged map[string]bool
+	nodesAll     bool
 
 	set      *FlowSet
 	ofGroups *GroupSet // OpenFlow groups (not address groups)
@@ -97,6 +101,9 @@ func NewIncremental(c *model.Cluster, cfg Config) *Incremental {
 		set:          NewFlowSet(),
 		ofGroups:     NewGroupSet(),
 		dirty:        map[string]bool{},
+		nodesChanged: map[string]bool{},
+		usable:       map[string]bool{},
+		rejected:     map[string]RejectedNode{},
 	}
 	for _, sl := range c.EndpointSlices {
 		in.indexSlice(sl)
@@ -170,7 +177,7 @@ func (in *Incremental) markAll() {
 	for name := range in.c.Nodes {
 		in.dirty[nodeFrag(name)] = true
 	}
-	in.nodesDirty = true
+	in.nodesAll = true
 	// Render every peer fragment again, but keep knowing which exist: a
 	// rule that now has no peer flows must still remove its fragment.
 	for _, m := range in.peerMemos {
@@ -837,27 +844,32 @@ func (in *Incremental) DeleteNode(name string) {
 }
 
 func (in *Incremental) markNode(name string) {
-	in.nodesDirty = true
 	if name == in.cfg.Node {
+		in.nodesAll = true // its claims are everyone's business
 		in.dirty[fragNode] = true
 		return
 	}
+	in.nodesChanged[name] = true
 	in.dirty[nodeFrag(name)] = true
 }
 
 // resolveNodes recomputes which remote nodes are usable after node events
 // and marks the fragments of the nodes whose usability changed. The whole
-// list is recomputed (ResolveRemoteNodes is cheap: O(nodes) map operations
-// per address bit) rather than only the event's overlapping nodes, because
-// a rejected node does not block others: one change can ripple along a
-// chain of conflicts to nodes it does not overlap. Once per Flush, so a
-// batch of node events costs one resolution. Without an overlay no node is
+// list is resolved again (ResolveRemoteNodes) rather than only the event's
+// overlapping nodes, because a rejected node does not block others: one
+// change can ripple along a chain of conflicts to nodes it does not
+// overlap. Once per Flush, so a batch of node events costs one resolution;
+// and none in the common case (resolveFew). Without an overlay no node is
 // usable.
 func (in *Incremental) resolveNodes() {
-	if !in.nodesDirty {
+	if !in.nodesAll && len(in.nodesChanged) == 0 {
 		return
 	}
-	in.nodesDirty = false
+	changed, all := in.nodesChanged, in.nodesAll
+	in.nodesChanged, in.nodesAll = map[string]bool{}, false
+	if !all && in.resolveFew(changed) {
+		return
+	}
 	var r RemoteNodes
 	if in.cfg.Overlay.TunnelPort != 0 {
 		nodes := make([]*model.Node, 0, len(in.c.Nodes))
@@ -877,12 +889,102 @@ func (in *Incremental) resolveNodes() {
 			in.dirty[nodeFrag(name)] = true
 		}
 	}
-	in.remotes, in.usable = r, usable
+	in.usable, in.rejected = usable, map[string]RejectedNode{}
+	for _, rej := range r.Rejected {
+		in.rejected[rej.Name] = rej
+	}
+}
+
+// resolveFew updates the verdict for the changed nodes only, and reports
+// whether it could: when no node was rejected before and each changed node
+// overlaps no other node and none of this node's addresses, no other
+// node's standing can change, and a changed node's own (usable, or
+// rejected for its own claims) is what it gets resolved alone. Its cost is
+// the pairwise checks of the changed nodes, not a map operation per
+// address bit of every node.
+func (in *Incremental) resolveFew(changed map[string]bool) bool {
+	const few = 8 // beyond, the pairwise checks cost more than the resolution
+	if len(changed) > few || len(in.rejected) > 0 || in.cfg.Overlay.TunnelPort == 0 {
+		return false
+	}
+	for name := range changed {
+		n := in.c.Nodes[name]
+		if n == nil {
+			continue
+		}
+		for _, ip := range in.cfg.NodeIPs {
+			if overlapsNode(n, netip.PrefixFrom(ip, ip.BitLen())) {
+				return false
+			}
+		}
+		for _, m := range in.c.Nodes {
+			if m != n && nodesOverlap(n, m) {
+				return false
+			}
+		}
+	}
+	for name := range changed {
+		delete(in.usable, name)
+		in.dirty[nodeFrag(name)] = true
+		n := in.c.Nodes[name]
+		if n == nil {
+			continue
+		}
+		// It overlaps nobody: only its own claims can get it rejected.
+		one := ResolveRemoteNodes([]*model.Node{n}, in.cfg.Node)
+		if len(one.Usable) > 0 {
+			in.usable[name] = true
+		}
+		for _, rej := range one.Rejected {
+			in.rejected[name] = rej
+		}
+	}
+	return true
+}
+
+// nodesOverlap reports whether a claim of a (a pod CIDR or an InternalIP)
+// overlaps one of b.
+func nodesOverlap(a, b *model.Node) bool {
+	for _, p := range b.PodCIDRs {
+		if overlapsNode(a, p) {
+			return true
+		}
+	}
+	for _, ip := range b.InternalIPs {
+		if overlapsNode(a, netip.PrefixFrom(ip, ip.BitLen())) {
+			return true
+		}
+	}
+	return false
+}
+
+// overlapsNode reports whether p overlaps a claim of n.
+func overlapsNode(n *model.Node, p netip.Prefix) bool {
+	for _, q := range n.PodCIDRs {
+		if q.Overlaps(p) {
+			return true
+		}
+	}
+	for _, ip := range n.InternalIPs {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // RemoteNodes is the overlay's verdict on the other nodes as of the last
 // Flush: the usable ones (with tunnel flows) and the rejected ones.
-func (in *Incremental) RemoteNodes() RemoteNodes { return in.remotes }
+func (in *Incremental) RemoteNodes() RemoteNodes {
+	var r RemoteNodes
+	for _, name := range slices.Sorted(maps.Keys(in.usable)) {
+		r.Usable = append(r.Usable, in.c.Nodes[name])
+	}
+	for _, name := range slices.Sorted(maps.Keys(in.rejected)) {
+		r.Rejected = append(r.Rejected, in.rejected[name])
+	}
+	return r
+}
 
 // SetService adds or replaces a Service (nil-safe callers leave headless
 // and ExternalName Services out: they are deleted).

@@ -161,14 +161,19 @@ func ResolveRemoteNodes(nodes []*model.Node, local string, localIPs ...netip.Add
 		}
 		return strings.Compare(a.Name, b.Name)
 	})
-	idx := newClaimIndex()
-	for _, ip := range localIPs {
-		idx.add(claim{prefix: netip.PrefixFrom(ip, ip.BitLen()).Masked()}, local)
-	}
-	for _, n := range judged {
-		if n.Name == local {
-			for _, c := range nodeClaims(n) {
-				idx.add(c, local)
+	// The index is only needed to explain refusals (the common case has
+	// none: it then costs nothing).
+	var idx *claimIndex
+	if len(refused) > 0 {
+		idx = newClaimIndex()
+		for _, ip := range localIPs {
+			idx.add(claim{prefix: netip.PrefixFrom(ip, ip.BitLen()).Masked()}, local)
+		}
+		for _, n := range judged {
+			if n.Name == local {
+				for _, c := range nodeClaims(n) {
+					idx.add(c, local)
+				}
 			}
 		}
 	}
@@ -176,13 +181,14 @@ func ResolveRemoteNodes(nodes []*model.Node, local string, localIPs ...netip.Add
 		if n.Name == local {
 			continue
 		}
-		claims := nodeClaims(n)
 		if refused[n.Name] != "" {
-			out.Rejected = append(out.Rejected, classify(n, claims, idx, local))
+			out.Rejected = append(out.Rejected, classify(n, nodeClaims(n), idx, local))
 			continue
 		}
-		for _, c := range claims {
-			idx.add(c, n.Name)
+		if idx != nil {
+			for _, c := range nodeClaims(n) {
+				idx.add(c, n.Name)
+			}
 		}
 		if isRemoteCandidate(n) {
 			out.Usable = append(out.Usable, n)
