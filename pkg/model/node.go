@@ -110,7 +110,7 @@ func RefusedNodes(local string, localIPs []netip.Addr, nodes []*Node) map[string
 		}
 		return a.Name < b.Name
 	})
-	cl := claims{exact: map[netip.Prefix]string{}, within: map[netip.Prefix]string{}}
+	cl := claims{exact: map[netip.Prefix]string{}, within: map[netip.Prefix]heldClaim{}}
 	refused := map[string]string{}
 	localSeen := false
 	for _, n := range order {
@@ -208,10 +208,16 @@ func ownConflict(n *Node) string {
 }
 
 // claims are the accepted claims (exact: prefix → owner) and every prefix
-// that holds one of them (within: prefix → an owner of a claim inside).
-// Two prefixes overlap exactly when one holds the other.
+// that holds one of them (within: prefix → the first claim inside and its
+// owner). Two prefixes overlap exactly when one holds the other.
 type claims struct {
-	exact, within map[netip.Prefix]string
+	exact  map[netip.Prefix]string
+	within map[netip.Prefix]heldClaim
+}
+
+type heldClaim struct {
+	owner string
+	claim netip.Prefix
 }
 
 func (c claims) add(owner string, ps []netip.Prefix) {
@@ -224,19 +230,18 @@ func (c claims) add(owner string, ps []netip.Prefix) {
 			if _, ok := c.within[q]; ok {
 				break // and so are all shorter ones
 			}
-			c.within[q] = owner
+			c.within[q] = heldClaim{owner, p}
 		}
 	}
 }
 
 // overlap returns an accepted claim that holds p or that p holds.
 func (c claims) overlap(p netip.Prefix) (owner string, q netip.Prefix, ok bool) {
-	if owner, ok := c.within[p]; ok {
-		// p holds a claim (or is one): name the claim when it is p.
-		if o, exact := c.exact[p]; exact {
-			return o, p, true
-		}
-		return owner, c.claimIn(p, owner), true
+	if o, exact := c.exact[p]; exact {
+		return o, p, true
+	}
+	if h, ok := c.within[p]; ok {
+		return h.owner, h.claim, true
 	}
 	for b := p.Bits() - 1; b >= 0; b-- {
 		q := netip.PrefixFrom(p.Addr(), b).Masked()
@@ -245,18 +250,4 @@ func (c claims) overlap(p netip.Prefix) (owner string, q netip.Prefix, ok bool) 
 		}
 	}
 	return "", netip.Prefix{}, false
-}
-
-// claimIn finds a claim of owner inside p (for the message).
-func (c claims) claimIn(p netip.Prefix, owner string) netip.Prefix {
-	var best netip.Prefix
-	for q, o := range c.exact {
-		if o == owner && p.Bits() <= q.Bits() && p.Contains(q.Addr()) && (!best.IsValid() || q.String() < best.String()) {
-			best = q
-		}
-	}
-	if !best.IsValid() {
-		return p
-	}
-	return best
 }
