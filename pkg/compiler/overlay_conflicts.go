@@ -82,8 +82,8 @@ type RemoteNodes struct {
 	// Usable are the remote nodes that get tunnel flows and host routes,
 	// sorted by name.
 	Usable []*model.Node
-	// Rejected are the remote nodes left out for a conflict, sorted by
-	// name.
+	// Rejected are the other nodes refused (those without tunnel endpoint
+	// or pod CIDR included: they claim addresses too), sorted by name.
 	Rejected []RejectedNode
 }
 
@@ -117,8 +117,9 @@ type RemoteNodes struct {
 //     and c are usable. Blocking would cut c off because of a node that
 //     gets no traffic; the price is that one node's change can change the
 //     usability of nodes it does not overlap (removing a makes b usable,
-//     which refuses c), so callers recompute the whole list on every change
-//     (the incremental compiler does, and diffs it).
+//     which refuses c), so callers recompute the whole list on a change
+//     (the incremental compiler does and diffs it, unless the change
+//     overlaps nothing).
 //
 // Besides (unreachable through normalize.Node, which the agent, compile
 // and inspect all use): Nodes sharing a name, and Nodes with an invalid,
@@ -127,7 +128,8 @@ type RemoteNodes struct {
 // conflict, the node and claim that won.
 //
 // The result depends only on the set of nodes, not on their order. Cost:
-// model.RefusedNodes plus O(claims × address bits) map operations.
+// model.RefusedNodes (map operations per address bit of every claim), and
+// as much again to name the winners when a node is refused.
 func ResolveRemoteNodes(nodes []*model.Node, local string, localIPs ...netip.Addr) RemoteNodes {
 	var out RemoteNodes
 	byName := map[string][]*model.Node{}
