@@ -675,23 +675,25 @@ type eventResult struct {
 func runEvents(b *testing.B, ctx context.Context, kc *k8stest.Cluster, rec *recorder, qm *queueMetrics, floor *floorRunner, script *Script) []eventResult {
 	qm.onWait(rec.queueWaited)
 	client := kc.Client
-	// Items queued and not yet processed, beyond those of before (a
-	// controller stopped earlier in the process counts in the same queue
-	// metrics): each event starts with none outstanding.
+	// Queue items are counted when added (the queue metrics) and when
+	// processed (the batches), beyond those of before (a controller
+	// stopped earlier in the process counts in the same queue metrics).
+	// settle waits until want items were added since from (the event's
+	// own) and none is outstanding; each event starts with none.
 	rec.waitIdle()
 	adds, _ := qm.snapshot()
 	done, _ := rec.processed()
 	base := adds - done
-	settle := func(ev Event) {
+	settle := func(ev Event, from, want int) (added int) {
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			a, _ := qm.snapshot()
 			p, _ := rec.processed()
-			if a-p <= base {
-				return
+			if a-from >= want && a-p <= base {
+				return a - from
 			}
 			if time.Now().After(deadline) {
-				b.Fatalf("%s: %d queue items still outstanding after 30s", ev, a-p-base)
+				b.Fatalf("%s: %d of %d queue items added, %d outstanding after 30s", ev, a-from, want, a-p-base)
 			}
 			time.Sleep(time.Millisecond)
 		}
@@ -702,32 +704,26 @@ func runEvents(b *testing.B, ctx context.Context, kc *k8stest.Cluster, rec *reco
 			// The pod object first, without an IP, or the Service
 			// without endpoints: not what we time (no flow can change),
 			// so let it settle.
-			settle(ev)
-			items, _ := rec.processed()
+			a, _ := qm.snapshot()
 			if err := setup(ctx, client, ev); err != nil {
 				b.Fatalf("%s (setup): %v", ev, err)
 			}
-			if _, err := rec.waitItems(ctx, items+1, 0, 30*time.Second); err != nil {
-				b.Fatalf("%s (setup): %v", ev, err)
-			}
+			settle(ev, a, 1)
 		}
-		settle(ev)
-		items, nb := rec.processed()
+		a, _ := qm.snapshot()
+		settle(ev, a, 0)
+		_, nb := rec.processed()
 		adds0, _ := qm.snapshot()
 		t0 := time.Now()
 		if err := apply(ctx, client, ev); err != nil {
 			b.Fatalf("%s: %v", ev, err)
 		}
-		bs, err := rec.waitItems(ctx, items+1, nb, 30*time.Second)
+		// One item is the event's; a second came in while it was in
+		// flight: disturbed.
+		disturbed := settle(ev, adds0, 1) > 1
+		bs, err := rec.waitItems(ctx, 0, nb, time.Second)
 		if err != nil {
 			b.Fatalf("%s: %v", ev, err)
-		}
-		adds1, _ := qm.snapshot()
-		disturbed := adds1-adds0 > 1
-		if disturbed {
-			if bs, err = rec.waitItems(ctx, items+adds1-adds0, nb, 30*time.Second); err != nil {
-				b.Fatalf("%s: %v", ev, err)
-			}
 		}
 		r := eventResult{kind: ev.Kind, batches: len(bs), disturbed: disturbed}
 		var own openflow.Cookie
