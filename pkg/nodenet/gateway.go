@@ -38,7 +38,11 @@ func PodMTU(underlayMTU int, tunnelIP netip.Addr) (int, error) {
 }
 
 // UnderlayMTU returns the MTU of the interface that holds ip (the node's
-// tunnel endpoint).
+// tunnel endpoint). When that says nothing of the underlay — ip on the
+// loopback device, or a host address (/32, /128) such as a routed node's
+// address on a dummy device — it is at most the smallest MTU of the devices
+// (and route MTUs) of the host's default routes of ip's family: the
+// packets leave there.
 func (h Host) UnderlayMTU(ip netip.Addr) (int, error) {
 	if !ip.IsValid() {
 		return 0, errors.New("nodenet: underlay MTU: no tunnel endpoint address")
@@ -57,6 +61,14 @@ func (h Host) UnderlayMTU(ip netip.Addr) (int, error) {
 					return fmt.Errorf("nodenet: the interface of %s (index %d): %w", ip, a.LinkIndex, err)
 				}
 				mtu = link.Attrs().MTU
+				ones, bits := a.Mask.Size()
+				if link.Attrs().Flags&net.FlagLoopback != 0 || ones == bits {
+					def, err := defaultRouteMTU(familyOf(ip))
+					if err != nil {
+						return fmt.Errorf("nodenet: %s is a host address on %s: %w", ip, link.Attrs().Name, err)
+					}
+					mtu = min(mtu, def)
+				}
 				return nil
 			}
 		}
@@ -132,6 +144,45 @@ func ensureAddr(link netlink.Link, gw netip.Prefix) error {
 		a.Flags = unix.IFA_F_NODAD
 	}
 	return netlink.AddrReplace(link, a)
+}
+
+// defaultRouteMTU is the smallest MTU of the devices of the main table's
+// default routes of family (and of their route MTU, when set).
+func defaultRouteMTU(family int) (int, error) {
+	routes, err := netlinksafe.RouteListFiltered(family, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return 0, fmt.Errorf("list routes: %w", err)
+	}
+	mtu := 0
+	use := func(v int) {
+		if v > 0 && (mtu == 0 || v < mtu) {
+			mtu = v
+		}
+	}
+	for _, r := range routes {
+		if dst, ok := routeDst(r); !ok || dst.Bits() != 0 || r.Type != unix.RTN_UNICAST {
+			continue
+		}
+		use(r.MTU)
+		idxs := []int{r.LinkIndex}
+		for _, nh := range r.MultiPath {
+			idxs = append(idxs, nh.LinkIndex)
+		}
+		for _, idx := range idxs {
+			if idx == 0 {
+				continue
+			}
+			link, err := netlink.LinkByIndex(idx)
+			if err != nil {
+				return 0, fmt.Errorf("the device of a default route (index %d): %w", idx, err)
+			}
+			use(link.Attrs().MTU)
+		}
+	}
+	if mtu == 0 {
+		return 0, errors.New("no default route of its family to learn the underlay MTU from")
+	}
+	return mtu, nil
 }
 
 func familyOf(ip netip.Addr) int {
