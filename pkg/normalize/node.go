@@ -17,8 +17,9 @@ import (
 // Node converts a Node into the model: its InternalIP addresses (IPv4
 // first) and its pod CIDRs (IPv4 first). spec.podCIDR and spec.podCIDRs are
 // checked as kube-apiserver checks them: each a valid CIDR without host
-// bits, at most two, one per family, and podCIDR equal to podCIDRs[0] (a
-// Node with only podCIDR has podCIDRs [podCIDR]). A node without addresses
+// bits, at most two, one per family, and podCIDR, when set, equal to
+// podCIDRs[0] (a Node with only podCIDR has podCIDRs [podCIDR]; one with
+// only podCIDRs is served with podCIDR = podCIDRs[0]). A node without addresses
 // or pod CIDRs is valid: the overlay leaves it out. Errors name the node
 // and the field.
 func Node(n *corev1.Node) (*model.Node, error) {
@@ -55,7 +56,9 @@ func nodePodCIDRs(spec *corev1.NodeSpec) ([]netip.Prefix, error) {
 	if len(list) == 0 {
 		return nil, nil
 	}
-	if spec.PodCIDR != list[0] {
+	// Only podCIDRs: the API server accepts it and serves podCIDR =
+	// podCIDRs[0] (its v1 conversion); a podCIDR that differs is refused.
+	if spec.PodCIDR != "" && spec.PodCIDR != list[0] {
 		return nil, fmt.Errorf("spec.podCIDR %q must equal spec.podCIDRs[0] %q", printable.String(spec.PodCIDR), printable.String(list[0]))
 	}
 	if len(list) > 2 {

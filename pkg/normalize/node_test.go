@@ -37,7 +37,8 @@ func TestNode(t *testing.T) {
 		{name: "three", podCIDR: "10.91.1.0/24", podCIDRs: []string{"10.91.1.0/24", "fd00::/64", "fd01::/64"}, wantErr: "at most 2"},
 		{name: "podCIDR differs from podCIDRs[0]", podCIDR: "10.91.2.0/24", podCIDRs: []string{"10.91.1.0/24"},
 			wantErr: `node n1: spec.podCIDR "10.91.2.0/24" must equal spec.podCIDRs[0] "10.91.1.0/24"`},
-		{name: "podCIDRs without podCIDR", podCIDRs: []string{"10.91.1.0/24"}, wantErr: "must equal spec.podCIDRs[0]"},
+		// The API server accepts it and serves podCIDR = podCIDRs[0].
+		{name: "podCIDRs without podCIDR", podCIDRs: []string{"fd00:91:1::/64", "10.91.1.0/24"}, want: "[] [10.91.1.0/24 fd00:91:1::/64]"},
 		{name: "IPv4-mapped", podCIDR: "::ffff:10.0.0.0/120", wantErr: "is not a valid CIDR"},
 		{name: "bad InternalIP", podCIDR: "10.91.1.0/24", addrs: internal("nope"), wantErr: `node n1: status.addresses[0].address: invalid IP address "nope"`},
 		{name: "unspecified InternalIP", addrs: internal("0.0.0.0"), wantErr: "is not a unicast address"},
