@@ -6,7 +6,8 @@
 // stdout (and to -o FILE). -events N sets the events per kind of the agent
 // benchmarks (default 100); -only REGEXP runs a subset of the groups
 // (compile, events, install, agent, services: the agent benchmark at S1
-// plus 10,000 Services).
+// plus 10,000 Services; overlay: the agent benchmark at S1 with Nodes, flat
+// L2 vs the Geneve overlay).
 package main
 
 import (
@@ -36,6 +37,7 @@ var groups = []group{
 	{"install", "^BenchmarkInstall", "9x"},
 	{"agent", "^BenchmarkAgentS1$", "1x"},
 	{"services", "^BenchmarkAgentS1Services$", "1x"},
+	{"overlay", "^BenchmarkAgentS1Overlay$", "1x"},
 }
 
 // results maps benchmark name (without -GOMAXPROCS) → unit → value.
@@ -44,7 +46,7 @@ type results map[string]map[string]float64
 func main() {
 	out := flag.String("o", "", "also write the table to this file")
 	events := flag.Int("events", 100, "events of each kind in the agent benchmark")
-	only := flag.String("only", "", "run only the groups matching this regexp (compile, events, install, agent, services)")
+	only := flag.String("only", "", "run only the groups matching this regexp (compile, events, install, agent, services, overlay)")
 	flag.Parse()
 	sel := regexp.MustCompile(*only)
 
@@ -276,6 +278,8 @@ func table(w io.Writer, r results) {
 			fmt.Sprintf("%.0f ms (sent over %.2f s; %.0f bundles, %.0f flow mods)", v, sent, bundles, mods), verdict(v <= 1000))
 	}
 
+	overlayRows(r, add)
+
 	for _, s := range []string{"S1", "S2", "S1TenNodes"} {
 		b := "BenchmarkCompile" + s
 		if x, ok := r.get(b, "x-fewer"); ok {
@@ -420,4 +424,35 @@ func loadavg() string {
 		return "?"
 	}
 	return strings.Join(f[:3], ", ")
+}
+
+// overlayRows are BenchmarkAgentS1Overlay's: the node's flows and the
+// events in the flat-L2 uplink mode and with the Geneve overlay.
+func overlayRows(r results, add func(what, goal, measured, met string)) {
+	const up, ov = "BenchmarkAgentS1Overlay/uplink", "BenchmarkAgentS1Overlay/overlay"
+	uf, okU := r.get(up, "bridge-flows")
+	of, okO := r.get(ov, "bridge-flows")
+	if !okU || !okO {
+		return
+	}
+	um, _ := r.get(up, "mode-flows")
+	om, _ := r.get(ov, "mode-flows")
+	add("flows on br-int at S1 with 100 Nodes, node-000: flat-L2 uplink mode vs Geneve overlay (agent path, installed)", "",
+		fmt.Sprintf("uplink %.0f (%.0f of remote pods); overlay %.0f (%.0f of remote nodes) = %.2f× the uplink's", uf, um, of, om, of/uf), "")
+	event := func(bench, k string) string {
+		l50, _ := r.get(bench, k+"-p50-ms")
+		l99, _ := r.get(bench, k+"-p99-ms")
+		floor, _ := r.get(bench, "floor1-p50-ms")
+		n, _ := r.get(bench, k+"-events")
+		none, _ := r.get(bench, k+"-no-bundle")
+		dist, _ := r.get(bench, k+"-disturbed")
+		mods, _ := r.get(bench, k+"-mods")
+		c50, _ := r.get(bench, k+"-compute-p50-ms")
+		return fmt.Sprintf("p50 %.1f ms (%.2f× floor), p99 %.1f ms; compute p50 %.2f ms; %.2f flow mods; %.0f events, %.0f changed no flow, %.0f disturbed",
+			l50, l50/floor, l99, c50, mods, n, none, dist)
+	}
+	add("· remote pod add → bundle committed, uplink mode", "", event(up, "pod-add-other-node"), "")
+	add("· remote pod add → bundle committed, overlay", "", event(ov, "pod-add-other-node"), "")
+	add("· node add (Node created with pod CIDR and InternalIP) → bundle committed, overlay", "", event(ov, "node-add"), "")
+	add("· node remove (Node deleted) → bundle committed, overlay", "", event(ov, "node-remove"), "")
 }
