@@ -128,7 +128,7 @@ demo-down:
 e2e: deps kube
 	$(GO) test -race -count=1 -timeout 20m -v ./e2e/...
 
-## bench: the cluster-scale benchmarks against real Open vSwitch and kube-apiserver (~10 min): goals vs measured (BENCHMARKS.md).
+## bench: the cluster-scale benchmarks against real Open vSwitch and kube-apiserver (~14 min): goals vs measured (BENCHMARKS.md).
 .PHONY: bench
 bench: deps kube
 	$(GO) run ./bench/cmd/benchtable
