@@ -201,7 +201,8 @@ func readNode(ctx context.Context, client kubernetes.Interface, name string, log
 }
 
 // waitForNode polls the Node until it is valid and has a pod CIDR and an
-// InternalIP (the tunnel endpoint). It logs why it waits when the reason
+// InternalIP (the tunnel endpoint) that the overlay can use
+// (model.ClaimProblem). It logs why it waits when the reason
 // changes and every nodeWaitLogEvery.
 func waitForNode(ctx context.Context, client kubernetes.Interface, name string, log logrus.FieldLogger) (*model.Node, error) {
 	var lastWhy string
@@ -223,6 +224,9 @@ func waitForNode(ctx context.Context, client kubernetes.Interface, name string, 
 				why = "the Node has no spec.podCIDR yet (allocated by kube-controller-manager --allocate-node-cidrs, or set by whoever registers the node)"
 			} else if !m.TunnelIP().IsValid() {
 				why = "the Node has no InternalIP address yet (the Geneve tunnel endpoint)"
+			} else if p := model.ClaimProblem(m); p != "" {
+				// Every other node refuses such a node (model.RefusedNodes).
+				why = "the Node's pod CIDRs or InternalIPs cannot be used: " + p
 			}
 		}
 		if why == "" {

@@ -173,6 +173,11 @@ var specialRanges = []struct {
 	{netip.MustParsePrefix("ff00::/8"), "multicast"},
 }
 
+// ClaimProblem says why a node's claims cannot be used whatever the other
+// nodes claim ("" when they can): the reasons RefusedNodes refuses a node
+// by itself. The agent checks its own Node with it.
+func ClaimProblem(n *Node) string { return ownConflict(n) }
+
 // ownConflict says why a node's own claims cannot work together or cannot
 // be a node's: a pod CIDR of prefix length 0 (every destination of its
 // family, and a host route that would replace the default route: refused
