@@ -218,6 +218,27 @@ func insertBridgeOps(cn *conn, rootUUID, bridgeUUID string) ([]libovsdb.Operatio
 	return cn.ovs.Where(root).Mutate(root, modelMutation(&root.Bridges, libovsdb.MutateOperationInsert, []string{bridgeUUID}))
 }
 
+// newPortOps creates iface (its UUID a named UUID), a port of the same name
+// holding it, and adds the port to the bridge.
+func newPortOps(cn *conn, bridgeUUID string, iface *vswitchd.Interface) ([]libovsdb.Operation, error) {
+	port := &vswitchd.Port{UUID: "new_port", Name: iface.Name, Interfaces: []string{iface.UUID}}
+	var ops []libovsdb.Operation
+	for _, f := range []func() ([]libovsdb.Operation, error){
+		func() ([]libovsdb.Operation, error) { return cn.ovs.Create(iface) },
+		func() ([]libovsdb.Operation, error) { return cn.ovs.Create(port) },
+		func() ([]libovsdb.Operation, error) {
+			return portsMutation(cn, bridgeUUID, libovsdb.MutateOperationInsert, port.UUID)
+		},
+	} {
+		o, err := f()
+		if err != nil {
+			return nil, err
+		}
+		ops = append(ops, o...)
+	}
+	return ops, nil
+}
+
 // portsMutation inserts a port into or deletes it from Bridge.ports.
 func portsMutation(cn *conn, bridgeUUID string, m libovsdb.Mutator, portUUID string) ([]libovsdb.Operation, error) {
 	br := &vswitchd.Bridge{UUID: bridgeUUID}

@@ -156,21 +156,11 @@ func (c *Client) AddPodPort(ctx context.Context, bridge, ifname string, ext map[
 			return *iface.Ofport, nil // nothing to do
 		}
 	} else {
-		iface := &vswitchd.Interface{UUID: "new_iface", Name: ifname, ExternalIDs: want}
-		port := &vswitchd.Port{UUID: "new_port", Name: ifname, Interfaces: []string{iface.UUID}}
-		for _, f := range []func() ([]libovsdb.Operation, error){
-			func() ([]libovsdb.Operation, error) { return cn.ovs.Create(iface) },
-			func() ([]libovsdb.Operation, error) { return cn.ovs.Create(port) },
-			func() ([]libovsdb.Operation, error) {
-				return portsMutation(cn, br.UUID, libovsdb.MutateOperationInsert, port.UUID)
-			},
-		} {
-			o, err := f()
-			if err != nil {
-				return 0, err
-			}
-			ops = append(ops, o...)
+		o, err := newPortOps(cn, br.UUID, &vswitchd.Interface{UUID: "new_iface", Name: ifname, ExternalIDs: want})
+		if err != nil {
+			return 0, err
 		}
+		ops = append(ops, o...)
 	}
 	// Also when nothing else changes (an existing port without a valid
 	// ofport): a new next_cfg makes ovs-vswitchd try the device again, and

@@ -96,20 +96,11 @@ func (c *Client) EnsureTunnelPort(ctx context.Context, bridge, name, kind string
 			return 0, fmt.Errorf("ovsdb: %s: an interface of that name belongs to another port", what)
 		}
 		iface := &vswitchd.Interface{UUID: "new_iface", Name: name, Type: kind, Options: want, OfportRequest: wantReq}
-		port := &vswitchd.Port{UUID: "new_port", Name: name, Interfaces: []string{iface.UUID}}
-		for _, f := range []func() ([]libovsdb.Operation, error){
-			func() ([]libovsdb.Operation, error) { return cn.ovs.Create(iface) },
-			func() ([]libovsdb.Operation, error) { return cn.ovs.Create(port) },
-			func() ([]libovsdb.Operation, error) {
-				return portsMutation(cn, br.UUID, libovsdb.MutateOperationInsert, port.UUID)
-			},
-		} {
-			o, err := f()
-			if err != nil {
-				return 0, fmt.Errorf("ovsdb: %s: %w", what, err)
-			}
-			ops = append(ops, o...)
+		o, err := newPortOps(cn, br.UUID, iface)
+		if err != nil {
+			return 0, fmt.Errorf("ovsdb: %s: %w", what, err)
 		}
+		ops = append(ops, o...)
 	}
 	// Also when only the ofport is missing: a new next_cfg makes
 	// ovs-vswitchd try again, and cur_cfg tells when its answer is in.
