@@ -117,7 +117,7 @@ func setupNode(ctx context.Context, o options, client kubernetes.Interface, db *
 	if err := host.ConfigureGateway(o.bridge, gws, mtu); err != nil {
 		return nil, err
 	}
-	ofport, err := db.EnsureTunnelPort(ctx, o.bridge, o.tunnelPortName, "geneve", map[string]string{"remote_ip": "flow"}, tunnelOFPortRequest)
+	ofport, err := db.EnsureTunnelPort(ctx, o.bridge, o.tunnelPortName, "geneve", map[string]string{"remote_ip": "flow", "local_ip": "flow"}, tunnelOFPortRequest)
 	if err != nil {
 		return nil, err
 	}

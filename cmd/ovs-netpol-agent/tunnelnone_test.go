@@ -56,6 +56,9 @@ func TestTunnelNoneUndoesGeneve(t *testing.T) {
 	if got := get("get", "Interface", "br-int", "mtu_request"); got != "1450" {
 		t.Fatalf("geneve: LOCAL mtu_request %s, want 1450", got)
 	}
+	if got := get("get", "Interface", "ovs-netpol-gnv0", "type", "options"); got != "geneve\n{local_ip=flow, remote_ip=flow}" {
+		t.Errorf("geneve: tunnel port %q, want a flow-based Geneve port whose flows set the source (local_ip=flow)", got)
+	}
 
 	o.tunnel = tunnelNone
 	cfg = compiler.Config{Node: "n1"}

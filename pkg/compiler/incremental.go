@@ -580,7 +580,7 @@ func (in *Incremental) compute(id string) ([]openflow.Flow, error) {
 		if !in.usable[name] {
 			return nil, nil // not a remote node, or rejected for a conflict
 		}
-		return overlayFlows(in.cfg, in.c.Nodes[name]), nil
+		return overlayFlows(in.cfg, in.c.Nodes[name], in.c.Nodes[in.cfg.Node]), nil
 	case strings.HasPrefix(id, "pod/"):
 		pod, ok := in.c.Pods[strings.TrimPrefix(id, "pod/")]
 		if !ok || !pod.Active() {
@@ -847,6 +847,13 @@ func (in *Incremental) markNode(name string) {
 	if name == in.cfg.Node {
 		in.nodesAll = true // its claims are everyone's business
 		in.dirty[fragNode] = true
+		// Its InternalIPs are the tunnel source of every remote node's
+		// flows.
+		for other := range in.c.Nodes {
+			if other != name {
+				in.dirty[nodeFrag(other)] = true
+			}
+		}
 		return
 	}
 	in.nodesChanged[name] = true

@@ -67,7 +67,7 @@ func (cfg *Config) remoteNode(n *model.Node) bool {
 
 // overlayFlows are a remote node's tunnel flows: what it may send us
 // (table 0) and what we send it (table 60).
-func overlayFlows(cfg Config, n *model.Node) []openflow.Flow {
+func overlayFlows(cfg Config, n, local *model.Node) []openflow.Flow {
 	if !cfg.remoteNode(n) {
 		return nil
 	}
@@ -85,7 +85,14 @@ func overlayFlows(cfg Config, n *model.Node) []openflow.Flow {
 	// A packet for this node's host (LOCAL) must carry its MAC or the
 	// kernel drops it; delivery to a pod rewrites it to the pod's anyway.
 	admit := "set_field:" + cfg.Overlay.GatewayMAC.String() + "->eth_dst," + gotoTable(TableConntrack)
+	// Our own endpoint as the outer source: n admits our packets only from
+	// our InternalIP, and without it ovs-vswitchd takes the route's
+	// preferred source, another address on a host with several (the port
+	// has options:local_ip=flow for this).
 	send := "set_field:" + endpoint.String() + "->" + dst + "," + outputAction(cfg.Overlay.TunnelPort)
+	if self := localEndpoint(local, endpoint); self.IsValid() {
+		send = "set_field:" + self.String() + "->" + src + "," + send
+	}
 	// The node's pod CIDRs and its own addresses: pods reach its host
 	// through the tunnel too, so that the replies (its host routes our pod
 	// CIDR into its bridge) come back the same way and both nodes'
@@ -101,6 +108,20 @@ func overlayFlows(cfg Config, n *model.Node) []openflow.Flow {
 			f(TableForward, prioPort-10, prefixMatch(p, "dst", ""), send))
 	}
 	return flows
+}
+
+// localEndpoint is this node's tunnel source towards a peer endpoint: its
+// first InternalIP of the peer's family (zero when it has none, or no Node).
+func localEndpoint(local *model.Node, peer netip.Addr) netip.Addr {
+	if local == nil {
+		return netip.Addr{}
+	}
+	for _, ip := range local.InternalIPs {
+		if ip.Is4() == peer.Is4() {
+			return ip
+		}
+	}
+	return netip.Addr{}
 }
 
 // localGatewayIPs are this node's gateway addresses when they are not among

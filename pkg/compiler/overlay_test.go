@@ -412,6 +412,7 @@ func TestOverlayConflictingNodes(t *testing.T) {
 	}
 	alone := func(n *model.Node) []string {
 		c := model.NewCluster(model.ModeV1)
+		c.AddNode(mustNode("node-1", []string{"172.29.1.2"}, "10.91.1.0/24"))
 		c.AddNode(n)
 		res, err := compiler.Compile(c, overlayConfig())
 		if err != nil {

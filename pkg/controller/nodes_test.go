@@ -72,9 +72,10 @@ func (r *nodeCalls) last() string {
 	return strings.Join(parts, " ")
 }
 
-// tunnelFlow is the forward flow of a remote podCIDR (issue 13's contract).
+// tunnelFlow is the forward flow of a remote podCIDR (issue 13's contract),
+// sent from n1's InternalIP.
 func tunnelFlow(cidr, endpoint string) string {
-	return "nw_dst=" + cidr + " actions=set_field:" + endpoint + "->tun_dst,output:4096"
+	return "nw_dst=" + cidr + " actions=set_field:172.29.1.2->tun_src,set_field:" + endpoint + "->tun_dst,output:4096"
 }
 
 // TestControllerFollowsNodes: Node add, update and delete reach the

@@ -123,7 +123,7 @@ func TestLoadClusterOverlay(t *testing.T) {
 		}
 	}
 	t.Logf("tunnel flows:\n%s", strings.Join(tunnel, "\n"))
-	if len(tunnel) != 4 || !strings.Contains(strings.Join(tunnel, "\n"), "nw_dst=10.91.2.0/24 actions=set_field:172.29.2.2->tun_dst,output:4096 [remote node n2]") {
+	if len(tunnel) != 4 || !strings.Contains(strings.Join(tunnel, "\n"), "nw_dst=10.91.2.0/24 actions=set_field:172.29.1.2->tun_src,set_field:172.29.2.2->tun_dst,output:4096 [remote node n2]") {
 		t.Errorf("%d tunnel flows, want n2's 4 (pod CIDR and InternalIP, in and out)", len(tunnel))
 	}
 }

@@ -160,7 +160,7 @@ func overlayNode(t *testing.T) (*Explainer, *NodeView, *ovstest.Switch) {
 		}
 	}
 	if _, err := sw.Vsctl("--", "add-port", "br-int", "ovs-netpol-gnv0", "--", "set", "Interface", "ovs-netpol-gnv0",
-		"type=geneve", "options:remote_ip=flow", fmt.Sprintf("ofport_request=%d", overlayTunnelPort)); err != nil {
+		"type=geneve", "options:remote_ip=flow", "options:local_ip=flow", fmt.Sprintf("ofport_request=%d", overlayTunnelPort)); err != nil {
 		t.Fatal(err)
 	}
 	// The underlay: br-phy's LOCAL port holds the node's InternalIP; phy0
