@@ -360,26 +360,34 @@ func (n *node) startAgent(t *testing.T, isolation string, extra ...string) *agen
 		a.args = append(a.args, fmt.Sprintf("--uplink-port=%d", uplinkOFPort))
 	}
 	a.args = append(a.args, extra...)
+	ready := a.start(t)
+	t.Logf("agent of %s (--isolation %s) ready in %v", n.name, isolation, ready.Round(time.Millisecond))
+	return a
+}
+
+// start runs a.args as a.n's agent and waits until /readyz says ok; it
+// returns how long that took.
+func (a *agent) start(t *testing.T) time.Duration {
+	t.Helper()
 	start := time.Now()
-	if a.p, err = startProc(n.name+"-agent", a.log, nil, a.args...); err != nil {
+	var err error
+	if a.p, err = startProc(a.n.name+"-agent", a.log, nil, a.args...); err != nil {
 		t.Fatal(err)
 	}
-	n.agent = a
+	a.n.agent = a
 	hc := &http.Client{Timeout: time.Second}
 	for {
 		if resp, err := hc.Get("http://" + a.metrics + "/readyz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				break
+				return time.Since(start)
 			}
 		}
 		if a.p.exited() || time.Since(start) > 60*time.Second {
-			t.Fatalf("agent of %s not ready after %v (exited: %v %v); log:\n%s", n.name, time.Since(start).Round(time.Millisecond), a.p.exited(), a.p.err, testproc.Tail(a.log, 40))
+			t.Fatalf("agent of %s not ready after %v (exited: %v %v); log:\n%s", a.n.name, time.Since(start).Round(time.Millisecond), a.p.exited(), a.p.err, testproc.Tail(a.log, 40))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Logf("agent of %s (--isolation %s) ready in %v", n.name, isolation, time.Since(start).Round(time.Millisecond))
-	return a
 }
 
 func (a *agent) stop() {

@@ -27,7 +27,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -44,7 +43,6 @@ import (
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/k8stest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
-	"github.com/ovs-netpol/ovs-netpol/pkg/testproc"
 )
 
 const (
@@ -272,28 +270,9 @@ func (n *ovNode) startAgent(t *testing.T) time.Duration {
 		}
 		o.kubeconfig = kc
 	}
-	var err error
 	a := &agent{n: n.node, log: filepath.Join(n.w.dir, n.name+"-agent.log"), metrics: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
 	a.args = n.agentArgs(o.kubeconfig, a.metrics)
-	start := time.Now()
-	if a.p, err = startProc(n.name+"-agent", a.log, nil, a.args...); err != nil {
-		t.Fatal(err)
-	}
-	n.agent = a
-	hc := &http.Client{Timeout: time.Second}
-	for {
-		if resp, err := hc.Get("http://" + a.metrics + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if a.p.exited() || time.Since(start) > 60*time.Second {
-			t.Fatalf("agent of %s not ready after %v (exited: %v %v); log:\n%s", n.name, time.Since(start).Round(time.Millisecond), a.p.exited(), a.p.err, testproc.Tail(a.log, 40))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	ready := time.Since(start)
+	ready := a.start(t)
 	n.cniCfg = n.cniConf(t)
 	// The "ext" row: an address of the host that is not a node IP, routed
 	// into br-int like traffic from outside. Added after the agent's
