@@ -24,13 +24,13 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/ovs-netpol/ovs-netpol/internal/k8stest"
+	"github.com/ovs-netpol/ovs-netpol/internal/ovstest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
 	"github.com/ovs-netpol/ovs-netpol/pkg/controller"
 	"github.com/ovs-netpol/ovs-netpol/pkg/flowsync"
-	"github.com/ovs-netpol/ovs-netpol/pkg/k8stest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
-	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/synth"
 )
 

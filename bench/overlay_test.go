@@ -14,15 +14,15 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/ovs-netpol/ovs-netpol/internal/k8stest"
+	"github.com/ovs-netpol/ovs-netpol/internal/ovstest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
 	"github.com/ovs-netpol/ovs-netpol/pkg/controller"
 	"github.com/ovs-netpol/ovs-netpol/pkg/flowsync"
-	"github.com/ovs-netpol/ovs-netpol/pkg/k8stest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 	"github.com/ovs-netpol/ovs-netpol/pkg/normalize"
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
 	"github.com/ovs-netpol/ovs-netpol/pkg/ovsdb"
-	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/synth"
 )
 

@@ -14,7 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/ovs-netpol/ovs-netpol/pkg/testproc"
+	"github.com/ovs-netpol/ovs-netpol/internal/testproc"
 )
 
 // TestManySharedRulesAgent is the freeze, on the real stack: 4,200

@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ovs-netpol/ovs-netpol/pkg/testproc"
+	"github.com/ovs-netpol/ovs-netpol/internal/testproc"
 )
 
 const (

@@ -20,8 +20,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ovs-netpol/ovs-netpol/pkg/k8stest"
-	"github.com/ovs-netpol/ovs-netpol/pkg/testproc"
+	"github.com/ovs-netpol/ovs-netpol/internal/k8stest"
+	"github.com/ovs-netpol/ovs-netpol/internal/testproc"
 )
 
 // ---- new connections in a loop

@@ -31,9 +31,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
-	"github.com/ovs-netpol/ovs-netpol/pkg/k8stest"
-	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
-	"github.com/ovs-netpol/ovs-netpol/pkg/testproc"
+	"github.com/ovs-netpol/ovs-netpol/internal/k8stest"
+	"github.com/ovs-netpol/ovs-netpol/internal/ovstest"
+	"github.com/ovs-netpol/ovs-netpol/internal/testproc"
 )
 
 const (

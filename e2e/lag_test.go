@@ -33,7 +33,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/ovs-netpol/ovs-netpol/pkg/testproc"
+	"github.com/ovs-netpol/ovs-netpol/internal/testproc"
 )
 
 type lagRun struct {

@@ -1,6 +1,6 @@
 // Package e2e runs ovs-netpol end to end with real traffic: a real etcd and
-// kube-apiserver (pkg/k8stest), private userspace Open vSwitch instances
-// (pkg/ovstest, each ovs-vswitchd in its own network namespace), the BUILT
+// kube-apiserver (internal/k8stest), private userspace Open vSwitch instances
+// (internal/ovstest, each ovs-vswitchd in its own network namespace), the BUILT
 // agent (cmd/ovs-netpol-agent) per node, and pods made the way a runtime
 // makes them: a Pod object (node, labels, named container ports), a network
 // namespace attached by invoking the BUILT CNI plugin (cmd/ovs-netpol-cni,
@@ -34,7 +34,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ovs-netpol/ovs-netpol/pkg/k8stest"
+	"github.com/ovs-netpol/ovs-netpol/internal/k8stest"
 )
 
 // bin holds the built binaries (agent, CNI plugin, CLI, netpol-agnhost).

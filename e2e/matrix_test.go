@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ovs-netpol/ovs-netpol/pkg/netpoltest"
+	"github.com/ovs-netpol/ovs-netpol/internal/netpoltest"
 )
 
 // probeT is one protocol/port a connection is tried on.

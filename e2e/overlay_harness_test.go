@@ -41,8 +41,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/ovs-netpol/ovs-netpol/pkg/k8stest"
-	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
+	"github.com/ovs-netpol/ovs-netpol/internal/k8stest"
+	"github.com/ovs-netpol/ovs-netpol/internal/ovstest"
 )
 
 const (

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ovs-netpol/ovs-netpol/pkg/testproc"
+	"github.com/ovs-netpol/ovs-netpol/internal/testproc"
 )
 
 // udpFrame builds an Ethernet/IPv4/UDP frame (UDP checksum 0: none).

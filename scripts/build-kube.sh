@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds a real Kubernetes component for the tests (pkg/k8stest) from the
+# Builds a real Kubernetes component for the tests (internal/k8stest) from the
 # separate Go module tools/kube (k8s.io/kubernetes + its staging modules pinned
 # to the published releases): kube-apiserver (the test API server) or
 # kube-proxy (iptables mode, in the e2e nodes' host network namespaces).
@@ -48,7 +48,7 @@ fi
 
 command -v go >/dev/null || fail "go is not installed"
 grep -q "k8s.io/kubernetes $KUBE_VERSION" "$MODDIR/go.mod" ||
-	fail "$MODDIR/go.mod does not require k8s.io/kubernetes $KUBE_VERSION (update KUBE_VERSION here and in pkg/k8stest)"
+	fail "$MODDIR/go.mod does not require k8s.io/kubernetes $KUBE_VERSION (update KUBE_VERSION here and in internal/k8stest)"
 grep -q "\"k8s.io/kubernetes/cmd/$component\"" "$MODDIR/tools.go" ||
 	fail "$MODDIR/tools.go does not import k8s.io/kubernetes/cmd/$component"
 mkdir -p "$CACHE" || fail "cannot create $CACHE"

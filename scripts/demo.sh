@@ -296,7 +296,7 @@ echo "  the CNI configuration node-2's agent wrote ($STATE/node-2/cni-net.d/10-o
 jq -c '.plugins[0] | {mtu, ipam: {ranges: .ipam.ranges}}' "$STATE/node-2/cni-net.d/10-ovs-netpol.conflist" | sed 's/^/    /'
 
 say "starting kube-proxy (iptables mode) in each node's host namespace"
-# The settings pkg/k8stest/kubeproxy.go verified (see its comment): leave the
+# The settings internal/k8stest/kubeproxy.go verified (see its comment): leave the
 # conntrack sysctls, route_localnet and the OOM score alone; healthz and
 # metrics on the node namespace's loopback.
 for node in "${NODES[@]}"; do

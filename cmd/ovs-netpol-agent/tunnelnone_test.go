@@ -11,10 +11,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/ovs-netpol/ovs-netpol/internal/ovstest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
 	"github.com/ovs-netpol/ovs-netpol/pkg/nodenet"
 	"github.com/ovs-netpol/ovs-netpol/pkg/ovsdb"
-	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
 )
 
 // TestTunnelNoneUndoesGeneve: an agent restarted with --tunnel=none after a

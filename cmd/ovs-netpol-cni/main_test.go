@@ -20,8 +20,8 @@ import (
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/ns"
 
+	"github.com/ovs-netpol/ovs-netpol/internal/ovstest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/cni"
-	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
 )
 
 var pluginDir string // holds the built plugin

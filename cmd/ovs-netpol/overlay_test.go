@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
+	"github.com/ovs-netpol/ovs-netpol/internal/ovstest"
 )
 
 const overlayExample = "../../examples/overlay/cluster.yaml"

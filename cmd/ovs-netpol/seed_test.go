@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
+	"github.com/ovs-netpol/ovs-netpol/internal/ovstest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden flow files in flows/golden")

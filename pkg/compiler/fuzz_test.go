@@ -10,10 +10,10 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/ovs-netpol/ovs-netpol/internal/netpoltest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
 	"github.com/ovs-netpol/ovs-netpol/pkg/evaluator"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
-	"github.com/ovs-netpol/ovs-netpol/pkg/netpoltest"
 )
 
 // fuzzSource turns fuzz bytes into the random stream netpoltest's

@@ -8,10 +8,10 @@ import (
 
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/ovs-netpol/ovs-netpol/internal/ovstest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
 	"github.com/ovs-netpol/ovs-netpol/pkg/flowsync"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
-	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
 )
 
 // TestOverlayTraces installs an overlay node's flows on a userspace switch

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ovs-netpol/ovs-netpol/internal/netpoltest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
-	"github.com/ovs-netpol/ovs-netpol/pkg/netpoltest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
 )
 

@@ -11,9 +11,9 @@ import (
 
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/ovs-netpol/ovs-netpol/internal/netpoltest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
-	"github.com/ovs-netpol/ovs-netpol/pkg/netpoltest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
 )
 

@@ -15,10 +15,10 @@ import (
 
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/ovs-netpol/ovs-netpol/internal/ovstest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
-	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
 )
 
 // regressionNode is one node's bridge with one pod, x/victim (10.244.1.10 and

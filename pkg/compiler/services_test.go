@@ -8,11 +8,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ovs-netpol/ovs-netpol/internal/netpoltest"
+	"github.com/ovs-netpol/ovs-netpol/internal/ovstest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
-	"github.com/ovs-netpol/ovs-netpol/pkg/netpoltest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
-	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
 )
 
 // TestServicesIncrementalEqualsFull: random Service and EndpointSlice events

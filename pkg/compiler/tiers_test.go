@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ovs-netpol/ovs-netpol/internal/ovstest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
 	manifests "github.com/ovs-netpol/ovs-netpol/pkg/manifest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
-	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
 )
 
 // sharedRuleManifests is the legal input that OVS could not take:

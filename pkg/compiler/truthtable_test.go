@@ -68,10 +68,10 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
 
+	"github.com/ovs-netpol/ovs-netpol/internal/netpoltest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
 	"github.com/ovs-netpol/ovs-netpol/pkg/evaluator"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
-	"github.com/ovs-netpol/ovs-netpol/pkg/netpoltest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/normalize"
 )
 

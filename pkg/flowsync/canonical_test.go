@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ovs-netpol/ovs-netpol/internal/ovstest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
-	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
 )
 
 // canonCases are flow texts (match, actions) with the canonical form we

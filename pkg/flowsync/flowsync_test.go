@@ -15,11 +15,11 @@ import (
 
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/ovs-netpol/ovs-netpol/internal/netpoltest"
+	"github.com/ovs-netpol/ovs-netpol/internal/ovstest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
-	"github.com/ovs-netpol/ovs-netpol/pkg/netpoltest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
-	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
 )
 
 // newBridge adds a bridge to s and returns an Installer for it.

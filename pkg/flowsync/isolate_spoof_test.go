@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/ovs-netpol/ovs-netpol/internal/ovstest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
-	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
 )
 
 // TestRefusedPodAddressStaysUnspoofable (found by review): x/a admits x/s

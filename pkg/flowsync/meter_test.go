@@ -10,11 +10,11 @@ import (
 
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/ovs-netpol/ovs-netpol/internal/netpoltest"
+	"github.com/ovs-netpol/ovs-netpol/internal/ovstest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
-	"github.com/ovs-netpol/ovs-netpol/pkg/netpoltest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
-	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
 )
 
 // TestEnsureMetersOnOVS: meters are added once, left alone when they are

@@ -5,9 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ovs-netpol/ovs-netpol/internal/ovstest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
-	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/synth"
 )
 

@@ -13,13 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ovs-netpol/ovs-netpol/internal/ovstest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
 	"github.com/ovs-netpol/ovs-netpol/pkg/flowsync"
 	"github.com/ovs-netpol/ovs-netpol/pkg/manifest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
 	"github.com/ovs-netpol/ovs-netpol/pkg/ovsdb"
-	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
 )
 
 // udpDatagram is an Ethernet frame holding an IPv4 UDP datagram with a

@@ -12,11 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ovs-netpol/ovs-netpol/internal/ovstest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
 	"github.com/ovs-netpol/ovs-netpol/pkg/ovsdb"
-	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
 )
 
 // overlayCluster: node-1 (this node) and two remote nodes of the Geneve

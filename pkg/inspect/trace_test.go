@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ovs-netpol/ovs-netpol/internal/ovstest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
-	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
 )
 
 // The testdata/trace-*.txt files are real ofproto/trace output of

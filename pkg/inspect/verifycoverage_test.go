@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ovs-netpol/ovs-netpol/internal/ovstest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 	"github.com/ovs-netpol/ovs-netpol/pkg/ovsdb"
-	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
 )
 
 // dualStackNode: two dual-stack pods on node-1 (IPv4 listed first, as

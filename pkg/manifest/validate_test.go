@@ -8,7 +8,7 @@ import (
 )
 
 // TestFileValidation: what the file path accepts and refuses beyond the
-// API-server differential test (pkg/k8stest): the Kubernetes 1.6 forms that
+// API-server differential test (internal/k8stest): the Kubernetes 1.6 forms that
 // extensions/v1beta1 manifests keep, the API server's defaults, kinds of
 // other groups, and messages that stay on one line.
 func TestFileValidation(t *testing.T) {

@@ -12,7 +12,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
+	"github.com/ovs-netpol/ovs-netpol/internal/ovstest"
 )
 
 const br = "br-int"

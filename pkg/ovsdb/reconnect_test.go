@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
+	"github.com/ovs-netpol/ovs-netpol/internal/ovstest"
 )
 
 // The server itself drops every client connection (ovsdb-server/reconnect):

@@ -48,7 +48,7 @@ import (
 
 // ServiceVIPs is the range cluster IPs are drawn from: the upper half of the
 // benchmark apiserver's --service-cluster-ip-range 10.96.0.0/16
-// (pkg/k8stest). The lower half is left alone: the apiserver gives
+// (internal/k8stest). The lower half is left alone: the apiserver gives
 // 10.96.0.1 to default/kubernetes, and node 96 (10.96.0.0/16 in PodCIDR)
 // numbers its pods from 10.96.0.1 up.
 var ServiceVIPs = netip.MustParsePrefix("10.96.128.0/17")

@@ -15,7 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/ovs-netpol/ovs-netpol/pkg/k8stest"
+	"github.com/ovs-netpol/ovs-netpol/internal/k8stest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 	"github.com/ovs-netpol/ovs-netpol/pkg/normalize"
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"

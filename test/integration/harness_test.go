@@ -24,12 +24,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/ovs-netpol/ovs-netpol/internal/k8stest"
+	"github.com/ovs-netpol/ovs-netpol/internal/ovstest"
+	"github.com/ovs-netpol/ovs-netpol/internal/testproc"
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
-	"github.com/ovs-netpol/ovs-netpol/pkg/k8stest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
-	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
-	"github.com/ovs-netpol/ovs-netpol/pkg/testproc"
 )
 
 // The emulated cluster: this agent is node-1; node-2 exists only as the

@@ -1,6 +1,6 @@
 // Package integration runs the node agent (the real ovs-netpol-agent binary)
-// against real components: a kube-apiserver with etcd (pkg/k8stest) and a
-// private Open vSwitch (pkg/ovstest). The CNI is emulated by adding internal
+// against real components: a kube-apiserver with etcd (internal/k8stest) and a
+// private Open vSwitch (internal/ovstest). The CNI is emulated by adding internal
 // ports with the pod binding external_ids; the kubelet by setting pod status.
 //
 // Needs root, openvswitch-switch, iproute2, etcd-server, kubectl and Go (the
@@ -12,7 +12,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/ovs-netpol/ovs-netpol/pkg/k8stest"
+	"github.com/ovs-netpol/ovs-netpol/internal/k8stest"
 )
 
 func TestMain(m *testing.M) {

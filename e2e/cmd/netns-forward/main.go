@@ -3,7 +3,7 @@
 // connection made to it to an address of the namespace it was started in.
 // The demo's kube-proxy runs in the node's host namespace and reaches the
 // kube-apiserver, which listens on 127.0.0.1 of the machine's namespace, this
-// way (TLS passes through untouched), as pkg/k8stest's StartKubeProxy does
+// way (TLS passes through untouched), as internal/k8stest's StartKubeProxy does
 // in-process.
 //
 //	netns-forward NETNS LISTEN-ADDR TARGET-ADDR

@@ -12,7 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/ovs-netpol/ovs-netpol/pkg/k8stest"
+	"github.com/ovs-netpol/ovs-netpol/internal/k8stest"
 )
 
 func TestMain(m *testing.M) { os.Exit(k8stest.RunShared(m)) }

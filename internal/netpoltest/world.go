@@ -8,8 +8,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/ovs-netpol/ovs-netpol/internal/ovstest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
-	"github.com/ovs-netpol/ovs-netpol/pkg/ovstest"
 )
 
 // UplinkPort is the OpenFlow port that links a node's bridge to the other

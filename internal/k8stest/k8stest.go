@@ -80,7 +80,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/ovs-netpol/ovs-netpol/pkg/testproc"
+	"github.com/ovs-netpol/ovs-netpol/internal/testproc"
 )
 
 // KubeVersion is the kube-apiserver (and kube-proxy) version the tests run

@@ -47,8 +47,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ovs-netpol/ovs-netpol/internal/testproc"
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
-	"github.com/ovs-netpol/ovs-netpol/pkg/testproc"
 )
 
 // OFPPLocal is the OpenFlow number of a bridge's LOCAL port.

@@ -15,8 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/ovs-netpol/ovs-netpol/internal/k8stest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/convert"
-	"github.com/ovs-netpol/ovs-netpol/pkg/k8stest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/manifest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 )

@@ -91,7 +91,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/ovs-netpol/ovs-netpol/pkg/testproc"
+	"github.com/ovs-netpol/ovs-netpol/internal/testproc"
 )
 
 // KubeProxyUser is kube-proxy's identity in every test cluster (a token of

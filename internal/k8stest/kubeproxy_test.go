@@ -20,7 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/ovs-netpol/ovs-netpol/pkg/k8stest"
+	"github.com/ovs-netpol/ovs-netpol/internal/k8stest"
 )
 
 // A real kube-proxy in a node's host namespace, against the test API
