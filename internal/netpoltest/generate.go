@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
+	"github.com/ovs-netpol/ovs-netpol/pkg/normalize"
 )
 
 // Label vocabularies Randomize draws from and selectors refer to. Selectors
@@ -182,8 +183,7 @@ func randomPolicy(rng *rand.Rand, ns, name string) *model.Policy {
 		if rng.IntN(2) == 0 {
 			p.Egress = randomRules(rng, nRules())
 		}
-		p.AffectsIngress = true
-		p.AffectsEgress = len(p.Egress) > 0
+		p.AffectsIngress, p.AffectsEgress = defaultPolicyTypes(p)
 	case 2: // [Ingress]
 		p.AffectsIngress = true
 		p.Ingress = randomRules(rng, nRules())
@@ -436,6 +436,14 @@ func randomSelector(rng *rand.Rand, vocab map[string][]string, emptyOneIn int) l
 	return s
 }
 
+// defaultPolicyTypes is what the API server makes of p's rules when its
+// policyTypes is left out.
+func defaultPolicyTypes(p *model.Policy) (ingress, egress bool) {
+	spec := networkingv1.NetworkPolicySpec{Egress: make([]networkingv1.NetworkPolicyEgressRule, len(p.Egress))}
+	ingress, egress, _ = normalize.EffectivePolicyTypes(&spec)
+	return ingress, egress
+}
+
 // PolicyObject renders a model policy back as the networking.k8s.io/v1 (or
 // extensions/v1beta1, same shape) object that means the same: policyTypes
 // are written only when the defaults would differ, protocols always.
@@ -448,13 +456,8 @@ func PolicyObject(p *model.Policy) *networkingv1.NetworkPolicy {
 		np.APIVersion = "networking.k8s.io/v1"
 	}
 	np.Spec.PodSelector = *selectorObject(p.PodSelector)
-	if !p.AffectsIngress || p.AffectsEgress != (len(p.Egress) > 0) {
-		if p.AffectsIngress {
-			np.Spec.PolicyTypes = append(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress)
-		}
-		if p.AffectsEgress {
-			np.Spec.PolicyTypes = append(np.Spec.PolicyTypes, networkingv1.PolicyTypeEgress)
-		}
+	if ingress, egress := defaultPolicyTypes(p); ingress != p.AffectsIngress || egress != p.AffectsEgress {
+		np.Spec.PolicyTypes = normalize.PolicyTypes(p.AffectsIngress, p.AffectsEgress)
 	}
 	for _, r := range p.Ingress {
 		np.Spec.Ingress = append(np.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{From: peerObjects(r.Peers), Ports: portObjects(r.Ports)})

@@ -645,18 +645,9 @@ func failClosed(np *networkingv1.NetworkPolicy) *model.Policy {
 		sel = labels.Everything()
 	}
 	p := &model.Policy{Namespace: np.Namespace, Name: np.Name, APIVersion: normalize.APIVersionV1, PodSelector: sel}
-	if len(np.Spec.PolicyTypes) == 0 {
-		p.AffectsIngress = true
-		p.AffectsEgress = len(np.Spec.Egress) > 0
-	}
-	for _, t := range np.Spec.PolicyTypes {
-		switch t {
-		case networkingv1.PolicyTypeIngress:
-			p.AffectsIngress = true
-		case networkingv1.PolicyTypeEgress:
-			p.AffectsEgress = true
-		}
-	}
+	// An unsupported policyTypes entry is why it was rejected; the valid
+	// entries still isolate.
+	p.AffectsIngress, p.AffectsEgress, _ = normalize.EffectivePolicyTypes(&np.Spec)
 	return p
 }
 

@@ -169,10 +169,8 @@ func (c *converter) run() error {
 		}
 		if len(v1.Spec.PolicyTypes) == 0 {
 			// Explicit, so that nobody reads the result with v1.6 eyes.
-			v1.Spec.PolicyTypes = []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}
-			if len(v1.Spec.Egress) > 0 {
-				v1.Spec.PolicyTypes = append(v1.Spec.PolicyTypes, networkingv1.PolicyTypeEgress)
-			}
+			ingress, egress, _ := normalize.EffectivePolicyTypes(&v1.Spec)
+			v1.Spec.PolicyTypes = normalize.PolicyTypes(ingress, egress)
 		}
 		if err := add(np, norm, v1); err != nil {
 			return err

@@ -107,6 +107,45 @@ func V1beta1ToV1(np *extv1beta1.NetworkPolicy) (*networkingv1.NetworkPolicy, err
 	return out, nil
 }
 
+// EffectivePolicyTypes reports the directions a NetworkPolicy isolates the
+// pods it selects in: spec.policyTypes when given; otherwise Ingress, plus
+// Egress when spec.egress has rules (the API server's default, documented on
+// NetworkPolicySpec.PolicyTypes). An entry other than Ingress or Egress is an
+// error naming the first such entry; the directions the valid entries name are
+// still returned, so that a caller standing in for a rejected policy can fail
+// closed on them.
+func EffectivePolicyTypes(spec *networkingv1.NetworkPolicySpec) (ingress, egress bool, err error) {
+	if len(spec.PolicyTypes) == 0 {
+		return true, len(spec.Egress) > 0, nil
+	}
+	for i, t := range spec.PolicyTypes {
+		switch t {
+		case networkingv1.PolicyTypeIngress:
+			ingress = true
+		case networkingv1.PolicyTypeEgress:
+			egress = true
+		default:
+			if err == nil {
+				err = fmt.Errorf("spec.policyTypes[%d]: unsupported value %q (want %q or %q)", i, t, networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress)
+			}
+		}
+	}
+	return ingress, egress, err
+}
+
+// PolicyTypes is the explicit spec.policyTypes that names the directions
+// given, Ingress first.
+func PolicyTypes(ingress, egress bool) []networkingv1.PolicyType {
+	var types []networkingv1.PolicyType
+	if ingress {
+		types = append(types, networkingv1.PolicyTypeIngress)
+	}
+	if egress {
+		types = append(types, networkingv1.PolicyTypeEgress)
+	}
+	return types
+}
+
 func policy(namespace, name, apiVersion string, spec *networkingv1.NetworkPolicySpec) (*model.Policy, error) {
 	if name == "" {
 		return nil, errors.New("metadata.name: required")
@@ -120,19 +159,8 @@ func policy(namespace, name, apiVersion string, spec *networkingv1.NetworkPolicy
 	if p.PodSelector, err = selector("spec.podSelector", &spec.PodSelector); err != nil {
 		return nil, err
 	}
-	if len(spec.PolicyTypes) == 0 {
-		p.AffectsIngress = true
-		p.AffectsEgress = len(spec.Egress) > 0
-	}
-	for i, t := range spec.PolicyTypes {
-		switch t {
-		case networkingv1.PolicyTypeIngress:
-			p.AffectsIngress = true
-		case networkingv1.PolicyTypeEgress:
-			p.AffectsEgress = true
-		default:
-			return nil, fmt.Errorf("spec.policyTypes[%d]: unsupported value %q (want %q or %q)", i, t, networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress)
-		}
+	if p.AffectsIngress, p.AffectsEgress, err = EffectivePolicyTypes(spec); err != nil {
+		return nil, err
 	}
 	if n := len(spec.Ingress) + len(spec.Egress); n > MaxRules {
 		return nil, fmt.Errorf("spec: %d ingress and egress rules exceed the limit of %d per policy", n, MaxRules)
