@@ -1,5 +1,5 @@
 // Package manifest reads Kubernetes manifests from files: the offline input of
-// the CLI (check, explain, convert, ...).
+// the CLI (compile, convert, diff, explain -f).
 //
 // Files hold YAML (several documents separated by "---" lines) or JSON (one
 // or more values). A document is a Namespace, Pod, Node or Service (v1), a
