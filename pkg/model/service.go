@@ -2,6 +2,7 @@ package model
 
 import (
 	"cmp"
+	"iter"
 	"net/netip"
 	"slices"
 )
@@ -131,30 +132,17 @@ func Backends(svc *Service, sp ServicePort, ipv6 bool, slices_ []*EndpointSlice,
 	}
 	seen := map[Backend]int{}
 	var all []ep
-	for _, sl := range slices_ {
-		if sl.IPv6 != ipv6 || sl.Namespace != svc.Namespace || sl.Service != svc.Name {
+	for e, port := range portEndpoints(svc, sp, ipv6, slices_) {
+		cur := ep{Backend{e.Address, port, e.Node}, e.Ready, e.Serving, e.Terminating}
+		id := Backend{Address: e.Address, Port: port}
+		if i, ok := seen[id]; ok {
+			if !e.Terminating {
+				all[i] = cur
+			}
 			continue
 		}
-		for _, p := range sl.Ports {
-			if p.Name != sp.Name || p.Protocol != sp.Protocol || p.Port == 0 {
-				continue
-			}
-			for _, e := range sl.Endpoints {
-				if !e.Address.IsValid() || e.Address.Is6() != ipv6 {
-					continue
-				}
-				cur := ep{Backend{e.Address, p.Port, e.Node}, e.Ready, e.Serving, e.Terminating}
-				id := Backend{Address: e.Address, Port: p.Port}
-				if i, ok := seen[id]; ok {
-					if !e.Terminating {
-						all[i] = cur
-					}
-					continue
-				}
-				seen[id] = len(all)
-				all = append(all, cur)
-			}
-		}
+		seen[id] = len(all)
+		all = append(all, cur)
 	}
 	choose := func(local bool) []Backend {
 		var ready, fallback []Backend
@@ -197,20 +185,36 @@ func Backends(svc *Service, sp ServicePort, ipv6 bool, slices_ []*EndpointSlice,
 // reconciles conntrack. An entry to any other backend is deleted.
 func ServingBackends(svc *Service, sp ServicePort, ipv6 bool, slices_ []*EndpointSlice) map[Backend]bool {
 	out := map[Backend]bool{}
-	for _, sl := range slices_ {
-		if sl.IPv6 != ipv6 || sl.Namespace != svc.Namespace || sl.Service != svc.Name {
-			continue
+	for e, port := range portEndpoints(svc, sp, ipv6, slices_) {
+		if e.Serving {
+			out[Backend{Address: e.Address, Port: port}] = true
 		}
-		for _, p := range sl.Ports {
-			if p.Name != sp.Name || p.Protocol != sp.Protocol || p.Port == 0 {
+	}
+	return out
+}
+
+// portEndpoints yields the endpoints of Service port sp in one family, each
+// with the target port its slice gives sp: the slices of svc of that family
+// in slices_, their port of sp's name and protocol (port 0, unset, is
+// skipped), and of those the endpoints with a valid address of the family,
+// in slice order.
+func portEndpoints(svc *Service, sp ServicePort, ipv6 bool, slices_ []*EndpointSlice) iter.Seq2[*Endpoint, int32] {
+	return func(yield func(*Endpoint, int32) bool) {
+		for _, sl := range slices_ {
+			if sl.IPv6 != ipv6 || sl.Namespace != svc.Namespace || sl.Service != svc.Name {
 				continue
 			}
-			for _, e := range sl.Endpoints {
-				if e.Serving && e.Address.IsValid() && e.Address.Is6() == ipv6 {
-					out[Backend{Address: e.Address, Port: p.Port}] = true
+			for _, p := range sl.Ports {
+				if p.Name != sp.Name || p.Protocol != sp.Protocol || p.Port == 0 {
+					continue
+				}
+				for i := range sl.Endpoints {
+					e := &sl.Endpoints[i]
+					if e.Address.IsValid() && e.Address.Is6() == ipv6 && !yield(e, p.Port) {
+						return
+					}
 				}
 			}
 		}
 	}
-	return out
 }
