@@ -165,37 +165,37 @@ func (c *Client) AddPodPort(ctx context.Context, bridge, ifname string, ext map[
 	// Also when nothing else changes (an existing port without a valid
 	// ofport): a new next_cfg makes ovs-vswitchd try the device again, and
 	// cur_cfg tells when it is done, so ofport -1 afterwards is an answer.
-	cfgOps, err := nextCfgOps(cn)
-	if err != nil {
-		return 0, err
-	}
-	res, err := c.transact(ctx, cn, "add port "+ifname+" to bridge "+bridge, append(ops, cfgOps...))
-	if err != nil {
-		return 0, err
-	}
-	nextCfg, err := selectedNextCfg(res)
-	if err != nil {
-		return 0, err
-	}
-	err = c.waitFor(ctx, "an OpenFlow port number for "+ifname, func(tc *cache.TableCache) (bool, error) {
+	err = c.apply(ctx, cn, "add port "+ifname+" to bridge "+bridge, ops, func(tc *cache.TableCache) (bool, error) {
 		i := interfaceByName(tc, ifname)
-		if i == nil || !maps.Equal(i.ExternalIDs, want) || !applied(tc, nextCfg) {
+		if i == nil || !maps.Equal(i.ExternalIDs, want) {
 			return false, nil
 		}
-		if i.Ofport != nil && *i.Ofport > 0 {
-			ofport = *i.Ofport
-			return true, nil
+		port, done, refused := assignedOfport(i)
+		if refused != nil {
+			return false, fmt.Errorf("ovsdb: ovs-vswitchd cannot use %s as a port of %s: %w", ifname, bridge, refused)
 		}
-		if i.Ofport != nil && *i.Ofport < 0 {
-			msg := "unknown error"
-			if i.Error != nil {
-				msg = *i.Error
-			}
-			return false, fmt.Errorf("ovsdb: ovs-vswitchd cannot use %s as a port of %s: %s", ifname, bridge, msg)
-		}
-		return false, nil
+		ofport = port
+		return done, nil
 	})
 	return ofport, err
+}
+
+// assignedOfport is ovs-vswitchd's answer for an interface it was asked to
+// use (read once the transaction is applied): done with its OpenFlow port
+// when it has one, done with its reason (the error column) when it could
+// not use it (ofport -1), not done while it has not answered.
+func assignedOfport(i *vswitchd.Interface) (ofport int, done bool, refused error) {
+	switch {
+	case i.Ofport != nil && *i.Ofport > 0:
+		return *i.Ofport, true, nil
+	case i.Ofport != nil && *i.Ofport < 0:
+		msg := "unknown error"
+		if i.Error != nil {
+			msg = *i.Error
+		}
+		return 0, true, errors.New(msg)
+	}
+	return 0, false, nil
 }
 
 // DelPodPort removes the port named ifname from the bridge (its Port and

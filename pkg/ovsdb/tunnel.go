@@ -109,18 +109,12 @@ func (c *Client) EnsureTunnelPort(ctx context.Context, bridge, name, kind string
 		if i == nil || !matches(i) {
 			return false, nil
 		}
-		if i.Ofport != nil && *i.Ofport > 0 {
-			ofport = *i.Ofport
-			return true, nil
+		port, done, refused := assignedOfport(i)
+		if refused != nil {
+			return false, fmt.Errorf("ovsdb: ovs-vswitchd cannot create %s port %s on %s: %w", kind, name, bridge, refused)
 		}
-		if i.Ofport != nil && *i.Ofport < 0 {
-			msg := "unknown error"
-			if i.Error != nil {
-				msg = *i.Error
-			}
-			return false, fmt.Errorf("ovsdb: ovs-vswitchd cannot create %s port %s on %s: %s", kind, name, bridge, msg)
-		}
-		return false, nil
+		ofport = port
+		return done, nil
 	})
 	return ofport, err
 }
