@@ -39,6 +39,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	extv1beta1 "k8s.io/api/extensions/v1beta1"
 	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	kjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
@@ -463,6 +464,15 @@ func (l *loader) add(src Source, where string, h head, obj runtime.Object) error
 	gvk := schema.FromAPIVersionAndKind(h.APIVersion, h.Kind)
 	obj.GetObjectKind().SetGroupVersionKind(gvk)
 	var name, key string
+	// namespaced defaults a missing namespace to DefaultNamespace and
+	// returns the object's name and key. Both NetworkPolicy versions key as
+	// NetworkPolicy: one name may not be defined in both.
+	namespaced := func(m metav1.Object, kind string) (string, string) {
+		if m.GetNamespace() == "" {
+			m.SetNamespace(normalize.DefaultNamespace)
+		}
+		return m.GetName(), kind + "/" + m.GetNamespace() + "/" + m.GetName()
+	}
 	switch v := obj.(type) {
 	case *corev1.Namespace:
 		name, key = v.Name, "Namespace/"+v.Name
@@ -471,34 +481,19 @@ func (l *loader) add(src Source, where string, h head, obj runtime.Object) error
 		name, key = v.Name, "Node/"+v.Name
 		l.objs.Nodes = append(l.objs.Nodes, v)
 	case *corev1.Pod:
-		if v.Namespace == "" {
-			v.Namespace = normalize.DefaultNamespace
-		}
-		name, key = v.Name, "Pod/"+v.Namespace+"/"+v.Name
+		name, key = namespaced(v, "Pod")
 		l.objs.Pods = append(l.objs.Pods, v)
 	case *networkingv1.NetworkPolicy:
-		if v.Namespace == "" {
-			v.Namespace = normalize.DefaultNamespace
-		}
-		name, key = v.Name, "NetworkPolicy/"+v.Namespace+"/"+v.Name
+		name, key = namespaced(v, "NetworkPolicy")
 		l.objs.PoliciesV1 = append(l.objs.PoliciesV1, v)
 	case *extv1beta1.NetworkPolicy:
-		if v.Namespace == "" {
-			v.Namespace = normalize.DefaultNamespace
-		}
-		name, key = v.Name, "NetworkPolicy/"+v.Namespace+"/"+v.Name
+		name, key = namespaced(v, "NetworkPolicy")
 		l.objs.PoliciesV1beta1 = append(l.objs.PoliciesV1beta1, v)
 	case *corev1.Service:
-		if v.Namespace == "" {
-			v.Namespace = normalize.DefaultNamespace
-		}
-		name, key = v.Name, "Service/"+v.Namespace+"/"+v.Name
+		name, key = namespaced(v, "Service")
 		l.objs.Services = append(l.objs.Services, v)
 	case *discoveryv1.EndpointSlice:
-		if v.Namespace == "" {
-			v.Namespace = normalize.DefaultNamespace
-		}
-		name, key = v.Name, "EndpointSlice/"+v.Namespace+"/"+v.Name
+		name, key = namespaced(v, "EndpointSlice")
 		l.objs.EndpointSlices = append(l.objs.EndpointSlices, v)
 	default:
 		return fmt.Errorf("%s: internal error: unexpected %T", where, obj)

@@ -329,23 +329,20 @@ func validateNetworkPolicy(m *metav1.ObjectMeta, spec *networkingv1.NetworkPolic
 	errs := objectMeta(m, true, apivalidation.NameIsDNSSubdomain)
 	sp := field.NewPath("spec")
 	errs = append(errs, metav1validation.ValidateLabelSelector(&spec.PodSelector, metav1validation.LabelSelectorValidationOptions{}, sp.Child("podSelector"))...)
-	for i := range spec.Ingress {
-		rp := sp.Child("ingress").Index(i)
-		for j := range spec.Ingress[i].Ports {
-			errs = append(errs, policyPort(&spec.Ingress[i].Ports[j], rp.Child("ports").Index(j), legacy)...)
+	// rule validates one ingress or egress rule; peers is its from or to.
+	rule := func(rp *field.Path, ports []networkingv1.NetworkPolicyPort, peersField string, peers []networkingv1.NetworkPolicyPeer) {
+		for j := range ports {
+			errs = append(errs, policyPort(&ports[j], rp.Child("ports").Index(j), legacy)...)
 		}
-		for j := range spec.Ingress[i].From {
-			errs = append(errs, policyPeer(&spec.Ingress[i].From[j], rp.Child("from").Index(j), legacy)...)
+		for j := range peers {
+			errs = append(errs, policyPeer(&peers[j], rp.Child(peersField).Index(j), legacy)...)
 		}
 	}
-	for i := range spec.Egress {
-		rp := sp.Child("egress").Index(i)
-		for j := range spec.Egress[i].Ports {
-			errs = append(errs, policyPort(&spec.Egress[i].Ports[j], rp.Child("ports").Index(j), legacy)...)
-		}
-		for j := range spec.Egress[i].To {
-			errs = append(errs, policyPeer(&spec.Egress[i].To[j], rp.Child("to").Index(j), legacy)...)
-		}
+	for i, r := range spec.Ingress {
+		rule(sp.Child("ingress").Index(i), r.Ports, "from", r.From)
+	}
+	for i, r := range spec.Egress {
+		rule(sp.Child("egress").Index(i), r.Ports, "to", r.To)
 	}
 	types := []string{string(networkingv1.PolicyTypeEgress), string(networkingv1.PolicyTypeIngress)}
 	if len(spec.PolicyTypes) > 2 {
