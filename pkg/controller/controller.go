@@ -565,50 +565,40 @@ func (c *Controller) apply(it item) {
 func (c *Controller) applyService(key string) {
 	ns, name, _ := cache.SplitMetaNamespaceKey(key)
 	svc, err := c.svcLister.Services(ns).Get(name)
-	if apierrors.IsNotFound(err) {
-		c.inc.DeleteService(key)
-		return
-	}
-	if err != nil {
-		c.reject("service", key, err)
-		return
-	}
-	s, err := normalize.Service(svc)
-	if err != nil {
-		c.reject("service", key, err)
-		c.inc.DeleteService(key)
-		return
-	}
-	if s == nil {
-		c.inc.DeleteService(key)
-		return
-	}
-	c.inc.SetService(s)
+	applyNormalized(c, "service", key, svc, err, normalize.Service, c.inc.SetService, c.inc.DeleteService)
 }
 
 // applySlice brings an EndpointSlice into the model (see applyService).
 func (c *Controller) applySlice(key string) {
 	ns, name, _ := cache.SplitMetaNamespaceKey(key)
 	sl, err := c.sliceLister.EndpointSlices(ns).Get(name)
-	if apierrors.IsNotFound(err) {
-		c.inc.DeleteEndpointSlice(key)
+	applyNormalized(c, "endpointslice", key, sl, err, normalize.EndpointSlice, c.inc.SetEndpointSlice, c.inc.DeleteEndpointSlice)
+}
+
+// applyNormalized brings the object a lister returned (obj, getErr) into
+// the model: deleted when it is gone, not used here (normalized to nil) or
+// unusable (rejected: counted, logged); set otherwise. A lister error other
+// than not found is rejected and leaves the model as it is.
+func applyNormalized[O, M any](c *Controller, kind, key string, obj O, getErr error, norm func(O) (*M, error), set func(*M), del func(key string)) {
+	if apierrors.IsNotFound(getErr) {
+		del(key)
 		return
 	}
+	if getErr != nil {
+		c.reject(kind, key, getErr)
+		return
+	}
+	m, err := norm(obj)
 	if err != nil {
-		c.reject("endpointslice", key, err)
+		c.reject(kind, key, err)
+		del(key)
 		return
 	}
-	e, err := normalize.EndpointSlice(sl)
-	if err != nil {
-		c.reject("endpointslice", key, err)
-		c.inc.DeleteEndpointSlice(key)
+	if m == nil {
+		del(key)
 		return
 	}
-	if e == nil {
-		c.inc.DeleteEndpointSlice(key)
-		return
-	}
-	c.inc.SetEndpointSlice(e)
+	set(m)
 }
 
 // applyPolicy normalizes a policy. One that cannot be used (e.g. larger
