@@ -342,7 +342,7 @@ func (c *Cluster) startAPIServer(bin, etcdURL string) error {
 		}
 		err = c.waitAPIServer(d)
 		if err == nil {
-			c.apiBin, c.apiArgs = bin, d.cmd.Args[1:]
+			c.apiBin, c.apiArgs = bin, d.Cmd.Args[1:]
 			return nil
 		}
 		if !d.portInUse() {
@@ -364,14 +364,14 @@ func (c *Cluster) waitAPIServer(d *daemon) error {
 // StopAPIServer kills kube-apiserver (SIGKILL: clients' connections and
 // watches drop at once); etcd keeps running. StartAPIServer brings it back.
 func (c *Cluster) StopAPIServer() error {
-	i := slices.IndexFunc(c.daemons, func(d *daemon) bool { return d.name == "kube-apiserver" })
+	i := slices.IndexFunc(c.daemons, func(d *daemon) bool { return d.Name == "kube-apiserver" })
 	if i < 0 {
 		return errors.New("k8stest: kube-apiserver is not running")
 	}
 	d := c.daemons[i]
 	select {
-	case <-d.done:
-		return fmt.Errorf("k8stest: kube-apiserver had exited (%v):\n%s", d.err, testproc.Tail(d.log, 30))
+	case <-d.Done:
+		return fmt.Errorf("k8stest: kube-apiserver had exited (%v):\n%s", d.Err, testproc.Tail(d.Log, 30))
 	default:
 	}
 	d.kill()
@@ -557,11 +557,11 @@ func (c *Cluster) stop(failed bool, logf func(string, ...any)) []error {
 	for i := len(c.daemons) - 1; i >= 0; i-- {
 		d := c.daemons[i]
 		if failed {
-			logf("last lines of %s's log:\n%s", d.name, testproc.Tail(d.log, 30))
+			logf("last lines of %s's log:\n%s", d.Name, testproc.Tail(d.Log, 30))
 		}
 		select {
-		case <-d.done:
-			errs = append(errs, fmt.Errorf("%s exited during the test (%v):\n%s", d.name, d.err, testproc.Tail(d.log, 30)))
+		case <-d.Done:
+			errs = append(errs, fmt.Errorf("%s exited during the test (%v):\n%s", d.Name, d.Err, testproc.Tail(d.Log, 30)))
 		default:
 			d.kill()
 		}
@@ -580,31 +580,34 @@ func (c *Cluster) forget(d *daemon) {
 }
 
 // daemon is a long-running child process.
-type daemon struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has exited
-	err  error         // exit status, valid after done
-	log  string        // file with the process's stdout and stderr
-}
+type daemon struct{ *testproc.Daemon }
 
 func (c *Cluster) spawn(name, bin string, args ...string) (*daemon, error) {
-	d := &daemon{name: name, done: make(chan struct{}), log: filepath.Join(c.Dir, name+".log")}
-	f, err := os.OpenFile(d.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644) // appended to by retries
+	d, err := startDaemon(name, filepath.Join(c.Dir, name+".log"), bin, args...)
+	if err != nil {
+		return nil, err
+	}
+	c.daemons = append(c.daemons, d)
+	return d, nil
+}
+
+// startDaemon starts bin with args as a daemon whose stdout and stderr are
+// appended to log after a line naming the command (retries append to the
+// same file).
+func startDaemon(name, log, bin string, args ...string) (*daemon, error) {
+	f, err := os.OpenFile(log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	fmt.Fprintf(f, "=== %s %s\n", bin, strings.Join(args, " "))
-	d.cmd = exec.Command(bin, args...)
-	d.cmd.Stdout, d.cmd.Stderr = f, f
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := testproc.Start(d.cmd); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", name, err)
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	d, err := testproc.StartDaemon(name, log, cmd)
+	if err != nil {
+		return nil, err
 	}
-	c.daemons = append(c.daemons, d)
-	go func() { d.err = d.cmd.Wait(); close(d.done) }()
-	return d, nil
+	return &daemon{d}, nil
 }
 
 // waitHTTP polls url until ok(body) with status 200, failing early (with the
@@ -633,12 +636,12 @@ func (d *daemon) waitHTTP(url string, header map[string]string, timeout time.Dur
 			last = fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(body))
 		}
 		select {
-		case <-d.done:
-			return fmt.Errorf("%s exited (%v) before %s was ready; last lines of %s:\n%s", d.name, d.err, url, d.log, testproc.Tail(d.log, 40))
+		case <-d.Done:
+			return fmt.Errorf("%s exited (%v) before %s was ready; last lines of %s:\n%s", d.Name, d.Err, url, d.Log, testproc.Tail(d.Log, 40))
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready after %v (%s: %s); last lines of %s:\n%s", d.name, timeout, url, last, d.log, testproc.Tail(d.log, 40))
+			return fmt.Errorf("%s not ready after %v (%s: %s); last lines of %s:\n%s", d.Name, timeout, url, last, d.Log, testproc.Tail(d.Log, 40))
 		}
 	}
 }
@@ -646,17 +649,17 @@ func (d *daemon) waitHTTP(url string, header map[string]string, timeout time.Dur
 // portInUse tells whether the daemon exited because a port was taken.
 func (d *daemon) portInUse() bool {
 	select {
-	case <-d.done:
+	case <-d.Done:
 	case <-time.After(100 * time.Millisecond):
 		return false
 	}
-	b, _ := os.ReadFile(d.log)
+	b, _ := os.ReadFile(d.Log)
 	return bytes.Contains(b, []byte("address already in use"))
 }
 
 func (d *daemon) kill() {
-	_ = d.cmd.Process.Kill() // the data is thrown away: no need for a graceful stop
-	<-d.done
+	_ = d.Cmd.Process.Kill() // the data is thrown away: no need for a graceful stop
+	<-d.Done
 }
 
 // APIServerBinary returns the kube-apiserver to run: $OVS_NETPOL_KUBE_APISERVER,

@@ -80,7 +80,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -231,8 +230,8 @@ func (c *Cluster) startKubeProxy(t testing.TB, opts KubeProxyOptions) (_ *KubePr
 			t.Logf("k8stest: last lines of kube-proxy's log (%s):\n%s", p.NodeName, testproc.Tail(p.Log, 40))
 		}
 		select {
-		case <-p.d.done:
-			t.Errorf("k8stest: kube-proxy (%s) exited during the test (%v):\n%s", p.NodeName, p.d.err, testproc.Tail(p.Log, 30))
+		case <-p.d.Done:
+			t.Errorf("k8stest: kube-proxy (%s) exited during the test (%v):\n%s", p.NodeName, p.d.Err, testproc.Tail(p.Log, 30))
 		default:
 			p.d.kill()
 		}
@@ -414,8 +413,8 @@ func (p *KubeProxy) WaitSynced(ctx context.Context) error {
 		}
 		last = why
 		select {
-		case <-p.d.done:
-			return fmt.Errorf("kube-proxy exited (%v) before it synced; last lines of %s:\n%s", p.d.err, p.Log, testproc.Tail(p.Log, 40))
+		case <-p.d.Done:
+			return fmt.Errorf("kube-proxy exited (%v) before it synced; last lines of %s:\n%s", p.d.Err, p.Log, testproc.Tail(p.Log, 40))
 		case <-ctx.Done():
 			return fmt.Errorf("kube-proxy not synced (%v: %s); last lines of %s:\n%s", ctx.Err(), last, p.Log, testproc.Tail(p.Log, 40))
 		case <-time.After(100 * time.Millisecond):
@@ -559,8 +558,8 @@ func (p *KubeProxy) WaitIptables(ctx context.Context, ok func(rules string) bool
 			return nil
 		}
 		select {
-		case <-p.d.done:
-			return fmt.Errorf("kube-proxy exited (%v); last lines of %s:\n%s", p.d.err, p.Log, testproc.Tail(p.Log, 40))
+		case <-p.d.Done:
+			return fmt.Errorf("kube-proxy exited (%v); last lines of %s:\n%s", p.d.Err, p.Log, testproc.Tail(p.Log, 40))
 		case <-ctx.Done():
 			if err != nil {
 				return fmt.Errorf("waiting for iptables rules: %v (last error: %v)", ctx.Err(), err)
@@ -575,22 +574,7 @@ func (p *KubeProxy) WaitIptables(ctx context.Context, ok func(rules string) bool
 // exec` execs it in place, so the child is the daemon itself and dies with
 // the test process through PR_SET_PDEATHSIG).
 func spawnInNetNS(netns, name, log, bin string, args ...string) (*daemon, error) {
-	d := &daemon{name: name, done: make(chan struct{}), log: log}
-	f, err := os.OpenFile(log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644) // appended to by retries
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	full := append([]string{"netns", "exec", netns, bin}, args...)
-	fmt.Fprintf(f, "=== ip %s\n", strings.Join(full, " "))
-	d.cmd = exec.Command("ip", full...)
-	d.cmd.Stdout, d.cmd.Stderr = f, f
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := testproc.Start(d.cmd); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", name, err)
-	}
-	go func() { d.err = d.cmd.Wait(); close(d.done) }()
-	return d, nil
+	return startDaemon(name, log, "ip", append([]string{"netns", "exec", netns, bin}, args...)...)
 }
 
 func writeKubeconfigFile(path, server, user, token string) error {

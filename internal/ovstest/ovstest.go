@@ -437,36 +437,30 @@ func (s *Switch) run(bin string, args ...string) (string, error) {
 }
 
 // daemon is a long-running child process.
-type daemon struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has exited
-	err  error         // exit status, valid after done
-	log  string        // file with the process's stderr
-}
+type daemon struct{ *testproc.Daemon }
 
-// spawn starts bin with prefix+args as a child that gets SIGKILL when the
-// test process dies (so a crashed or killed test leaves no daemons behind).
+// spawn starts bin with prefix+args as a daemon, its output in
+// DIR/NAME.stderr.
 func (s *Switch) spawn(bin string, prefix []string, args ...string) (*daemon, error) {
 	name := bin
 	if bin == "ip" {
 		name = filepath.Base(prefix[len(prefix)-1])
 	}
-	d := &daemon{name: name, done: make(chan struct{}), log: filepath.Join(s.Dir, name+".stderr")}
-	f, err := os.Create(d.log)
+	log := filepath.Join(s.Dir, name+".stderr")
+	f, err := os.Create(log)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	d.cmd = exec.Command(s.bins[bin], append(prefix, args...)...)
-	d.cmd.Env = s.env
-	d.cmd.Stdout, d.cmd.Stderr = f, f
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := testproc.Start(d.cmd); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", name, err)
+	cmd := exec.Command(s.bins[bin], append(prefix, args...)...)
+	cmd.Env = s.env
+	cmd.Stdout, cmd.Stderr = f, f
+	td, err := testproc.StartDaemon(name, log, cmd)
+	if err != nil {
+		return nil, err
 	}
+	d := &daemon{td}
 	s.daemons = append(s.daemons, d)
-	go func() { d.err = d.cmd.Wait(); close(d.done) }()
 	return d, nil
 }
 
@@ -481,25 +475,25 @@ func (d *daemon) waitSocket(path string) error {
 			return nil
 		}
 		select {
-		case <-d.done:
-			out, _ := os.ReadFile(d.log)
-			return fmt.Errorf("%s exited (%v): %s", d.name, d.err, strings.TrimSpace(string(out)))
+		case <-d.Done:
+			out, _ := os.ReadFile(d.Log)
+			return fmt.Errorf("%s exited (%v): %s", d.Name, d.Err, strings.TrimSpace(string(out)))
 		case <-time.After(5 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: no socket %s after 10s: %v", d.name, path, err)
+			return fmt.Errorf("%s: no socket %s after 10s: %v", d.Name, path, err)
 		}
 	}
 }
 
 // stop terminates the daemon (SIGTERM, then SIGKILL after 5s) and waits.
 func (d *daemon) stop() {
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	_ = d.Cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-d.done:
+	case <-d.Done:
 	case <-time.After(5 * time.Second):
-		_ = d.cmd.Process.Kill()
-		<-d.done
+		_ = d.Cmd.Process.Kill()
+		<-d.Done
 	}
 }
 
@@ -515,9 +509,9 @@ func (s *Switch) stop(t testing.TB) {
 	for i := len(s.daemons) - 1; i >= 0; i-- {
 		d := s.daemons[i]
 		select {
-		case <-d.done: // a daemon that died during the test is a failure
-			out, _ := os.ReadFile(d.log)
-			t.Errorf("ovstest: %s exited during the test (%v): %s", d.name, d.err, strings.TrimSpace(string(out)))
+		case <-d.Done: // a daemon that died during the test is a failure
+			out, _ := os.ReadFile(d.Log)
+			t.Errorf("ovstest: %s exited during the test (%v): %s", d.Name, d.Err, strings.TrimSpace(string(out)))
 		default:
 			d.stop()
 		}
@@ -630,8 +624,8 @@ func (s *Switch) StopVswitchd(kill bool) error {
 		return err
 	}
 	if kill {
-		_ = old.cmd.Process.Kill()
-		<-old.done
+		_ = old.Cmd.Process.Kill()
+		<-old.Done
 	} else {
 		old.stop()
 	}
@@ -683,8 +677,8 @@ func (s *Switch) RestartOVSDBServer() error {
 	if err != nil {
 		return err
 	}
-	_ = old.cmd.Process.Kill()
-	<-old.done
+	_ = old.Cmd.Process.Kill()
+	<-old.Done
 	i := slices.Index(s.daemons, old)
 	d := s.Dir
 	db, err := s.spawn("ovsdb-server", nil, d+"/conf.db",
@@ -702,13 +696,13 @@ func (s *Switch) RestartOVSDBServer() error {
 // running returns the started daemon name, which must still run.
 func (s *Switch) running(name string) (*daemon, error) {
 	for _, d := range s.daemons {
-		if d.name != name {
+		if d.Name != name {
 			continue
 		}
 		select {
-		case <-d.done:
-			out, _ := os.ReadFile(d.log)
-			return nil, fmt.Errorf("ovstest: %s had exited before the restart (%v): %s", name, d.err, strings.TrimSpace(string(out)))
+		case <-d.Done:
+			out, _ := os.ReadFile(d.Log)
+			return nil, fmt.Errorf("ovstest: %s had exited before the restart (%v): %s", name, d.Err, strings.TrimSpace(string(out)))
 		default:
 			return d, nil
 		}

@@ -4,11 +4,13 @@
 package testproc
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // Pdeathsig (set by callers in SysProcAttr) fires when the OS thread that
@@ -39,6 +41,28 @@ func Start(cmd *exec.Cmd) error {
 	res := make(chan error)
 	spawnReq <- spawnRequest{cmd, res}
 	return <-res
+}
+
+// Daemon is a long-running child process started by StartDaemon.
+type Daemon struct {
+	Name string
+	Cmd  *exec.Cmd
+	Log  string        // file with the process's output
+	Done chan struct{} // closed when the process has exited
+	Err  error         // exit status, valid after Done
+}
+
+// StartDaemon starts cmd (its output already directed to log) as a child
+// that gets SIGKILL when the test process dies, so that a crashed or killed
+// test leaves no daemons behind, and watches for its exit.
+func StartDaemon(name, log string, cmd *exec.Cmd) (*Daemon, error) {
+	d := &Daemon{Name: name, Cmd: cmd, Log: log, Done: make(chan struct{})}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := Start(cmd); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	go func() { d.Err = cmd.Wait(); close(d.Done) }()
+	return d, nil
 }
 
 // Tail returns the last n lines of a file (or the error reading it).
