@@ -356,21 +356,20 @@ func canonicalize(np *networkingv1.NetworkPolicy) error {
 		}
 		return nil
 	}
-	for i := range np.Spec.Ingress {
-		path := fmt.Sprintf("spec.ingress[%d]", i)
-		if err := fix(path, np.Spec.Ingress[i].Ports); err != nil {
+	// rule canonicalizes one ingress or egress rule; peers is its from or to.
+	rule := func(path string, ports []networkingv1.NetworkPolicyPort, peersField string, peers []networkingv1.NetworkPolicyPeer) error {
+		if err := fix(path, ports); err != nil {
 			return err
 		}
-		if err := cidrs(path+".from", np.Spec.Ingress[i].From); err != nil {
+		return cidrs(path+"."+peersField, peers)
+	}
+	for i, r := range np.Spec.Ingress {
+		if err := rule(fmt.Sprintf("spec.ingress[%d]", i), r.Ports, "from", r.From); err != nil {
 			return err
 		}
 	}
-	for i := range np.Spec.Egress {
-		path := fmt.Sprintf("spec.egress[%d]", i)
-		if err := fix(path, np.Spec.Egress[i].Ports); err != nil {
-			return err
-		}
-		if err := cidrs(path+".to", np.Spec.Egress[i].To); err != nil {
+	for i, r := range np.Spec.Egress {
+		if err := rule(fmt.Sprintf("spec.egress[%d]", i), r.Ports, "to", r.To); err != nil {
 			return err
 		}
 	}
