@@ -81,7 +81,7 @@ func TestStartBridgePorts(t *testing.T) {
 	// "ip netns exec" execs vswitchd in place: the child we watch is vswitchd.
 	for i, f := range []string{"ovsdb.pid", "vswitchd.pid"} {
 		b, err := os.ReadFile(s.Dir + "/" + f)
-		if want := fmt.Sprint(s.daemons[i].cmd.Process.Pid); err != nil || strings.TrimSpace(string(b)) != want {
+		if want := fmt.Sprint(s.daemons[i].Cmd.Process.Pid); err != nil || strings.TrimSpace(string(b)) != want {
 			t.Errorf("%s = %q, %v; want %s", f, b, err, want)
 		}
 	}
@@ -305,7 +305,7 @@ func TestCleanup(t *testing.T) {
 	t.Run("inner", func(t *testing.T) {
 		s = newSwitch(t)
 		for _, d := range s.daemons {
-			pids = append(pids, d.cmd.Process.Pid)
+			pids = append(pids, d.Cmd.Process.Pid)
 		}
 	})
 	checkGone(t, s.Dir, s.NetNS, pids)
@@ -366,7 +366,7 @@ func TestHelperProcess(t *testing.T) {
 		return
 	}
 	s := newSwitch(t)
-	fmt.Printf("SWITCH %s %s %d %d\n", s.Dir, s.NetNS, s.daemons[0].cmd.Process.Pid, s.daemons[1].cmd.Process.Pid)
+	fmt.Printf("SWITCH %s %s %d %d\n", s.Dir, s.NetNS, s.daemons[0].Cmd.Process.Pid, s.daemons[1].Cmd.Process.Pid)
 	time.Sleep(time.Minute) // killed by the parent test
 }
 
