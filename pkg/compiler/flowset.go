@@ -21,7 +21,7 @@ type FlowSet struct {
 	frags map[string][]openflow.Flow
 	// sharers lists, per key, the fragments with a flow for it and what
 	// their flow says, so that Commit merges without looking flows up.
-	sharers map[openflow.Key][]share
+	sharers map[openflow.Key]sharing
 	merged  map[openflow.Key]openflow.Flow
 	// touched are the keys whose contributions changed since the last Commit.
 	touched map[openflow.Key]struct{}
@@ -48,7 +48,7 @@ type FlowSet struct {
 func NewFlowSet() *FlowSet {
 	return &FlowSet{
 		frags:   map[string][]openflow.Flow{},
-		sharers: map[openflow.Key][]share{},
+		sharers: map[openflow.Key]sharing{},
 		merged:  map[openflow.Key]openflow.Flow{},
 		touched: map[openflow.Key]struct{}{},
 		removed: map[openflow.Key]openflow.Flow{},
@@ -149,7 +149,7 @@ func (s *FlowSet) SetFragment(id string, flows []openflow.Flow) error {
 			s.share(next[j], id)
 			j++
 		default:
-			if prev[i] != next[j] {
+			if !prev[i].Equal(next[j]) {
 				s.reshare(next[j], id)
 			}
 			i++
@@ -180,7 +180,7 @@ func (s *FlowSet) PatchFragment(id string, changes []FlowChange) {
 			s.unshare(k, id)
 		case c.Remove:
 		case found:
-			if fs[i] != c.Flow {
+			if !fs[i].Equal(c.Flow) {
 				fs[i] = c.Flow
 				s.reshare(c.Flow, id)
 			}
@@ -202,28 +202,43 @@ type FlowChange struct {
 	Remove bool
 }
 
+// sharing is a key's typed match (the same in every fragment's flow: the
+// key holds its text) and the fragments' flows for it.
+type sharing struct {
+	match  openflow.Match
+	shares []share
+}
+
 // share is one fragment's flow for a key: the parts Commit merges.
 type share struct {
 	frag    string
 	cookie  openflow.Cookie
-	actions string
+	conjs   []openflow.Conjunction
+	actions []openflow.Action
 }
+
+func shareOf(f openflow.Flow, id string) share { return share{id, f.Cookie, f.Conjunctions, f.Actions} }
 
 // share, unshare and reshare record that fragment id gained, lost or
 // changed its flow for a key.
 func (s *FlowSet) share(f openflow.Flow, id string) {
 	k := f.Key()
-	s.sharers[k] = append(s.sharers[k], share{id, f.Cookie, f.Actions})
+	sh := s.sharers[k]
+	sh.match = f.Match
+	sh.shares = append(sh.shares, shareOf(f, id))
+	s.sharers[k] = sh
 	s.touched[k] = struct{}{}
 }
 
 func (s *FlowSet) unshare(k openflow.Key, id string) {
 	sh := s.sharers[k]
-	for i := range sh {
-		if sh[i].frag == id {
-			last := len(sh) - 1
-			sh[i] = sh[last]
-			s.sharers[k] = sh[:last]
+	for i := range sh.shares {
+		if sh.shares[i].frag == id {
+			last := len(sh.shares) - 1
+			sh.shares[i] = sh.shares[last]
+			sh.shares[last] = share{}
+			sh.shares = sh.shares[:last]
+			s.sharers[k] = sh
 			break
 		}
 	}
@@ -232,9 +247,10 @@ func (s *FlowSet) unshare(k openflow.Key, id string) {
 
 func (s *FlowSet) reshare(f openflow.Flow, id string) {
 	k := f.Key()
-	for i, sh := range s.sharers[k] {
-		if sh.frag == id {
-			s.sharers[k][i] = share{id, f.Cookie, f.Actions}
+	sh := s.sharers[k].shares
+	for i := range sh {
+		if sh[i].frag == id {
+			sh[i] = shareOf(f, id)
 		}
 	}
 	s.touched[k] = struct{}{}
@@ -251,7 +267,8 @@ func (s *FlowSet) Commit() ([]openflow.Key, error) {
 		conj = append(conj, priorFlow{k, old, had})
 	}
 	for k := range s.touched {
-		sh := s.sharers[k]
+		ks := s.sharers[k]
+		sh := ks.shares
 		old, had := s.merged[k]
 		tierKey := tierable(k)
 		if len(sh) == 0 {
@@ -272,13 +289,13 @@ func (s *FlowSet) Commit() ([]openflow.Key, error) {
 		}
 		fs := make([]openflow.Flow, len(sh))
 		for i, c := range sh {
-			fs[i] = openflow.Flow{Table: k.Table, Priority: k.Priority, Cookie: c.cookie, Match: k.Match, Actions: c.actions}
+			fs[i] = openflow.Flow{Table: k.Table, Priority: k.Priority, Cookie: c.cookie, Match: ks.match, Conjunctions: c.conjs, Actions: c.actions}
 		}
 		f, err := mergeKey(fs)
 		if err != nil {
 			return nil, err
 		}
-		if had && f == old && !(tierKey && s.tierCount(k.Table) > 1) {
+		if had && f.Equal(old) && !(tierKey && s.tierCount(k.Table) > 1) {
 			continue
 		}
 		// In a tiered table a tier flow's cookie is that of the tier's
@@ -347,7 +364,7 @@ func (s *FlowSet) Commit() ([]openflow.Key, error) {
 				after = []openflow.Flow{f}
 			} else {
 				var err error
-				if after, err = splitTiers(k, s.sharers[k], n); err != nil {
+				if after, err = splitTiers(k, f.Match, s.sharers[k].shares, n); err != nil {
 					return nil, err
 				}
 			}
@@ -403,7 +420,7 @@ func (s *FlowSet) replaceInstalled(changed []openflow.Key, before, after []openf
 		case !kept:
 			s.removed[k] = f
 			changed = append(changed, k)
-		case g != f:
+		case !g.Equal(f):
 			changed = append(changed, k)
 		}
 	}
