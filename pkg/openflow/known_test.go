@@ -33,3 +33,21 @@ func TestKnownFieldCoversEveryField(t *testing.T) {
 		}
 	}
 }
+
+// TestTransportDstZeroMasked: OVS prints a masked zero port as 0x0 (the
+// flowsync key test found it: "sctp,tp_dst=0x0/0xfc00").
+func TestTransportDstZeroMasked(t *testing.T) {
+	for _, c := range []struct {
+		t    TransportDst
+		want string
+	}{
+		{TransportDst{0, 0xfc00}, "tp_dst=0x0/0xfc00"},
+		{TransportDst{0x1000, 0xf000}, "tp_dst=0x1000/0xf000"},
+		{TransportDst{0, 0xffff}, "tp_dst=0"},
+		{PortDst(80), "tp_dst=80"},
+	} {
+		if got := NewMatch(c.t).String(); got != c.want {
+			t.Errorf("%+v renders %q, want %q", c.t, got, c.want)
+		}
+	}
+}

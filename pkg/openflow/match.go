@@ -191,7 +191,8 @@ func (c ICMPCode) appendField(b []byte) []byte {
 func (ICMPCode) matchesAll() bool { return false }
 
 // TransportDst matches the transport destination port under a mask:
-// decimal with the full mask, else "0xV/0xM" as OVS prints it.
+// decimal with the full mask, else "0xV/0xM" as OVS prints it (a zero
+// value too: "0x0/0xfc00", unlike registers' "0/0x2").
 type TransportDst struct{ Value, Mask uint16 }
 
 // PortDst matches one destination port.
@@ -202,7 +203,8 @@ func (t TransportDst) appendField(b []byte) []byte {
 	if t.Mask == 0xffff {
 		return strconv.AppendUint(b, uint64(t.Value), 10)
 	}
-	return appendHexMasked(b, uint64(t.Value&t.Mask), uint64(t.Mask), 0xffff)
+	b = strconv.AppendUint(append(b, "0x"...), uint64(t.Value&t.Mask), 16)
+	return strconv.AppendUint(append(b, "/0x"...), uint64(t.Mask), 16)
 }
 func (t TransportDst) matchesAll() bool { return t.Mask == 0 }
 
