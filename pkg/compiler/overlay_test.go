@@ -104,7 +104,7 @@ func TestOverlayFlows(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !slices.Equal(plain.Flows, empty.Flows) {
+			if !slices.EqualFunc(plain.Flows, empty.Flows, openflow.Flow.Equal) {
 				t.Errorf("without the overlay, node %s changed the flows", tt.node.Name)
 			}
 		})
@@ -295,7 +295,7 @@ func TestOverlayIncrementalEqualsFull(t *testing.T) {
 				reported[k] = true
 			}
 			for k, g := range got {
-				if p, ok := prev[k]; (!ok || p != g) && !reported[k] {
+				if p, ok := prev[k]; (!ok || !p.Equal(g)) && !reported[k] {
 					t.Fatalf("%s: flow %v changed but Flush did not report it", what, g)
 				}
 			}
@@ -307,7 +307,7 @@ func TestOverlayIncrementalEqualsFull(t *testing.T) {
 			for _, k := range changed {
 				p, had := prev[k]
 				g, has := got[k]
-				if had == has && p == g {
+				if had == has && p.Equal(g) {
 					t.Fatalf("%s: Flush reported %v, which did not change", what, k)
 				}
 			}
@@ -345,7 +345,7 @@ func checkEqualsFull(t *testing.T, in *compiler.Incremental, what string) {
 	}
 	got, want := byKey(in.Flows()), byKey(full.Flows)
 	for k, w := range want {
-		if g, ok := got[k]; !ok || g != w {
+		if g, ok := got[k]; !ok || !g.Equal(w) {
 			t.Fatalf("%s: incremental has %v, full compile %v", what, g, w)
 		}
 	}
