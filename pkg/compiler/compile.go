@@ -151,12 +151,12 @@ func Compile(c *model.Cluster, cfg Config) (*Result, error) {
 	maps.Copy(cp.Services, c.Services)
 	maps.Copy(cp.EndpointSlices, c.EndpointSlices)
 	maps.Copy(cp.Nodes, c.Nodes)
-	in := NewIncremental(cp, cfg)
-	if _, err := in.Flush(); err != nil {
+	inc := NewIncremental(cp, cfg)
+	if _, err := inc.Flush(); err != nil {
 		return nil, err
 	}
-	res := &Result{Flows: in.Flows(), Groups: in.Groups(), Origins: map[openflow.Cookie]string{}, Conjunctions: in.Conjunctions()}
-	origins := in.Origins()
+	res := &Result{Flows: inc.Flows(), Groups: inc.Groups(), Origins: map[openflow.Cookie]string{}, Conjunctions: inc.Conjunctions()}
+	origins := inc.Origins()
 	for _, f := range res.Flows {
 		res.Origins[f.Cookie] = origins[f.Cookie]
 	}

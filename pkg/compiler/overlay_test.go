@@ -40,7 +40,7 @@ func nodeFlowText(flows []openflow.Flow, cookie openflow.Cookie) []string {
 	var out []string
 	for _, f := range flows {
 		if f.Cookie == cookie {
-			out = append(out, fmt.Sprintf("table=%d,priority=%d,%s actions=%s", f.Table, f.Priority, f.Match, f.Actions))
+			out = append(out, fmt.Sprintf("table=%d,priority=%d,%s actions=%s", f.Table, f.Priority, f.Match, f.ActionsText()))
 		}
 	}
 	slices.Sort(out)
@@ -125,7 +125,7 @@ func TestOverlayLocalNode(t *testing.T) {
 	}
 	var text []string
 	for _, f := range res.Flows {
-		text = append(text, fmt.Sprintf("table=%d,priority=%d,%s actions=%s", f.Table, f.Priority, f.Match, f.Actions))
+		text = append(text, fmt.Sprintf("table=%d,priority=%d,%s actions=%s", f.Table, f.Priority, f.Match, f.ActionsText()))
 	}
 	for _, want := range []string{
 		"table=0,priority=105,ip,in_port=LOCAL,nw_src=10.91.1.1 actions=set_field:0x1/0x1->reg0,goto_table:10",

@@ -49,7 +49,8 @@ var TableNames = map[uint8]string{
 // PortLocal is OpenFlow's LOCAL port: the bridge's own internal interface.
 const PortLocal = openflow.PortLocal
 
-// regNodeLocal marks, in reg0, a packet sent by this node's host.
+// Bit regNodeLocalBit of register regNodeLocalReg marks a packet sent by
+// this node's host (matchNodeLocal, set by setNodeLocal).
 const (
 	regNodeLocalBit uint32 = 0x1
 	regNodeLocalReg uint8  = 0
