@@ -81,7 +81,7 @@ func (m Mod) appendTo(dst []byte, bundleCmd bool) []byte {
 	switch m.Op {
 	case Add:
 		dst = append(dst, "add "...)
-		dst = m.Flow.Append(dst)
+		dst = appendFlow(dst, m.Flow)
 	case Delete:
 		table, priority, match := m.Flow.Table, m.Flow.Priority, m.Flow.Match.String()
 		if m.Installed != nil {
@@ -104,6 +104,24 @@ func (m Mod) appendTo(dst []byte, bundleCmd bool) []byte {
 
 // oursCookieMask is "cookie/mask" selecting our flows.
 var oursCookieMask = openflow.Ours.String() + "/" + openflow.OursMask.String()
+
+// appendFlow appends f.String() without fmt (Cookie.String's).
+func appendFlow(dst []byte, f openflow.Flow) []byte {
+	dst = append(dst, "table="...)
+	dst = strconv.AppendUint(dst, uint64(f.Table), 10)
+	dst = append(dst, ",priority="...)
+	dst = strconv.AppendUint(dst, uint64(f.Priority), 10)
+	dst = append(dst, ",cookie=0x"...) // Cookie.String: 0x%016x
+	for i := 60; i >= 0; i -= 4 {
+		dst = append(dst, "0123456789abcdef"[uint64(f.Cookie)>>i&0xf])
+	}
+	if m := f.Match.String(); m != "" {
+		dst = append(dst, ',')
+		dst = append(dst, m...)
+	}
+	dst = append(dst, " actions="...)
+	return f.AppendActions(dst)
+}
 
 // Mods turns flow and group changes into the mods of one bundle: flow
 // deletes before adds (an identity deleted and re-added must end up added).
@@ -152,12 +170,12 @@ func bundleText(mods []Mod, groups []GroupMod) []byte {
 	bundleCmd := len(groups) > 0
 	n := 0
 	for _, m := range mods {
-		// The match and about as much for the actions and the rest of a
-		// line, delete_strict's included.
+		// The match, about 24 bytes per action and the rest of a line,
+		// delete_strict's included.
 		if m.Installed != nil {
 			n += len(m.Installed.Match) + 96
 		} else {
-			n += 2*len(m.Flow.Match.String()) + 96
+			n += len(m.Flow.Match.String()) + 24*(len(m.Flow.Conjunctions)+len(m.Flow.Actions)) + 96
 		}
 	}
 	for _, g := range groups {
