@@ -55,7 +55,7 @@ func (m Mod) cookie() openflow.Cookie {
 // attributes are flow properties that ovs-ofctl accepts (and dump-flows
 // prints) among the match fields but that are not part of the match. We
 // never set them: a dumped flow carrying one is stale (see ParseFlow), and
-// its delete line must leave them out (delete_strict refuses them).
+// its delete line leaves them out (they are not part of the match).
 var attributes = map[string]bool{
 	"idle_timeout": true, "hard_timeout": true, "importance": true,
 	"send_flow_rem": true, "check_overlap": true, "reset_counts": true,
