@@ -20,8 +20,9 @@ type FlowSet struct {
 	// merged within the fragment), sorted by key.
 	frags map[string][]openflow.Flow
 	// sharers lists, per key, the fragments with a flow for it and what
-	// their flow says, so that Commit merges without looking flows up.
-	sharers map[openflow.Key]sharing
+	// their flow says, so that Commit merges without looking flows up
+	// (only the typed match is read from the first sharer's fragment).
+	sharers map[openflow.Key][]share
 	merged  map[openflow.Key]openflow.Flow
 	// touched are the keys whose contributions changed since the last Commit.
 	touched map[openflow.Key]struct{}
@@ -48,7 +49,7 @@ type FlowSet struct {
 func NewFlowSet() *FlowSet {
 	return &FlowSet{
 		frags:   map[string][]openflow.Flow{},
-		sharers: map[openflow.Key]sharing{},
+		sharers: map[openflow.Key][]share{},
 		merged:  map[openflow.Key]openflow.Flow{},
 		touched: map[openflow.Key]struct{}{},
 		removed: map[openflow.Key]openflow.Flow{},
@@ -202,13 +203,6 @@ type FlowChange struct {
 	Remove bool
 }
 
-// sharing is a key's typed match (the same in every fragment's flow: the
-// key holds its text) and the fragments' flows for it.
-type sharing struct {
-	match  openflow.Match
-	shares []share
-}
-
 // share is one fragment's flow for a key: the parts Commit merges.
 type share struct {
 	frag    string
@@ -223,22 +217,18 @@ func shareOf(f openflow.Flow, id string) share { return share{id, f.Cookie, f.Co
 // changed its flow for a key.
 func (s *FlowSet) share(f openflow.Flow, id string) {
 	k := f.Key()
-	sh := s.sharers[k]
-	sh.match = f.Match
-	sh.shares = append(sh.shares, shareOf(f, id))
-	s.sharers[k] = sh
+	s.sharers[k] = append(s.sharers[k], shareOf(f, id))
 	s.touched[k] = struct{}{}
 }
 
 func (s *FlowSet) unshare(k openflow.Key, id string) {
 	sh := s.sharers[k]
-	for i := range sh.shares {
-		if sh.shares[i].frag == id {
-			last := len(sh.shares) - 1
-			sh.shares[i] = sh.shares[last]
-			sh.shares[last] = share{}
-			sh.shares = sh.shares[:last]
-			s.sharers[k] = sh
+	for i := range sh {
+		if sh[i].frag == id {
+			last := len(sh) - 1
+			sh[i] = sh[last]
+			sh[last] = share{}
+			s.sharers[k] = sh[:last]
 			break
 		}
 	}
@@ -247,7 +237,7 @@ func (s *FlowSet) unshare(k openflow.Key, id string) {
 
 func (s *FlowSet) reshare(f openflow.Flow, id string) {
 	k := f.Key()
-	sh := s.sharers[k].shares
+	sh := s.sharers[k]
 	for i := range sh {
 		if sh[i].frag == id {
 			sh[i] = shareOf(f, id)
@@ -266,9 +256,9 @@ func (s *FlowSet) Commit() ([]openflow.Key, error) {
 	noteConj := func(k openflow.Key, old openflow.Flow, had bool) {
 		conj = append(conj, priorFlow{k, old, had})
 	}
+	var fs []openflow.Flow // mergeShares' buffer
 	for k := range s.touched {
-		ks := s.sharers[k]
-		sh := ks.shares
+		sh := s.sharers[k]
 		old, had := s.merged[k]
 		tierKey := tierable(k)
 		if len(sh) == 0 {
@@ -287,11 +277,7 @@ func (s *FlowSet) Commit() ([]openflow.Key, error) {
 			changed = append(changed, k)
 			continue
 		}
-		fs := make([]openflow.Flow, len(sh))
-		for i, c := range sh {
-			fs[i] = openflow.Flow{Table: k.Table, Priority: k.Priority, Cookie: c.cookie, Match: ks.match, Conjunctions: c.conjs, Actions: c.actions}
-		}
-		f, err := mergeKey(fs)
+		f, err := s.mergeShares(k, sh, &fs)
 		if err != nil {
 			return nil, err
 		}
@@ -364,7 +350,7 @@ func (s *FlowSet) Commit() ([]openflow.Key, error) {
 				after = []openflow.Flow{f}
 			} else {
 				var err error
-				if after, err = splitTiers(k, f.Match, s.sharers[k].shares, n); err != nil {
+				if after, err = splitTiers(k, f.Match, s.sharers[k], n); err != nil {
 					return nil, err
 				}
 			}
@@ -373,6 +359,29 @@ func (s *FlowSet) Commit() ([]openflow.Key, error) {
 	}
 	s.tiers = next
 	return changed, nil
+}
+
+// mergeShares merges the fragments' flows sh of key k (not empty), with
+// *buf as scratch space.
+func (s *FlowSet) mergeShares(k openflow.Key, sh []share, buf *[]openflow.Flow) (openflow.Flow, error) {
+	m := s.matchOf(k, sh[0].frag)
+	if len(sh) == 1 {
+		return openflow.Flow{Table: k.Table, Priority: k.Priority, Cookie: sh[0].cookie, Match: m, Conjunctions: sh[0].conjs, Actions: sh[0].actions}, nil
+	}
+	fs := (*buf)[:0]
+	for _, c := range sh {
+		fs = append(fs, openflow.Flow{Table: k.Table, Priority: k.Priority, Cookie: c.cookie, Match: m, Conjunctions: c.conjs, Actions: c.actions})
+	}
+	*buf = fs
+	return mergeKey(fs)
+}
+
+// matchOf returns the typed match of key k from the flow fragment id has
+// for it (every sharer's flow has the match k holds the text of).
+func (s *FlowSet) matchOf(k openflow.Key, id string) openflow.Match {
+	fs := s.frags[id]
+	i, _ := slices.BinarySearchFunc(fs, k, func(f openflow.Flow, k openflow.Key) int { return compareKeys(f.Key(), k) })
+	return fs[i].Match
 }
 
 // priorFlow is a key's merged flow as it was before a Commit.

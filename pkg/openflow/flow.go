@@ -34,7 +34,7 @@ type Key struct {
 }
 
 // Key returns the flow's identity.
-func (f Flow) Key() Key { return Key{f.Table, f.Priority, f.Match.text} }
+func (f Flow) Key() Key { return Key{f.Table, f.Priority, f.Match.String()} }
 
 // IsConjunction reports whether the flow's actions are conjunctions.
 func (f Flow) IsConjunction() bool { return len(f.Conjunctions) > 0 }
@@ -55,9 +55,9 @@ func (f Flow) Append(b []byte) []byte {
 	b = strconv.AppendUint(append(b, "table="...), uint64(f.Table), 10)
 	b = strconv.AppendUint(append(b, ",priority="...), uint64(f.Priority), 10)
 	b = append(b, ",cookie="+f.Cookie.String()...)
-	if f.Match.text != "" {
+	if m := f.Match.String(); m != "" {
 		b = append(b, ',')
-		b = append(b, f.Match.text...)
+		b = append(b, m...)
 	}
 	b = append(b, " actions="...)
 	return f.AppendActions(b)
@@ -70,7 +70,7 @@ func (f Flow) String() string { return string(f.Append(nil)) }
 // and actions.
 func (f Flow) Equal(g Flow) bool {
 	return f.Table == g.Table && f.Priority == g.Priority && f.Cookie == g.Cookie &&
-		f.Match.text == g.Match.text && slices.Equal(f.Conjunctions, g.Conjunctions) &&
+		f.Match.String() == g.Match.String() && slices.Equal(f.Conjunctions, g.Conjunctions) &&
 		slices.Equal(f.Actions, g.Actions)
 }
 
@@ -91,8 +91,8 @@ func Less(a, b Flow) bool {
 	if a.Cookie != b.Cookie {
 		return a.Cookie < b.Cookie
 	}
-	if a.Match.text != b.Match.text {
-		return a.Match.text < b.Match.text
+	if a.Match.String() != b.Match.String() {
+		return a.Match.String() < b.Match.String()
 	}
 	return a.ActionsText() < b.ActionsText()
 }
