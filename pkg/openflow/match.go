@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unsafe"
 )
 
 // Field is one typed match field. Each renders itself as
@@ -303,20 +304,32 @@ func appendHex(b []byte, v uint64) []byte {
 }
 
 // Match is a flow's match: typed fields, rendered once, in the order given.
-// Fields that match everything are left out (as OVS leaves them out).
-type Match struct {
+// Fields that match everything are left out (as OVS leaves them out). It is
+// one pointer to immutable data, so that flows stay small to copy and keep
+// (the zero Match matches everything).
+type Match struct{ d *matchData }
+
+type matchData struct {
 	fields []Field
 	text   string
 	// sorted is the fields' texts sorted and joined: the same for any
 	// order of the same fields, as the installed flow's dump gives it after
 	// SortedFields (OVS prints fields in an order of its own).
 	sorted string
+	// own holds the fields of a short match (one allocation for both:
+	// most matches have one or two fields).
+	own [2]Field
 }
 
 // NewMatch builds a match of fields, in that order.
 func NewMatch(fields ...Field) Match {
-	m := Match{fields: make([]Field, 0, len(fields))}
-	var b []byte
+	d := &matchData{}
+	d.fields = d.own[:0]
+	if len(fields) > len(d.own) {
+		d.fields = make([]Field, 0, len(fields))
+	}
+	// Room for most texts at once: a short match is about 30 bytes.
+	b := make([]byte, 0, 16+16*len(fields))
 	var ends [8]int
 	cuts := ends[:0]
 	inOrder := true
@@ -336,44 +349,63 @@ func NewMatch(fields ...Field) Match {
 		}
 		prev = start
 		cuts = append(cuts, len(b))
-		m.fields = append(m.fields, f)
+		d.fields = append(d.fields, f)
 	}
-	m.text = string(b)
-	m.sorted = m.text
+	if len(d.fields) == 0 {
+		return Match{}
+	}
+	// b is never written again: the text is its bytes, not a copy.
+	d.text = unsafe.String(unsafe.SliceData(b), len(b))
+	d.sorted = d.text
 	if !inOrder {
 		parts := make([]string, 0, len(cuts))
 		start := 0
 		for _, end := range cuts {
-			parts = append(parts, m.text[start:end])
+			parts = append(parts, d.text[start:end])
 			start = end + 1
 		}
 		slices.Sort(parts)
-		m.sorted = strings.Join(parts, ",")
+		d.sorted = strings.Join(parts, ",")
 	}
-	return m
+	return Match{d}
 }
 
 // With returns a new match of m's fields followed by more.
 func (m Match) With(more ...Field) Match {
-	return NewMatch(append(slices.Clip(m.fields), more...)...)
+	return NewMatch(append(slices.Clip(m.Fields()), more...)...)
 }
 
 // String is the match as ovs-ofctl text ("" matches everything).
-func (m Match) String() string { return m.text }
+func (m Match) String() string {
+	if m.d == nil {
+		return ""
+	}
+	return m.d.text
+}
 
 // Fields returns the match's fields (shared: do not modify).
-func (m Match) Fields() []Field { return m.fields }
+func (m Match) Fields() []Field {
+	if m.d == nil {
+		return nil
+	}
+	return m.d.fields
+}
 
 // Sorted is the match text with its fields sorted: equal for two matches
 // OVS holds as one flow, whatever order they were written in.
-func (m Match) Sorted() string { return m.sorted }
+func (m Match) Sorted() string {
+	if m.d == nil {
+		return ""
+	}
+	return m.d.sorted
+}
 
 // IsZero reports whether the match matches everything.
-func (m Match) IsZero() bool { return m.text == "" }
+func (m Match) IsZero() bool { return m.String() == "" }
 
 // ConjID returns the conj_id the match requires, if any.
 func (m Match) ConjID() (uint32, bool) {
-	for _, f := range m.fields {
+	for _, f := range m.Fields() {
 		if c, ok := f.(ConjID); ok {
 			return uint32(c), true
 		}
