@@ -130,7 +130,9 @@ func everyKind() rendered {
 // exactly the text the typed values render.
 func TestInstalledEqualsRenderedEveryKind(t *testing.T) {
 	s := ovstest.Start(t)
-	checkInstalledEqualsRendered(t, s, "br-every", everyKind())
+	want := everyKind()
+	n := checkInstalledEqualsRendered(t, s, "br-every", want)
+	t.Logf("%d flows, %d groups installed and compared; kinds: %s", n, len(want.groups), kindsText(kindsOf(want.flows, want.groups)))
 }
 
 // checkInstalledEqualsRendered installs want (meters first) on a new
