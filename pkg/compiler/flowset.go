@@ -20,8 +20,7 @@ type FlowSet struct {
 	// merged within the fragment), sorted by key.
 	frags map[string][]openflow.Flow
 	// sharers lists, per key, the fragments with a flow for it and what
-	// their flow says, so that Commit merges without looking flows up
-	// (only the typed match is read from the first sharer's fragment).
+	// their flow says, so that Commit merges without looking flows up.
 	sharers map[openflow.Key][]share
 	merged  map[openflow.Key]openflow.Flow
 	// touched are the keys whose contributions changed since the last Commit.
@@ -207,11 +206,14 @@ type FlowChange struct {
 type share struct {
 	frag    string
 	cookie  openflow.Cookie
+	match   openflow.Match // the same in every share of a key
 	conjs   []openflow.Conjunction
 	actions []openflow.Action
 }
 
-func shareOf(f openflow.Flow, id string) share { return share{id, f.Cookie, f.Conjunctions, f.Actions} }
+func shareOf(f openflow.Flow, id string) share {
+	return share{id, f.Cookie, f.Match, f.Conjunctions, f.Actions}
+}
 
 // share, unshare and reshare record that fragment id gained, lost or
 // changed its flow for a key.
@@ -277,7 +279,7 @@ func (s *FlowSet) Commit() ([]openflow.Key, error) {
 			changed = append(changed, k)
 			continue
 		}
-		f, err := s.mergeShares(k, sh, &fs)
+		f, err := mergeShares(k, sh, &fs)
 		if err != nil {
 			return nil, err
 		}
@@ -363,8 +365,8 @@ func (s *FlowSet) Commit() ([]openflow.Key, error) {
 
 // mergeShares merges the fragments' flows sh of key k (not empty), with
 // *buf as scratch space.
-func (s *FlowSet) mergeShares(k openflow.Key, sh []share, buf *[]openflow.Flow) (openflow.Flow, error) {
-	m := s.matchOf(k, sh[0].frag)
+func mergeShares(k openflow.Key, sh []share, buf *[]openflow.Flow) (openflow.Flow, error) {
+	m := sh[0].match
 	if len(sh) == 1 {
 		return openflow.Flow{Table: k.Table, Priority: k.Priority, Cookie: sh[0].cookie, Match: m, Conjunctions: sh[0].conjs, Actions: sh[0].actions}, nil
 	}
@@ -374,14 +376,6 @@ func (s *FlowSet) mergeShares(k openflow.Key, sh []share, buf *[]openflow.Flow) 
 	}
 	*buf = fs
 	return mergeKey(fs)
-}
-
-// matchOf returns the typed match of key k from the flow fragment id has
-// for it (every sharer's flow has the match k holds the text of).
-func (s *FlowSet) matchOf(k openflow.Key, id string) openflow.Match {
-	fs := s.frags[id]
-	i, _ := slices.BinarySearchFunc(fs, k, func(f openflow.Flow, k openflow.Key) int { return compareKeys(f.Key(), k) })
-	return fs[i].Match
 }
 
 // priorFlow is a key's merged flow as it was before a Commit.
