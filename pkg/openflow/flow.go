@@ -6,9 +6,10 @@
 package openflow
 
 import (
+	"cmp"
 	"slices"
-	"sort"
 	"strconv"
+	"strings"
 )
 
 // Flow is one OpenFlow flow.
@@ -70,7 +71,7 @@ func (f Flow) String() string { return string(f.Append(nil)) }
 // and actions.
 func (f Flow) Equal(g Flow) bool {
 	return f.Table == g.Table && f.Priority == g.Priority && f.Cookie == g.Cookie &&
-		f.Match.String() == g.Match.String() && slices.Equal(f.Conjunctions, g.Conjunctions) &&
+		(f.Match.d == g.Match.d || f.Match.String() == g.Match.String()) && slices.Equal(f.Conjunctions, g.Conjunctions) &&
 		slices.Equal(f.Actions, g.Actions)
 }
 
@@ -81,26 +82,27 @@ func (f Flow) SameActions(g Flow) bool {
 
 // Less orders flows for output: by table, highest priority first, then by
 // cookie (so one origin's flows stand together), match and action text.
-func Less(a, b Flow) bool {
-	if a.Table != b.Table {
-		return a.Table < b.Table
+func Less(a, b Flow) bool { return Compare(a, b) < 0 }
+
+// Compare is Less as a three-way comparison.
+func Compare(a, b Flow) int {
+	if c := cmp.Compare(a.Table, b.Table); c != 0 {
+		return c
 	}
-	if a.Priority != b.Priority {
-		return a.Priority > b.Priority
+	if c := cmp.Compare(b.Priority, a.Priority); c != 0 {
+		return c
 	}
-	if a.Cookie != b.Cookie {
-		return a.Cookie < b.Cookie
+	if c := cmp.Compare(a.Cookie, b.Cookie); c != 0 {
+		return c
 	}
-	if a.Match.String() != b.Match.String() {
-		return a.Match.String() < b.Match.String()
+	if c := strings.Compare(a.Match.String(), b.Match.String()); c != 0 {
+		return c
 	}
-	return a.ActionsText() < b.ActionsText()
+	return strings.Compare(a.ActionsText(), b.ActionsText())
 }
 
 // Sort orders flows deterministically (see Less).
-func Sort(flows []Flow) {
-	sort.Slice(flows, func(i, j int) bool { return Less(flows[i], flows[j]) })
-}
+func Sort(flows []Flow) { slices.SortFunc(flows, Compare) }
 
 // Text renders flows, sorted, one per line.
 func Text(flows []Flow) string {
