@@ -6,7 +6,6 @@ import (
 	"math"
 	"reflect"
 	"slices"
-	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -36,22 +35,31 @@ func TestModText(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	flows := append(res.Flows,
-		openflow.Flow{Table: 255, Priority: math.MaxUint16, Cookie: math.MaxUint64, Actions: "drop"},
-		openflow.Flow{Cookie: openflow.Ours, Match: "ip,idle_timeout=5", Actions: "drop"})
+	flows := append(res.Flows, openflow.Flow{Table: 255, Priority: math.MaxUint16, Cookie: math.MaxUint64})
 	for _, f := range flows {
 		if got, want := (flowsync.Mod{Op: flowsync.Add, Flow: f}).String(), "flow add "+f.String(); got != want {
 			t.Fatalf("add: %q, want %q", got, want)
 		}
 		want := fmt.Sprintf("flow delete_strict table=%d,priority=%d,cookie=%s/%s", f.Table, f.Priority, openflow.Ours, openflow.OursMask)
-		for _, tok := range strings.Split(f.Match, ",") {
-			if tok != "" && !strings.HasPrefix(tok, "idle_timeout=") {
-				want += "," + tok
-			}
+		if m := f.Match.String(); m != "" {
+			want += "," + m
 		}
 		if got := (flowsync.Mod{Op: flowsync.Delete, Flow: f}).String(); got != want {
 			t.Fatalf("delete: %q, want %q", got, want)
 		}
+		installed := flowsync.Installed(f)
+		if got := (flowsync.Mod{Op: flowsync.Delete, Installed: &installed}).String(); got != want {
+			t.Fatalf("delete of the installed flow: %q, want %q", got, want)
+		}
+	}
+	// A dumped flow's attributes stay out of its delete line.
+	stale, err := flowsync.ParseFlow(" cookie=0x4e00000000000000, idle_timeout=5, priority=0,ip actions=drop")
+	if err != nil || !stale.Stale {
+		t.Fatalf("ParseFlow: %+v, %v", stale, err)
+	}
+	want := "flow delete_strict table=0,priority=0,cookie=0x4e00000000000000/0xff00000000000000,ip"
+	if got := (flowsync.Mod{Op: flowsync.Delete, Installed: &stale}).String(); got != want {
+		t.Fatalf("delete of a flow with an idle_timeout: %q, want %q", got, want)
 	}
 }
 
@@ -143,7 +151,7 @@ func TestIncrementalEqualsFullSynth(t *testing.T) {
 				t.Fatal(err)
 			}
 			got, want := flowMap(in.Flows()), flowMap(full.Flows)
-			if !maps.Equal(got, want) {
+			if !maps.EqualFunc(got, want, openflow.Flow.Equal) {
 				t.Fatalf("%s, event %d (%s): incremental flows differ from a full compile", mode, i, ev)
 			}
 			reported := map[openflow.Key]bool{}
@@ -151,8 +159,8 @@ func TestIncrementalEqualsFullSynth(t *testing.T) {
 				reported[k] = true
 			}
 			for k := range mergeKeys(prev, got) {
-				if (prev[k] != got[k]) != reported[k] {
-					t.Fatalf("%s, event %d (%s): key %v changed %v, reported %v", mode, i, ev, k, prev[k] != got[k], reported[k])
+				if !prev[k].Equal(got[k]) != reported[k] {
+					t.Fatalf("%s, event %d (%s): key %v changed %v, reported %v", mode, i, ev, k, !prev[k].Equal(got[k]), reported[k])
 				}
 			}
 			prev = got
@@ -203,7 +211,7 @@ func TestIncrementalEqualsFullSynthServices(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := flowMap(in.Flows())
-		if !maps.Equal(got, flowMap(full.Flows)) {
+		if !maps.EqualFunc(got, flowMap(full.Flows), openflow.Flow.Equal) {
 			t.Fatalf("event %d (%s): incremental flows differ from a full compile", i, ev)
 		}
 		if !reflect.DeepEqual(in.Groups(), full.Groups) {
@@ -215,7 +223,7 @@ func TestIncrementalEqualsFullSynthServices(t *testing.T) {
 		own := compiler.ServiceCookie(&model.Service{Namespace: ev.Service.Namespace, Name: ev.Service.Name})
 		changed := 0
 		for k := range mergeKeys(prev, got) {
-			if prev[k] != got[k] {
+			if !prev[k].Equal(got[k]) {
 				changed++
 				if f, ok := got[k]; ok && f.Cookie != own || !ok && prev[k].Cookie != own {
 					t.Fatalf("event %d (%s): flow %v of another origin changed", i, ev, k)

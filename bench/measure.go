@@ -7,12 +7,10 @@ package bench
 
 import (
 	"os"
-	"regexp"
 	"runtime"
 	"runtime/metrics"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -31,8 +29,6 @@ type FlowCounts struct {
 
 // CrossTotal is Total with the policy flows replaced by their cross product.
 func (c FlowCounts) CrossTotal() int { return c.Total - c.Policy + c.CrossPolicy }
-
-var conjRE = regexp.MustCompile(`conjunction\((\d+),(\d+)/(\d+)\)`)
 
 // CountFlows derives FlowCounts from a compiled flow set: a conjunction
 // with dimensions of sizes d1..dn costs d1·…·dn cross-product flows (its
@@ -59,30 +55,24 @@ func CountFlows(flows []openflow.Flow) FlowCounts {
 // to its own cookie. The values add up to CountFlows(flows).CrossPolicy.
 func RuleCrossProducts(flows []openflow.Flow) map[openflow.Cookie]int {
 	out := map[openflow.Cookie]int{}
-	dims := map[string][]int{}
-	owner := map[string]openflow.Cookie{}
+	dims := map[uint32][]int{}
+	owner := map[uint32]openflow.Cookie{}
 	for _, f := range flows {
 		if f.Cookie.Kind() != openflow.KindRule {
 			continue
 		}
-		m := conjRE.FindAllStringSubmatch(f.Actions, -1)
+		id, isConjID := f.Match.ConjID()
 		switch {
-		case len(m) > 0:
-			for _, a := range m {
-				k, _ := strconv.Atoi(a[2])
-				n, _ := strconv.Atoi(a[3])
-				d := dims[a[1]]
+		case f.IsConjunction():
+			for _, c := range f.Conjunctions {
+				d := dims[c.ID]
 				if d == nil {
-					d = make([]int, n)
-					dims[a[1]] = d
+					d = make([]int, c.N)
+					dims[c.ID] = d
 				}
-				d[k-1]++
+				d[c.K-1]++
 			}
-		case len(f.Match) >= 8 && f.Match[:8] == "conj_id=":
-			id := f.Match[8:]
-			if i := strings.IndexByte(id, ','); i >= 0 {
-				id = id[:i]
-			}
+		case isConjID:
 			owner[id] = f.Cookie
 		default:
 			out[f.Cookie]++

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/flowsync"
+	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
 )
 
 // The worlds' namespaces (a cluster of its own: the shared one keeps other
@@ -238,7 +239,12 @@ func (w *world) diffStep(t *testing.T, n *node, name string, before, after *matr
 		t.Errorf("%s: the change was meant to open and close connections: %d flipped", name, len(observed))
 	}
 
-	// (b) Flows: added and removed, as on the bridge.
+	// (b) Flows: added and removed, as on the bridge (OVS prints a match's
+	// fields in an order of its own: compared sorted).
+	sortedText := func(f flowsync.InstalledFlow) string {
+		f.Match = openflow.SortedFields(f.Match)
+		return f.String()
+	}
 	canon := func(snap string) map[string]bool {
 		m := map[string]bool{}
 		for _, l := range strings.Split(snap, "\n") {
@@ -249,7 +255,7 @@ func (w *world) diffStep(t *testing.T, n *node, name string, before, after *matr
 			if err != nil {
 				t.Fatalf("bridge flow %q: %v", l, err)
 			}
-			m[f.String()] = true
+			m[sortedText(f)] = true
 		}
 		return m
 	}
@@ -273,9 +279,9 @@ func (w *world) diffStep(t *testing.T, n *node, name string, before, after *matr
 			t.Fatalf("diff flow %q: %v", f.Flow, err)
 		}
 		if f.Added {
-			added[pf.String()] = true
+			added[sortedText(pf)] = true
 		} else {
-			removed[pf.String()] = true
+			removed[sortedText(pf)] = true
 		}
 		origins[f.Origin]++
 		if f.Origin == "" || strings.Contains(f.Origin, "unknown") {

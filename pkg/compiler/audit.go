@@ -1,8 +1,6 @@
 package compiler
 
 import (
-	"encoding/hex"
-	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -105,12 +103,6 @@ type AuditNote struct {
 	Reasons   []string
 }
 
-// PrioAuditDefault is the priority of a not-isolated pod's allow audit flow
-// in tables 30 and 40: below every policy tier (the Baseline tier's
-// 10000–19999 included, which may deny such a pod), above the table's
-// default (0) that it stands in for.
-const PrioAuditDefault uint16 = 1
-
 const (
 	auditMagic      = "ovsnp-audit1"
 	maxAuditReasons = 16
@@ -136,16 +128,10 @@ func ParseAuditNote(b []byte) (n AuditNote, ok bool) {
 	return n, true
 }
 
-// controllerAction is the packet-in action of a note, as OVS prints it
-// (userdata in dotted hex, the meter in decimal): the agent's full sync
-// compares installed flows' text with ours.
-func controllerAction(n AuditNote, meter uint32) string {
-	b := n.Bytes()
-	h := make([]string, len(b))
-	for i := range b {
-		h[i] = hex.EncodeToString(b[i : i+1])
-	}
-	return fmt.Sprintf("controller(userdata=%s,meter_id=%d)", strings.Join(h, "."), meter)
+// controllerAction is the packet-in action of a note (rendered as OVS
+// prints it: userdata in dotted hex, the meter in decimal).
+func controllerAction(n AuditNote, meter uint32) openflow.Controller {
+	return openflow.Controller{Userdata: string(n.Bytes()), MeterID: meter}
 }
 
 // isolationReasons names what isolates pod for d: its namespace's v1.6
@@ -181,10 +167,10 @@ func (in *Incremental) auditPodFlows(pod *model.Pod, b Binding, ingressIsolated,
 	a := in.cfg.Audit
 	cookie := PodCookie(pod)
 	if mode.Deny() {
-		notes := map[uint8]string{}
+		notes := map[uint8][]openflow.Action{}
 		for i := range flows {
 			f := &flows[i]
-			if f.Priority != PrioIsolation || f.Cookie != cookie || f.Actions != "drop" {
+			if f.Priority != PrioIsolation || f.Cookie != cookie || !isDrop(*f) {
 				continue
 			}
 			if _, ok := notes[f.Table]; !ok {
@@ -192,7 +178,7 @@ func (in *Incremental) auditPodFlows(pod *model.Pod, b Binding, ingressIsolated,
 				if f.Table == TableEgress {
 					d = model.Egress
 				}
-				notes[f.Table] = controllerAction(AuditNote{Verdict: "deny", Direction: d, Reasons: in.isolationReasons(pod, d)}, a.DenyMeter)
+				notes[f.Table] = do(controllerAction(AuditNote{Verdict: "deny", Direction: d, Reasons: in.isolationReasons(pod, d)}, a.DenyMeter))
 			}
 			f.Actions = notes[f.Table]
 		}
@@ -201,18 +187,21 @@ func (in *Incremental) auditPodFlows(pod *model.Pod, b Binding, ingressIsolated,
 		if !egressIsolated {
 			act := controllerAction(AuditNote{Verdict: "allow", Direction: model.Egress, Reasons: []string{"-"}}, a.AllowMeter)
 			flows = append(flows, openflow.Flow{Table: TableEgress, Priority: PrioAuditDefault, Cookie: cookie,
-				Match: "in_port=" + PortName(b.OFPort), Actions: act + "," + gotoTable(TableIngress)})
+				Match: openflow.NewMatch(openflow.InPort(b.OFPort)), Actions: do(act, openflow.Goto(TableIngress))})
 		}
 		if !ingressIsolated {
-			act := controllerAction(AuditNote{Verdict: "allow", Direction: model.Ingress, Reasons: []string{"-"}}, a.AllowMeter)
+			act := do(controllerAction(AuditNote{Verdict: "allow", Direction: model.Ingress, Reasons: []string{"-"}}, a.AllowMeter), openflow.Goto(TableCommit))
 			for _, ip := range pod.IPs {
 				flows = append(flows, openflow.Flow{Table: TableIngress, Priority: PrioAuditDefault, Cookie: cookie,
-					Match: ipMatch(ip, "dst", ""), Actions: act + "," + gotoTable(TableCommit)})
+					Match: dstMatch(host(ip)), Actions: act})
 			}
 		}
 	}
 	return flows
 }
+
+// isDrop reports whether a flow drops (no actions, no conjunctions).
+func isDrop(f openflow.Flow) bool { return len(f.Actions) == 0 && !f.IsConjunction() }
 
 // auditRuleFlows makes a rule's allow flows (those going on to the next
 // table: its conj_id flows and direct allows) send a metered packet-in
@@ -221,14 +210,14 @@ func (in *Incremental) auditRuleFlows(pol *model.Policy, d model.Direction, inde
 	if !in.auditMode(pol.Namespace).Allow() {
 		return flows
 	}
-	next := gotoTable(TableCommit)
+	next := openflow.Goto(TableCommit)
 	if d == model.Egress {
-		next = gotoTable(TableIngress)
+		next = openflow.Goto(TableIngress)
 	}
-	act := controllerAction(AuditNote{Verdict: "allow", Direction: d,
-		Reasons: []string{pol.Key() + "#" + strconv.Itoa(index)}}, in.cfg.Audit.AllowMeter) + "," + next
+	act := do(controllerAction(AuditNote{Verdict: "allow", Direction: d,
+		Reasons: []string{pol.Key() + "#" + strconv.Itoa(index)}}, in.cfg.Audit.AllowMeter), next)
 	for i := range flows {
-		if flows[i].Actions == next {
+		if len(flows[i].Actions) == 1 && flows[i].Actions[0] == openflow.Action(next) {
 			flows[i].Actions = act
 		}
 	}

@@ -1,10 +1,10 @@
 package compiler_test
 
 import (
-	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -58,7 +58,7 @@ func TestAuditIncrementalEqualsFull(t *testing.T) {
 			}
 			got, want := byKey(in.Flows()), byKey(full.Flows)
 			for k, w := range want {
-				if g, ok := got[k]; !ok || g != w {
+				if g, ok := got[k]; !ok || !g.Equal(w) {
 					t.Fatalf("seed %d step %d (%s): incremental has %v, full compile %v", seed, step, desc, g, w)
 				}
 			}
@@ -66,7 +66,7 @@ func TestAuditIncrementalEqualsFull(t *testing.T) {
 				if _, ok := want[k]; !ok {
 					t.Fatalf("seed %d step %d (%s): incremental has extra flow %v", seed, step, desc, g)
 				}
-				if strings.Contains(g.Actions, "controller(") {
+				if _, ok := packetIn(g); ok {
 					audited++
 				}
 			}
@@ -75,7 +75,7 @@ func TestAuditIncrementalEqualsFull(t *testing.T) {
 				reported[k] = true
 			}
 			for k, g := range got {
-				if p, ok := prev[k]; (!ok || p != g) && !reported[k] {
+				if p, ok := prev[k]; (!ok || !p.Equal(g)) && !reported[k] {
 					t.Fatalf("seed %d step %d (%s): flow %v changed but Flush did not report it", seed, step, desc, g)
 				}
 			}
@@ -178,27 +178,39 @@ func auditNotes(t *testing.T, flows []openflow.Flow) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for _, f := range flows {
-		rest, ok := strings.CutPrefix(f.Actions, "controller(userdata=")
+		c, ok := packetIn(f)
 		if !ok {
-			if strings.Contains(f.Actions, "controller") {
+			if slices.ContainsFunc(f.Actions, isController) {
 				t.Fatalf("unexpected controller action in %v", f)
 			}
 			continue
 		}
-		hexText, rest, _ := strings.Cut(rest, ",meter_id=")
-		b, err := hex.DecodeString(strings.ReplaceAll(hexText, ".", ""))
-		if err != nil {
-			t.Fatalf("%v: userdata: %v", f, err)
-		}
-		note, ok := compiler.ParseAuditNote(b)
+		note, ok := compiler.ParseAuditNote([]byte(c.Userdata))
 		if !ok {
-			t.Fatalf("%v: userdata %q is not an audit note", f, b)
+			t.Fatalf("%v: userdata %q is not an audit note", f, c.Userdata)
 		}
-		meter, next, _ := strings.Cut(rest, ")")
-		out[fmt.Sprintf("%d/%d/%s", f.Table, f.Priority, f.Match)] = fmt.Sprintf("%s %s %s meter=%s then=%s",
-			note.Verdict, note.Direction, strings.Join(note.Reasons, ","), meter, strings.TrimPrefix(next, ","))
+		next := ""
+		if len(f.Actions) > 1 {
+			next = openflow.ActionsText(f.Actions[1:])
+		}
+		out[fmt.Sprintf("%d/%d/%s", f.Table, f.Priority, f.Match)] = fmt.Sprintf("%s %s %s meter=%d then=%s",
+			note.Verdict, note.Direction, strings.Join(note.Reasons, ","), c.MeterID, next)
 	}
 	return out
+}
+
+// packetIn returns a flow's leading controller action, if it has one.
+func packetIn(f openflow.Flow) (openflow.Controller, bool) {
+	if len(f.Actions) == 0 {
+		return openflow.Controller{}, false
+	}
+	c, ok := f.Actions[0].(openflow.Controller)
+	return c, ok
+}
+
+func isController(a openflow.Action) bool {
+	_, ok := a.(openflow.Controller)
+	return ok
 }
 
 // TestAuditFlows: which flows get a packet-in, with which note and meter,
@@ -311,16 +323,13 @@ func TestAuditManyPolicies(t *testing.T) {
 // priority-1 flows of not-isolated pods that do what their table's default
 // does after the packet-in: no verdict changes, nothing goes elsewhere.
 func TestAuditKeepsVerdicts(t *testing.T) {
-	strip := func(actions string) (string, bool) {
-		rest, ok := strings.CutPrefix(actions, "controller(userdata=")
-		if !ok {
-			return actions, false
+	// strip removes a flow's leading packet-in.
+	strip := func(f openflow.Flow) (openflow.Flow, bool) {
+		if _, ok := packetIn(f); !ok {
+			return f, false
 		}
-		_, after, found := strings.Cut(rest, ")")
-		if !found {
-			t.Fatalf("unterminated controller action in %q", actions)
-		}
-		return strings.TrimPrefix(after, ","), true
+		f.Actions = f.Actions[1:]
+		return f, true
 	}
 	audited, extra := 0, 0
 	for seed := int64(1); seed <= 10; seed++ {
@@ -344,34 +353,31 @@ func TestAuditKeepsVerdicts(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := byKey(off.Flows)
-		defaults := map[uint8]string{}
+		defaults := map[uint8]openflow.Flow{}
 		for _, w := range off.Flows {
 			if w.Priority == compiler.PrioDefault {
-				defaults[w.Table] = w.Actions
+				defaults[w.Table] = w
 			}
 		}
 		seen := 0
 		for _, g := range res.Flows {
-			if strings.Contains(g.Actions, "controller(") && !strings.HasPrefix(g.Actions, "controller(") {
+			rest, isAudit := strip(g)
+			if slices.ContainsFunc(rest.Actions, isController) {
 				t.Fatalf("seed %d: packet-in not first in %v", seed, g)
 			}
-			rest, isAudit := strip(g.Actions)
 			if isAudit {
 				audited++
-				if rest == "" {
-					rest = "drop"
-				}
 			}
 			w, ok := want[g.Key()]
 			if !ok {
-				if !isAudit || g.Priority != compiler.PrioAuditDefault || rest != defaults[g.Table] {
+				if !isAudit || g.Priority != compiler.PrioAuditDefault || !rest.SameActions(defaults[g.Table]) {
 					t.Fatalf("seed %d: flow %v is not in the compile without auditing", seed, g)
 				}
 				extra++
 				continue
 			}
 			seen++
-			if rest != w.Actions || g.Cookie != w.Cookie {
+			if !rest.SameActions(w) || g.Cookie != w.Cookie {
 				t.Fatalf("seed %d: %v without its packet-in is not %v", seed, g, w)
 			}
 		}

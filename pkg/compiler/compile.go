@@ -7,7 +7,6 @@ import (
 	"maps"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
@@ -152,12 +151,12 @@ func Compile(c *model.Cluster, cfg Config) (*Result, error) {
 	maps.Copy(cp.Services, c.Services)
 	maps.Copy(cp.EndpointSlices, c.EndpointSlices)
 	maps.Copy(cp.Nodes, c.Nodes)
-	in := NewIncremental(cp, cfg)
-	if _, err := in.Flush(); err != nil {
+	inc := NewIncremental(cp, cfg)
+	if _, err := inc.Flush(); err != nil {
 		return nil, err
 	}
-	res := &Result{Flows: in.Flows(), Groups: in.Groups(), Origins: map[openflow.Cookie]string{}, Conjunctions: in.Conjunctions()}
-	origins := in.Origins()
+	res := &Result{Flows: inc.Flows(), Groups: inc.Groups(), Origins: map[openflow.Cookie]string{}, Conjunctions: inc.Conjunctions()}
+	origins := inc.Origins()
 	for _, f := range res.Flows {
 		res.Origins[f.Cookie] = origins[f.Cookie]
 	}
@@ -187,82 +186,74 @@ func Merge(flows []openflow.Flow) ([]openflow.Flow, error) {
 }
 
 // mergeKey merges flows sharing one key: conjunction-only flows join their
-// actions (ordered by conjunction ID, cookie of the lowest), identical flows
-// collapse (lowest cookie). Two different plain flows for one key happen
-// when two live pods claim one IP (an informer event still in flight, or
-// bad data): the flow with the lowest cookie wins, deterministically. A
-// conjunction colliding with a plain flow is a compiler bug: an error. The
-// result does not depend on the order of fs.
+// conjunctions (ordered by conjunction ID, K, N; the cookie of the lowest),
+// identical flows collapse (lowest cookie). Two different plain flows for
+// one key happen when two live pods claim one IP (an informer event still
+// in flight, or bad data): the flow with the lowest cookie wins,
+// deterministically. A conjunction colliding with a plain flow is a
+// compiler bug: an error. The result does not depend on the order of fs.
 func mergeKey(fs []openflow.Flow) (openflow.Flow, error) {
 	if len(fs) == 1 {
 		return fs[0], nil
 	}
-	k := fs[0].Key()
-	if isConjunction(fs[0].Actions) {
+	if fs[0].IsConjunction() {
+		n := 0
+		for _, f := range fs {
+			if !f.IsConjunction() {
+				return openflow.Flow{}, collision(f.Key())
+			}
+			n += len(f.Conjunctions)
+		}
 		type part struct {
-			id     uint32
-			action string
+			conj   openflow.Conjunction
 			cookie openflow.Cookie
 		}
-		parts := make([]part, 0, len(fs))
+		parts := make([]part, 0, n)
 		for _, f := range fs {
-			if !isConjunction(f.Actions) {
-				return openflow.Flow{}, fmt.Errorf("flow table=%d,priority=%d,%s: conjunction and non-conjunction actions collide", k.Table, k.Priority, k.Match)
+			for _, c := range f.Conjunctions {
+				parts = append(parts, part{c, f.Cookie})
 			}
-			eachConjunction(f.Actions, func(a string) {
-				parts = append(parts, part{conjunctionID(a), a, f.Cookie})
-			})
 		}
 		slices.SortFunc(parts, func(a, b part) int {
-			switch {
-			case a.id != b.id:
-				return cmp.Compare(a.id, b.id)
-			case a.action != b.action:
-				return strings.Compare(a.action, b.action)
+			if c := compareConjunctions(a.conj, b.conj); c != 0 {
+				return c
 			}
 			return cmp.Compare(a.cookie, b.cookie)
 		})
-		n := 0
-		for _, p := range parts {
-			n += len(p.action) + 1
-		}
-		var b strings.Builder
-		b.Grow(n)
+		conjs := make([]openflow.Conjunction, 0, len(parts))
 		for i, p := range parts {
-			if i > 0 && p.action == parts[i-1].action {
-				continue
+			if i == 0 || p.conj != parts[i-1].conj {
+				conjs = append(conjs, p.conj)
 			}
-			if b.Len() > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString(p.action)
 		}
 		f := fs[0]
 		f.Cookie = parts[0].cookie
-		f.Actions = b.String()
+		f.Conjunctions = slices.Clip(conjs)
 		return f, nil
 	}
 	f := fs[0]
 	for _, g := range fs[1:] {
-		if isConjunction(g.Actions) {
-			return openflow.Flow{}, fmt.Errorf("flow table=%d,priority=%d,%s: conjunction and non-conjunction actions collide", k.Table, k.Priority, k.Match)
+		if g.IsConjunction() {
+			return openflow.Flow{}, collision(g.Key())
 		}
-		if g.Cookie < f.Cookie || g.Cookie == f.Cookie && g.Actions < f.Actions {
+		if g.Cookie < f.Cookie || g.Cookie == f.Cookie && !g.SameActions(f) && g.ActionsText() < f.ActionsText() {
 			f = g
 		}
 	}
 	return f, nil
 }
 
-func isConjunction(actions string) bool { return strings.HasPrefix(actions, "conjunction(") }
-
-// conjunctionID reads ID from "conjunction(ID,K/N)" (0 if malformed).
-func conjunctionID(action string) uint32 {
-	digits := strings.TrimPrefix(action, "conjunction(")
-	n := 0
-	for n < len(digits) && digits[n] >= '0' && digits[n] <= '9' {
-		n++
+// compareConjunctions orders conjunctions by ID, K, N.
+func compareConjunctions(a, b openflow.Conjunction) int {
+	if c := cmp.Compare(a.ID, b.ID); c != 0 {
+		return c
 	}
-	id, _ := strconv.ParseUint(digits[:n], 10, 32)
-	return uint32(id)
+	if c := cmp.Compare(a.K, b.K); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.N, b.N)
+}
+
+func collision(k openflow.Key) error {
+	return fmt.Errorf("flow table=%d,priority=%d,%s: conjunction and non-conjunction actions collide", k.Table, k.Priority, k.Match)
 }

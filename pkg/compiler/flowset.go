@@ -149,7 +149,7 @@ func (s *FlowSet) SetFragment(id string, flows []openflow.Flow) error {
 			s.share(next[j], id)
 			j++
 		default:
-			if prev[i] != next[j] {
+			if !prev[i].Equal(next[j]) {
 				s.reshare(next[j], id)
 			}
 			i++
@@ -180,7 +180,7 @@ func (s *FlowSet) PatchFragment(id string, changes []FlowChange) {
 			s.unshare(k, id)
 		case c.Remove:
 		case found:
-			if fs[i] != c.Flow {
+			if !fs[i].Equal(c.Flow) {
 				fs[i] = c.Flow
 				s.reshare(c.Flow, id)
 			}
@@ -206,14 +206,20 @@ type FlowChange struct {
 type share struct {
 	frag    string
 	cookie  openflow.Cookie
-	actions string
+	match   openflow.Match // the same in every share of a key
+	conjs   []openflow.Conjunction
+	actions []openflow.Action
+}
+
+func shareOf(f openflow.Flow, id string) share {
+	return share{id, f.Cookie, f.Match, f.Conjunctions, f.Actions}
 }
 
 // share, unshare and reshare record that fragment id gained, lost or
 // changed its flow for a key.
 func (s *FlowSet) share(f openflow.Flow, id string) {
 	k := f.Key()
-	s.sharers[k] = append(s.sharers[k], share{id, f.Cookie, f.Actions})
+	s.sharers[k] = append(s.sharers[k], shareOf(f, id))
 	s.touched[k] = struct{}{}
 }
 
@@ -223,6 +229,7 @@ func (s *FlowSet) unshare(k openflow.Key, id string) {
 		if sh[i].frag == id {
 			last := len(sh) - 1
 			sh[i] = sh[last]
+			sh[last] = share{}
 			s.sharers[k] = sh[:last]
 			break
 		}
@@ -232,9 +239,10 @@ func (s *FlowSet) unshare(k openflow.Key, id string) {
 
 func (s *FlowSet) reshare(f openflow.Flow, id string) {
 	k := f.Key()
-	for i, sh := range s.sharers[k] {
-		if sh.frag == id {
-			s.sharers[k][i] = share{id, f.Cookie, f.Actions}
+	sh := s.sharers[k]
+	for i := range sh {
+		if sh[i].frag == id {
+			sh[i] = shareOf(f, id)
 		}
 	}
 	s.touched[k] = struct{}{}
@@ -250,6 +258,7 @@ func (s *FlowSet) Commit() ([]openflow.Key, error) {
 	noteConj := func(k openflow.Key, old openflow.Flow, had bool) {
 		conj = append(conj, priorFlow{k, old, had})
 	}
+	var fs []openflow.Flow // mergeShares' buffer
 	for k := range s.touched {
 		sh := s.sharers[k]
 		old, had := s.merged[k]
@@ -270,15 +279,11 @@ func (s *FlowSet) Commit() ([]openflow.Key, error) {
 			changed = append(changed, k)
 			continue
 		}
-		fs := make([]openflow.Flow, len(sh))
-		for i, c := range sh {
-			fs[i] = openflow.Flow{Table: k.Table, Priority: k.Priority, Cookie: c.cookie, Match: k.Match, Actions: c.actions}
-		}
-		f, err := mergeKey(fs)
+		f, err := mergeShares(k, sh, &fs)
 		if err != nil {
 			return nil, err
 		}
-		if had && f == old && !(tierKey && s.tierCount(k.Table) > 1) {
+		if had && f.Equal(old) && !(tierKey && s.tierCount(k.Table) > 1) {
 			continue
 		}
 		// In a tiered table a tier flow's cookie is that of the tier's
@@ -347,7 +352,7 @@ func (s *FlowSet) Commit() ([]openflow.Key, error) {
 				after = []openflow.Flow{f}
 			} else {
 				var err error
-				if after, err = splitTiers(k, s.sharers[k], n); err != nil {
+				if after, err = splitTiers(k, f.Match, s.sharers[k], n); err != nil {
 					return nil, err
 				}
 			}
@@ -356,6 +361,21 @@ func (s *FlowSet) Commit() ([]openflow.Key, error) {
 	}
 	s.tiers = next
 	return changed, nil
+}
+
+// mergeShares merges the fragments' flows sh of key k (not empty), with
+// *buf as scratch space.
+func mergeShares(k openflow.Key, sh []share, buf *[]openflow.Flow) (openflow.Flow, error) {
+	m := sh[0].match
+	if len(sh) == 1 {
+		return openflow.Flow{Table: k.Table, Priority: k.Priority, Cookie: sh[0].cookie, Match: m, Conjunctions: sh[0].conjs, Actions: sh[0].actions}, nil
+	}
+	fs := (*buf)[:0]
+	for _, c := range sh {
+		fs = append(fs, openflow.Flow{Table: k.Table, Priority: k.Priority, Cookie: c.cookie, Match: m, Conjunctions: c.conjs, Actions: c.actions})
+	}
+	*buf = fs
+	return mergeKey(fs)
 }
 
 // priorFlow is a key's merged flow as it was before a Commit.
@@ -403,7 +423,7 @@ func (s *FlowSet) replaceInstalled(changed []openflow.Key, before, after []openf
 		case !kept:
 			s.removed[k] = f
 			changed = append(changed, k)
-		case g != f:
+		case !g.Equal(f):
 			changed = append(changed, k)
 		}
 	}

@@ -283,7 +283,9 @@ func (in *Incremental) sortedAddrs(pods map[string]*model.Pod) (sorted []peerAdd
 // compareAddrs orders pod addresses by their match text; the source and the
 // destination match sort alike ("ip,nw_src=" / "ip,nw_dst=" before
 // "ipv6,ipv6_src=" / "ipv6,ipv6_dst=", then the address text).
-func compareAddrs(a, b peerAddr) int { return strings.Compare(a.match[0], b.match[0]) }
+func compareAddrs(a, b peerAddr) int {
+	return strings.Compare(a.match[0].String(), b.match[0].String())
+}
 
 // podPeerAddrs returns a pod's host addresses as peers, their matches
 // rendered once per pod (a new version with the same addresses reuses them).
@@ -300,7 +302,7 @@ func (in *Incremental) podPeerAddrs(p *model.Pod) []peerAddr {
 			addrs[i].pod = p
 			continue
 		}
-		addrs[i] = peerAddr{prefix: pre, pod: p, match: [2]string{prefixMatch(pre, "src", ""), prefixMatch(pre, "dst", "")}}
+		addrs[i] = peerAddr{prefix: pre, pod: p, match: peerMatches(pre)}
 	}
 	in.podAddrs[p.UID] = podAddrs{p, addrs}
 	return addrs

@@ -51,7 +51,7 @@ func TestIncrementalEqualsFull(t *testing.T) {
 			got := byKey(in.Flows())
 			want := byKey(full.Flows)
 			for k, w := range want {
-				if g, ok := got[k]; !ok || g != w {
+				if g, ok := got[k]; !ok || !g.Equal(w) {
 					t.Fatalf("seed %d step %d (%s): incremental has %v, full compile %v", seed, step, desc, g, w)
 				}
 			}
@@ -65,7 +65,7 @@ func TestIncrementalEqualsFull(t *testing.T) {
 				reported[k] = true
 			}
 			for k, g := range got {
-				if p, ok := prev[k]; (!ok || p != g) && !reported[k] {
+				if p, ok := prev[k]; (!ok || !p.Equal(g)) && !reported[k] {
 					t.Fatalf("seed %d step %d (%s): flow %v changed but Flush did not report it", seed, step, desc, g)
 				}
 			}
@@ -173,7 +173,7 @@ func flushEqualsFull(t *testing.T, in *compiler.Incremental, what string) {
 	got, want := byKey(in.Flows()), byKey(full.Flows)
 	bad := 0
 	for k, w := range want {
-		if g, ok := got[k]; !ok || g != w {
+		if g, ok := got[k]; !ok || !g.Equal(w) {
 			t.Errorf("%s: incremental has %v, full compile %v", what, g, w)
 			bad++
 		}

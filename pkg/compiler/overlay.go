@@ -24,7 +24,7 @@ type Overlay struct {
 	GatewayMAC net.HardwareAddr
 }
 
-// check rejects overlay settings that would compile flows OVS refuses or
+// checkOverlay rejects overlay settings that would compile flows OVS refuses or
 // that cannot work together.
 func (cfg *Config) checkOverlay() error {
 	o := cfg.Overlay
@@ -72,26 +72,21 @@ func overlayFlows(cfg Config, n, local *model.Node) []openflow.Flow {
 		return nil
 	}
 	cookie := NodeCookie(n.Name)
-	f := func(table uint8, prio uint16, match, actions string) openflow.Flow {
+	f := func(table uint8, prio uint16, match openflow.Match, actions []openflow.Action) openflow.Flow {
 		return openflow.Flow{Table: table, Priority: prio, Cookie: cookie, Match: match, Actions: actions}
 	}
-	tun := PortName(cfg.Overlay.TunnelPort)
 	endpoint := n.TunnelIP()
-	src, dst := "tun_src", "tun_dst"
-	if endpoint.Is6() {
-		src, dst = "tun_ipv6_src", "tun_ipv6_dst"
-	}
-	from := "in_port=" + tun + "," + src + "=" + endpoint.String()
+	from := []openflow.Field{openflow.InPort(cfg.Overlay.TunnelPort), openflow.TunnelSrc(endpoint)}
 	// A packet for this node's host (LOCAL) must carry its MAC or the
 	// kernel drops it; delivery to a pod rewrites it to the pod's anyway.
-	admit := "set_field:" + cfg.Overlay.GatewayMAC.String() + "->eth_dst," + gotoTable(TableConntrack)
+	admit := do(openflow.SetEthDst(openflow.MACFrom(cfg.Overlay.GatewayMAC)), openflow.Goto(TableConntrack))
 	// Our own endpoint as the outer source: n admits our packets only from
 	// our InternalIP, and without it ovs-vswitchd takes the route's
 	// preferred source, another address on a host with several (the port
 	// has options:local_ip=flow for this).
-	send := "set_field:" + endpoint.String() + "->" + dst + "," + outputAction(cfg.Overlay.TunnelPort)
+	send := do(openflow.SetTunnelDst(endpoint), openflow.Output(cfg.Overlay.TunnelPort))
 	if self := localEndpoint(local, endpoint); self.IsValid() {
-		send = "set_field:" + self.String() + "->" + src + "," + send
+		send = do(openflow.SetTunnelSrc(self), send[0], send[1])
 	}
 	// The node's pod CIDRs and its own addresses: pods reach its host
 	// through the tunnel too, so that the replies (its host routes our pod
@@ -104,8 +99,8 @@ func overlayFlows(cfg Config, n, local *model.Node) []openflow.Flow {
 	var flows []openflow.Flow
 	for _, p := range owned {
 		flows = append(flows,
-			f(TableClassify, prioPort, prefixMatch(p, "src", from), admit),
-			f(TableForward, prioPort-10, prefixMatch(p, "dst", ""), send))
+			f(TableClassify, prioClassifyTunnelIn, srcMatch(p, from...), admit),
+			f(TableForward, prioTunnelOut, dstMatch(p), send))
 	}
 	return flows
 }

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
-	"strings"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
 )
@@ -47,38 +46,27 @@ var TableNames = map[uint8]string{
 	TableForward: "forward",
 }
 
-// Priorities in the egress and ingress tables. The gaps are reserved for
-// cluster-wide admin policy tiers: Admin above NetworkPolicy, Baseline below
-// the NetworkPolicy isolation drop.
-const (
-	PrioInfra uint16 = 65000 // node-local traffic
-	// 50000..59999: reserved for the Admin tier.
-	PrioRuleAllow uint16 = 30001 // a rule that constrains only its targets
-	PrioRuleConj  uint16 = 30000 // conjunctive rule flows and their conj_id flows
-	PrioIsolation uint16 = 20000 // isolated pod: nothing above allowed it
-	// 10000..19999: reserved for the Baseline tier.
-	PrioDefault uint16 = 0
-)
-
-// Priorities in the other tables.
-const (
-	prioHigh   uint16 = 200
-	prioPort   uint16 = 100
-	prioPortND uint16 = 110
-)
-
 // PortLocal is OpenFlow's LOCAL port: the bridge's own internal interface.
-const PortLocal uint32 = 0xfffe
+const PortLocal = openflow.PortLocal
 
-// regNodeLocal marks, in reg0, a packet sent by this node's host.
-const regNodeLocal = "0x1/0x1"
+// Bit regNodeLocalBit of register regNodeLocalReg marks a packet sent by
+// this node's host (matchNodeLocal, set by setNodeLocal).
+const (
+	regNodeLocalBit uint32 = 0x1
+	regNodeLocalReg uint8  = 0
+)
+
+var (
+	matchNodeLocal = openflow.Reg{N: regNodeLocalReg, Value: regNodeLocalBit, Mask: regNodeLocalBit}
+	setNodeLocal   = openflow.SetReg{N: regNodeLocalReg, Value: regNodeLocalBit, Mask: regNodeLocalBit}
+)
 
 // ctMarkBalanced marks, in ct_mark, a connection that the load balancer
 // committed (with its DNAT) but that policy has not allowed yet: its
 // packets are checked again, its replies dropped, until the commit of
 // table 50 clears the mark. Connections committed only by table 50 (all
 // connections not to a Service) never carry it.
-const ctMarkBalanced = "0x2/0x2"
+const ctMarkBalanced uint32 = 0x2
 
 // Config is what the compiler needs besides the cluster state.
 type Config struct {
@@ -144,12 +132,7 @@ func (c *Config) withDefaults() Config {
 }
 
 // PortName renders a port number as ovs-ofctl does.
-func PortName(p uint32) string {
-	if p == PortLocal {
-		return "LOCAL"
-	}
-	return strconv.FormatUint(uint64(p), 10)
-}
+func PortName(p uint32) string { return string(openflow.AppendPort(nil, p)) }
 
 // ParsePort accepts a port number or LOCAL.
 func ParsePort(s string) (uint32, error) {
@@ -232,66 +215,56 @@ func (f NodeFlags) Config() (Config, error) {
 	return cfg, nil
 }
 
-// outputAction is an output as OVS prints it (LOCAL has its own action).
-func outputAction(p uint32) string {
-	if p == PortLocal {
-		return "LOCAL"
-	}
-	return "output:" + PortName(p)
-}
-
-func gotoTable(t uint8) string { return "goto_table:" + strconv.Itoa(int(t)) }
-
 var pipelineCookie = openflow.NewCookie(openflow.KindPipeline, "pipeline")
+
+// do is an action list (cap = len: appending copies).
+func do(actions ...openflow.Action) []openflow.Action { return actions }
 
 // pipelineFlows is the fixed skeleton: table defaults and conntrack.
 func pipelineFlows(cfg Config) []openflow.Flow {
-	z := cfg.CTZone
-	f := func(table uint8, prio uint16, match, actions string) openflow.Flow {
+	f := func(table uint8, prio uint16, match openflow.Match, actions ...openflow.Action) openflow.Flow {
 		return openflow.Flow{Table: table, Priority: prio, Cookie: pipelineCookie, Match: match, Actions: actions}
 	}
+	var all openflow.Match
+	ctNAT := openflow.CT{HasTable: true, Table: TableCTState, Zone: cfg.CTZone, NAT: true}
 	// Table 50's commit allows the connection: it clears the balancer's mark.
-	commit := fmt.Sprintf("ct(commit,zone=%d,exec(set_field:0/%s->ct_mark)),%s", z, ctMarkBit(ctMarkBalanced), gotoTable(TableForward))
-	allowed := "ct_mark=0/" + ctMarkBit(ctMarkBalanced)
+	commit := do(openflow.CT{Commit: true, Zone: cfg.CTZone, SetMark: openflow.SetCTMark{Value: 0, Mask: ctMarkBalanced}}, openflow.Goto(TableForward))
+	allowed := openflow.CTMark{Value: 0, Mask: ctMarkBalanced}
+	state := func(s openflow.CTStates) openflow.CTState { return openflow.CTState{Set: s | openflow.CTTracked} }
+	ip, ipv6 := openflow.NewMatch(openflow.IP), openflow.NewMatch(openflow.IPv6)
 	return []openflow.Flow{
 		// Anything no port-security flow vouched for is spoofed or unknown.
-		f(TableClassify, PrioDefault, "", "drop"),
+		f(TableClassify, PrioDefault, all),
 
 		// nat: packets of connections the balancer DNATed are translated
 		// (replies back to the Service address) before anything else looks.
-		f(TableConntrack, prioPort, "ip", fmt.Sprintf("ct(table=%d,zone=%d,nat)", TableCTState, z)),
-		f(TableConntrack, prioPort, "ipv6", fmt.Sprintf("ct(table=%d,zone=%d,nat)", TableCTState, z)),
-		f(TableConntrack, PrioDefault, "", "drop"),
+		f(TableConntrack, prioConntrack, ip, ctNAT),
+		f(TableConntrack, prioConntrack, ipv6, ctNAT),
+		f(TableConntrack, PrioDefault, all),
 
-		f(TableCTState, prioHigh, "ct_state=+inv+trk", "drop"),
-		f(TableCTState, prioHigh-10, "ct_state=+est+trk,"+allowed, gotoTable(TableForward)),
-		f(TableCTState, prioHigh-20, "ct_state=+rel+trk,"+allowed, gotoTable(TableForward)),
+		f(TableCTState, prioCTInvalid, openflow.NewMatch(state(openflow.CTInvalid))),
+		f(TableCTState, prioCTEstablished, openflow.NewMatch(state(openflow.CTEstablished), allowed), openflow.Goto(TableForward)),
+		f(TableCTState, prioCTRelated, openflow.NewMatch(state(openflow.CTRelated), allowed), openflow.Goto(TableForward)),
 		// A reply in a connection policy has not allowed (only balanced).
-		f(TableCTState, prioHigh-30, "ct_state=+rpl+trk", "drop"),
+		f(TableCTState, prioCTReply, openflow.NewMatch(state(openflow.CTReply))),
 		// New connections, and balanced ones policy has not allowed yet.
-		f(TableCTState, 10, "ct_state=+trk", gotoTable(TableService)),
-		f(TableCTState, PrioDefault, "", "drop"),
+		f(TableCTState, prioCTNew, openflow.NewMatch(state(0)), openflow.Goto(TableService)),
+		f(TableCTState, PrioDefault, all),
 
 		// Not to a Service port (or already DNATed): policy.
-		f(TableService, PrioDefault, "", gotoTable(TableEgress)),
-		f(TableAffinityLearn, PrioDefault, "", gotoTable(TableEgress)),
+		f(TableService, PrioDefault, all, openflow.Goto(TableEgress)),
+		f(TableAffinityLearn, PrioDefault, all, openflow.Goto(TableEgress)),
 
-		f(TableEgress, PrioDefault, "", gotoTable(TableIngress)),
-		f(TableIngress, PrioDefault, "", gotoTable(TableCommit)),
+		f(TableEgress, PrioDefault, all, openflow.Goto(TableIngress)),
+		f(TableIngress, PrioDefault, all, openflow.Goto(TableCommit)),
 
-		f(TableCommit, prioPort, "ip", commit),
-		f(TableCommit, prioPort, "ipv6", commit),
-		f(TableCommit, PrioDefault, "", "drop"),
+		{Table: TableCommit, Priority: prioCommit, Cookie: pipelineCookie, Match: ip, Actions: commit},
+		{Table: TableCommit, Priority: prioCommit, Cookie: pipelineCookie, Match: ipv6, Actions: commit},
+		f(TableCommit, PrioDefault, all),
 
 		// Destinations that are not pods of this node leave through the host.
-		f(TableForward, PrioDefault, "", outputAction(cfg.GatewayPort)),
+		f(TableForward, PrioDefault, all, openflow.Output(cfg.GatewayPort)),
 	}
-}
-
-// ctMarkBit is the bit of a "bit/bit" ct_mark constant.
-func ctMarkBit(m string) string {
-	_, bit, _ := strings.Cut(m, "/")
-	return bit
 }
 
 var nodeCookie = openflow.NewCookie(openflow.KindNode, "node")
@@ -299,57 +272,65 @@ var nodeCookie = openflow.NewCookie(openflow.KindNode, "node")
 // nodeFlows admit traffic from the gateway and uplink ports and mark the
 // node's own traffic.
 func nodeFlows(cfg Config) []openflow.Flow {
-	f := func(table uint8, prio uint16, match, actions string) openflow.Flow {
+	f := func(table uint8, prio uint16, match openflow.Match, actions []openflow.Action) openflow.Flow {
 		return openflow.Flow{Table: table, Priority: prio, Cookie: nodeCookie, Match: match, Actions: actions}
 	}
-	gw := "in_port=" + PortName(cfg.GatewayPort)
-	mark := "set_field:" + regNodeLocal + "->reg0," + gotoTable(TableConntrack)
+	gw := openflow.InPort(cfg.GatewayPort)
+	mark := do(setNodeLocal, openflow.Goto(TableConntrack))
 	var out []openflow.Flow
 	if len(cfg.NodeIPs) == 0 {
-		out = append(out, f(TableClassify, prioPort+5, "ip,"+gw, mark), f(TableClassify, prioPort+5, "ipv6,"+gw, mark))
+		out = append(out,
+			f(TableClassify, prioClassifyNodeIP, openflow.NewMatch(openflow.IP, gw), mark),
+			f(TableClassify, prioClassifyNodeIP, openflow.NewMatch(openflow.IPv6, gw), mark))
 	}
 	for _, ip := range cfg.NodeIPs {
-		out = append(out, f(TableClassify, prioPort+5, ipMatch(ip, "src", gw), mark))
+		out = append(out, f(TableClassify, prioClassifyNodeIP, openflow.NewMatch(ipProto(ip), gw, openflow.HostSrc(ip)), mark))
 	}
-	ports := []string{gw}
+	ports := []openflow.InPort{gw}
 	if cfg.UplinkPort != 0 {
-		ports = append(ports, "in_port="+PortName(cfg.UplinkPort))
+		ports = append(ports, openflow.InPort(cfg.UplinkPort))
 	}
-	for _, in := range ports {
+	toConntrack, toForward := do(openflow.Goto(TableConntrack)), do(openflow.Goto(TableForward))
+	for _, port := range ports {
 		out = append(out,
-			f(TableClassify, prioPort, "ip,"+in, gotoTable(TableConntrack)),
-			f(TableClassify, prioPort, "ipv6,"+in, gotoTable(TableConntrack)),
-			f(TableClassify, prioPort, "arp,"+in, gotoTable(TableForward)),
-			f(TableClassify, prioPortND, "icmp6,"+in+",icmp_type=135,icmp_code=0", gotoTable(TableForward)),
-			f(TableClassify, prioPortND, "icmp6,"+in+",icmp_type=136,icmp_code=0", gotoTable(TableForward)),
+			f(TableClassify, prioClassifyGateway, openflow.NewMatch(openflow.IP, port), toConntrack),
+			f(TableClassify, prioClassifyGateway, openflow.NewMatch(openflow.IPv6, port), toConntrack),
+			f(TableClassify, prioClassifyGateway, openflow.NewMatch(openflow.ARP, port), toForward),
+			f(TableClassify, prioClassifyND, openflow.NewMatch(openflow.ICMP6, port, ndSolicit, icmpCode0), toForward),
+			f(TableClassify, prioClassifyND, openflow.NewMatch(openflow.ICMP6, port, ndAdvert, icmpCode0), toForward),
 		)
 	}
-	out = append(out, f(TableIngress, PrioInfra, "reg0="+regNodeLocal, gotoTable(TableCommit)))
+	out = append(out, f(TableIngress, PrioInfra, openflow.NewMatch(matchNodeLocal), do(openflow.Goto(TableCommit))))
 	return out
 }
 
-// ipMatch renders "ip,<extra>,nw_<dir>=A" or its IPv6 form for one address.
-func ipMatch(ip netip.Addr, dir, extra string) string {
-	return prefixMatch(netip.PrefixFrom(ip, ip.BitLen()), dir, extra)
+// ICMPv6 neighbour discovery messages (code 0).
+const (
+	ndRouterSolicit = openflow.ICMPType(133)
+	ndSolicit       = openflow.ICMPType(135)
+	ndAdvert        = openflow.ICMPType(136)
+	icmpCode0       = openflow.ICMPCode(0)
+)
+
+// ipProto is the protocol shorthand of an address's family (ip or ipv6).
+func ipProto(a netip.Addr) openflow.Protocol { return openflow.IPProtocol(a.Is6()) }
+
+// srcMatch and dstMatch match a source or destination prefix of its
+// family, after the fields in between ("ip,IN_BETWEEN,nw_src=P"): host
+// prefixes print without a mask, /0 as no field.
+func srcMatch(p netip.Prefix, between ...openflow.Field) openflow.Match {
+	return prefixMatch(p, openflow.IPSrc(p), between)
 }
 
-// prefixMatch renders a match on a source or destination prefix, in the
-// canonical text OVS prints: host prefixes without a mask, /0 as no field.
-func prefixMatch(p netip.Prefix, dir, extra string) string {
-	proto, field := "ip", "nw_"+dir
-	if p.Addr().Is6() {
-		proto, field = "ipv6", "ipv6_"+dir
-	}
-	m := proto
-	if extra != "" {
-		m += "," + extra
-	}
-	switch {
-	case p.Bits() == 0:
-	case p.IsSingleIP():
-		m += "," + field + "=" + p.Addr().String()
-	default:
-		m += "," + field + "=" + p.Masked().String()
-	}
-	return m
+func dstMatch(p netip.Prefix, between ...openflow.Field) openflow.Match {
+	return prefixMatch(p, openflow.IPDst(p), between)
 }
+
+func prefixMatch(p netip.Prefix, field openflow.Field, between []openflow.Field) openflow.Match {
+	var buf [6]openflow.Field
+	fields := append(append(append(buf[:0], ipProto(p.Addr())), between...), field)
+	return openflow.NewMatch(fields...)
+}
+
+// host is an address's host prefix.
+func host(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, a.BitLen()) }

@@ -1,7 +1,6 @@
 package compiler
 
 import (
-	"fmt"
 	"net"
 	"net/netip"
 
@@ -22,15 +21,17 @@ var linkLocal6 = netip.MustParsePrefix("fe80::/10")
 // port security, delivery, self-traffic, and the isolation drops.
 func podFlows(cfg Config, pod *model.Pod, b Binding, ingressIsolated, egressIsolated bool) []openflow.Flow {
 	cookie := PodCookie(pod)
-	f := func(table uint8, prio uint16, match, actions string) openflow.Flow {
+	f := func(table uint8, prio uint16, match openflow.Match, actions []openflow.Action) openflow.Flow {
 		return openflow.Flow{Table: table, Priority: prio, Cookie: cookie, Match: match, Actions: actions}
 	}
-	in := fmt.Sprintf("in_port=%s,dl_src=%s", PortName(b.OFPort), b.MAC)
-	inPort := "in_port=" + PortName(b.OFPort)
+	mac := openflow.MACFrom(b.MAC)
+	inPort, ethSrc := openflow.InPort(b.OFPort), openflow.EthSrc(mac)
+	toConntrack, toForward := do(openflow.Goto(TableConntrack)), do(openflow.Goto(TableForward))
+	output := do(openflow.Output(b.OFPort))
 	// Delivery rewrites the destination MAC: a DNATed packet (to a Service)
 	// was addressed to the gateway's MAC.
-	setMAC := "set_field:" + b.MAC.String() + "->eth_dst,"
-	out := setMAC + outputAction(b.OFPort)
+	setMAC := openflow.SetEthDst(mac)
+	deliver, deliverInPort := do(setMAC, openflow.Output(b.OFPort)), do(setMAC, openflow.OutputInPort{})
 	var flows []openflow.Flow
 	var v6 []netip.Addr
 	for _, ip := range pod.IPs {
@@ -38,12 +39,14 @@ func podFlows(cfg Config, pod *model.Pod, b Binding, ingressIsolated, egressIsol
 		if ip.Is6() {
 			hairpin = cfg.HairpinIPv6
 		}
+		h := host(ip)
 		// Port security: the pod may send only from its own MAC and IPs.
-		flows = append(flows, f(TableClassify, prioPort, ipMatch(ip, "src", in), gotoTable(TableConntrack)))
+		flows = append(flows, f(TableClassify, prioClassifyPort, srcMatch(h, inPort, ethSrc), toConntrack))
 		// A reply to a hairpin connection (see table 60) gets its
 		// destination back before conntrack (which un-DNATs it).
-		flows = append(flows, f(TableClassify, prioHairpinReply, ipMatch(ip, "src", in)+","+ipField(ip, "dst")+"="+hairpin.String(),
-			"set_field:"+ip.String()+"->"+setFieldName(ip, "dst")+","+gotoTable(TableConntrack)))
+		flows = append(flows, f(TableClassify, prioClassifyHairpin,
+			openflow.NewMatch(ipProto(ip), inPort, ethSrc, openflow.HostSrc(ip), openflow.HostDst(hairpin)),
+			do(openflow.SetIPDst(ip), openflow.Goto(TableConntrack))))
 		// Nobody else may send as the pod: its address from the gateway,
 		// the uplink or the tunnel is spoofed (it would pass as the pod's
 		// own traffic: egress is judged by in_port, and conntrack entries
@@ -55,36 +58,36 @@ func podFlows(cfg Config, pod *model.Pod, b Binding, ingressIsolated, egressIsol
 		// admit the pod's address as a peer).
 		for _, port := range []uint32{cfg.GatewayPort, cfg.UplinkPort, cfg.Overlay.TunnelPort} {
 			if port != 0 {
-				drop := f(TableClassify, prioSpoofedPod, ipMatch(ip, "src", "in_port="+PortName(port)), "drop")
+				drop := f(TableClassify, prioClassifySpoofed, srcMatch(h, openflow.InPort(port)), nil)
 				drop.Cookie = nodeCookie
 				flows = append(flows, drop)
 			}
 		}
 		// A pod always reaches itself, through its own port (its Service).
-		self := ipMatch(ip, "src", "") + "," + ipField(ip, "dst") + "=" + ip.String()
-		flows = append(flows, f(TableEgress, PrioInfra, self+","+inPort, gotoTable(TableCommit)))
+		self := openflow.NewMatch(ipProto(ip), openflow.HostSrc(ip), openflow.HostDst(ip), inPort)
+		flows = append(flows, f(TableEgress, PrioInfra, self, do(openflow.Goto(TableCommit))))
 		// Delivery by destination address, so the pod the policy checked is
 		// the pod that receives; back out of its own port for replies of
 		// its hairpin connections (OpenFlow drops output to in_port).
 		flows = append(flows,
-			f(TableForward, prioPort, ipMatch(ip, "dst", ""), out),
-			f(TableForward, prioDeliverInPort, ipMatch(ip, "dst", inPort), setMAC+"IN_PORT"))
+			f(TableForward, prioDeliver, dstMatch(h), deliver),
+			f(TableForward, prioDeliverInPort, dstMatch(h, inPort), deliverInPort))
 		// Hairpin: a pod reached itself through a Service. Its source
 		// becomes the hairpin address, else the pod would answer itself
 		// directly (to an address it did not call).
-		flows = append(flows, f(TableForward, prioHairpin, self+","+inPort,
-			"set_field:"+hairpin.String()+"->"+setFieldName(ip, "src")+","+setMAC+"IN_PORT"))
+		flows = append(flows, f(TableForward, prioHairpin, self,
+			do(openflow.SetIPSrc(hairpin), setMAC, openflow.OutputInPort{})))
 		if ingressIsolated {
-			flows = append(flows, f(TableIngress, PrioIsolation, ipMatch(ip, "dst", ""), "drop"))
+			flows = append(flows, f(TableIngress, PrioIsolation, dstMatch(h), nil))
 		}
 		if ip.Is4() {
 			flows = append(flows,
-				f(TableClassify, prioPort, fmt.Sprintf("arp,%s,arp_spa=%s,arp_sha=%s", in, ip, b.MAC), gotoTable(TableForward)),
-				f(TableForward, prioPort, "arp,arp_tpa="+ip.String(), outputAction(b.OFPort)))
+				f(TableClassify, prioClassifyPort, openflow.NewMatch(openflow.ARP, inPort, ethSrc, openflow.ARPSenderIP(ip), openflow.ARPSenderMAC(mac)), toForward),
+				f(TableForward, prioDeliver, openflow.NewMatch(openflow.ARP, openflow.ARPTargetIP(ip)), output))
 		} else {
 			v6 = append(v6, ip)
-			flows = append(flows, f(TableForward, prioPortND,
-				"icmp6,icmp_type=135,icmp_code=0,nd_target="+ip.String(), outputAction(b.OFPort)))
+			flows = append(flows, f(TableForward, prioDeliverND,
+				openflow.NewMatch(openflow.ICMP6, ndSolicit, icmpCode0, openflow.NDTarget(h)), output))
 		}
 	}
 	if len(v6) > 0 {
@@ -97,18 +100,18 @@ func podFlows(cfg Config, pod *model.Pod, b Binding, ingressIsolated, egressIsol
 			targets = append(targets, netip.PrefixFrom(ip, 128))
 		}
 		for _, s := range srcs {
-			flows = append(flows, f(TableClassify, prioPortND,
-				fmt.Sprintf("icmp6,%s,ipv6_src=%s,icmp_type=135,icmp_code=0", in, prefixText(s)), gotoTable(TableForward)))
+			flows = append(flows, f(TableClassify, prioClassifyND,
+				openflow.NewMatch(openflow.ICMP6, inPort, ethSrc, openflow.IPSrc(s), ndSolicit, icmpCode0), toForward))
 		}
 		for _, t := range targets {
-			flows = append(flows, f(TableClassify, prioPortND,
-				fmt.Sprintf("icmp6,%s,icmp_type=136,icmp_code=0,nd_target=%s", in, prefixText(t)), gotoTable(TableForward)))
+			flows = append(flows, f(TableClassify, prioClassifyND,
+				openflow.NewMatch(openflow.ICMP6, inPort, ethSrc, ndAdvert, icmpCode0, openflow.NDTarget(t)), toForward))
 		}
-		flows = append(flows, f(TableClassify, prioPortND,
-			fmt.Sprintf("icmp6,%s,icmp_type=133,icmp_code=0", in), gotoTable(TableForward)))
+		flows = append(flows, f(TableClassify, prioClassifyND,
+			openflow.NewMatch(openflow.ICMP6, inPort, ethSrc, ndRouterSolicit, icmpCode0), toForward))
 	}
 	if egressIsolated && len(pod.IPs) > 0 {
-		flows = append(flows, f(TableEgress, PrioIsolation, "in_port="+PortName(b.OFPort), "drop"))
+		flows = append(flows, f(TableEgress, PrioIsolation, openflow.NewMatch(inPort), nil))
 	}
 	return flows
 }
@@ -125,55 +128,27 @@ var (
 	DefaultHairpinIPv6 = netip.MustParseAddr("fd69::fffd")
 )
 
-// Priorities of the hairpin flows: distinct from prioPort/prioPortND so
-// that no two flows that may overlap share a priority.
-const (
-	prioSpoofedPod    uint16 = 106 // table 0: above the node-local flows
-	prioHairpinReply  uint16 = 103 // table 0
-	prioDeliverInPort uint16 = 105 // table 60
-	prioHairpin       uint16 = 107 // table 60
-)
-
-// setFieldName is the field set_field names for an address (as OVS prints).
-func setFieldName(ip netip.Addr, dir string) string {
-	if ip.Is6() {
-		return "ipv6_" + dir
-	}
-	return "ip_" + dir
-}
-
-func ipField(ip netip.Addr, dir string) string {
-	if ip.Is6() {
-		return "ipv6_" + dir
-	}
-	return "nw_" + dir
-}
-
-func prefixText(p netip.Prefix) string {
-	if p.IsSingleIP() {
-		return p.Addr().String()
-	}
-	return p.Masked().String()
-}
-
 // remoteFlows forward other nodes' pods to the uplink port.
 func remoteFlows(cfg Config, pods []*model.Pod) []openflow.Flow {
 	if cfg.UplinkPort == 0 {
 		return nil
 	}
-	out := outputAction(cfg.UplinkPort)
+	out := do(openflow.Output(cfg.UplinkPort))
 	var flows []openflow.Flow
 	for _, pod := range pods {
 		if pod.Node == cfg.Node || !pod.Active() {
 			continue
 		}
 		cookie := remoteCookie(pod)
+		f := func(prio uint16, match openflow.Match) openflow.Flow {
+			return openflow.Flow{Table: TableForward, Priority: prio, Cookie: cookie, Match: match, Actions: out}
+		}
 		for _, ip := range pod.IPs {
-			flows = append(flows, openflow.Flow{Table: TableForward, Priority: prioPort - 10, Cookie: cookie, Match: ipMatch(ip, "dst", ""), Actions: out})
+			flows = append(flows, f(prioRemote, dstMatch(host(ip))))
 			if ip.Is4() {
-				flows = append(flows, openflow.Flow{Table: TableForward, Priority: prioPort - 10, Cookie: cookie, Match: "arp,arp_tpa=" + ip.String(), Actions: out})
+				flows = append(flows, f(prioRemote, openflow.NewMatch(openflow.ARP, openflow.ARPTargetIP(ip))))
 			} else {
-				flows = append(flows, openflow.Flow{Table: TableForward, Priority: prioPortND - 10, Cookie: cookie, Match: "icmp6,icmp_type=135,icmp_code=0,nd_target=" + ip.String(), Actions: out})
+				flows = append(flows, f(prioRemoteND, openflow.NewMatch(openflow.ICMP6, ndSolicit, icmpCode0, openflow.NDTarget(host(ip)))))
 			}
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -330,7 +329,7 @@ func randomEventBatches(t *testing.T, mode model.Mode, seeds, conjLimit int) {
 				}
 			}
 			for k, w := range want {
-				if g, ok := got[k]; !ok || g != w {
+				if g, ok := got[k]; !ok || !g.Equal(w) {
 					t.Fatalf("seed %d step %d (%s): incremental has %v, full compile %v\nhistory:\n%s", seed, step, history[len(history)-1], g, w, strings.Join(history, "\n"))
 				}
 			}
@@ -346,8 +345,8 @@ func randomEventBatches(t *testing.T, mode model.Mode, seeds, conjLimit int) {
 			// Flush reports exactly the keys whose flow was added, changed
 			// or removed.
 			for k, g := range got {
-				if p, ok := prev[k]; (!ok || p != g) != reported[k] {
-					t.Fatalf("seed %d step %d: flow %v changed: %t, reported: %t", seed, step, g, !ok || p != g, reported[k])
+				if p, ok := prev[k]; (!ok || !p.Equal(g)) != reported[k] {
+					t.Fatalf("seed %d step %d: flow %v changed: %t, reported: %t", seed, step, g, !ok || !p.Equal(g), reported[k])
 				}
 			}
 			for k := range reported {
@@ -387,26 +386,23 @@ func checkConjunctionLimit(flows []openflow.Flow, limit int) error {
 		return nil
 	}
 	for _, f := range flows {
-		if id, ok := strings.CutPrefix(f.Match, "conj_id="); ok {
-			n, _ := strconv.ParseUint(id, 10, 32)
-			if err := note(f, uint32(n)); err != nil {
+		if id, ok := f.Match.ConjID(); ok {
+			if err := note(f, id); err != nil {
 				return err
 			}
 			continue
 		}
-		if !strings.HasPrefix(f.Actions, "conjunction(") {
+		if !f.IsConjunction() {
 			continue
 		}
-		acts := strings.Split(f.Actions, "),")
+		acts := f.Conjunctions
 		sameTier := map[uint32]int{} // by ID mod MaxConjunctionTiers
 		crowded := false
 		for _, a := range acts {
-			digits, _, _ := strings.Cut(strings.TrimPrefix(a, "conjunction("), ",")
-			n, _ := strconv.ParseUint(digits, 10, 32)
-			if err := note(f, uint32(n)); err != nil {
+			if err := note(f, a.ID); err != nil {
 				return err
 			}
-			r := uint32(n) % compiler.MaxConjunctionTiers
+			r := a.ID % compiler.MaxConjunctionTiers
 			sameTier[r]++
 			crowded = crowded || sameTier[r] > limit
 		}
@@ -430,13 +426,16 @@ func TestFlowSetPatchModel(t *testing.T) {
 		s := compiler.NewFlowSet()
 		model := map[string]map[openflow.Key]openflow.Flow{} // per fragment, merged per key
 		randFlow := func() openflow.Flow {
-			m := fmt.Sprintf("ip,nw_src=10.0.0.%d", rng.IntN(12))
+			m := openflow.NewMatch(openflow.IP, openflow.HostSrc(netip.AddrFrom4([4]byte{10, 0, 0, byte(rng.IntN(12))})))
 			if rng.IntN(2) == 0 {
-				return openflow.Flow{Table: 40, Priority: 100, Cookie: openflow.Ours | openflow.Cookie(1+rng.IntN(3)), Match: m,
-					Actions: fmt.Sprintf("conjunction(%d,%d/2)", 1+rng.IntN(4), 1+rng.IntN(2))}
+				cookie := openflow.Ours | openflow.Cookie(1+rng.IntN(3))
+				id := uint32(1 + rng.IntN(4))
+				return openflow.Flow{Table: 40, Priority: 100, Cookie: cookie, Match: m,
+					Conjunctions: []openflow.Conjunction{{ID: id, K: uint8(1 + rng.IntN(2)), N: 2}}}
 			}
-			return openflow.Flow{Table: 50, Priority: uint16(100 + rng.IntN(2)), Cookie: openflow.Ours | openflow.Cookie(1+rng.IntN(3)), Match: m,
-				Actions: fmt.Sprintf("output:%d", 1+rng.IntN(2))}
+			prio, cookie := uint16(100+rng.IntN(2)), openflow.Ours|openflow.Cookie(1+rng.IntN(3))
+			return openflow.Flow{Table: 50, Priority: prio, Cookie: cookie, Match: m,
+				Actions: []openflow.Action{openflow.Output(uint32(1 + rng.IntN(2)))}}
 		}
 		prev := map[openflow.Key]openflow.Flow{}
 		for step := 0; step < 60; step++ {
@@ -494,7 +493,7 @@ func TestFlowSetPatchModel(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := s.Flows()
-			if !slices.Equal(got, want) {
+			if !slices.EqualFunc(got, want, openflow.Flow.Equal) {
 				t.Fatalf("seed %d step %d: flows\n%v\nwant\n%v", seed, step, got, want)
 			}
 			cur := byKey(got)
@@ -503,8 +502,8 @@ func TestFlowSetPatchModel(t *testing.T) {
 				reported[k] = true
 			}
 			for k := range cur {
-				if p, ok := prev[k]; (!ok || p != cur[k]) != reported[k] {
-					t.Fatalf("seed %d step %d: key %v changed %t, reported %t", seed, step, k, !ok || p != cur[k], reported[k])
+				if p, ok := prev[k]; (!ok || !p.Equal(cur[k])) != reported[k] {
+					t.Fatalf("seed %d step %d: key %v changed %t, reported %t", seed, step, k, !ok || !p.Equal(cur[k]), reported[k])
 				}
 			}
 			for k := range prev {

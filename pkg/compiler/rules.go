@@ -1,7 +1,6 @@
 package compiler
 
 import (
-	"fmt"
 	"net/netip"
 	"slices"
 	"sort"
@@ -48,25 +47,38 @@ type ruleInput struct {
 type idSource interface{ ID(key string) uint32 }
 
 // peerAddr is one address block a rule's peers cover; pod is set when the
-// block is a pod's address, and then match holds its source and
-// destination matches, rendered once.
+// block is a pod's address. match holds its source and destination
+// matches, built once (see peerMatches).
 type peerAddr struct {
 	prefix netip.Prefix
 	pod    *model.Pod
-	match  [2]string
+	match  [2]openflow.Match
 }
 
-// matchAs is the block as a source ("src") or destination ("dst") match.
-func (p peerAddr) matchAs(dir string) string {
-	i := 0
-	if dir == "dst" {
-		i = 1
-	}
-	if p.match[i] != "" {
-		return p.match[i]
-	}
-	return prefixMatch(p.prefix, dir, "")
+// peerMatches are a block's source and destination matches.
+func peerMatches(p netip.Prefix) [2]openflow.Match {
+	return [2]openflow.Match{srcMatch(p), dstMatch(p)}
 }
+
+// matchAs is the block as a source or destination match.
+func (p peerAddr) matchAs(dir peerSide) openflow.Match {
+	if m := p.match[dir]; !m.IsZero() {
+		return m
+	}
+	if dir == peerDst {
+		return dstMatch(p.prefix)
+	}
+	return srcMatch(p.prefix)
+}
+
+// peerSide says which address of a packet a peer is: its source (ingress)
+// or its destination (egress); it indexes peerAddr.match.
+type peerSide uint8
+
+const (
+	peerSrc peerSide = 0
+	peerDst peerSide = 1
+)
 
 // portMatch is one transport match: every port of proto when all is set.
 type portMatch struct {
@@ -90,30 +102,30 @@ type group struct {
 // ports and conj_id (and direct allows), and the peer dimension of each
 // conjunction, left unrendered (see peerDim); disjoint says no address is in
 // two dimensions. ids hands out stable conjunction IDs.
-func ruleFlows(in ruleInput, ids idSource) (flows []openflow.Flow, dims []peerDim, disjoint bool) {
-	r := in.rule
-	if len(in.targets) == 0 {
+func ruleFlows(ri ruleInput, ids idSource) (flows []openflow.Flow, dims []peerDim, disjoint bool) {
+	r := ri.rule
+	if len(ri.targets) == 0 {
 		return nil, nil, false
 	}
 	var peers []peerAddr
 	if !r.AllPeers() {
-		peers = rulePeers(in)
+		peers = rulePeers(ri)
 		if len(peers) == 0 {
 			return nil, nil, false // peer selectors that match nothing allow nothing
 		}
 	}
-	key := RuleKey(in.policy, in.dir, in.index)
+	key := RuleKey(ri.policy, ri.dir, ri.index)
 	cookie := RuleCookie(key)
 	next := TableIngress
-	if in.dir == model.Ingress {
+	if ri.dir == model.Ingress {
 		next = TableCommit
 	}
-	groups := ruleGroups(in, peers)
+	groups := ruleGroups(ri, peers)
 	// Egress named groups split the peers by how their ports resolve: no
 	// address is in two of them.
-	disjoint = in.dir == model.Egress
+	disjoint = ri.dir == model.Egress
 	for _, g := range groups {
-		f, d := groupFlows(in, g, key, cookie, next, ids)
+		f, d := groupFlows(ri, g, key, cookie, next, ids)
 		flows = append(flows, f...)
 		if d != nil {
 			dims = append(dims, *d)
@@ -130,10 +142,11 @@ func ruleFlows(in ruleInput, ids idSource) (flows []openflow.Flow, dims []peerDi
 type peerDim struct {
 	peers  []peerAddr // read only
 	fams   map[family]bool
-	dir    string // "src" or "dst"
+	side   peerSide
 	table  uint8
 	cookie openflow.Cookie
-	action string
+	// conj is the one conjunction of every flow (shared: read only).
+	conj []openflow.Conjunction
 }
 
 // flows renders the dimension.
@@ -149,12 +162,27 @@ func (d peerDim) flows() []openflow.Flow {
 
 // signature is everything flows depends on but the peers themselves.
 func (d peerDim) signature() string {
-	return fmt.Sprintf("%d/%s/%x/%s/v4=%t,v6=%t", d.table, d.dir, uint64(d.cookie), d.action, d.fams[4], d.fams[6])
+	c := d.conj[0]
+	b := make([]byte, 0, 64)
+	b = strconv.AppendUint(b, uint64(d.table), 10)
+	b = append(b, '/', '0'+byte(d.side), '/')
+	b = strconv.AppendUint(b, uint64(d.cookie), 16)
+	b = append(b, '/')
+	b = strconv.AppendUint(b, uint64(c.ID), 10)
+	b = append(b, ',')
+	b = strconv.AppendUint(b, uint64(c.K), 10)
+	b = append(b, '/')
+	b = strconv.AppendUint(b, uint64(c.N), 10)
+	b = append(b, "/v4="...)
+	b = strconv.AppendBool(b, d.fams[4])
+	b = append(b, ",v6="...)
+	b = strconv.AppendBool(b, d.fams[6])
+	return string(b)
 }
 
 // flow renders one peer address of the dimension.
 func (d peerDim) flow(p peerAddr) openflow.Flow {
-	return openflow.Flow{Table: d.table, Priority: PrioRuleConj, Cookie: d.cookie, Match: p.matchAs(d.dir), Actions: d.action}
+	return openflow.Flow{Table: d.table, Priority: PrioRuleConj, Cookie: d.cookie, Match: p.matchAs(d.side), Conjunctions: d.conj}
 }
 
 // diff appends the flow changes that turn the dimension rendered from old
@@ -198,10 +226,10 @@ func (d peerDim) diff(old []peerAddr, removes, adds *[]FlowChange) {
 // by match text (see compareAddrs), one per prefix (the first peer listing
 // it wins). A rule whose only peer is one selector gets that selector's
 // shared list: read only.
-func rulePeers(in ruleInput) []peerAddr {
-	peers := in.rule.Peers
+func rulePeers(ri ruleInput) []peerAddr {
+	peers := ri.rule.Peers
 	if len(peers) == 1 && peers[0].IPBlock == nil {
-		return in.peerAddrs(&peers[0], in.policy.Namespace)
+		return ri.peerAddrs(&peers[0], ri.policy.Namespace)
 	}
 	var out []peerAddr
 	for i := range peers {
@@ -209,11 +237,11 @@ func rulePeers(in ruleInput) []peerAddr {
 		var next []peerAddr
 		if peer.IPBlock != nil {
 			for _, p := range addr.Subtract(peer.IPBlock.CIDR, peer.IPBlock.Except) {
-				next = append(next, peerAddr{prefix: p, match: [2]string{prefixMatch(p, "src", ""), prefixMatch(p, "dst", "")}})
+				next = append(next, peerAddr{prefix: p, match: peerMatches(p)})
 			}
 			slices.SortFunc(next, compareAddrs)
 		} else {
-			next = in.peerAddrs(peer, in.policy.Namespace)
+			next = ri.peerAddrs(peer, ri.policy.Namespace)
 		}
 		out = mergeAddrs(out, next)
 	}
@@ -247,11 +275,11 @@ func mergeAddrs(a, b []peerAddr) []peerAddr {
 // over every target and peer; named ports resolve per destination pod
 // (targets for ingress, peer pods for egress) and pods resolving alike share
 // a group. A name that resolves nowhere matches nothing.
-func ruleGroups(in ruleInput, peers []peerAddr) []group {
-	r := in.rule
+func ruleGroups(ri ruleInput, peers []peerAddr) []group {
+	r := ri.rule
 	allPeers := r.AllPeers()
 	if r.AllPorts() {
-		return []group{{targets: in.targets, allPeers: allPeers, peers: peers, allPorts: true}}
+		return []group{{targets: ri.targets, allPeers: allPeers, peers: peers, allPorts: true}}
 	}
 	var numeric, named []model.PortSpec
 	for _, ps := range r.Ports {
@@ -263,7 +291,7 @@ func ruleGroups(in ruleInput, peers []peerAddr) []group {
 	}
 	var groups []group
 	if len(numeric) > 0 {
-		groups = append(groups, group{targets: in.targets, allPeers: allPeers, peers: peers, ports: numericPorts(numeric)})
+		groups = append(groups, group{targets: ri.targets, allPeers: allPeers, peers: peers, ports: numericPorts(numeric)})
 	}
 	if len(named) == 0 {
 		return groups
@@ -289,18 +317,18 @@ func ruleGroups(in ruleInput, peers []peerAddr) []group {
 		}
 		return g
 	}
-	if in.dir == model.Ingress {
-		for _, t := range in.targets {
+	if ri.dir == model.Ingress {
+		for _, t := range ri.targets {
 			if g := member(t); g != nil {
 				g.targets = append(g.targets, t)
 			}
 		}
 	} else {
-		split := in.egressSplit
+		split := ri.egressSplit
 		if split == nil {
 			split = &egressSplit{}
 		}
-		for i, pa := range split.update(r, named, egressNamedAddrs(in, peers)) {
+		for i, pa := range split.update(r, named, egressNamedAddrs(ri, peers)) {
 			g, ok := byKey[split.keys[i]]
 			if !ok {
 				g = &namedGroup{ports: split.ports[i]}
@@ -313,10 +341,10 @@ func ruleGroups(in ruleInput, peers []peerAddr) []group {
 	sort.Strings(keys)
 	for _, k := range keys {
 		g := byKey[k]
-		if in.dir == model.Ingress {
+		if ri.dir == model.Ingress {
 			groups = append(groups, group{key: k, targets: g.targets, allPeers: allPeers, peers: peers, ports: g.ports})
 		} else {
-			groups = append(groups, group{key: k, targets: in.targets, peers: g.peers, ports: g.ports})
+			groups = append(groups, group{key: k, targets: ri.targets, peers: g.peers, ports: g.ports})
 		}
 	}
 	return groups
@@ -380,8 +408,8 @@ func (m *egressSplit) update(r *model.Rule, named []model.PortSpec, addrs []peer
 // pod addresses inside its ipBlocks (exceptions honoured), or every pod
 // address when the rule has no peers. Only addresses the rule's peers cover
 // count: a pod in an IPv4 block is no IPv6 peer.
-func egressNamedAddrs(in ruleInput, peers []peerAddr) []peerAddr {
-	if !in.rule.AllPeers() && !slices.ContainsFunc(peers, func(p peerAddr) bool { return p.pod == nil }) {
+func egressNamedAddrs(ri ruleInput, peers []peerAddr) []peerAddr {
+	if !ri.rule.AllPeers() && !slices.ContainsFunc(peers, func(p peerAddr) bool { return p.pod == nil }) {
 		return peers // selected pods only: already sorted, one per address
 	}
 	var out []peerAddr
@@ -394,7 +422,7 @@ func egressNamedAddrs(in ruleInput, peers []peerAddr) []peerAddr {
 			out = append(out, p)
 		case podLess(p.pod, out[i].pod):
 			// Two live pods claim the address: its ports are the first
-			// pod's by namespace/name, whatever order pods come in.
+			// pod's by namespace/name, whatever order pods come ri.
 			out[i].pod = p.pod
 		}
 	}
@@ -406,14 +434,14 @@ func egressNamedAddrs(in ruleInput, peers []peerAddr) []peerAddr {
 			blocks = append(blocks, p.prefix)
 		}
 	}
-	for _, pod := range in.allPods() {
+	for _, pod := range ri.allPods() {
 		if !pod.Active() {
 			continue
 		}
 		for _, ip := range pod.IPs {
-			if in.rule.AllPeers() || containedIn(ip, blocks) {
+			if ri.rule.AllPeers() || containedIn(ip, blocks) {
 				pre := addr.HostPrefix(ip)
-				add(peerAddr{prefix: pre, pod: pod, match: [2]string{prefixMatch(pre, "src", ""), prefixMatch(pre, "dst", "")}})
+				add(peerAddr{prefix: pre, pod: pod, match: peerMatches(pre)})
 			}
 		}
 	}
@@ -488,12 +516,12 @@ func resolveNamed(specs []model.PortSpec, pod *model.Pod) []portMatch {
 	return dedupePorts(out)
 }
 
-func dedupePorts(in []portMatch) []portMatch {
-	if len(in) <= 1 {
-		return in
+func dedupePorts(ports []portMatch) []portMatch {
+	if len(ports) <= 1 {
+		return ports
 	}
-	out := make([]portMatch, 0, len(in))
-	for _, m := range in {
+	out := make([]portMatch, 0, len(ports))
+	for _, m := range ports {
 		if !slices.Contains(out, m) {
 			out = append(out, m)
 		}
@@ -542,7 +570,7 @@ func familyOf(a netip.Addr) family {
 // leaving out unconstrained dimensions; the peer dimension is returned
 // unrendered. With only the target dimension left, the rule needs no
 // conjunction: each target flow allows directly.
-func groupFlows(in ruleInput, g group, ruleKey string, cookie openflow.Cookie, next uint8, ids idSource) ([]openflow.Flow, *peerDim) {
+func groupFlows(ri ruleInput, g group, ruleKey string, cookie openflow.Cookie, next uint8, ids idSource) ([]openflow.Flow, *peerDim) {
 	// Families the conjunction can ever complete for.
 	fams := map[family]bool{}
 	for _, t := range g.targets {
@@ -567,8 +595,8 @@ func groupFlows(in ruleInput, g group, ruleKey string, cookie openflow.Cookie, n
 
 	// The dimensions in conjunction order: targets, peers, ports. Peers
 	// are never empty here (a family without peers was dropped above).
-	var dims [][]string
-	dims = append(dims, targetMatches(in, g.targets, fams))
+	var dims [][]openflow.Match
+	dims = append(dims, targetMatches(ri, g.targets, fams))
 	peerIndex := -1
 	if !g.allPeers {
 		peerIndex = len(dims)
@@ -583,9 +611,9 @@ func groupFlows(in ruleInput, g group, ruleKey string, cookie openflow.Cookie, n
 		}
 	}
 
-	allow := gotoTable(next)
+	allow := do(openflow.Goto(next))
 	table := TableEgress
-	if in.dir == model.Ingress {
+	if ri.dir == model.Ingress {
 		table = TableIngress
 	}
 	var flows []openflow.Flow
@@ -605,72 +633,77 @@ func groupFlows(in ruleInput, g group, ruleKey string, cookie openflow.Cookie, n
 		n += len(d)
 	}
 	flows = make([]openflow.Flow, 0, n)
-	ids32 := strconv.FormatUint(uint64(id), 10)
 	var peer *peerDim
 	for k, d := range dims {
-		action := "conjunction(" + ids32 + "," + strconv.Itoa(k+1) + "/" + strconv.Itoa(len(dims)) + ")"
+		conj := []openflow.Conjunction{{ID: id, K: uint8(k + 1), N: uint8(len(dims))}}
 		if k == peerIndex {
-			dir := "src"
-			if in.dir == model.Egress {
-				dir = "dst"
+			side := peerSrc
+			if ri.dir == model.Egress {
+				side = peerDst
 			}
-			peer = &peerDim{peers: g.peers, fams: fams, dir: dir, table: table, cookie: cookie, action: action}
+			peer = &peerDim{peers: g.peers, fams: fams, side: side, table: table, cookie: cookie, conj: conj}
 			continue
 		}
 		for _, m := range d {
-			flows = append(flows, openflow.Flow{Table: table, Priority: PrioRuleConj, Cookie: cookie, Match: m, Actions: action})
+			flows = append(flows, openflow.Flow{Table: table, Priority: PrioRuleConj, Cookie: cookie, Match: m, Conjunctions: conj})
 		}
 	}
 	flows = append(flows, openflow.Flow{Table: table, Priority: PrioRuleConj, Cookie: cookie,
-		Match: "conj_id=" + ids32, Actions: allow})
+		Match: openflow.NewMatch(openflow.ConjID(id)), Actions: allow})
 	return flows, peer
 }
 
 // targetMatches identifies the rule's local pods: by ingress port for egress
 // (port security already tied the port to the pod's addresses), by
 // destination address for ingress.
-func targetMatches(in ruleInput, targets []*model.Pod, fams map[family]bool) []string {
-	var out []string
+func targetMatches(ri ruleInput, targets []*model.Pod, fams map[family]bool) []openflow.Match {
+	var out []openflow.Match
 	for _, t := range targets {
-		if in.dir == model.Egress {
-			out = append(out, "in_port="+PortName(in.cfg.Bindings[t.Key()].OFPort))
+		if ri.dir == model.Egress {
+			out = append(out, openflow.NewMatch(openflow.InPort(ri.cfg.Bindings[t.Key()].OFPort)))
 			continue
 		}
 		for _, ip := range t.IPs {
 			if fams[familyOf(ip)] {
-				out = append(out, ipMatch(ip, "dst", ""))
+				out = append(out, dstMatch(host(ip)))
 			}
 		}
 	}
 	return out
 }
 
-var protoNames = map[model.Protocol][2]string{
-	model.TCP:  {"tcp", "tcp6"},
-	model.UDP:  {"udp", "udp6"},
-	model.SCTP: {"sctp", "sctp6"},
+// transportProto is a transport protocol's match shorthand in a family
+// (tcp or tcp6, ...).
+func transportProto(p model.Protocol, ipv6 bool) openflow.Protocol {
+	var v4, v6 openflow.Protocol
+	switch p {
+	case model.UDP:
+		v4, v6 = openflow.UDP, openflow.UDP6
+	case model.SCTP:
+		v4, v6 = openflow.SCTP, openflow.SCTP6
+	default:
+		v4, v6 = openflow.TCP, openflow.TCP6
+	}
+	if ipv6 {
+		return v6
+	}
+	return v4
 }
 
-// portMatches renders transport matches for each address family in use.
-func portMatches(ports []portMatch, fams map[family]bool) []string {
-	var out []string
+// portMatches builds transport matches for each address family in use.
+func portMatches(ports []portMatch, fams map[family]bool) []openflow.Match {
+	var out []openflow.Match
 	for _, f := range []family{4, 6} {
 		if !fams[f] {
 			continue
 		}
 		for _, p := range ports {
-			name := protoNames[p.proto][0]
-			if f == 6 {
-				name = protoNames[p.proto][1]
+			proto := transportProto(p.proto, f == 6)
+			if p.all {
+				out = append(out, openflow.NewMatch(proto))
+				continue
 			}
-			switch {
-			case p.all:
-				out = append(out, name)
-			case p.mask.Exact():
-				out = append(out, fmt.Sprintf("%s,tp_dst=%d", name, p.mask.Value))
-			default:
-				out = append(out, fmt.Sprintf("%s,tp_dst=0x%x/0x%x", name, p.mask.Value, p.mask.Mask))
-			}
+			out = append(out, openflow.NewMatch(proto, openflow.TransportDst{Value: p.mask.Value, Mask: p.mask.Mask}))
 		}
 	}
 	return out

@@ -1,7 +1,6 @@
 package compiler
 
 import (
-	"fmt"
 	"hash/fnv"
 	"net/netip"
 	"sort"
@@ -25,15 +24,6 @@ import (
 func ServiceCookie(svc *model.Service) openflow.Cookie {
 	return openflow.NewCookie(openflow.KindService, "service/"+svc.Key())
 }
-
-// Priorities in the Service tables.
-const (
-	prioServicePort     uint16 = 100 // table 25: a Service port's address
-	prioAffinityEntry   uint16 = 100 // table 26: learned entries
-	prioAffinityBackend uint16 = 100 // table 27: the remembered backend
-	prioAffinityChoose  uint16 = 90  // table 27: no (valid) entry: choose
-	prioAffinityLearn   uint16 = 100 // table 28: remember the pick, go to it
-)
 
 // affinityMaxSeconds is the longest idle_timeout OpenFlow can express
 // (16 bits); longer sessionAffinity timeouts (the API allows 86400) are
@@ -69,37 +59,33 @@ func familyPorts(svc *model.Service) []serviceFamilyPort {
 	return out
 }
 
-// transport returns a protocol's match shorthand (protoNames), field
-// prefix (tcp_src, udp_dst, ...) and IP protocol number.
-func transport(p model.Protocol, ipv6 bool) (shorthand, field string, number int) {
-	names := protoNames[p]
-	shorthand = names[0]
-	if ipv6 {
-		shorthand = names[1]
-	}
+// transport returns a protocol's match shorthand (transportProto) and field
+// prefix (tcp_src, udp_dst, ...).
+func transport(p model.Protocol, ipv6 bool) (shorthand openflow.Protocol, field string) {
+	shorthand = transportProto(p, ipv6)
 	switch p {
 	case model.UDP:
-		return shorthand, "udp", 17
+		return shorthand, "udp"
 	case model.SCTP:
-		return shorthand, "sctp", 132
+		return shorthand, "sctp"
 	}
-	return shorthand, "tcp", 6
+	return shorthand, "tcp"
 }
 
-// serviceMatch is "tcp,nw_dst=VIP,tp_dst=PORT" (or its IPv6 form).
-func (p serviceFamilyPort) match() string {
-	sh, _, _ := transport(p.sp.Protocol, p.ipv6())
-	return sh + "," + ipField(p.vip, "dst") + "=" + p.vip.String() + ",tp_dst=" + strconv.Itoa(int(p.sp.Port))
+// match is "tcp,nw_dst=VIP,tp_dst=PORT" (or its IPv6 form), after the
+// fields before (none, or the affinity register).
+func (p serviceFamilyPort) match(before ...openflow.Field) openflow.Match {
+	sh, _ := transport(p.sp.Protocol, p.ipv6())
+	var buf [4]openflow.Field
+	return openflow.NewMatch(append(append(buf[:0], before...), sh, openflow.HostDst(p.vip), openflow.PortDst(uint16(p.sp.Port)))...)
 }
 
 // natAction commits the connection DNATed to b, marked as balanced, and
 // continues in table next.
-func natAction(cfg Config, b model.Backend, next uint8) string {
-	addr := b.Address.String()
-	if b.Address.Is6() {
-		addr = "[" + addr + "]"
-	}
-	return fmt.Sprintf("ct(commit,table=%d,zone=%d,nat(dst=%s:%d),exec(set_field:%s->ct_mark))", next, cfg.CTZone, addr, b.Port, ctMarkBalanced)
+func natAction(cfg Config, b model.Backend, next uint8) openflow.CT {
+	return openflow.CT{Commit: true, HasTable: true, Table: next, Zone: cfg.CTZone,
+		NATDst:  netip.AddrPortFrom(b.Address, uint16(b.Port)),
+		SetMark: openflow.SetCTMark{Value: ctMarkBalanced, Mask: ctMarkBalanced}}
 }
 
 // bucketIDs gives each backend a bucket ID derived from its address and
@@ -141,7 +127,7 @@ type serviceResult struct {
 // EndpointSlices; groupID allocates group IDs by key.
 func serviceFlows(cfg Config, svc *model.Service, slices []*model.EndpointSlice, groupID func(string) uint32) serviceResult {
 	cookie := ServiceCookie(svc)
-	f := func(table uint8, prio uint16, match, actions string) openflow.Flow {
+	f := func(table uint8, prio uint16, match openflow.Match, actions ...openflow.Action) openflow.Flow {
 		return openflow.Flow{Table: table, Priority: prio, Cookie: cookie, Match: match, Actions: actions}
 	}
 	res := serviceResult{serving: map[serviceFamilyPort]map[model.Backend]bool{}}
@@ -160,7 +146,7 @@ func serviceFlows(cfg Config, svc *model.Service, slices []*model.EndpointSlice,
 			// rejects it (its "has no endpoints" rule).
 			continue
 		case model.NoLocalEndpoints:
-			res.flows = append(res.flows, f(TableService, prioServicePort, p.match(), "drop"))
+			res.flows = append(res.flows, f(TableService, prioServicePort, p.match()))
 			continue
 		}
 		ids := bucketIDs(backends)
@@ -171,12 +157,12 @@ func serviceFlows(cfg Config, svc *model.Service, slices []*model.EndpointSlice,
 		key := p.groupKey(svc)
 		buckets := make([]openflow.Bucket, len(backends))
 		for i, b := range backends {
-			buckets[i] = openflow.Bucket{ID: ids[i], Actions: natAction(cfg, b, TableEgress)}
+			buckets[i] = openflow.Bucket{ID: ids[i], Actions: do(natAction(cfg, b, TableEgress))}
 		}
 		groups, keys := splitGroup(key, cookie, hashFields(p), buckets, groupID)
 		res.groups = append(res.groups, groups...)
 		res.groupKeys = append(res.groupKeys, keys...)
-		res.flows = append(res.flows, f(TableService, prioServicePort, p.match(), "group:"+strconv.FormatUint(uint64(groups[0].ID), 10)))
+		res.flows = append(res.flows, f(TableService, prioServicePort, p.match(), openflow.ToGroup(groups[0].ID)))
 	}
 	return res
 }
@@ -195,19 +181,19 @@ func serviceFlows(cfg Config, svc *model.Service, slices []*model.EndpointSlice,
 // client would skip the learn() (seen in e2e: entries not renewed after
 // their timeout). multipath reads the transport ports: every new
 // connection without an entry goes through ovs-vswitchd and is learned.
-func affinityFlows(cfg Config, svc *model.Service, p serviceFamilyPort, backends []model.Backend, ids []uint32, f func(uint8, uint16, string, string) openflow.Flow) []openflow.Flow {
+func affinityFlows(cfg Config, svc *model.Service, p serviceFamilyPort, backends []model.Backend, ids []uint32, f func(uint8, uint16, openflow.Match, ...openflow.Action) openflow.Flow) []openflow.Flow {
+	match := p.match()
 	flows := []openflow.Flow{
-		f(TableService, prioServicePort, p.match(), fmt.Sprintf("resubmit(,%d),%s", TableAffinity, gotoTable(TableAffinityDNAT))),
-		f(TableAffinityDNAT, prioAffinityChoose, p.match(),
-			fmt.Sprintf("multipath(symmetric_l3l4+udp,0,hrw,%d,0,%s),%s", len(backends), nxmRegPick, gotoTable(TableAffinityLearn))),
+		f(TableService, prioServicePort, match, openflow.Resubmit(TableAffinity), openflow.Goto(TableAffinityDNAT)),
+		f(TableAffinityDNAT, prioAffinityChoose, match,
+			openflow.Multipath{Links: uint16(len(backends)), DstReg: regPick}, openflow.Goto(TableAffinityLearn)),
 	}
 	cookie := ServiceCookie(svc)
 	for i, b := range backends {
 		nat := natAction(cfg, b, TableEgress)
-		id := "0x" + strconv.FormatUint(uint64(ids[i]), 16)
 		flows = append(flows,
-			f(TableAffinityDNAT, prioAffinityBackend, regAffinity+"="+id+","+p.match(), nat),
-			f(TableAffinityLearn, prioAffinityLearn, fmt.Sprintf("%s=%d,%s", regPick, i, p.match()), learnAction(svc, p, ids[i], cookie)+","+nat))
+			f(TableAffinityDNAT, prioAffinityBackend, p.match(regIs(regAffinity, ids[i])), nat),
+			f(TableAffinityLearn, prioAffinityLearn, p.match(regIs(regPick, uint32(i))), learnAction(svc, p, ids[i], cookie), nat))
 	}
 	return flows
 }
@@ -233,24 +219,26 @@ func splitGroup(key string, cookie openflow.Cookie, fields string, buckets []ope
 		subKey := key + "/part" + strconv.Itoa(i)
 		sub := openflow.Group{ID: groupID(subKey), Cookie: cookie, Fields: fields,
 			Buckets: buckets[i*len(buckets)/n : (i+1)*len(buckets)/n]}
-		groups[0].Buckets = append(groups[0].Buckets, openflow.Bucket{ID: uint32(i + 1), Actions: "group:" + strconv.FormatUint(uint64(sub.ID), 10)})
+		groups[0].Buckets = append(groups[0].Buckets, openflow.Bucket{ID: uint32(i + 1), Actions: do(openflow.ToGroup(sub.ID))})
 		groups, keys = append(groups, sub), append(keys, subKey)
 	}
 	return groups, keys
 }
 
 // regAffinity holds, in tables 26–27, the ID of a client's remembered
-// backend; regPick (nxmRegPick in NXM syntax), in tables 27–28, the index
-// of the backend multipath picked.
+// backend; regPick, in tables 27–28, the index of the backend multipath
+// picked.
 const (
-	regAffinity = "reg2"
-	regPick     = "reg3"
-	nxmRegPick  = "NXM_NX_REG3[]"
+	regAffinity uint8 = 2
+	regPick     uint8 = 3
 )
+
+// regIs matches register r holding v.
+func regIs(r uint8, v uint32) openflow.Reg { return openflow.Reg{N: r, Value: v, Mask: 0xffffffff} }
 
 // hashFields are the 5-tuple fields a Service port's group hashes.
 func hashFields(p serviceFamilyPort) string {
-	_, tp, _ := transport(p.sp.Protocol, p.ipv6())
+	_, tp := transport(p.sp.Protocol, p.ipv6())
 	ip := "ip"
 	if p.ipv6() {
 		ip = "ipv6"
@@ -262,15 +250,11 @@ func hashFields(p serviceFamilyPort) string {
 // backend id, for the affinity timeout since the client's last new
 // connection (idle_timeout: only new connections look the entry up).
 // Written as OVS prints it.
-func learnAction(svc *model.Service, p serviceFamilyPort, id uint32, cookie openflow.Cookie) string {
-	_, tp, num := transport(p.sp.Protocol, p.ipv6())
-	ethType, src, dst := "0x800", "NXM_OF_IP_SRC[]", "ip_dst"
-	if p.ipv6() {
-		ethType, src, dst = "0x86dd", "NXM_NX_IPV6_SRC[]", "ipv6_dst"
-	}
-	timeout := min(svc.AffinitySeconds, affinityMaxSeconds)
-	return fmt.Sprintf("learn(table=%d,idle_timeout=%d,priority=%d,cookie=%s,eth_type=%s,nw_proto=%d,%s,%s=%s,%s_dst=%d,load:%#x->NXM_NX_REG2[])",
-		TableAffinity, timeout, prioAffinityEntry, cookie.Learned(), ethType, num, src, dst, p.vip, tp, p.sp.Port, id)
+func learnAction(svc *model.Service, p serviceFamilyPort, id uint32, cookie openflow.Cookie) openflow.LearnClient {
+	sh, _ := transport(p.sp.Protocol, p.ipv6())
+	return openflow.LearnClient{Table: TableAffinity, IdleTimeout: uint32(min(svc.AffinitySeconds, affinityMaxSeconds)),
+		Priority: prioAffinityEntry, Cookie: cookie.Learned(), Transport: sh,
+		ServiceIP: p.vip, ServicePort: uint16(p.sp.Port), LoadReg: regAffinity, LoadValue: id}
 }
 
 // staleUDP returns the conntrack entries to delete when a Service goes

@@ -1,10 +1,6 @@
 package compiler
 
 import (
-	"fmt"
-	"strconv"
-	"strings"
-
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
 )
 
@@ -48,51 +44,19 @@ func tierable(k openflow.Key) bool {
 	return k.Priority == PrioRuleConj && (k.Table == TableEgress || k.Table == TableIngress)
 }
 
-// conjIDOfMatch reads ID from a "conj_id=ID" match (ok false for others).
-func conjIDOfMatch(match string) (uint32, bool) {
-	rest, ok := strings.CutPrefix(match, "conj_id=")
-	if !ok {
-		return 0, false
-	}
-	id, err := strconv.ParseUint(rest, 10, 32)
-	return uint32(id), err == nil
-}
-
-// eachConjunction calls f with each action of a conjunction-only action
-// list ("conjunction(1,1/2),conjunction(7,2/3)"), in order.
-func eachConjunction(actions string, f func(action string)) {
-	for rest := actions; rest != ""; {
-		a := rest
-		if i := strings.Index(rest, "),"); i >= 0 {
-			a, rest = rest[:i+1], rest[i+2:]
-		} else {
-			rest = ""
-		}
-		f(a)
-	}
-}
-
-// conjunctionIDs returns the IDs of a conjunction-only action list, in order.
-func conjunctionIDs(actions string) []uint32 {
-	var ids []uint32
-	eachConjunction(actions, func(a string) { ids = append(ids, conjunctionID(a)) })
-	return ids
-}
-
 // tiersNeeded is the number of tiers flow f needs so that no tier holds
 // more than limit of its conjunctions (1 for all but huge shared matches;
 // MaxConjunctionTiers at most).
 func tiersNeeded(f openflow.Flow, limit int) int {
-	if !isConjunction(f.Actions) || strings.Count(f.Actions, "conjunction(") <= limit {
+	if len(f.Conjunctions) <= limit {
 		return 1
 	}
-	ids := conjunctionIDs(f.Actions)
 	counts := make([]int, MaxConjunctionTiers)
 	for t := 2; t <= MaxConjunctionTiers; t *= 2 {
 		clear(counts[:t])
 		fits := true
-		for _, id := range ids {
-			i := id & uint32(t-1)
+		for _, c := range f.Conjunctions {
+			i := c.ID & uint32(t-1)
 			counts[i]++
 			if counts[i] > limit {
 				fits = false
@@ -109,16 +73,16 @@ func tiersNeeded(f openflow.Flow, limit int) int {
 // tierOf is the tier of conjunction id with t tiers.
 func tierOf(id uint32, t int) uint16 { return uint16(id & uint32(t-1)) }
 
-// splitTiers returns the installed flows of tierable key k with t > 1
-// tiers, given the fragments' flows for it: a conj_id flow moves to its
-// tier's priority; a dimension flow becomes one flow per tier its
-// conjunctions use, each merged as mergeKey merges (its cookie is that of
-// its lowest conjunction ID).
-func splitTiers(k openflow.Key, shares []share, t int) ([]openflow.Flow, error) {
-	if id, ok := conjIDOfMatch(k.Match); ok {
+// splitTiers returns the installed flows of tierable key k, whose merged
+// flow has match m, with t > 1 tiers, given the fragments' flows for it: a
+// conj_id flow moves to its tier's priority; a dimension flow becomes one
+// flow per tier its conjunctions use, each merged as mergeKey merges (its
+// cookie is that of its lowest conjunction ID).
+func splitTiers(k openflow.Key, m openflow.Match, shares []share, t int) ([]openflow.Flow, error) {
+	if id, ok := m.ConjID(); ok {
 		fs := make([]openflow.Flow, len(shares))
 		for i, c := range shares {
-			fs[i] = openflow.Flow{Table: k.Table, Priority: k.Priority - tierOf(id, t), Cookie: c.cookie, Match: k.Match, Actions: c.actions}
+			fs[i] = openflow.Flow{Table: k.Table, Priority: k.Priority - tierOf(id, t), Cookie: c.cookie, Match: m, Conjunctions: c.conjs, Actions: c.actions}
 		}
 		f, err := mergeKey(fs)
 		if err != nil {
@@ -128,16 +92,16 @@ func splitTiers(k openflow.Key, shares []share, t int) ([]openflow.Flow, error) 
 	}
 	byTier := map[uint16][]openflow.Flow{}
 	for _, c := range shares {
-		if !isConjunction(c.actions) {
-			return nil, fmt.Errorf("flow table=%d,priority=%d,%s: conjunction and non-conjunction actions collide", k.Table, k.Priority, k.Match)
+		if len(c.conjs) == 0 {
+			return nil, collision(k)
 		}
-		parts := map[uint16][]string{}
-		eachConjunction(c.actions, func(a string) {
-			tier := tierOf(conjunctionID(a), t)
-			parts[tier] = append(parts[tier], a)
-		})
-		for tier, as := range parts {
-			byTier[tier] = append(byTier[tier], openflow.Flow{Table: k.Table, Priority: k.Priority - tier, Cookie: c.cookie, Match: k.Match, Actions: strings.Join(as, ",")})
+		parts := map[uint16][]openflow.Conjunction{}
+		for _, conj := range c.conjs {
+			tier := tierOf(conj.ID, t)
+			parts[tier] = append(parts[tier], conj)
+		}
+		for tier, cs := range parts {
+			byTier[tier] = append(byTier[tier], openflow.Flow{Table: k.Table, Priority: k.Priority - tier, Cookie: c.cookie, Match: m, Conjunctions: cs})
 		}
 	}
 	out := make([]openflow.Flow, 0, len(byTier))

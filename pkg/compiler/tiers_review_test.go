@@ -35,7 +35,7 @@ func (m *flowSetModel) flows(id string) []openflow.Flow {
 		case a.Priority != b.Priority:
 			return int(a.Priority) - int(b.Priority)
 		}
-		return strings.Compare(a.Match, b.Match)
+		return strings.Compare(a.Match.String(), b.Match.String())
 	})
 	return out
 }
@@ -62,32 +62,36 @@ func (m *flowSetModel) fresh(t *testing.T) *compiler.FlowSet {
 // conj_id flows, a rule's direct allow at 30001 and an isolation drop.
 func randomPolicyFlow(rng *rand.Rand, cookie openflow.Cookie, maxID int) openflow.Flow {
 	table := []uint8{compiler.TableEgress, compiler.TableIngress}[rng.IntN(2)]
+	toCommit := []openflow.Action{openflow.Goto(compiler.TableCommit)}
+	dst := func(i int) openflow.Match {
+		return openflow.NewMatch(openflow.IP, openflow.HostDst(netip.AddrFrom4([4]byte{10, 1, 0, byte(i)})))
+	}
 	switch rng.IntN(10) {
 	case 0:
 		return openflow.Flow{Table: table, Priority: compiler.PrioRuleConj, Cookie: cookie,
-			Match: fmt.Sprintf("conj_id=%d", 1+rng.IntN(maxID)), Actions: "goto_table:50"}
+			Match: openflow.NewMatch(openflow.ConjID(1 + rng.IntN(maxID))), Actions: toCommit}
 	case 1:
 		return openflow.Flow{Table: table, Priority: compiler.PrioRuleAllow, Cookie: cookie,
-			Match: fmt.Sprintf("ip,nw_dst=10.1.0.%d", rng.IntN(3)), Actions: "goto_table:50"}
+			Match: dst(rng.IntN(3)), Actions: toCommit}
 	case 2:
 		return openflow.Flow{Table: table, Priority: compiler.PrioIsolation, Cookie: cookie,
-			Match: fmt.Sprintf("ip,nw_dst=10.1.0.%d", rng.IntN(3)), Actions: "drop"}
+			Match: dst(rng.IntN(3))}
 	}
-	var match string
-	k := 1
+	var match openflow.Match
+	k := uint8(1)
 	if rng.IntN(2) == 0 {
-		match = fmt.Sprintf("ip,nw_src=10.0.0.%d", rng.IntN(3))
+		match = openflow.NewMatch(openflow.IP, openflow.HostSrc(netip.AddrFrom4([4]byte{10, 0, 0, byte(rng.IntN(3))})))
 	} else {
-		match = fmt.Sprintf("tcp,tp_dst=%d", 80+rng.IntN(2))
+		match = openflow.NewMatch(openflow.TCP, openflow.PortDst(uint16(80+rng.IntN(2))))
 		k = 2
 	}
-	var acts []string
+	var conjs []openflow.Conjunction
 	for n := 1 + rng.IntN(4); n > 0; n-- {
-		acts = append(acts, fmt.Sprintf("conjunction(%d,%d/2)", 1+rng.IntN(maxID), k))
+		conjs = append(conjs, openflow.Conjunction{ID: uint32(1 + rng.IntN(maxID)), K: k, N: 2})
 	}
-	slices.Sort(acts)
-	acts = slices.Compact(acts)
-	return openflow.Flow{Table: table, Priority: compiler.PrioRuleConj, Cookie: cookie, Match: match, Actions: strings.Join(acts, ",")}
+	slices.SortFunc(conjs, func(a, b openflow.Conjunction) int { return int(a.ID) - int(b.ID) })
+	conjs = slices.Compact(conjs)
+	return openflow.Flow{Table: table, Priority: compiler.PrioRuleConj, Cookie: cookie, Match: match, Conjunctions: conjs}
 }
 
 // TestFlowSetTiersRandomModel drives one FlowSet with random SetFragment,
@@ -180,7 +184,7 @@ func TestFlowSetTiersRandomModel(t *testing.T) {
 			where := fmt.Sprintf("seed %d step %d (%s)", seed, step, strings.Join(ops, "; "))
 			want := m.fresh(t).Flows()
 			gotFlows := s.Flows()
-			if !slices.Equal(gotFlows, want) {
+			if !slices.EqualFunc(gotFlows, want, openflow.Flow.Equal) {
 				t.Fatalf("%s: incremental FlowSet has\n%s\nfrom scratch:\n%s", where, flowLines(gotFlows), flowLines(want))
 			}
 			if err := checkConjunctionLimit(gotFlows, m.limit); err != nil {
@@ -191,7 +195,7 @@ func TestFlowSetTiersRandomModel(t *testing.T) {
 			}
 			got := byKey(gotFlows)
 			for k, f := range got {
-				if g, ok := s.Flow(k); !ok || g != f {
+				if g, ok := s.Flow(k); !ok || !g.Equal(f) {
 					t.Fatalf("%s: Flow(%v) = %v, %t; Flows() has %v", where, k, g, ok, f)
 				}
 			}
@@ -203,8 +207,8 @@ func TestFlowSetTiersRandomModel(t *testing.T) {
 				}
 			}
 			for k, f := range got {
-				if p, ok := prev[k]; (!ok || p != f) != (reported[k] > 0) {
-					t.Fatalf("%s: flow %v changed: %t, reported: %t", where, f, !ok || p != f, reported[k] > 0)
+				if p, ok := prev[k]; (!ok || !p.Equal(f)) != (reported[k] > 0) {
+					t.Fatalf("%s: flow %v changed: %t, reported: %t", where, f, !ok || !p.Equal(f), reported[k] > 0)
 				}
 			}
 			for k, p := range prev {
@@ -218,7 +222,7 @@ func TestFlowSetTiersRandomModel(t *testing.T) {
 				if g, ok := s.Flow(k); ok {
 					t.Fatalf("%s: removed key %v still has Flow %v", where, k, g)
 				}
-				if r, ok := s.Removed(k); !ok || r != p {
+				if r, ok := s.Removed(k); !ok || !r.Equal(p) {
 					t.Fatalf("%s: Removed(%v) = %v, %t; the installed flow was %v", where, k, r, ok, p)
 				}
 			}
@@ -345,7 +349,7 @@ func TestIncrementalConjunctionLimitChanges(t *testing.T) {
 			t.Fatal(err)
 		}
 		gotFlows := in.Flows()
-		if !slices.Equal(gotFlows, full.Flows) {
+		if !slices.EqualFunc(gotFlows, full.Flows, openflow.Flow.Equal) {
 			t.Fatalf("%s: incremental has %d flows, full compile %d, and they differ", where, len(gotFlows), len(full.Flows))
 		}
 		if err := checkConjunctionLimit(gotFlows, in.Config().MaxConjunctionsPerFlow); err != nil {
@@ -360,11 +364,11 @@ func TestIncrementalConjunctionLimitChanges(t *testing.T) {
 			reported[k] = true
 		}
 		for k, f := range got {
-			if g, ok := in.Flow(k); !ok || g != f {
+			if g, ok := in.Flow(k); !ok || !g.Equal(f) {
 				t.Fatalf("%s: Flow(%v) = %v, %t; Flows() has %v", where, k, g, ok, f)
 			}
-			if p, ok := prev[k]; (!ok || p != f) != reported[k] {
-				t.Fatalf("%s: flow %v changed: %t, reported: %t", where, f, !ok || p != f, reported[k])
+			if p, ok := prev[k]; (!ok || !p.Equal(f)) != reported[k] {
+				t.Fatalf("%s: flow %v changed: %t, reported: %t", where, f, !ok || !p.Equal(f), reported[k])
 			}
 		}
 		for k, p := range prev {
@@ -374,7 +378,7 @@ func TestIncrementalConjunctionLimitChanges(t *testing.T) {
 			if !reported[k] {
 				t.Fatalf("%s: flow %v removed but not reported", where, p)
 			}
-			if r, ok := in.Removed(k); !ok || r != p {
+			if r, ok := in.Removed(k); !ok || !r.Equal(p) {
 				t.Fatalf("%s: Removed(%v) = %v, %t; the installed flow was %v", where, k, r, ok, p)
 			}
 		}
@@ -396,12 +400,15 @@ func TestIncrementalConjunctionLimitChanges(t *testing.T) {
 // Commit must install (and report) that tier flow as a FlowSet built from
 // scratch has it.
 func TestFlowSetTierOwnerChangeUnderSameMergedFlow(t *testing.T) {
-	key := openflow.Key{Table: compiler.TableIngress, Priority: compiler.PrioRuleConj, Match: "ip,nw_src=10.0.0.1"}
-	flow := func(cookie openflow.Cookie, actions string) []openflow.Flow {
-		if actions == "" {
-			return nil
+	match := openflow.NewMatch(openflow.IP, openflow.HostSrc(netip.MustParseAddr("10.0.0.1")))
+	// flow is a fragment's flow for the match holding conjunctions ids
+	// (each the first of two dimensions).
+	flow := func(cookie openflow.Cookie, ids ...uint32) []openflow.Flow {
+		var conjs []openflow.Conjunction
+		for _, id := range ids {
+			conjs = append(conjs, openflow.Conjunction{ID: id, K: 1, N: 2})
 		}
-		return []openflow.Flow{{Table: key.Table, Priority: key.Priority, Cookie: cookie, Match: key.Match, Actions: actions}}
+		return []openflow.Flow{{Table: compiler.TableIngress, Priority: compiler.PrioRuleConj, Cookie: cookie, Match: match, Conjunctions: conjs}}
 	}
 	type frags map[string][]openflow.Flow
 	for _, tc := range []struct {
@@ -411,20 +418,20 @@ func TestFlowSetTierOwnerChangeUnderSameMergedFlow(t *testing.T) {
 		{
 			// Conjunction 2 (tier 0 of 2) is held by a and b; a drops it.
 			name:   "a sharer of the tier's lowest conjunction leaves",
-			before: frags{"a": flow(1, "conjunction(1,1/2),conjunction(2,1/2)"), "b": flow(5, "conjunction(2,1/2)")},
-			after:  frags{"a": flow(1, "conjunction(1,1/2)"), "b": flow(5, "conjunction(2,1/2)")},
+			before: frags{"a": flow(1, 1, 2), "b": flow(5, 2)},
+			after:  frags{"a": flow(1, 1), "b": flow(5, 2)},
 		},
 		{
 			// Conjunction 2 moves from a to b in one Commit.
 			name:   "the tier's lowest conjunction moves to another fragment",
-			before: frags{"a": flow(1, "conjunction(1,1/2),conjunction(2,1/2)"), "b": nil},
-			after:  frags{"a": flow(1, "conjunction(1,1/2)"), "b": flow(5, "conjunction(2,1/2)")},
+			before: frags{"a": flow(1, 1, 2), "b": nil},
+			after:  frags{"a": flow(1, 1), "b": flow(5, 2)},
 		},
 		{
 			// Conjunction 2 gains a sharer with a lower cookie.
 			name:   "a sharer with a lower cookie joins the tier's lowest conjunction",
-			before: frags{"a": flow(1, "conjunction(1,1/2)"), "b": flow(5, "conjunction(2,1/2)")},
-			after:  frags{"a": flow(1, "conjunction(1,1/2),conjunction(2,1/2)"), "b": flow(5, "conjunction(2,1/2)")},
+			before: frags{"a": flow(1, 1), "b": flow(5, 2)},
+			after:  frags{"a": flow(1, 1, 2), "b": flow(5, 2)},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -453,7 +460,7 @@ func TestFlowSetTierOwnerChangeUnderSameMergedFlow(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := build(tc.after).Flows()
-			if got := s.Flows(); !slices.Equal(got, want) {
+			if got := s.Flows(); !slices.EqualFunc(got, want, openflow.Flow.Equal) {
 				t.Fatalf("after the change the FlowSet has\n%sfrom scratch:\n%s", flowLines(got), flowLines(want))
 			}
 			reported := map[openflow.Key]bool{}
@@ -461,7 +468,7 @@ func TestFlowSetTierOwnerChangeUnderSameMergedFlow(t *testing.T) {
 				reported[k] = true
 			}
 			for _, f := range want {
-				if p, ok := prev[f.Key()]; (!ok || p != f) && !reported[f.Key()] {
+				if p, ok := prev[f.Key()]; (!ok || !p.Equal(f)) && !reported[f.Key()] {
 					t.Errorf("flow %v changed (was %v) but was not reported", f, p)
 				}
 			}
@@ -484,15 +491,17 @@ func TestMaxConjunctionTiersOnOVS(t *testing.T) {
 	tbl := compiler.TableIngress
 	for id := 1; id <= rules; id++ {
 		flows := []openflow.Flow{
-			{Table: tbl, Priority: compiler.PrioRuleConj, Cookie: openflow.Cookie(id), Match: "ip,nw_src=10.0.0.1", Actions: fmt.Sprintf("conjunction(%d,1/2)", id)},
-			{Table: tbl, Priority: compiler.PrioRuleConj, Cookie: openflow.Cookie(id), Match: fmt.Sprintf("tcp,tp_dst=%d", 1000+id), Actions: fmt.Sprintf("conjunction(%d,2/2)", id)},
-			{Table: tbl, Priority: compiler.PrioRuleConj, Cookie: openflow.Cookie(id), Match: fmt.Sprintf("conj_id=%d", id), Actions: "output:2"},
+			{Table: tbl, Priority: compiler.PrioRuleConj, Cookie: openflow.Cookie(id), Match: openflow.NewMatch(openflow.IP, openflow.HostSrc(netip.MustParseAddr("10.0.0.1"))),
+				Conjunctions: []openflow.Conjunction{{ID: uint32(id), K: 1, N: 2}}},
+			{Table: tbl, Priority: compiler.PrioRuleConj, Cookie: openflow.Cookie(id), Match: openflow.NewMatch(openflow.TCP, openflow.PortDst(uint16(1000+id))),
+				Conjunctions: []openflow.Conjunction{{ID: uint32(id), K: 2, N: 2}}},
+			{Table: tbl, Priority: compiler.PrioRuleConj, Cookie: openflow.Cookie(id), Match: openflow.NewMatch(openflow.ConjID(id)), Actions: []openflow.Action{openflow.Output(2)}},
 		}
 		if err := s.SetFragment(fmt.Sprint("rule", id), flows); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.SetFragment("isolation", []openflow.Flow{{Table: tbl, Priority: compiler.PrioIsolation, Cookie: 1, Match: "ip", Actions: "drop"}}); err != nil {
+	if err := s.SetFragment("isolation", []openflow.Flow{{Table: tbl, Priority: compiler.PrioIsolation, Cookie: 1, Match: openflow.NewMatch(openflow.IP)}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Commit(); err != nil {
@@ -506,9 +515,8 @@ func TestMaxConjunctionTiersOnOVS(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("table=0,priority=0 actions=goto_table:40\n")
 	for _, f := range flows {
-		var id int
-		if _, err := fmt.Sscanf(f.Match, "conj_id=%d", &id); err == nil {
-			prioOf[id] = f.Priority
+		if id, ok := f.Match.ConjID(); ok {
+			prioOf[int(id)] = f.Priority
 		}
 		fmt.Fprintf(&b, "%v\n", f)
 	}

@@ -102,7 +102,7 @@ func TestManySharedRulesInstall(t *testing.T) {
 			}
 			most, tiers := 0, map[uint16]bool{}
 			for _, f := range res.Flows {
-				if n := strings.Count(f.Actions, "conjunction("); n > 0 {
+				if n := len(f.Conjunctions); n > 0 {
 					most = max(most, n)
 					tiers[f.Priority] = true
 				}

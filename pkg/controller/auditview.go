@@ -3,7 +3,8 @@ package controller
 import (
 	"context"
 	"net/netip"
-	"strings"
+
+	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
 )
 
 // PodAt names the pod (namespace/name) that owns addr in the flows: of the
@@ -36,7 +37,7 @@ func (c *Controller) ReinstallMetered(ctx context.Context) (int, error) {
 	}
 	var ch Change
 	for _, f := range c.inc.Flows() {
-		if strings.Contains(f.Actions, "meter_id=") {
+		if metered(f) {
 			ch.AddFlows = append(ch.AddFlows, f)
 		}
 	}
@@ -49,4 +50,15 @@ func (c *Controller) ReinstallMetered(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	return len(ch.AddFlows), nil
+}
+
+// metered reports whether a flow sends packets to the controller through a
+// meter.
+func metered(f openflow.Flow) bool {
+	for _, a := range f.Actions {
+		if c, ok := a.(openflow.Controller); ok && c.MeterID != 0 {
+			return true
+		}
+	}
+	return false
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"net/netip"
-	"strings"
 	"testing"
 	"time"
 
@@ -39,11 +38,11 @@ func TestAuditView(t *testing.T) {
 	eventually(t, "ready", c.Ready)
 	eventually(t, "x/a's metered isolation", func() bool { return flows.has(",ip,nw_dst=10.1.1.1 actions=controller(userdata=") })
 
-	metered := 0
+	nMetered := 0
 	flows.mu.Lock()
 	for _, f := range flows.flows {
-		if strings.Contains(f.Actions, "meter_id=") {
-			metered++
+		if metered(f) {
+			nMetered++
 		}
 	}
 	bundles := flows.bundles
@@ -55,8 +54,8 @@ func TestAuditView(t *testing.T) {
 	flows.mu.Lock()
 	after := flows.bundles
 	flows.mu.Unlock()
-	if n != metered || n == 0 || after != bundles+1 {
-		t.Errorf("reinstalled %d flows in %d bundles; %d flows are metered, want them in one bundle", n, after-bundles, metered)
+	if n != nMetered || n == 0 || after != bundles+1 {
+		t.Errorf("reinstalled %d flows in %d bundles; %d flows are metered, want them in one bundle", n, after-bundles, nMetered)
 	}
 
 	for _, tc := range []struct {

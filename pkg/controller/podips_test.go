@@ -128,7 +128,7 @@ func TestDuplicatePodIPs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !slices.Equal(full.Flows, inc) {
+			if !slices.EqualFunc(full.Flows, inc, openflow.Flow.Equal) {
 				t.Fatal("incremental flows differ from a full compile of the same model")
 			}
 			results = append(results, inc)
@@ -152,7 +152,7 @@ func TestDuplicatePodIPs(t *testing.T) {
 		})
 	}
 	for i := 1; i < len(results); i++ {
-		if !slices.Equal(results[0], results[i]) {
+		if !slices.EqualFunc(results[0], results[i], openflow.Flow.Equal) {
 			t.Fatalf("case %d's flows differ from case 0's: the event order decided", i)
 		}
 	}

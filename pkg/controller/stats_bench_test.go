@@ -27,7 +27,7 @@ func BenchmarkStatsS1(b *testing.B) {
 	flows := c.inc.Flows()
 	counters := make([]FlowCounter, len(flows))
 	for i, f := range flows {
-		counters[i] = FlowCounter{Table: f.Table, Priority: f.Priority, Cookie: f.Cookie, Match: f.Match, Packets: uint64(i), Bytes: uint64(i) * 100}
+		counters[i] = FlowCounter{Table: f.Table, Priority: f.Priority, Cookie: f.Cookie, Match: f.Match.String(), Packets: uint64(i), Bytes: uint64(i) * 100}
 	}
 	tot := newFlowTotals()
 	v := c.statsView()

@@ -262,7 +262,7 @@ func TestStatsCollectorOnCompiledFlows(t *testing.T) {
 		defer flows.mu.Unlock()
 		var out []FlowCounter
 		for _, f := range flows.flows {
-			out = append(out, FlowCounter{Table: f.Table, Priority: f.Priority, Cookie: f.Cookie, Match: f.Match})
+			out = append(out, FlowCounter{Table: f.Table, Priority: f.Priority, Cookie: f.Cookie, Match: f.Match.String()})
 		}
 		// A total order: every dump numbers the flows alike.
 		sort.Slice(out, func(i, j int) bool {

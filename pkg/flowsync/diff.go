@@ -1,13 +1,11 @@
 package flowsync
 
 import (
+	"cmp"
 	"fmt"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
 )
@@ -37,15 +35,27 @@ func (o Op) String() string {
 
 // Mod is one change to the flow table.
 type Mod struct {
-	Op   Op
+	Op Op
+	// Flow is the flow an Add installs, or whose table, priority and match
+	// a Delete removes (the incremental compiler's deletes).
 	Flow openflow.Flow
+	// Installed, when set, is what a Delete removes instead of Flow: one
+	// of our flows as dump-flows printed it (Diff's deletes).
+	Installed *InstalledFlow
+}
+
+// cookie is the cookie of the mod's flow.
+func (m Mod) cookie() openflow.Cookie {
+	if m.Installed != nil {
+		return m.Installed.Cookie
+	}
+	return m.Flow.Cookie
 }
 
 // attributes are flow properties that ovs-ofctl accepts (and dump-flows
-// prints) among the match fields but that are not part of the match. Dump
-// keeps them in Match so that a flow carrying one never equals a desired
-// flow without it (Diff then replaces it) and an Add of a dumped flow
-// reproduces it; delete lines must leave them out.
+// prints) among the match fields but that are not part of the match. We
+// never set them: a dumped flow carrying one is stale (see ParseFlow), and
+// its delete line leaves them out (they are not part of the match).
 var attributes = map[string]bool{
 	"idle_timeout": true, "hard_timeout": true, "importance": true,
 	"send_flow_rem": true, "check_overlap": true, "reset_counts": true,
@@ -65,27 +75,26 @@ func (m Mod) String() string { return string(m.appendTo(nil, true)) }
 // appendTo appends the mod's line (without newline) to dst, without fmt:
 // a large bundle's text is rendered on the install's critical path.
 func (m Mod) appendTo(dst []byte, bundleCmd bool) []byte {
-	f := m.Flow
 	if bundleCmd {
 		dst = append(dst, "flow "...)
 	}
 	switch m.Op {
 	case Add:
 		dst = append(dst, "add "...)
-		dst = appendFlow(dst, f)
+		dst = appendFlow(dst, m.Flow)
 	case Delete:
+		table, priority, match := m.Flow.Table, m.Flow.Priority, m.Flow.Match.String()
+		if m.Installed != nil {
+			table, priority, match = m.Installed.Table, m.Installed.Priority, m.Installed.Match
+		}
 		dst = append(dst, "delete_strict table="...)
-		dst = strconv.AppendUint(dst, uint64(f.Table), 10)
+		dst = strconv.AppendUint(dst, uint64(table), 10)
 		dst = append(dst, ",priority="...)
-		dst = strconv.AppendUint(dst, uint64(f.Priority), 10)
+		dst = strconv.AppendUint(dst, uint64(priority), 10)
 		dst = append(dst, ",cookie="+oursCookieMask...)
-		for _, tok := range strings.Split(f.Match, ",") {
-			name, _, _ := strings.Cut(tok, "=")
-			if tok == "" || attributes[strings.TrimSpace(name)] {
-				continue
-			}
+		if match != "" {
 			dst = append(dst, ',')
-			dst = append(dst, tok...)
+			dst = append(dst, match...)
 		}
 	default:
 		dst = fmt.Appendf(dst, "# invalid op %d", m.Op)
@@ -96,7 +105,7 @@ func (m Mod) appendTo(dst []byte, bundleCmd bool) []byte {
 // oursCookieMask is "cookie/mask" selecting our flows.
 var oursCookieMask = openflow.Ours.String() + "/" + openflow.OursMask.String()
 
-// appendFlow appends f.String() without fmt.
+// appendFlow appends f.String() without fmt (Cookie.String's).
 func appendFlow(dst []byte, f openflow.Flow) []byte {
 	dst = append(dst, "table="...)
 	dst = strconv.AppendUint(dst, uint64(f.Table), 10)
@@ -106,12 +115,12 @@ func appendFlow(dst []byte, f openflow.Flow) []byte {
 	for i := 60; i >= 0; i -= 4 {
 		dst = append(dst, "0123456789abcdef"[uint64(f.Cookie)>>i&0xf])
 	}
-	if f.Match != "" {
+	if m := f.Match.String(); m != "" {
 		dst = append(dst, ',')
-		dst = append(dst, f.Match...)
+		dst = append(dst, m...)
 	}
 	dst = append(dst, " actions="...)
-	return append(dst, f.Actions...)
+	return f.AppendActions(dst)
 }
 
 // Mods turns flow and group changes into the mods of one bundle: flow
@@ -161,7 +170,13 @@ func bundleText(mods []Mod, groups []GroupMod) []byte {
 	bundleCmd := len(groups) > 0
 	n := 0
 	for _, m := range mods {
-		n += len(m.Flow.Match) + len(m.Flow.Actions) + 96 // the rest of a line, delete_strict's included
+		// The match, about 24 bytes per action and the rest of a line,
+		// delete_strict's included.
+		if m.Installed != nil {
+			n += len(m.Installed.Match) + 96
+		} else {
+			n += len(m.Flow.Match.String()) + 24*(len(m.Flow.Conjunctions)+len(m.Flow.Actions)) + 96
+		}
 	}
 	for _, g := range groups {
 		n += 64 + 100*len(g.Group.Buckets)
@@ -205,146 +220,91 @@ func DiffGroups(desired []openflow.Group, installed map[uint32]string) []GroupMo
 	return out
 }
 
-// Diff returns the mods that turn installed into desired. Flows are
-// identified by table, priority and canonical match (see Canonical):
+// Diff returns the mods that turn installed (as Dump returns it) into
+// desired. A flow's identity is its table, priority and match fields in any
+// order (openflow.Match.Sorted, openflow.SortedFields of the dumped text):
 //
-//   - an identity only in installed → Delete (of the installed flow);
-//   - an identity only in desired → Add (of the desired flow, as given);
-//   - an identity in both whose canonical actions or cookie differ → Add
-//     (of the desired flow: "add" replaces the installed one);
+//   - an identity only in installed, or a stale installed flow (see
+//     ParseFlow) → Delete (of the installed flow, as OVS printed it);
+//   - an identity only in desired, or whose installed flow is stale → Add
+//     (of the desired flow);
+//   - an identity in both whose actions text (openflow.Flow.ActionsText,
+//     which renders what OVS prints) or cookie differ → Add (of the desired
+//     flow: "add" replaces the installed one);
 //   - otherwise nothing.
 //
 // The order is deterministic: all Deletes, then all Adds, each sorted by
-// openflow.Less. Deletes come first because a delete_strict after an add of
-// the same OpenFlow identity would remove the new flow (this matters when
-// two texts Canonical tells apart name the same OVS flow, e.g. a dumped
-// flow carrying an idle_timeout: it is deleted and re-added). If desired
-// holds two flows with one identity, the later one wins (as in ovs-ofctl).
-func Diff(desired, installed []openflow.Flow) []Mod {
-	mods, _ := diff(desired, installed, false)
+// table, priority (highest first), cookie, match and actions text. Deletes
+// come first because a delete_strict after an add of the same OpenFlow
+// identity would remove the new flow (a stale flow, e.g. one carrying an
+// idle_timeout, is deleted and re-added). If desired holds two flows with
+// one identity, the later one wins (as in ovs-ofctl).
+func Diff(desired []openflow.Flow, installed []InstalledFlow) []Mod {
+	mods, _ := prepare(desired).diff(installed)
 	return mods
 }
 
-// diff is Diff with the counts Sync reports; canonical says installed is
-// already in canonical form (as Dump returns it), saving a second pass.
-func diff(desired, installed []openflow.Flow, canonical bool) ([]Mod, SyncStats) {
-	return prepare(desired).diff(installed, canonical)
+// flowID is a flow's OpenFlow identity: table, priority and its match
+// fields sorted.
+type flowID struct {
+	table    uint8
+	priority uint16
+	match    string
 }
 
-// entry is a flow as given and in canonical form.
-type entry struct {
-	orig, canon openflow.Flow
-}
-
-// desiredSet is the desired half of a diff, canonicalized once.
+// desiredSet is the desired half of a diff, by identity.
 type desiredSet struct {
-	want  map[openflow.Key]entry
-	order []openflow.Key // first appearance
+	flows []openflow.Flow
+	want  map[flowID]int // index in flows of the identity's last flow
+	order []flowID       // first appearance
 }
 
 func prepare(desired []openflow.Flow) desiredSet {
-	canon := canonicalAll(desired)
-	d := desiredSet{want: make(map[openflow.Key]entry, len(desired)), order: make([]openflow.Key, 0, len(desired))}
+	d := desiredSet{flows: desired, want: make(map[flowID]int, len(desired)), order: make([]flowID, 0, len(desired))}
 	for i, f := range desired {
-		c := canon[i]
-		k := c.Key()
+		k := flowID{f.Table, f.Priority, f.Match.Sorted()}
 		if _, dup := d.want[k]; !dup {
 			d.order = append(d.order, k)
 		}
-		d.want[k] = entry{f, c}
+		d.want[k] = i
 	}
 	return d
 }
 
-// canonicalAll returns Canonical of each flow, computed on all CPUs (it is
-// most of a full Sync's own work). Actions repeat across flows (every flow
-// of one conjunction dimension has the same), so each worker remembers the
-// action lists it canonicalized.
-func canonicalAll(flows []openflow.Flow) []openflow.Flow {
-	out := make([]openflow.Flow, len(flows))
-	const chunk = 1024
-	workers := min(runtime.GOMAXPROCS(0), (len(flows)+chunk-1)/chunk)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			actions := map[string]string{}
-			for {
-				start := int(next.Add(chunk)) - chunk
-				if start >= len(flows) {
-					return
-				}
-				for i := start; i < min(start+chunk, len(flows)); i++ {
-					f := flows[i]
-					a, ok := actions[f.Actions]
-					if !ok {
-						a = canonicalActions(f.Actions)
-						actions[f.Actions] = a
-					}
-					f.Match, f.Actions = canonicalMatch(f.Match), a
-					out[i] = f
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return out
-}
-
-func (d desiredSet) diff(installed []openflow.Flow, canonical bool) ([]Mod, SyncStats) {
-	have := make(map[openflow.Key]entry, len(installed))
-	for _, f := range installed {
-		c := f
-		if !canonical {
-			c = Canonical(f)
-		}
-		have[c.Key()] = entry{f, c}
-	}
+func (d desiredSet) diff(installed []InstalledFlow) ([]Mod, SyncStats) {
 	var st SyncStats
 	var dels, adds []Mod
-	for k, h := range have {
-		if _, ok := d.want[k]; !ok {
-			dels = append(dels, Mod{Delete, h.orig})
+	have := make(map[flowID]*InstalledFlow, len(installed))
+	for i := range installed {
+		f := &installed[i]
+		k := flowID{f.Table, f.Priority, openflow.SortedFields(f.Match)}
+		_, wanted := d.want[k]
+		if f.Stale || !wanted {
+			dels = append(dels, Mod{Op: Delete, Installed: f})
 			st.Deleted++
+			continue
 		}
+		have[k] = f
 	}
+	var actions []byte
 	for _, k := range d.order {
-		w := d.want[k]
+		w := d.flows[d.want[k]]
 		h, ok := have[k]
-		switch {
-		case !ok:
-			adds = append(adds, Mod{Add, w.orig})
+		if !ok {
+			adds = append(adds, Mod{Op: Add, Flow: w})
 			st.Added++
-		case h.canon.Actions != w.canon.Actions || h.canon.Cookie != w.canon.Cookie:
-			adds = append(adds, Mod{Add, w.orig})
-			st.Replaced++
-		default:
-			st.Unchanged++
+			continue
 		}
+		actions = w.AppendActions(actions[:0])
+		if h.Cookie != w.Cookie || string(actions) != h.Actions {
+			adds = append(adds, Mod{Op: Add, Flow: w})
+			st.Replaced++
+			continue
+		}
+		st.Unchanged++
 	}
-	sortMods(dels)
-	sortMods(adds)
-	return append(dels, adds...), st
-}
-
-// addAll is the diff against a switch holding none of our flows: an add of
-// every desired flow in the given order. Added counts distinct texts (table,
-// priority, match) without canonicalizing: two texts naming one OVS flow,
-// which the compiler never emits, would count twice.
-func addAll(desired []openflow.Flow) ([]Mod, SyncStats) {
-	mods := make([]Mod, len(desired))
-	seen := make(map[openflow.Key]struct{}, len(desired))
-	for i, f := range desired {
-		mods[i] = Mod{Add, f}
-		seen[f.Key()] = struct{}{}
-	}
-	return mods, SyncStats{Added: len(seen)}
-}
-
-func sortMods(m []Mod) {
-	slices.SortFunc(m, func(a, b Mod) int {
+	slices.SortFunc(dels, func(a, b Mod) int { return compareInstalled(a.Installed, b.Installed) })
+	slices.SortFunc(adds, func(a, b Mod) int {
 		switch {
 		case openflow.Less(a.Flow, b.Flow):
 			return -1
@@ -353,4 +313,36 @@ func sortMods(m []Mod) {
 		}
 		return 0
 	})
+	return append(dels, adds...), st
+}
+
+// compareInstalled orders installed flows as openflow.Less orders flows.
+func compareInstalled(a, b *InstalledFlow) int {
+	if c := cmp.Compare(a.Table, b.Table); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(b.Priority, a.Priority); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.Cookie, b.Cookie); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.Match, b.Match); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Actions, b.Actions)
+}
+
+// addAll is the diff against a switch holding none of our flows: an add of
+// every desired flow in the given order (a later flow of one identity
+// replaces an earlier one in the bundle, as in Diff). Added counts distinct
+// identities.
+func addAll(desired []openflow.Flow) ([]Mod, SyncStats) {
+	mods := make([]Mod, len(desired))
+	seen := make(map[flowID]struct{}, len(desired))
+	for i, f := range desired {
+		mods[i] = Mod{Op: Add, Flow: f}
+		seen[flowID{f.Table, f.Priority, f.Match.Sorted()}] = struct{}{}
+	}
+	return mods, SyncStats{Added: len(seen)}
 }

@@ -78,11 +78,45 @@ func (s SyncStats) String() string {
 	return fmt.Sprintf("added %d, replaced %d, deleted %d, unchanged %d", s.Added, s.Replaced, s.Deleted, s.Unchanged)
 }
 
-// Dump returns the installed flows whose cookie carries our magic byte, with
-// Match and Actions in canonical form (see Canonical). Flow attributes that
-// are not part of the match (idle_timeout, hard_timeout, importance and flags
-// such as send_flow_rem), which we never set, are kept in Match.
-func (i *Installer) Dump(ctx context.Context) ([]openflow.Flow, error) {
+// InstalledFlow is one of our installed flows as
+// "ovs-ofctl -O OpenFlow15 --no-names dump-flows" printed it. Desired flows
+// (openflow.Flow) render the same text by construction, so the two compare
+// as text: the match up to the order of its fields, the actions verbatim.
+type InstalledFlow struct {
+	Table    uint8
+	Priority uint16
+	Cookie   openflow.Cookie
+	// Match is the match as OVS printed it, without the flow's attributes
+	// (idle_timeout, hard_timeout, importance, flags such as send_flow_rem:
+	// not part of its identity).
+	Match   string
+	Actions string
+	// Stale is set when the flow is not one we install as it is: it carries
+	// an attribute or a match field we never emit (openflow.KnownField).
+	// It never equals a desired flow: Diff deletes it (and adds the desired
+	// flow of its identity, if any).
+	Stale bool
+}
+
+// String renders the flow as one line ovs-ofctl add-flows accepts.
+func (f InstalledFlow) String() string {
+	var b []byte
+	b = strconv.AppendUint(append(b, "table="...), uint64(f.Table), 10)
+	b = strconv.AppendUint(append(b, ",priority="...), uint64(f.Priority), 10)
+	b = append(b, ",cookie="+f.Cookie.String()...)
+	if f.Match != "" {
+		b = append(append(b, ','), f.Match...)
+	}
+	return string(append(append(b, " actions="...), f.Actions...))
+}
+
+// Installed is the installed form of a flow: the text OVS prints for it.
+func Installed(f openflow.Flow) InstalledFlow {
+	return InstalledFlow{Table: f.Table, Priority: f.Priority, Cookie: f.Cookie, Match: f.Match.String(), Actions: f.ActionsText()}
+}
+
+// Dump returns the installed flows whose cookie carries our magic byte.
+func (i *Installer) Dump(ctx context.Context) ([]InstalledFlow, error) {
 	out, err := i.run(ctx, nil, "--no-names", "--no-stats", "dump-flows", i.Bridge, ourCookie)
 	if err != nil {
 		return nil, err
@@ -91,7 +125,7 @@ func (i *Installer) Dump(ctx context.Context) ([]openflow.Flow, error) {
 }
 
 // parseDump parses dump-flows output; reply headers are skipped.
-func parseDump(out []byte) ([]openflow.Flow, error) { return ParseDumpLines(out, ParseFlow) }
+func parseDump(out []byte) ([]InstalledFlow, error) { return ParseDumpLines(out, ParseFlow) }
 
 // ParseDumpLines parses the flow lines of "ovs-ofctl dump-flows" output with
 // parse; reply headers ("OFPST_FLOW reply ...", not indented) are skipped. An
@@ -118,22 +152,43 @@ func ParseDumpLines[T any](out []byte, parse func(line string) (T, error)) ([]T,
 }
 
 // ParseFlow parses one line of "ovs-ofctl dump-flows" output (with or
-// without statistics) into a flow in canonical form. Statistics (duration,
-// n_packets, n_bytes, idle_age, hard_age) are dropped; other attributes are
-// kept in Match (see Dump).
-func ParseFlow(line string) (openflow.Flow, error) {
-	f, err := parseFlowText(line)
+// without statistics, which are dropped). It reads what we emit: a match
+// token that is neither a field we emit nor an attribute marks the flow
+// Stale (kept in Match, so that its delete line names it); an attribute
+// marks it Stale too and is left out of Match. Only a line that is not a
+// flow (no actions, a bad table, priority or cookie) is an error.
+func ParseFlow(line string) (InstalledFlow, error) {
+	fs, _, err := ParseFlowLine(line)
+	f := InstalledFlow{Table: fs.Table, Priority: fs.Priority, Cookie: fs.Cookie, Match: fs.Match, Actions: fs.Actions}
 	if err != nil {
 		return f, err
 	}
-	return Canonical(f), nil
+	for rest := f.Match; rest != ""; {
+		var tok string
+		tok, rest, _ = strings.Cut(rest, ",")
+		name, _, _ := strings.Cut(tok, "=")
+		switch {
+		case openflow.KnownField(name):
+		case attributes[name]:
+			f.Stale = true
+			f.Match = dropAttributes(f.Match)
+			return f, nil
+		default:
+			f.Stale = true
+		}
+	}
+	return f, nil
 }
 
-// parseFlowText is ParseFlow without Canonical: Match and Actions as OVS
-// printed them.
-func parseFlowText(line string) (openflow.Flow, error) {
-	f, _, err := ParseFlowLine(line)
-	return openflow.Flow{Table: f.Table, Priority: f.Priority, Cookie: f.Cookie, Match: f.Match, Actions: f.Actions}, err
+// dropAttributes removes the attributes from a dumped match's text.
+func dropAttributes(match string) string {
+	var kept []string
+	for _, tok := range strings.Split(match, ",") {
+		if name, _, _ := strings.Cut(tok, "="); !attributes[name] {
+			kept = append(kept, tok)
+		}
+	}
+	return strings.Join(kept, ",")
 }
 
 // ParseFlowLine parses one line of "ovs-ofctl dump-flows" output, with or
@@ -213,8 +268,8 @@ func (i *Installer) ApplyBundle(ctx context.Context, mods []Mod, groups []GroupM
 		if m.Op != Add && m.Op != Delete {
 			return fmt.Errorf("flowsync: invalid op %d for flow %s", m.Op, m.Flow)
 		}
-		if !m.Flow.Cookie.IsOurs() {
-			return fmt.Errorf("flowsync: %s of a flow without our cookie: %s", m.Op, m.Flow)
+		if !m.cookie().IsOurs() {
+			return fmt.Errorf("flowsync: %s of a flow without our cookie: %s", m.Op, m)
 		}
 	}
 	for _, g := range groups {
@@ -275,10 +330,9 @@ func bundleFile(text []byte) (*os.File, error) {
 // bundle). Flows with other cookies are left alone.
 //
 // When none of our flows is installed (a new or restarted switch, the
-// common full install), every desired flow is an add: Sync then skips
-// canonicalizing the desired flows, which only serves to compare them with
-// installed ones, and streams them as given (a later flow of one identity
-// replaces an earlier one, as in Diff).
+// common full install), every desired flow is an add: Sync then skips the
+// diff and streams them as given (a later flow of one identity replaces an
+// earlier one, as in Diff).
 func (i *Installer) Sync(ctx context.Context, desired []openflow.Flow) (SyncStats, error) {
 	return i.SyncAll(ctx, desired, nil)
 }
@@ -328,7 +382,7 @@ func (i *Installer) syncAll(ctx context.Context, desired []openflow.Flow, groups
 	if len(installed) == 0 {
 		mods, st = addAll(desired)
 	} else {
-		mods, st = prepare(desired).diff(installed, true)
+		mods, st = prepare(desired).diff(installed)
 	}
 	gmods := DiffGroups(groups, installedGroups)
 	st.Groups = len(gmods)

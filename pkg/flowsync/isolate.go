@@ -48,7 +48,7 @@ func splitByOrigin(mods []Mod, groups []GroupMod) []part {
 		return &parts[i]
 	}
 	for _, m := range mods {
-		p := at(m.Flow.Cookie)
+		p := at(m.cookie())
 		p.mods = append(p.mods, m)
 	}
 	for _, g := range groups {
@@ -180,7 +180,7 @@ func (i *Installer) removeOrigin(ctx context.Context, p part) error {
 	var b strings.Builder
 	b.WriteString("flow " + byCookie)
 	for _, m := range p.mods {
-		b.Write(Mod{Op: Delete, Flow: m.Flow}.appendTo(nil, true))
+		b.Write(Mod{Op: Delete, Flow: m.Flow, Installed: m.Installed}.appendTo(nil, true))
 		b.WriteByte('\n')
 	}
 	for _, g := range p.groups {

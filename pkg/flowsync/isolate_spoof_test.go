@@ -23,32 +23,32 @@ func TestRefusedPodAddressStaysUnspoofable(t *testing.T) {
 	node := openflow.NewCookie(openflow.KindNode, "node")
 	podS := openflow.NewCookie(openflow.KindPod, "pod/x/s")
 	base := []openflow.Flow{
-		flow(0, 0, skeletonCookie, "", "drop"),
-		flow(10, 100, skeletonCookie, "ip", "ct(table=20,zone=64000,nat)"),
-		flow(20, 10, skeletonCookie, "ct_state=+trk", "goto_table:25"),
-		flow(25, 0, skeletonCookie, "", "goto_table:30"),
-		flow(30, 0, skeletonCookie, "", "goto_table:40"),
-		flow(40, 0, skeletonCookie, "", "goto_table:50"),
-		flow(50, 100, skeletonCookie, "ip", "ct(commit,zone=64000),goto_table:60"),
-		flow(60, 0, skeletonCookie, "", "LOCAL"),
-		flow(0, 105, node, "ip,in_port=LOCAL,nw_src=192.168.0.1", "set_field:0x1/0x1->reg0,goto_table:10"),
-		flow(0, 100, node, "ip,in_port=LOCAL", "goto_table:10"),
-		flow(40, 65000, node, "reg0=0x1/0x1", "goto_table:50"),
-		flow(0, 100, podACookie, "ip,in_port=10,dl_src=02:00:00:00:00:01,nw_src=10.1.1.1", "goto_table:10"),
-		flow(0, 106, node, "ip,in_port=LOCAL,nw_src=10.1.1.1", "drop"),
-		flow(40, 20000, podACookie, "ip,nw_dst=10.1.1.1", "drop"),
-		flow(60, 100, podACookie, "ip,nw_dst=10.1.1.1", "output:10"),
-		flow(40, 30000, ruleCookie, "conj_id=77,ip", "goto_table:50"),
-		flow(40, 30000, ruleCookie, "ip,nw_dst=10.1.1.1", "conjunction(77,1/2)"),
-		flow(40, 30000, ruleCookie, "ip,nw_src=10.1.1.5", "conjunction(77,2/2)"),
+		fl(0, 0, skeletonCookie, match()),
+		fl(10, 100, skeletonCookie, match(openflow.IP), openflow.CT{HasTable: true, Table: 20, Zone: 64000, NAT: true}),
+		fl(20, 10, skeletonCookie, match(openflow.CTState{Set: openflow.CTTracked}), openflow.Goto(25)),
+		fl(25, 0, skeletonCookie, match(), openflow.Goto(30)),
+		fl(30, 0, skeletonCookie, match(), openflow.Goto(40)),
+		fl(40, 0, skeletonCookie, match(), openflow.Goto(50)),
+		fl(50, 100, skeletonCookie, match(openflow.IP), openflow.CT{Commit: true, Zone: 64000}, openflow.Goto(60)),
+		fl(60, 0, skeletonCookie, match(), openflow.Output(openflow.PortLocal)),
+		fl(0, 105, node, match(openflow.IP, openflow.InPort(openflow.PortLocal), openflow.HostSrc(addr("192.168.0.1"))), openflow.SetReg{N: 0, Value: 1, Mask: 1}, openflow.Goto(10)),
+		fl(0, 100, node, match(openflow.IP, openflow.InPort(openflow.PortLocal)), openflow.Goto(10)),
+		fl(40, 65000, node, match(openflow.Reg{N: 0, Value: 1, Mask: 1}), openflow.Goto(50)),
+		fl(0, 100, podACookie, match(openflow.IP, openflow.InPort(10), openflow.EthSrc{2, 0, 0, 0, 0, 1}, openflow.HostSrc(addr("10.1.1.1"))), openflow.Goto(10)),
+		fl(0, 106, node, match(openflow.IP, openflow.InPort(openflow.PortLocal), openflow.HostSrc(addr("10.1.1.1")))),
+		fl(40, 20000, podACookie, match(openflow.IP, openflow.HostDst(addr("10.1.1.1")))),
+		fl(60, 100, podACookie, match(openflow.IP, openflow.HostDst(addr("10.1.1.1"))), openflow.Output(10)),
+		fl(40, 30000, ruleCookie, match(openflow.ConjID(77), openflow.IP), openflow.Goto(50)),
+		conjFlow(40, 30000, ruleCookie, match(openflow.IP, openflow.HostDst(addr("10.1.1.1"))), openflow.Conjunction{ID: 77, K: 1, N: 2}),
+		conjFlow(40, 30000, ruleCookie, match(openflow.IP, openflow.HostSrc(addr("10.1.1.5"))), openflow.Conjunction{ID: 77, K: 2, N: 2}),
 	}
 	s := []openflow.Flow{
-		flow(0, 100, podS, "ip,in_port=12,dl_src=02:00:00:00:00:05,nw_src=10.1.1.5", "goto_table:10"),
-		flow(0, 106, node, "ip,in_port=LOCAL,nw_src=10.1.1.5", "drop"),
-		flow(60, 100, podS, "ip,nw_dst=10.1.1.5", "output:12"),
+		fl(0, 100, podS, match(openflow.IP, openflow.InPort(12), openflow.EthSrc{2, 0, 0, 0, 0, 5}, openflow.HostSrc(addr("10.1.1.5"))), openflow.Goto(10)),
+		fl(0, 106, node, match(openflow.IP, openflow.InPort(openflow.PortLocal), openflow.HostSrc(addr("10.1.1.5")))),
+		fl(60, 100, podS, match(openflow.IP, openflow.HostDst(addr("10.1.1.5"))), openflow.Output(12)),
 	}
 	sV6 := append(append([]openflow.Flow{}, s...),
-		flow(0, 100, podS, "ipv6,in_port=12,dl_src=02:00:00:00:00:05,ipv6_src=fd00::5", "goto_table:10"))
+		fl(0, 100, podS, match(openflow.IPv6, openflow.InPort(12), openflow.EthSrc{2, 0, 0, 0, 0, 5}, openflow.HostSrc(addr("fd00::5"))), openflow.Goto(10)))
 	for n, tc := range []struct {
 		name          string
 		before, after []openflow.Flow
@@ -78,7 +78,11 @@ func TestRefusedPodAddressStaysUnspoofable(t *testing.T) {
 				"--", "set", "Bridge", bridge, "flow_tables:0=@ft"); err != nil {
 				t.Fatalf("%v: %s", err, out)
 			}
-			mods := Diff(append(append([]openflow.Flow{}, base...), tc.after...), old)
+			installed, err := inst.Dump(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mods := Diff(append(append([]openflow.Flow{}, base...), tc.after...), installed)
 			cause := inst.ApplyBundle(ctx, mods, nil)
 			if cause == nil {
 				t.Fatal("x/s's change was accepted: no refusal")

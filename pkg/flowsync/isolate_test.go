@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -21,40 +22,45 @@ var (
 	svcCookie      = openflow.NewCookie(openflow.KindService, "service/x/db")
 )
 
-func flow(table uint8, prio uint16, c openflow.Cookie, match, actions string) openflow.Flow {
-	return openflow.Flow{Table: table, Priority: prio, Cookie: c, Match: match, Actions: actions}
-}
-
 // hugeActions is an action list over OpenFlow's 64 KiB message limit:
 // ovs-ofctl refuses it ("input too big").
-func hugeActions() string {
-	return strings.TrimSuffix(strings.Repeat("set_field:0x1->reg1,", 5000), ",") + ",goto_table:50"
+func hugeActions() []openflow.Action {
+	var out []openflow.Action
+	for range 5000 {
+		out = append(out, openflow.SetReg{N: 1, Value: 1, Mask: 0xffffffff})
+	}
+	return append(out, openflow.Goto(50))
 }
+
+// gotoTable is the action list that continues in table t.
+func gotoTable(t uint8) []openflow.Action { return []openflow.Action{openflow.Goto(t)} }
 
 // baseOrigins are origins OVS accepts: a skeleton flow, two pods, a
 // Service with its group.
 func baseOrigins() ([]openflow.Flow, []openflow.Group) {
 	gid := openflow.GroupIDOurs | 7
 	return []openflow.Flow{
-			flow(0, 0, skeletonCookie, "", "drop"),
-			flow(40, 0, skeletonCookie, "", "goto_table:50"),
-			flow(0, 100, podACookie, "ip,in_port=10,dl_src=02:00:00:00:00:0a,nw_src=10.1.1.10", "goto_table:10"),
-			flow(40, 20000, podACookie, "ip,nw_dst=10.1.1.10", "drop"),
-			flow(0, 100, podBCookie, "ip,in_port=11,dl_src=02:00:00:00:00:0b,nw_src=10.1.1.11", "goto_table:10"),
-			flow(25, 100, svcCookie, "tcp,nw_dst=10.96.0.10,tp_dst=5432", fmt.Sprintf("group:%d", gid)),
+			fl(0, 0, skeletonCookie, match()),
+			fl(40, 0, skeletonCookie, match(), openflow.Goto(50)),
+			fl(0, 100, podACookie, match(openflow.IP, openflow.InPort(10), openflow.EthSrc{2, 0, 0, 0, 0, 0x0a}, openflow.HostSrc(addr("10.1.1.10"))), openflow.Goto(10)),
+			fl(40, 20000, podACookie, match(openflow.IP, openflow.HostDst(addr("10.1.1.10")))),
+			fl(0, 100, podBCookie, match(openflow.IP, openflow.InPort(11), openflow.EthSrc{2, 0, 0, 0, 0, 0x0b}, openflow.HostSrc(addr("10.1.1.11"))), openflow.Goto(10)),
+			fl(25, 100, svcCookie, match(openflow.TCP, openflow.HostDst(addr("10.96.0.10")), openflow.PortDst(5432)), openflow.ToGroup(gid)),
 		}, []openflow.Group{{ID: gid, Cookie: svcCookie, Fields: "ip_src,ip_dst,tcp_src,tcp_dst",
-			Buckets: []openflow.Bucket{{ID: 0, Actions: "ct(commit,table=26,zone=64000,nat(dst=10.1.1.11:5432))"}}}}
+			Buckets: []openflow.Bucket{{ID: 0, Actions: []openflow.Action{openflow.CT{Commit: true, HasTable: true, Table: 26, Zone: 64000,
+				NATDst: netip.AddrPortFrom(addr("10.1.1.11"), 5432)}}}}}}
 }
 
 // ruleFlows is the rule origin: n peer flows in table 40 and its conj_id
 // flow; bad makes one of them refused (see TestApplyByOriginOnOVS).
-func ruleFlows(n int, actions string) []openflow.Flow {
+func ruleFlows(n int, actions []openflow.Action) []openflow.Flow {
 	var out []openflow.Flow
 	for i := 0; i < n; i++ {
-		out = append(out, flow(40, 30000, ruleCookie, fmt.Sprintf("ip,nw_src=10.2.%d.%d", i/250, i%250+1), "conjunction(77,1/2)"))
+		out = append(out, conjFlow(40, 30000, ruleCookie, match(openflow.IP, openflow.HostSrc(netip.AddrFrom4([4]byte{10, 2, byte(i / 250), byte(i%250 + 1)}))),
+			openflow.Conjunction{ID: 77, K: 1, N: 2}))
 	}
-	out = append(out, flow(40, 30000, ruleCookie, "ip,nw_dst=10.1.1.10", "conjunction(77,2/2)"))
-	return append(out, flow(40, 30000, ruleCookie, "conj_id=77,ip", actions))
+	out = append(out, conjFlow(40, 30000, ruleCookie, match(openflow.IP, openflow.HostDst(addr("10.1.1.10"))), openflow.Conjunction{ID: 77, K: 2, N: 2}))
+	return append(out, fl(40, 30000, ruleCookie, match(openflow.ConjID(77), openflow.IP), actions...))
 }
 
 // cookiesOnBridge counts the bridge's flows by cookie.
@@ -92,7 +98,7 @@ func TestApplyByOriginOnOVS(t *testing.T) {
 		wantInErr string
 	}{
 		{name: "action-list-over-64KiB-refused-by-ovs-ofctl", rule: ruleFlows(3, hugeActions()), wantInErr: "input too big"},
-		{name: "goto-to-an-earlier-table", rule: ruleFlows(3, "goto_table:10"), wantInErr: "OFPBIC_BAD_TABLE_ID"},
+		{name: "goto-to-an-earlier-table", rule: ruleFlows(3, gotoTable(10)), wantInErr: "OFPBIC_BAD_TABLE_ID"},
 		{name: "table-full-refused-by-ovs-vswitchd",
 			setup: func(t *testing.T, bridge string) {
 				// Table 40 holds at most 10 flows; the change brings 4 of
@@ -102,14 +108,14 @@ func TestApplyByOriginOnOVS(t *testing.T) {
 					t.Fatalf("%v: %s", err, out)
 				}
 			},
-			rule: ruleFlows(40, "goto_table:50"), wantInErr: "OFPFMFC_TABLE_FULL"},
+			rule: ruleFlows(40, gotoTable(50)), wantInErr: "OFPFMFC_TABLE_FULL"},
 		{name: "update-refused-removes-the-old-version",
-			before: append(ruleFlows(2, "goto_table:50"),
+			before: append(ruleFlows(2, gotoTable(50)),
 				// A key the refused version would take over from a pod.
-				flow(40, 30000, podBCookie, "ip,nw_src=10.9.9.9", "conjunction(77,1/2)")),
-			rule:      append(ruleFlows(2, hugeActions()), flow(40, 30000, ruleCookie, "ip,nw_src=10.9.9.9", "conjunction(77,1/2)")),
+				conjFlow(40, 30000, podBCookie, match(openflow.IP, openflow.HostSrc(addr("10.9.9.9"))), openflow.Conjunction{ID: 77, K: 1, N: 2})),
+			rule:      append(ruleFlows(2, hugeActions()), conjFlow(40, 30000, ruleCookie, match(openflow.IP, openflow.HostSrc(addr("10.9.9.9"))), openflow.Conjunction{ID: 77, K: 1, N: 2})),
 			wantInErr: "input too big"},
-		{name: "refused-skeleton-applies-nothing", rule: ruleFlows(2, "goto_table:50"), skeleton: true, wantInErr: "OFPBIC_BAD_TABLE_ID"},
+		{name: "refused-skeleton-applies-nothing", rule: ruleFlows(2, gotoTable(50)), skeleton: true, wantInErr: "OFPBIC_BAD_TABLE_ID"},
 	}
 	for n, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -125,7 +131,7 @@ func TestApplyByOriginOnOVS(t *testing.T) {
 			}
 			flows, groups := baseOrigins()
 			if tc.skeleton {
-				flows = append(flows, flow(60, 5, skeletonCookie, "ip", "goto_table:0"))
+				flows = append(flows, fl(60, 5, skeletonCookie, match(openflow.IP), openflow.Goto(0)))
 			}
 			flows = append(flows, tc.rule...)
 			mods, gmods := Mods(flows, nil, groups, nil)
@@ -182,7 +188,7 @@ func TestSyncByOriginOnOVS(t *testing.T) {
 			inst := newBridge(t, sw, fmt.Sprintf("brs%d", n))
 			flows, groups := baseOrigins()
 			if older {
-				if _, err := inst.SyncAll(ctx, append(flows[:2:2], ruleFlows(1, "goto_table:50")...), nil); err != nil {
+				if _, err := inst.SyncAll(ctx, append(flows[:2:2], ruleFlows(1, gotoTable(50))...), nil); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -202,7 +208,7 @@ func TestSyncByOriginOnOVS(t *testing.T) {
 			if on[ruleCookie] != 0 || on[podACookie] != 2 || on[svcCookie] != 1 {
 				t.Fatalf("installed by origin: %v", on)
 			}
-			fixed := append(append([]openflow.Flow(nil), flows...), ruleFlows(2, "goto_table:50")...)
+			fixed := append(append([]openflow.Flow(nil), flows...), ruleFlows(2, gotoTable(50))...)
 			if _, refused, err = inst.SyncByOrigin(ctx, fixed, groups); err != nil || len(refused) != 0 {
 				t.Fatalf("fixed sync: refused %v, err %v", refusalText(refused), err)
 			}
@@ -291,7 +297,7 @@ func TestSyncByOriginCommonPathCost(t *testing.T) {
 	var desired []openflow.Flow
 	for i := 0; i < 20000; i++ {
 		c := openflow.NewCookie(openflow.KindRule, fmt.Sprint(i/10))
-		desired = append(desired, flow(40, 100, c, fmt.Sprintf("ip,nw_src=10.%d.%d.%d", i>>16, i>>8&255, i&255), "goto_table:50"))
+		desired = append(desired, fl(40, 100, c, match(openflow.IP, openflow.HostSrc(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}))), openflow.Goto(50)))
 	}
 	times := map[string][]time.Duration{}
 	for round := 0; round < 3; round++ {

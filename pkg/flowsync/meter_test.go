@@ -2,18 +2,10 @@ package flowsync
 
 import (
 	"context"
-	"fmt"
-	"math/rand/v2"
-	"net/netip"
 	"strings"
 	"testing"
 
-	"k8s.io/apimachinery/pkg/labels"
-
-	"github.com/ovs-netpol/ovs-netpol/internal/netpoltest"
 	"github.com/ovs-netpol/ovs-netpol/internal/ovstest"
-	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
-	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
 )
 
@@ -65,75 +57,6 @@ func TestEnsureMetersOnOVS(t *testing.T) {
 	}
 }
 
-// TestAuditFlowsRoundTrip: the compiler's audit flows (packet-ins with
-// userdata and a meter) are written as OVS prints them, so a second full
-// sync finds every flow unchanged.
-func TestAuditFlowsRoundTrip(t *testing.T) {
-	s := ovstest.Start(t)
-	inst := newBridge(t, s, "br0")
-	ctx := context.Background()
-	if _, _, err := inst.EnsureMeters(ctx, []Meter{{ID: compiler.DefaultAuditDenyMeter, Rate: 100, Burst: 20}, {ID: compiler.DefaultAuditAllowMeter, Rate: 100}}); err != nil {
-		t.Fatal(err)
-	}
-	rng := rand.New(rand.NewPCG(4, 12))
-	f := netpoltest.NewFixture(netpoltest.Options{DualStack: true})
-	netpoltest.Randomize(rng, f)
-	// Policies: isolation drops and rule allows become packet-ins too.
-	for _, p := range netpoltest.RandomPolicies(rng, f, 8) {
-		f.Cluster.AddPolicy(p)
-	}
-	// The largest note: a namespace name of 63 characters and more
-	// policies of 253 characters than a note names isolate a pod.
-	long := strings.Repeat("n", 63)
-	f.Cluster.AddNamespace(&model.Namespace{Name: long, Labels: map[string]string{"kubernetes.io/metadata.name": long}})
-	f.Cluster.AddPod(&model.Pod{UID: "long-pod", Namespace: long, Name: "p", Node: "node-1",
-		IPs: []netip.Addr{netip.MustParseAddr("10.89.200.2"), netip.MustParseAddr("fd00:89::200:2")}})
-	for i := range 20 {
-		f.Cluster.AddPolicy(&model.Policy{Namespace: long, Name: fmt.Sprintf("%02d", i) + strings.Repeat("p", 251),
-			PodSelector: labels.Everything(), AffectsIngress: true, AffectsEgress: true})
-	}
-	for _, ns := range f.Cluster.Namespaces {
-		ns.Audit = model.AuditDeny | model.AuditAllow
-	}
-	cfg := compiler.Config{Node: "node-1", Audit: compiler.AuditConfig{DenyMeter: compiler.DefaultAuditDenyMeter, AllowMeter: compiler.DefaultAuditAllowMeter}}
-	cfg.Bindings = compiler.DefaultBindings(f.Cluster, "node-1", nil)
-	res, err := compiler.Compile(f.Cluster, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kinds := map[string]int{}
-	longest := 0
-	for _, fl := range res.Flows {
-		if strings.HasPrefix(fl.Actions, "controller(") {
-			switch {
-			case !strings.Contains(fl.Actions, "goto_table"):
-				kinds["deny"]++
-			case fl.Priority == compiler.PrioAuditDefault:
-				kinds["not isolated"]++
-			default:
-				kinds["rule"]++
-			}
-			longest = max(longest, len(fl.Actions))
-		}
-	}
-	if kinds["deny"] == 0 || kinds["not isolated"] == 0 || kinds["rule"] == 0 {
-		t.Fatalf("audit flows compiled: %v; want every kind", kinds)
-	}
-	audit := kinds["deny"] + kinds["not isolated"] + kinds["rule"]
-	if _, err := inst.SyncAll(ctx, res.Flows, res.Groups); err != nil {
-		t.Fatal(err)
-	}
-	st, err := inst.SyncAll(ctx, res.Flows, res.Groups)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Added+st.Replaced+st.Deleted != 0 || st.Unchanged != len(res.Flows) {
-		t.Errorf("second sync of %d flows (%d with packet-ins): %v", len(res.Flows), audit, st)
-	}
-	t.Logf("%d flows, %d of them audit packet-ins (%v; the longest action %d characters, about %d bytes of userdata), unchanged on the second sync",
-		len(res.Flows), audit, kinds, longest, longest/3)
-}
-
 // TestFlowBeforeMeterIsUnmetered records OVS 3.1's behaviour the agent
 // works around (controller.ReinstallMetered): a flow whose
 // controller(meter_id=M) was added before meter M existed is not metered,
@@ -143,7 +66,7 @@ func TestFlowBeforeMeterIsUnmetered(t *testing.T) {
 	s := ovstest.Start(t)
 	inst := newBridge(t, s, "br0")
 	ctx := context.Background()
-	flow := openflow.Flow{Table: 0, Priority: 1, Cookie: openflow.NewCookie(openflow.KindPod, "pod/a/b"), Match: "ip", Actions: "controller(userdata=01.02,meter_id=9)"}
+	flow := fl(0, 1, openflow.NewCookie(openflow.KindPod, "pod/a/b"), match(openflow.IP), openflow.Controller{Userdata: "\x01\x02", MeterID: 9})
 	datapath := func() string {
 		t.Helper()
 		out, err := s.Appctl("ofproto/trace", "br0", "in_port=LOCAL,udp,nw_src=10.0.0.1,nw_dst=10.0.0.2")

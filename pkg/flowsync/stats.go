@@ -10,8 +10,8 @@ import (
 )
 
 // FlowStats is one installed flow with OVS's counters, as dump-flows prints
-// it: Match and Actions are OVS's text (not canonical: the counters are
-// read, the flows are not compared with desired ones).
+// it: Match and Actions are OVS's text, attributes (if any) in Match (the
+// counters are read, the flows are not compared with desired ones).
 //
 // OVS keeps a flow's counters when an "add" replaces it (same table,
 // priority and match; see Add) and starts them from zero when the flow is

@@ -6,9 +6,7 @@ import (
 	"testing"
 
 	"github.com/ovs-netpol/ovs-netpol/internal/ovstest"
-	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
-	"github.com/ovs-netpol/ovs-netpol/pkg/synth"
 )
 
 func TestParseFlowStats(t *testing.T) {
@@ -135,7 +133,7 @@ func TestDumpStatsOnOVS(t *testing.T) {
 	}
 	// An add replacing the flow (other cookie) keeps the counters.
 	other := openflow.NewCookie(openflow.KindRule, "rule/ns/q/ingress/0")
-	if err := in.Apply(ctx, []Mod{{Op: Add, Flow: openflow.Flow{Table: 40, Priority: 30000, Cookie: other, Match: "conj_id=7", Actions: "drop"}}}); err != nil {
+	if err := in.Apply(ctx, []Mod{{Op: Add, Flow: fl(40, 30000, other, match(openflow.ConjID(7)))}}); err != nil {
 		t.Fatal(err)
 	}
 	send(1)
@@ -143,39 +141,12 @@ func TestDumpStatsOnOVS(t *testing.T) {
 		t.Fatalf("after a replacing add and 1 packet: %+v (want 4 packets, kept)", f)
 	}
 	// Deleted and added again in one bundle: from zero.
-	fl := openflow.Flow{Table: 40, Priority: 30000, Cookie: other, Match: "conj_id=7", Actions: "drop"}
-	if err := in.Apply(ctx, []Mod{{Op: Delete, Flow: fl}, {Op: Add, Flow: fl}}); err != nil {
+	f := fl(40, 30000, other, match(openflow.ConjID(7)))
+	if err := in.Apply(ctx, []Mod{{Op: Delete, Flow: f}, {Op: Add, Flow: f}}); err != nil {
 		t.Fatal(err)
 	}
 	send(2)
 	if f := conj(); f.Packets != 2 {
 		t.Fatalf("after delete, add and 2 packets: %+v (want 2: a re-added flow counts from zero)", f)
 	}
-}
-
-// BenchmarkDumpStatsS1 is one scrape's dump with counters of the S1 node's
-// full flow set (10k pods, 1k policies) on a real ovs-vswitchd.
-func BenchmarkDumpStatsS1(b *testing.B) {
-	m, _ := synth.Generate(synth.S1, synth.DefaultSeed).Model()
-	cfg := compiler.Config{Node: "node-000"}
-	cfg.Bindings = compiler.DefaultBindings(m, "node-000", nil, 9)
-	res, err := compiler.Compile(m, cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	s := ovstest.Start(b)
-	in := newBridge(b, s, "br-s1")
-	if _, err := in.SyncAll(context.Background(), res.Flows, res.Groups); err != nil {
-		b.Fatal(err)
-	}
-	for b.Loop() {
-		got, err := in.DumpStats(context.Background())
-		if err != nil {
-			b.Fatal(err)
-		}
-		if len(got) != len(res.Flows) {
-			b.Fatalf("%d flows dumped, %d installed", len(got), len(res.Flows))
-		}
-	}
-	b.ReportMetric(float64(len(res.Flows)), "flows")
 }

@@ -285,19 +285,45 @@ func (n *Node) Conjunction(id uint32) (RuleRef, bool) {
 // view does not know is OriginUnknown; an unknown conjunction ID is
 // "unknown conjunction N". Names are made printable.
 func (n *Node) Origin(f LiveFlow) string {
+	note, _ := auditNote(f.Actions)
+	return n.origin(f.Cookie, note, f.ConjID, f.Conjunctions)
+}
+
+// CompiledOrigin is Origin of a compiled flow, read from its typed values:
+// its cookie, the note of its controller action, its conj_id match
+// (Match.ConjID) and its conjunctions.
+func (n *Node) CompiledOrigin(f openflow.Flow) string {
+	var note string
+	for _, a := range f.Actions {
+		if c, ok := a.(openflow.Controller); ok {
+			note, _ = auditNoteOf([]byte(c.Userdata))
+			break
+		}
+	}
+	conjID, _ := f.Match.ConjID()
+	var conjs []uint32
+	for _, c := range f.Conjunctions {
+		conjs = append(conjs, c.ID)
+	}
+	return n.origin(f.Cookie, note, conjID, conjs)
+}
+
+// origin is Origin of a flow's cookie, audit note ("" for none), conj_id
+// match (0 for none) and conjunction IDs.
+func (n *Node) origin(cookie openflow.Cookie, note string, conjID uint32, conjunctions []uint32) string {
 	var s string
-	learned := f.Cookie&openflow.OursMask == openflow.Ours.Learned()&openflow.OursMask
+	learned := cookie&openflow.OursMask == openflow.Ours.Learned()&openflow.OursMask
 	switch {
 	case learned:
-		if o, ok := n.Result.Origins[f.Cookie&^openflow.OursMask|openflow.Ours]; ok {
+		if o, ok := n.Result.Origins[cookie&^openflow.OursMask|openflow.Ours]; ok {
 			s = "learned by " + printable.String(o)
 		} else {
 			s = OriginUnknown
 		}
-	case f.Cookie.IsOurs():
-		if r, ok := n.rules[f.Cookie]; ok {
+	case cookie.IsOurs():
+		if r, ok := n.rules[cookie]; ok {
 			s = r.String()
-		} else if o, ok := n.Result.Origins[f.Cookie]; ok {
+		} else if o, ok := n.Result.Origins[cookie]; ok {
 			s = printable.String(o)
 		} else {
 			s = OriginUnknown
@@ -305,7 +331,7 @@ func (n *Node) Origin(f LiveFlow) string {
 	default:
 		s = OriginUnknown
 	}
-	if note, ok := auditNote(f.Actions); ok {
+	if note != "" {
 		s += "; " + note
 	}
 	// A conjunction of the rule the cookie already names is not named twice.
@@ -315,12 +341,12 @@ func (n *Node) Origin(f LiveFlow) string {
 		}
 		return fmt.Sprintf("%d (this rule)", id)
 	}
-	if f.ConjID != 0 {
-		s += "; conj_id " + conj(f.ConjID)
+	if conjID != 0 {
+		s += "; conj_id " + conj(conjID)
 	}
-	if len(f.Conjunctions) > 0 {
-		parts := make([]string, 0, len(f.Conjunctions))
-		for _, id := range f.Conjunctions {
+	if len(conjunctions) > 0 {
+		parts := make([]string, 0, len(conjunctions))
+		for _, id := range conjunctions {
 			parts = append(parts, conj(id))
 		}
 		s += "; conjunctions " + strings.Join(parts, ", ")

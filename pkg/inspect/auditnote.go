@@ -29,16 +29,22 @@ func auditNote(actions string) (string, bool) {
 			if err != nil {
 				return "", false
 			}
-			n, ok := compiler.ParseAuditNote(b)
-			if !ok {
-				return "", false
-			}
-			why := " by "
-			if n.Verdict == "deny" {
-				why = ", isolated by "
-			}
-			return printable.String("audit log: " + n.Verdict + " " + string(n.Direction) + why + strings.Join(n.Reasons, ", ")), true
+			return auditNoteOf(b)
 		}
 	}
 	return "", false
+}
+
+// auditNoteOf reads an audit flow's userdata (the bytes of the note) into
+// words, as auditNote does.
+func auditNoteOf(userdata []byte) (string, bool) {
+	n, ok := compiler.ParseAuditNote(userdata)
+	if !ok {
+		return "", false
+	}
+	why := " by "
+	if n.Verdict == "deny" {
+		why = ", isolated by "
+	}
+	return printable.String("audit log: " + n.Verdict + " " + string(n.Direction) + why + strings.Join(n.Reasons, ", ")), true
 }

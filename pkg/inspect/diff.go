@@ -22,7 +22,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/evaluator"
-	"github.com/ovs-netpol/ovs-netpol/pkg/flowsync"
 	"github.com/ovs-netpol/ovs-netpol/pkg/manifest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 	"github.com/ovs-netpol/ovs-netpol/pkg/openflow"
@@ -726,9 +725,9 @@ func sameFamily(ips []netip.Addr, like netip.Addr) (netip.Addr, bool) {
 
 // ---- flows and groups a node gains or loses
 
-// FlowChange is one flow (canonical, as `ovs-ofctl dump-flows --no-names`
-// prints it) a node gains or loses, with its origin (Node.Origin in the
-// state it belongs to).
+// FlowChange is one flow (as `ovs-ofctl dump-flows --no-names` prints it,
+// up to the order of its match fields) a node gains or loses, with its
+// origin (Node.CompiledOrigin in the state it belongs to).
 type FlowChange struct {
 	Added  bool          `json:"added"`
 	Flow   openflow.Flow `json:"-"`
@@ -744,37 +743,38 @@ type GroupChange struct {
 	Origin string `json:"origin"`
 }
 
-// FlowDiff compares the flows (in canonical form, so that they read as on
-// the bridge) and groups of one node before and after. A flow whose
+// flowText is a compiled flow's identity with its cookie and actions: two
+// flows OVS holds as one, installed alike, have the same.
+type flowText struct {
+	table    uint8
+	priority uint16
+	cookie   openflow.Cookie
+	match    string // Match.Sorted
+	actions  string
+}
+
+// FlowDiff compares the flows (their typed values render them as they read
+// on the bridge) and groups of one node before and after. A flow whose
 // actions change is one removed and one added. The result is sorted by
 // origin, then removed before added, then by flow.
 func FlowDiff(before, after *Node) ([]FlowChange, []GroupChange) {
-	texts := func(n *Node) map[string]openflow.Flow {
-		m := make(map[string]openflow.Flow, len(n.Result.Flows))
+	texts := func(n *Node) map[flowText]openflow.Flow {
+		m := make(map[flowText]openflow.Flow, len(n.Result.Flows))
 		for _, f := range n.Result.Flows {
-			c := flowsync.Canonical(f)
-			m[c.String()] = c
+			m[flowText{f.Table, f.Priority, f.Cookie, f.Match.Sorted(), f.ActionsText()}] = f
 		}
 		return m
 	}
 	bt, at := texts(before), texts(after)
 	var flows []FlowChange
-	origin := func(n *Node, f openflow.Flow) string {
-		lf, err := ParseLiveFlow(f.String())
-		if err != nil {
-			// Our own compiler's text: only a compiler bug gets here.
-			return fmt.Sprintf("%s (unparsed: %v)", n.Result.Origins[f.Cookie], err)
-		}
-		return n.Origin(lf)
-	}
-	for s, f := range bt {
-		if _, ok := at[s]; !ok {
-			flows = append(flows, FlowChange{Added: false, Flow: f, Text: s, Origin: origin(before, f)})
+	for k, f := range bt {
+		if _, ok := at[k]; !ok {
+			flows = append(flows, FlowChange{Added: false, Flow: f, Text: f.String(), Origin: before.CompiledOrigin(f)})
 		}
 	}
-	for s, f := range at {
-		if _, ok := bt[s]; !ok {
-			flows = append(flows, FlowChange{Added: true, Flow: f, Text: s, Origin: origin(after, f)})
+	for k, f := range at {
+		if _, ok := bt[k]; !ok {
+			flows = append(flows, FlowChange{Added: true, Flow: f, Text: f.String(), Origin: after.CompiledOrigin(f)})
 		}
 	}
 	sort.Slice(flows, func(i, j int) bool {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/ovs-netpol/ovs-netpol/pkg/compiler"
 	"github.com/ovs-netpol/ovs-netpol/pkg/evaluator"
-	"github.com/ovs-netpol/ovs-netpol/pkg/flowsync"
 	"github.com/ovs-netpol/ovs-netpol/pkg/manifest"
 	"github.com/ovs-netpol/ovs-netpol/pkg/model"
 )
@@ -530,7 +529,7 @@ func TestFlowDiff(t *testing.T) {
 			}
 			set := map[string]bool{}
 			for _, f := range bn.Result.Flows {
-				set[flowsync.Canonical(f).String()] = true
+				set[f.String()] = true
 			}
 			added, removed := 0, 0
 			for _, f := range flows {
@@ -553,7 +552,7 @@ func TestFlowDiff(t *testing.T) {
 			}
 			wantSet := map[string]bool{}
 			for _, f := range an.Result.Flows {
-				wantSet[flowsync.Canonical(f).String()] = true
+				wantSet[f.String()] = true
 			}
 			if fmt.Sprint(set) != fmt.Sprint(wantSet) {
 				t.Fatalf("flows before + diff != flows after (%d vs %d flows)", len(set), len(wantSet))

@@ -38,7 +38,7 @@ type LiveFlow struct {
 
 // String renders the flow as ovs-ofctl add-flows accepts it (no counters).
 func (f LiveFlow) String() string {
-	return openflow.Flow{Table: f.Table, Priority: f.Priority, Cookie: f.Cookie, Match: f.Match, Actions: f.Actions}.String()
+	return flowsync.InstalledFlow{Table: f.Table, Priority: f.Priority, Cookie: f.Cookie, Match: f.Match, Actions: f.Actions}.String()
 }
 
 // Flows dumps every flow of the bridge (ours and any other), in the order

@@ -118,7 +118,7 @@ func TestLoadClusterOverlay(t *testing.T) {
 	}
 	var tunnel []string
 	for _, f := range n.Result.Flows {
-		if o := n.Origin(LiveFlow{Table: f.Table, Priority: f.Priority, Cookie: f.Cookie, Match: f.Match, Actions: f.Actions}); strings.HasPrefix(o, "remote node") {
+		if o := n.CompiledOrigin(f); strings.HasPrefix(o, "remote node") {
 			tunnel = append(tunnel, f.String()+" ["+o+"]")
 		}
 	}

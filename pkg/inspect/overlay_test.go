@@ -430,9 +430,26 @@ func TestOverlayVerifyOnOVS(t *testing.T) {
 		t.Fatal("nothing was sent into the tunnel: the overlay is not exercised")
 	}
 
+	// matchesPrefix: the flow matches the CIDR as its source or destination.
+	matchesPrefix := func(f openflow.Flow, cidr string) bool {
+		p := netip.MustParsePrefix(cidr)
+		for _, fd := range f.Match.Fields() {
+			switch fd := fd.(type) {
+			case openflow.IPSrc:
+				if netip.Prefix(fd) == p {
+					return true
+				}
+			case openflow.IPDst:
+				if netip.Prefix(fd) == p {
+					return true
+				}
+			}
+		}
+		return false
+	}
 	forward := func(node, cidr string) openflow.Flow {
 		for _, f := range nodeFlows(v, node) {
-			if f.Table == compiler.TableForward && strings.Contains(f.Match, cidr) {
+			if f.Table == compiler.TableForward && matchesPrefix(f, cidr) {
 				return f
 			}
 		}
@@ -441,7 +458,7 @@ func TestOverlayVerifyOnOVS(t *testing.T) {
 	}
 	admit := func(node, cidr string) openflow.Flow {
 		for _, f := range nodeFlows(v, node) {
-			if f.Table == compiler.TableClassify && strings.Contains(f.Match, cidr) {
+			if f.Table == compiler.TableClassify && matchesPrefix(f, cidr) {
 				return f
 			}
 		}

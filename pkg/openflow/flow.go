@@ -1,27 +1,33 @@
-// Package openflow holds flows as ovs-ofctl text: the form the compiler
-// produces, people read, and the installer sends. It knows nothing of policy.
+// Package openflow holds flows as typed values: table, priority, cookie, a
+// match of typed fields and typed actions, each rendering the text
+// "ovs-ofctl dump-flows" prints for it. It is the form the compiler
+// produces, people read (String) and the installer sends. It knows nothing
+// of policy.
 package openflow
 
 import (
-	"fmt"
-	"sort"
+	"cmp"
+	"slices"
+	"strconv"
 	"strings"
 )
 
-// Flow is one OpenFlow flow in ovs-ofctl syntax.
+// Flow is one OpenFlow flow.
 type Flow struct {
 	Table    uint8
 	Priority uint16
 	Cookie   Cookie
-	// Match is the comma-separated match, e.g. "tcp,nw_dst=10.0.0.1,tp_dst=80";
-	// empty matches everything.
-	Match string
-	// Actions is the comma-separated action list; "drop" drops.
-	Actions string
+	Match    Match
+	// Conjunctions, when not empty, are the flow's actions (one dimension
+	// of conjunctive matches); Actions is empty then: OVS does not allow
+	// conjunction actions beside others.
+	Conjunctions []Conjunction
+	// Actions are the flow's actions; none drops.
+	Actions []Action
 }
 
 // Key identifies a flow in its table the way OpenFlow does: two flows with
-// the same key cannot coexist.
+// the same key cannot coexist. Match is the match's text.
 type Key struct {
 	Table    uint8
 	Priority uint16
@@ -29,52 +35,83 @@ type Key struct {
 }
 
 // Key returns the flow's identity.
-func (f Flow) Key() Key { return Key{f.Table, f.Priority, f.Match} }
+func (f Flow) Key() Key { return Key{f.Table, f.Priority, f.Match.String()} }
+
+// IsConjunction reports whether the flow's actions are conjunctions.
+func (f Flow) IsConjunction() bool { return len(f.Conjunctions) > 0 }
+
+// AppendActions appends the flow's action text.
+func (f Flow) AppendActions(b []byte) []byte {
+	if len(f.Conjunctions) > 0 {
+		return AppendConjunctions(b, f.Conjunctions)
+	}
+	return AppendActions(b, f.Actions)
+}
+
+// ActionsText is the flow's action list as ovs-ofctl prints it.
+func (f Flow) ActionsText() string { return string(f.AppendActions(nil)) }
+
+// Append appends the flow as one line ovs-ofctl add-flows accepts.
+func (f Flow) Append(b []byte) []byte {
+	b = strconv.AppendUint(append(b, "table="...), uint64(f.Table), 10)
+	b = strconv.AppendUint(append(b, ",priority="...), uint64(f.Priority), 10)
+	b = append(b, ",cookie="+f.Cookie.String()...)
+	if m := f.Match.String(); m != "" {
+		b = append(b, ',')
+		b = append(b, m...)
+	}
+	b = append(b, " actions="...)
+	return f.AppendActions(b)
+}
 
 // String renders the flow as one line ovs-ofctl add-flows accepts.
-func (f Flow) String() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "table=%d,priority=%d,cookie=%s", f.Table, f.Priority, f.Cookie)
-	if f.Match != "" {
-		b.WriteByte(',')
-		b.WriteString(f.Match)
-	}
-	b.WriteString(" actions=")
-	b.WriteString(f.Actions)
-	return b.String()
+func (f Flow) String() string { return string(f.Append(nil)) }
+
+// Equal reports whether two flows are the same flow with the same cookie
+// and actions.
+func (f Flow) Equal(g Flow) bool {
+	return f.Table == g.Table && f.Priority == g.Priority && f.Cookie == g.Cookie &&
+		(f.Match.d == g.Match.d || f.Match.String() == g.Match.String()) && slices.Equal(f.Conjunctions, g.Conjunctions) &&
+		slices.Equal(f.Actions, g.Actions)
+}
+
+// SameActions reports whether two flows have the same actions.
+func (f Flow) SameActions(g Flow) bool {
+	return slices.Equal(f.Conjunctions, g.Conjunctions) && slices.Equal(f.Actions, g.Actions)
 }
 
 // Less orders flows for output: by table, highest priority first, then by
-// cookie (so one origin's flows stand together) and match text.
-func Less(a, b Flow) bool {
-	if a.Table != b.Table {
-		return a.Table < b.Table
+// cookie (so one origin's flows stand together), match and action text.
+func Less(a, b Flow) bool { return Compare(a, b) < 0 }
+
+// Compare is Less as a three-way comparison.
+func Compare(a, b Flow) int {
+	if c := cmp.Compare(a.Table, b.Table); c != 0 {
+		return c
 	}
-	if a.Priority != b.Priority {
-		return a.Priority > b.Priority
+	if c := cmp.Compare(b.Priority, a.Priority); c != 0 {
+		return c
 	}
-	if a.Cookie != b.Cookie {
-		return a.Cookie < b.Cookie
+	if c := cmp.Compare(a.Cookie, b.Cookie); c != 0 {
+		return c
 	}
-	if a.Match != b.Match {
-		return a.Match < b.Match
+	if c := strings.Compare(a.Match.String(), b.Match.String()); c != 0 {
+		return c
 	}
-	return a.Actions < b.Actions
+	return strings.Compare(a.ActionsText(), b.ActionsText())
 }
 
 // Sort orders flows deterministically (see Less).
-func Sort(flows []Flow) {
-	sort.Slice(flows, func(i, j int) bool { return Less(flows[i], flows[j]) })
-}
+func Sort(flows []Flow) { slices.SortFunc(flows, Compare) }
 
 // Text renders flows, sorted, one per line.
 func Text(flows []Flow) string {
 	sorted := append([]Flow(nil), flows...)
 	Sort(sorted)
-	var b strings.Builder
+	var b []byte
 	for _, f := range sorted {
-		b.WriteString(f.String())
-		b.WriteByte('\n')
+		b = f.Append(b)
+		b = append(b, '\n')
 	}
-	return b.String()
+	return string(b)
 }

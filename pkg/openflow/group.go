@@ -1,6 +1,7 @@
 package openflow
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -21,7 +22,7 @@ type Group struct {
 // Bucket is one choice of a select group.
 type Bucket struct {
 	ID      uint32
-	Actions string
+	Actions []Action
 }
 
 // Group IDs: the top byte is 0x4e (like our cookies' magic byte), so that
@@ -48,7 +49,7 @@ func (g Group) String() string {
 		b.WriteString(",bucket=bucket_id:")
 		b.WriteString(strconv.FormatUint(uint64(bk.ID), 10))
 		b.WriteString(",actions=")
-		b.WriteString(bk.Actions)
+		b.Write(AppendActions(nil, bk.Actions))
 	}
 	return b.String()
 }
@@ -58,12 +59,9 @@ func (g Group) Equal(o Group) bool {
 	if g.ID != o.ID || g.Fields != o.Fields || len(g.Buckets) != len(o.Buckets) {
 		return false
 	}
-	for i := range g.Buckets {
-		if g.Buckets[i] != o.Buckets[i] {
-			return false
-		}
-	}
-	return true
+	return slices.EqualFunc(g.Buckets, o.Buckets, func(a, b Bucket) bool {
+		return a.ID == b.ID && slices.Equal(a.Actions, b.Actions)
+	})
 }
 
 // ConntrackFlush names conntrack entries to delete from a zone: UDP
