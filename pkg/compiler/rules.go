@@ -90,30 +90,30 @@ type group struct {
 // ports and conj_id (and direct allows), and the peer dimension of each
 // conjunction, left unrendered (see peerDim); disjoint says no address is in
 // two dimensions. ids hands out stable conjunction IDs.
-func ruleFlows(in ruleInput, ids idSource) (flows []openflow.Flow, dims []peerDim, disjoint bool) {
-	r := in.rule
-	if len(in.targets) == 0 {
+func ruleFlows(ri ruleInput, ids idSource) (flows []openflow.Flow, dims []peerDim, disjoint bool) {
+	r := ri.rule
+	if len(ri.targets) == 0 {
 		return nil, nil, false
 	}
 	var peers []peerAddr
 	if !r.AllPeers() {
-		peers = rulePeers(in)
+		peers = rulePeers(ri)
 		if len(peers) == 0 {
 			return nil, nil, false // peer selectors that match nothing allow nothing
 		}
 	}
-	key := RuleKey(in.policy, in.dir, in.index)
+	key := RuleKey(ri.policy, ri.dir, ri.index)
 	cookie := RuleCookie(key)
 	next := TableIngress
-	if in.dir == model.Ingress {
+	if ri.dir == model.Ingress {
 		next = TableCommit
 	}
-	groups := ruleGroups(in, peers)
+	groups := ruleGroups(ri, peers)
 	// Egress named groups split the peers by how their ports resolve: no
 	// address is in two of them.
-	disjoint = in.dir == model.Egress
+	disjoint = ri.dir == model.Egress
 	for _, g := range groups {
-		f, d := groupFlows(in, g, key, cookie, next, ids)
+		f, d := groupFlows(ri, g, key, cookie, next, ids)
 		flows = append(flows, f...)
 		if d != nil {
 			dims = append(dims, *d)
@@ -198,10 +198,10 @@ func (d peerDim) diff(old []peerAddr, removes, adds *[]FlowChange) {
 // by match text (see compareAddrs), one per prefix (the first peer listing
 // it wins). A rule whose only peer is one selector gets that selector's
 // shared list: read only.
-func rulePeers(in ruleInput) []peerAddr {
-	peers := in.rule.Peers
+func rulePeers(ri ruleInput) []peerAddr {
+	peers := ri.rule.Peers
 	if len(peers) == 1 && peers[0].IPBlock == nil {
-		return in.peerAddrs(&peers[0], in.policy.Namespace)
+		return ri.peerAddrs(&peers[0], ri.policy.Namespace)
 	}
 	var out []peerAddr
 	for i := range peers {
@@ -213,7 +213,7 @@ func rulePeers(in ruleInput) []peerAddr {
 			}
 			slices.SortFunc(next, compareAddrs)
 		} else {
-			next = in.peerAddrs(peer, in.policy.Namespace)
+			next = ri.peerAddrs(peer, ri.policy.Namespace)
 		}
 		out = mergeAddrs(out, next)
 	}
@@ -247,11 +247,11 @@ func mergeAddrs(a, b []peerAddr) []peerAddr {
 // over every target and peer; named ports resolve per destination pod
 // (targets for ingress, peer pods for egress) and pods resolving alike share
 // a group. A name that resolves nowhere matches nothing.
-func ruleGroups(in ruleInput, peers []peerAddr) []group {
-	r := in.rule
+func ruleGroups(ri ruleInput, peers []peerAddr) []group {
+	r := ri.rule
 	allPeers := r.AllPeers()
 	if r.AllPorts() {
-		return []group{{targets: in.targets, allPeers: allPeers, peers: peers, allPorts: true}}
+		return []group{{targets: ri.targets, allPeers: allPeers, peers: peers, allPorts: true}}
 	}
 	var numeric, named []model.PortSpec
 	for _, ps := range r.Ports {
@@ -263,7 +263,7 @@ func ruleGroups(in ruleInput, peers []peerAddr) []group {
 	}
 	var groups []group
 	if len(numeric) > 0 {
-		groups = append(groups, group{targets: in.targets, allPeers: allPeers, peers: peers, ports: numericPorts(numeric)})
+		groups = append(groups, group{targets: ri.targets, allPeers: allPeers, peers: peers, ports: numericPorts(numeric)})
 	}
 	if len(named) == 0 {
 		return groups
@@ -289,18 +289,18 @@ func ruleGroups(in ruleInput, peers []peerAddr) []group {
 		}
 		return g
 	}
-	if in.dir == model.Ingress {
-		for _, t := range in.targets {
+	if ri.dir == model.Ingress {
+		for _, t := range ri.targets {
 			if g := member(t); g != nil {
 				g.targets = append(g.targets, t)
 			}
 		}
 	} else {
-		split := in.egressSplit
+		split := ri.egressSplit
 		if split == nil {
 			split = &egressSplit{}
 		}
-		for i, pa := range split.update(r, named, egressNamedAddrs(in, peers)) {
+		for i, pa := range split.update(r, named, egressNamedAddrs(ri, peers)) {
 			g, ok := byKey[split.keys[i]]
 			if !ok {
 				g = &namedGroup{ports: split.ports[i]}
@@ -313,10 +313,10 @@ func ruleGroups(in ruleInput, peers []peerAddr) []group {
 	sort.Strings(keys)
 	for _, k := range keys {
 		g := byKey[k]
-		if in.dir == model.Ingress {
+		if ri.dir == model.Ingress {
 			groups = append(groups, group{key: k, targets: g.targets, allPeers: allPeers, peers: peers, ports: g.ports})
 		} else {
-			groups = append(groups, group{key: k, targets: in.targets, peers: g.peers, ports: g.ports})
+			groups = append(groups, group{key: k, targets: ri.targets, peers: g.peers, ports: g.ports})
 		}
 	}
 	return groups
@@ -380,8 +380,8 @@ func (m *egressSplit) update(r *model.Rule, named []model.PortSpec, addrs []peer
 // pod addresses inside its ipBlocks (exceptions honoured), or every pod
 // address when the rule has no peers. Only addresses the rule's peers cover
 // count: a pod in an IPv4 block is no IPv6 peer.
-func egressNamedAddrs(in ruleInput, peers []peerAddr) []peerAddr {
-	if !in.rule.AllPeers() && !slices.ContainsFunc(peers, func(p peerAddr) bool { return p.pod == nil }) {
+func egressNamedAddrs(ri ruleInput, peers []peerAddr) []peerAddr {
+	if !ri.rule.AllPeers() && !slices.ContainsFunc(peers, func(p peerAddr) bool { return p.pod == nil }) {
 		return peers // selected pods only: already sorted, one per address
 	}
 	var out []peerAddr
@@ -406,12 +406,12 @@ func egressNamedAddrs(in ruleInput, peers []peerAddr) []peerAddr {
 			blocks = append(blocks, p.prefix)
 		}
 	}
-	for _, pod := range in.allPods() {
+	for _, pod := range ri.allPods() {
 		if !pod.Active() {
 			continue
 		}
 		for _, ip := range pod.IPs {
-			if in.rule.AllPeers() || containedIn(ip, blocks) {
+			if ri.rule.AllPeers() || containedIn(ip, blocks) {
 				pre := addr.HostPrefix(ip)
 				add(peerAddr{prefix: pre, pod: pod, match: [2]string{prefixMatch(pre, "src", ""), prefixMatch(pre, "dst", "")}})
 			}
@@ -488,12 +488,12 @@ func resolveNamed(specs []model.PortSpec, pod *model.Pod) []portMatch {
 	return dedupePorts(out)
 }
 
-func dedupePorts(in []portMatch) []portMatch {
-	if len(in) <= 1 {
-		return in
+func dedupePorts(ports []portMatch) []portMatch {
+	if len(ports) <= 1 {
+		return ports
 	}
-	out := make([]portMatch, 0, len(in))
-	for _, m := range in {
+	out := make([]portMatch, 0, len(ports))
+	for _, m := range ports {
 		if !slices.Contains(out, m) {
 			out = append(out, m)
 		}
