@@ -7,7 +7,6 @@ import (
 	"reflect"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/labels"
@@ -39,19 +38,16 @@ type Incremental struct {
 	polByNS  map[string]map[string]*model.Policy
 	nsLabels labelIndex
 	rules    *ruleIndex
-	// ruleConjKeys remembers the conjunction keys each rule allocated.
-	ruleConjKeys map[string][]string
+	// ruleStates is what each rule left for the next Flush (see ruleState);
+	// dirtyRules lists, in marking order, those marked since the last Flush.
+	ruleStates map[ruleID]*ruleState
+	dirtyRules []ruleID
 	// groups are the selector peers' address groups by groupKey, and
 	// peerGroups each indexed peer's group (see groups.go); podAddrs
 	// memoizes pods' addresses as rendered peers.
 	groups     map[string]*addrGroup
 	peerGroups map[peerUse]*peerRef
 	podAddrs   map[string]podAddrs
-	// peerMemos holds, per rule with a peer fragment, what its peer flows
-	// were rendered from (see setRulePeers).
-	peerMemos map[string]*peerMemo
-	// egressSplits memoizes egress named-port splits per rule (see egressSplit).
-	egressSplits map[string]*egressSplit
 
 	// Services: each Service's EndpointSlices by Service key; group IDs;
 	// per Service the group keys it holds and the backends serving its UDP
@@ -72,7 +68,9 @@ type Incremental struct {
 
 	set      *FlowSet
 	ofGroups *GroupSet // OpenFlow groups (not address groups)
-	dirty    map[string]bool
+	// dirty are the fragments to compute at the next Flush, but rules'
+	// (ruleState.dirty).
+	dirty map[fragKey]bool
 	// changedGroups and ctFlushes are what the last Flush changed besides
 	// flows.
 	changedGroups []uint32
@@ -88,19 +86,17 @@ func NewIncremental(c *model.Cluster, cfg Config) *Incremental {
 		polByNS:      map[string]map[string]*model.Policy{},
 		nsLabels:     labelIndex{},
 		rules:        newRuleIndex(),
-		ruleConjKeys: map[string][]string{},
+		ruleStates:   map[ruleID]*ruleState{},
 		groups:       map[string]*addrGroup{},
 		peerGroups:   map[peerUse]*peerRef{},
 		podAddrs:     map[string]podAddrs{},
-		peerMemos:    map[string]*peerMemo{},
-		egressSplits: map[string]*egressSplit{},
 		slicesBySvc:  map[string]map[string]*model.EndpointSlice{},
 		groupIDs:     newIDAllocatorIn(openflow.GroupIDOurs, ^openflow.GroupIDOursMask),
 		svcGroupKeys: map[string][]string{},
 		svcServing:   map[string]map[serviceFamilyPort]map[model.Backend]bool{},
 		set:          NewFlowSet(),
 		ofGroups:     NewGroupSet(),
-		dirty:        map[string]bool{},
+		dirty:        map[fragKey]bool{},
 		nodesChanged: map[string]bool{},
 		usable:       map[string]bool{},
 		rejected:     map[string]RejectedNode{},
@@ -163,8 +159,8 @@ func (inc *Incremental) SetBindings(b map[string]Binding) {
 }
 
 func (inc *Incremental) markAll() {
-	inc.dirty[fragPipeline] = true
-	inc.dirty[fragNode] = true
+	inc.dirty[pipelineFrag] = true
+	inc.dirty[localNodeFrag] = true
 	for _, p := range inc.c.Pods {
 		inc.dirty[podFrag(p)] = true
 	}
@@ -175,31 +171,105 @@ func (inc *Incremental) markAll() {
 		inc.dirty[serviceFrag(key)] = true
 	}
 	for name := range inc.c.Nodes {
-		inc.dirty[nodeFrag(name)] = true
+		inc.dirty[remoteNodeFrag(name)] = true
 	}
 	inc.nodesAll = true
-	// Render every peer fragment again, but keep knowing which exist: a
-	// rule that now has no peer flows must still remove its fragment.
-	for _, m := range inc.peerMemos {
-		m.sig = staleMemo
-	}
-	inc.set.fragments(func(id string) {
-		if key, ok := strings.CutPrefix(id, "rulepeers/"); ok {
-			id = ruleFrag(key) // computed with its rule
+	// Every rule that holds state: those of policies gone since the last
+	// Flush included. Their peer fragments are rendered again, but known
+	// to exist: a rule that now has no peer flows must still remove its.
+	// With the objects above, that is every fragment that has flows.
+	for id, st := range inc.ruleStates {
+		if st.peers != nil {
+			st.peers.sig = staleMemo
 		}
-		inc.dirty[id] = true
-	})
+		inc.markRule(id)
+	}
 }
 
-// Fragment IDs.
+// fragKind is what a fragment holds the flows of.
+type fragKind uint8
+
 const (
-	fragPipeline = "pipeline"
-	fragNode     = "node"
+	pipelineFragment   fragKind = iota // the pipeline skeleton
+	localNodeFragment                  // this node (its ports, addresses, gateway)
+	remoteNodeFragment                 // a remote node's tunnel flows
+	podFragment                        // a local or remote pod
+	ruleFragment                       // a policy rule, but its peer dimensions
+	rulePeersFragment                  // a rule's peer dimensions (see setRulePeers)
+	serviceFragment                    // a Service's load balancing (with its groups)
 )
 
-func podFrag(p *model.Pod) string   { return "pod/" + p.UID }
-func ruleFrag(key string) string    { return "rule/" + key }
-func serviceFrag(key string) string { return "svc/" + key }
+// fragKey names one fragment of the flow set. The flow and group sets
+// take it as text (String), which also orders Flush's work.
+type fragKey struct {
+	kind fragKind
+	// name is the remote node's name, the pod's UID or the Service's
+	// namespace/name.
+	name string
+	rule ruleID // of ruleFragment and rulePeersFragment
+}
+
+var (
+	pipelineFrag  = fragKey{kind: pipelineFragment}
+	localNodeFrag = fragKey{kind: localNodeFragment}
+)
+
+func remoteNodeFrag(name string) fragKey { return fragKey{kind: remoteNodeFragment, name: name} }
+func podFrag(p *model.Pod) fragKey       { return fragKey{kind: podFragment, name: p.UID} }
+func ruleFrag(id ruleID) fragKey         { return fragKey{kind: ruleFragment, rule: id} }
+func rulePeersFrag(id ruleID) fragKey    { return fragKey{kind: rulePeersFragment, rule: id} }
+func serviceFrag(key string) fragKey     { return fragKey{kind: serviceFragment, name: key} }
+
+// String is the fragment's ID in the flow and group sets.
+func (k fragKey) String() string {
+	switch k.kind {
+	case pipelineFragment:
+		return "pipeline"
+	case localNodeFragment:
+		return "node"
+	case remoteNodeFragment:
+		return "node/" + k.name
+	case podFragment:
+		return "pod/" + k.name
+	case ruleFragment:
+		return "rule/" + k.rule.String()
+	case rulePeersFragment:
+		return "rulepeers/" + k.rule.String()
+	case serviceFragment:
+		return "svc/" + k.name
+	}
+	return fmt.Sprintf("fragment kind %d", k.kind)
+}
+
+// ruleState is what one rule leaves for the next Flush: kept while any
+// field is set (see computeRule).
+type ruleState struct {
+	dirty bool // compute it at the next Flush (listed in dirtyRules)
+	// conjKeys are the conjunction keys its flows hold IDs of.
+	conjKeys []string
+	// peers is what its peer fragment was rendered from; nil: it has none.
+	peers *peerMemo
+	// split is its egress named-port split (egress rules with named ports
+	// and flows only).
+	split *egressSplit
+}
+
+func (st *ruleState) empty() bool {
+	return !st.dirty && len(st.conjKeys) == 0 && st.peers == nil && st.split == nil
+}
+
+// markRule marks a rule (of a policy that may since be gone) to compute.
+func (inc *Incremental) markRule(id ruleID) {
+	st := inc.ruleStates[id]
+	if st == nil {
+		st = &ruleState{}
+		inc.ruleStates[id] = st
+	}
+	if !st.dirty {
+		st.dirty = true
+		inc.dirtyRules = append(inc.dirtyRules, id)
+	}
+}
 
 func (inc *Incremental) indexPod(p *model.Pod) {
 	m := inc.podsByNS[p.Namespace]
@@ -289,7 +359,7 @@ func (inc *Incremental) markPodEverywhere(p *model.Pod) {
 	inc.markPodAsTarget(p)
 	check := func(r ruleRef) {
 		if inc.peerMayInvolve(r.pol, r.dir, r.rule(), p) {
-			inc.dirty[ruleFrag(RuleKey(r.pol, r.dir, r.index))] = true
+			inc.markRule(r.id())
 		}
 	}
 	for _, pol := range inc.polByNS[p.Namespace] {
@@ -318,7 +388,7 @@ func (inc *Incremental) markRelabel(old, p *model.Pod) {
 	}
 	check := func(r ruleRef) {
 		if inc.selectionFlips(r, old, p) {
-			inc.dirty[ruleFrag(RuleKey(r.pol, r.dir, r.index))] = true
+			inc.markRule(r.id())
 		}
 	}
 	for _, pol := range inc.polByNS[p.Namespace] {
@@ -445,7 +515,7 @@ func (inc *Incremental) markNamespaceChange(old, ns *model.Namespace) {
 		for j := range rule.Peers {
 			peer := &rule.Peers[j]
 			if peer.NamespaceSelector != nil && peer.NamespaceSelector.Matches(oldLabels) != peer.NamespaceSelector.Matches(newLabels) {
-				inc.dirty[ruleFrag(RuleKey(r.pol, r.dir, r.index))] = true
+				inc.markRule(r.id())
 				if g := inc.group(peer, r.pol.Namespace); g != nil {
 					g.invalidate()
 				}
@@ -489,9 +559,10 @@ func (inc *Incremental) DeletePolicy(key string) {
 }
 
 func (inc *Incremental) markPolicy(p *model.Policy) {
+	key := p.Key()
 	for _, d := range directions {
 		for i := range p.Rules(d) {
-			inc.dirty[ruleFrag(RuleKey(p, d, i))] = true
+			inc.markRule(ruleID{key, d, i})
 		}
 	}
 }
@@ -516,19 +587,30 @@ func (inc *Incremental) Flush() ([]openflow.Key, error) {
 		return nil, err
 	}
 	inc.resolveNodes()
-	ids := make([]string, 0, len(inc.dirty))
-	for id := range inc.dirty {
-		ids = append(ids, id)
+	type todo struct {
+		id  string // key.String()
+		key fragKey
 	}
-	sort.Strings(ids) // deterministic conjunction ID allocation
-	inc.dirty = map[string]bool{}
+	work := make([]todo, 0, len(inc.dirty)+len(inc.dirtyRules))
+	for k := range inc.dirty {
+		work = append(work, todo{k.String(), k})
+	}
+	for _, id := range inc.dirtyRules {
+		inc.ruleStates[id].dirty = false
+		k := ruleFrag(id)
+		work = append(work, todo{k.String(), k})
+	}
+	// In ID order: conjunction and group IDs are allocated deterministically.
+	slices.SortFunc(work, func(a, b todo) int { return strings.Compare(a.id, b.id) })
+	inc.dirty = map[fragKey]bool{}
+	inc.dirtyRules = nil
 	inc.ctFlushes = nil
-	for _, id := range ids {
-		flows, err := inc.compute(id)
+	for _, w := range work {
+		flows, err := inc.compute(w.key)
 		if err != nil {
 			return nil, err
 		}
-		if err := inc.set.SetFragment(id, flows); err != nil {
+		if err := inc.set.SetFragment(w.id, flows); err != nil {
 			return nil, err
 		}
 	}
@@ -565,24 +647,23 @@ func (inc *Incremental) Removed(k openflow.Key) (openflow.Flow, bool) { return i
 func (inc *Incremental) Len() int { return inc.set.Len() }
 
 // compute builds one fragment from the current state.
-func (inc *Incremental) compute(id string) ([]openflow.Flow, error) {
-	switch {
-	case id == fragPipeline:
+func (inc *Incremental) compute(k fragKey) ([]openflow.Flow, error) {
+	switch k.kind {
+	case pipelineFragment:
 		return pipelineFlows(inc.cfg), nil
-	case id == fragNode:
+	case localNodeFragment:
 		cfg := inc.cfg
 		if gws := localGatewayIPs(inc.cfg, inc.c); len(gws) > 0 {
 			cfg.NodeIPs = append(append([]netip.Addr{}, cfg.NodeIPs...), gws...)
 		}
 		return nodeFlows(cfg), nil
-	case strings.HasPrefix(id, "node/"):
-		name := strings.TrimPrefix(id, "node/")
-		if !inc.usable[name] {
+	case remoteNodeFragment:
+		if !inc.usable[k.name] {
 			return nil, nil // not a remote node, or rejected for a conflict
 		}
-		return overlayFlows(inc.cfg, inc.c.Nodes[name], inc.c.Nodes[inc.cfg.Node]), nil
-	case strings.HasPrefix(id, "pod/"):
-		pod, ok := inc.c.Pods[strings.TrimPrefix(id, "pod/")]
+		return overlayFlows(inc.cfg, inc.c.Nodes[k.name], inc.c.Nodes[inc.cfg.Node]), nil
+	case podFragment:
+		pod, ok := inc.c.Pods[k.name]
 		if !ok || !pod.Active() {
 			return nil, nil
 		}
@@ -596,29 +677,29 @@ func (inc *Incremental) compute(id string) ([]openflow.Flow, error) {
 		ing, _ := inc.c.IsolatedAmong(pod, model.Ingress, inc.polByNS[pod.Namespace])
 		eg, _ := inc.c.IsolatedAmong(pod, model.Egress, inc.polByNS[pod.Namespace])
 		return inc.auditPodFlows(pod, b, ing, eg, podFlows(inc.cfg, pod, b, ing, eg)), nil
-	case strings.HasPrefix(id, "rule/"):
-		return inc.computeRule(strings.TrimPrefix(id, "rule/"))
-	case strings.HasPrefix(id, "svc/"):
-		return inc.computeService(strings.TrimPrefix(id, "svc/")), nil
+	case ruleFragment:
+		return inc.computeRule(k.rule)
+	case serviceFragment:
+		return inc.computeService(k.name), nil
 	}
-	return nil, fmt.Errorf("unknown fragment %q", id)
+	return nil, fmt.Errorf("cannot compute fragment %s", k)
 }
 
-// computeRule compiles rule key "ns/name/direction/index"; a rule that no
+// computeRule compiles one rule (its peer fragment too); a rule that no
 // longer exists yields nothing and gives back its conjunction IDs.
-func (inc *Incremental) computeRule(key string) ([]openflow.Flow, error) {
-	parts := strings.Split(key, "/")
-	if len(parts) != 4 {
-		return nil, fmt.Errorf("bad rule key %q", key)
+func (inc *Incremental) computeRule(id ruleID) ([]openflow.Flow, error) {
+	st := inc.ruleStates[id]
+	if st == nil { // marked rules have one; this one is not marked
+		st = &ruleState{}
+		inc.ruleStates[id] = st
 	}
-	index, _ := strconv.Atoi(parts[3])
-	d := model.Direction(parts[2])
-	pol := inc.c.Policies[parts[0]+"/"+parts[1]]
+	pol := inc.c.Policies[id.policy]
 	var flows []openflow.Flow
 	var dims []peerDim
 	var used []string
 	var disjoint bool
-	if pol != nil && inc.c.PolicyAffects(pol, d) && index < len(pol.Rules(d)) {
+	var split *egressSplit
+	if pol != nil && inc.c.PolicyAffects(pol, id.dir) && id.index < len(pol.Rules(id.dir)) {
 		var targets []*model.Pod
 		for _, pod := range inc.podsByNS[pol.Namespace] {
 			if pod.Node != inc.cfg.Node || len(pod.IPs) == 0 || !inc.c.Selects(pol, pod) {
@@ -630,56 +711,53 @@ func (inc *Incremental) computeRule(key string) ([]openflow.Flow, error) {
 		}
 		sort.Slice(targets, func(i, j int) bool { return targets[i].Key() < targets[j].Key() })
 		rec := &recordingIDs{IDAllocator: inc.ids}
-		rule := &pol.Rules(d)[index]
-		var split *egressSplit
-		if d == model.Egress && hasNamedPort(rule) {
-			if split = inc.egressSplits[key]; split == nil {
+		rule := &pol.Rules(id.dir)[id.index]
+		if id.dir == model.Egress && hasNamedPort(rule) {
+			if split = st.split; split == nil {
 				split = &egressSplit{}
-				inc.egressSplits[key] = split
 			}
 		}
 		flows, dims, disjoint = ruleFlows(ruleInput{
-			cluster: inc.c, cfg: inc.cfg, policy: pol, dir: d, index: index,
+			cluster: inc.c, cfg: inc.cfg, policy: pol, dir: id.dir, index: id.index,
 			rule: rule, targets: targets, peerAddrs: inc.groupAddrs, allPods: inc.allPods,
 			egressSplit: split,
 		}, rec)
 		used = rec.keys
-		flows = inc.auditRuleFlows(pol, d, index, flows)
+		flows = inc.auditRuleFlows(pol, id.dir, id.index, flows)
 	}
 	if len(flows) == 0 {
-		delete(inc.egressSplits, key)
+		split = nil
 	}
-	if err := inc.setRulePeers(key, dims, disjoint); err != nil {
+	st.split = split
+	if err := inc.setRulePeers(id, st, dims, disjoint); err != nil {
 		return nil, err
 	}
 	keep := map[string]bool{}
 	for _, k := range used {
 		keep[k] = true
 	}
-	for _, k := range inc.ruleConjKeys[key] {
+	for _, k := range st.conjKeys {
 		if !keep[k] {
 			inc.ids.Release(k)
 		}
 	}
-	if len(used) > 0 {
-		inc.ruleConjKeys[key] = used
-	} else {
-		delete(inc.ruleConjKeys, key)
+	st.conjKeys = used
+	if st.empty() {
+		delete(inc.ruleStates, id)
 	}
 	return flows, nil
 }
 
-// Peer dimensions live in a fragment of their own per rule, "rulepeers/"
-// + rule key, computed with the rule's. A rule remembers the peer lists it
-// rendered (lists are never changed in place: see withAddrs), so when it is
-// recomputed its peer flows are
+// A rule's peer dimensions live in a fragment of their own
+// (rulePeersFrag), computed with the rule's. A rule remembers the peer
+// lists it rendered (lists are never changed in place: see withAddrs), so
+// when it is recomputed its peer flows are
 //   - left alone when its dimensions and their lists are the same (a local
 //     target came or went: one flow changes, not its hundreds of peers);
 //   - patched, one flow per address that came or went, when only the lists
 //     changed (a pod joined or left a group) and no two dimensions can
 //     share an address;
 //   - rendered again otherwise.
-func rulePeersFrag(key string) string { return "rulepeers/" + key }
 
 // staleMemo is a signature no dimension has: the fragment is rendered again.
 const staleMemo = "\x00stale"
@@ -690,15 +768,16 @@ type peerMemo struct {
 	peers [][]peerAddr // each dimension's list
 }
 
-// setRulePeers updates the rule's peer fragment from its dimensions.
+// setRulePeers updates the rule's peer fragment from its dimensions and
+// remembers them in st.
 // disjoint says no address can be in two of them (so that each flow of the
 // fragment comes from one dimension).
-func (inc *Incremental) setRulePeers(key string, dims []peerDim, disjoint bool) error {
-	old := inc.peerMemos[key]
-	id := rulePeersFrag(key)
+func (inc *Incremental) setRulePeers(rule ruleID, st *ruleState, dims []peerDim, disjoint bool) error {
+	old := st.peers
+	id := rulePeersFrag(rule).String()
 	if len(dims) == 0 {
 		if old != nil {
-			delete(inc.peerMemos, key)
+			st.peers = nil
 			return inc.set.SetFragment(id, nil)
 		}
 		return nil
@@ -711,7 +790,7 @@ func (inc *Incremental) setRulePeers(key string, dims []peerDim, disjoint bool) 
 		next.peers[i] = d.peers
 	}
 	next.sig = b.String()
-	inc.peerMemos[key] = next
+	st.peers = next
 	if old != nil && old.sig == next.sig && (disjoint || len(dims) == 1) {
 		var removes, adds []FlowChange
 		for i, d := range dims {
@@ -846,18 +925,18 @@ func (inc *Incremental) DeleteNode(name string) {
 func (inc *Incremental) markNode(name string) {
 	if name == inc.cfg.Node {
 		inc.nodesAll = true // its claims are everyone's business
-		inc.dirty[fragNode] = true
+		inc.dirty[localNodeFrag] = true
 		// Its InternalIPs are the tunnel source of every remote node's
 		// flows.
 		for other := range inc.c.Nodes {
 			if other != name {
-				inc.dirty[nodeFrag(other)] = true
+				inc.dirty[remoteNodeFrag(other)] = true
 			}
 		}
 		return
 	}
 	inc.nodesChanged[name] = true
-	inc.dirty[nodeFrag(name)] = true
+	inc.dirty[remoteNodeFrag(name)] = true
 }
 
 // resolveNodes recomputes which remote nodes are usable after node events
@@ -888,12 +967,12 @@ func (inc *Incremental) resolveNodes() {
 	usable := r.usableNames()
 	for name := range inc.usable {
 		if !usable[name] {
-			inc.dirty[nodeFrag(name)] = true
+			inc.dirty[remoteNodeFrag(name)] = true
 		}
 	}
 	for name := range usable {
 		if !inc.usable[name] {
-			inc.dirty[nodeFrag(name)] = true
+			inc.dirty[remoteNodeFrag(name)] = true
 		}
 	}
 	inc.usable, inc.rejected = usable, map[string]RejectedNode{}
@@ -932,7 +1011,7 @@ func (inc *Incremental) resolveFew(changed map[string]bool) bool {
 	}
 	for name := range changed {
 		delete(inc.usable, name)
-		inc.dirty[nodeFrag(name)] = true
+		inc.dirty[remoteNodeFrag(name)] = true
 		n := inc.c.Nodes[name]
 		if n == nil {
 			continue
@@ -1082,7 +1161,7 @@ func (inc *Incremental) computeService(key string) []openflow.Flow {
 	} else {
 		delete(inc.svcGroupKeys, key)
 	}
-	inc.ofGroups.SetFragment(serviceFrag(key), res.groups)
+	inc.ofGroups.SetFragment(serviceFrag(key).String(), res.groups)
 	return res.flows
 }
 
