@@ -1,6 +1,7 @@
 package compiler
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 
@@ -25,6 +26,7 @@ import (
 // selectors: every pod event visits all groups that can hold the pod,
 // through the same indexes that find the rules to mark.
 type addrGroup struct {
+	key      string     // groupKey, its key in Incremental.groups
 	peer     model.Peer // the selectors (no IPBlock)
 	policyNS string     // the namespace a nil namespace selector means
 	refs     int        // indexed peers with these selectors
@@ -64,8 +66,9 @@ func writeSelector(b *strings.Builder, sel labels.Selector) {
 	b.WriteString(sel.String())
 }
 
-// peerUse is a selector peer of a policy in its namespace. Peers are
-// found by pointer: the model's policies are immutable, replaced whole.
+// peerUse is a selector peer of a policy in its namespace, found by
+// pointer: a peer keeps its selectors while its policy is held (invariant 1
+// of Incremental, checked by refGroups).
 type peerUse struct {
 	peer *model.Peer
 	ns   string
@@ -87,7 +90,10 @@ func (inc *Incremental) group(peer *model.Peer, policyNS string) *addrGroup {
 }
 
 // refGroups takes a reference on the groups of p's selector peers,
-// creating them (not built) as needed.
+// creating them (not built) as needed. A peer already held (p is the
+// policy held, passed again, or shares its rules) must still have its
+// group's selectors: else it was changed in place, and the flows of every
+// rule reading the group are wrong.
 func (inc *Incremental) refGroups(p *model.Policy) {
 	forSelectorPeers(p, func(peer *model.Peer) {
 		u := peerUse{peer, p.Namespace}
@@ -96,11 +102,13 @@ func (inc *Incremental) refGroups(p *model.Policy) {
 			k := groupKey(peer, p.Namespace)
 			g := inc.groups[k]
 			if g == nil {
-				g = &addrGroup{peer: model.Peer{NamespaceSelector: peer.NamespaceSelector, PodSelector: peer.PodSelector}, policyNS: p.Namespace}
+				g = &addrGroup{key: k, peer: model.Peer{NamespaceSelector: peer.NamespaceSelector, PodSelector: peer.PodSelector}, policyNS: p.Namespace}
 				inc.groups[k] = g
 			}
 			r = &peerRef{g: g}
 			inc.peerGroups[u] = r
+		} else if k := groupKey(peer, p.Namespace); k != r.g.key {
+			panic(fmt.Sprintf("compiler: policy %s was changed in place (a peer's selectors): pass a new object (invariant 1 of Incremental)", p.Key()))
 		}
 		r.n++
 		r.g.refs++
@@ -119,7 +127,7 @@ func (inc *Incremental) unrefGroups(p *model.Policy) {
 			delete(inc.peerGroups, u)
 		}
 		if r.g.refs--; r.g.refs == 0 {
-			delete(inc.groups, groupKey(peer, p.Namespace))
+			delete(inc.groups, r.g.key)
 		}
 	})
 }
@@ -169,8 +177,9 @@ func (inc *Incremental) podChanged(old, p *model.Pod) {
 }
 
 // groupSeesPod moves a built group from old to p (either nil). The sorted
-// addresses are patched in place (a pod joining or leaving costs a binary
-// search and a copy), or dropped for a rebuild where pods share an address.
+// addresses are patched (a pod joining or leaving costs a binary search
+// and a copy), or dropped for a rebuild where members share an address:
+// which pod owns a shared address is for the rebuild to say.
 func (inc *Incremental) groupSeesPod(g *addrGroup, old, p *model.Pod) {
 	if !g.built {
 		return
@@ -178,26 +187,29 @@ func (inc *Incremental) groupSeesPod(g *addrGroup, old, p *model.Pod) {
 	if old != nil {
 		if m, ok := g.members[old.UID]; ok {
 			delete(g.members, old.UID)
-			g.sorted = inc.withoutAddrs(g.sorted, m)
 			if g.shared {
-				g.sorted = nil // which pod owns a shared address is for the rebuild to say
+				g.sorted = nil
+			} else {
+				g.sorted = inc.withoutAddrs(g.sorted, m)
 			}
 		}
 	}
 	if p != nil && len(p.IPs) > 0 && inc.c.PeerSelects(&g.peer, g.policyNS, p) {
 		g.members[p.UID] = p
-		g.sorted = inc.withAddrs(g.sorted, p)
 		if g.shared {
 			g.sorted = nil
+		} else {
+			g.sorted = inc.withAddrs(g.sorted, p)
 		}
 	}
 }
 
 // withAddrs returns sorted with a new member's addresses inserted, as a new
-// slice: a list once handed out never changes (rules remember the lists
-// they rendered). Nil stays nil: to be rebuilt; an address already listed
+// slice (invariant 2 of Incremental: a list once handed out never
+// changes). Nil stays nil: to be rebuilt; an address already listed
 // (another pod's) asks for a rebuild, which picks the pod that owns it
-// deterministically and notes the sharing.
+// deterministically and notes the sharing. Only called while no members
+// share an address.
 func (inc *Incremental) withAddrs(sorted []peerAddr, p *model.Pod) []peerAddr {
 	if sorted == nil {
 		return nil
@@ -221,8 +233,8 @@ func (inc *Incremental) withoutAddrs(sorted []peerAddr, p *model.Pod) []peerAddr
 	}
 	for _, a := range inc.podPeerAddrs(p) {
 		i, found := slices.BinarySearchFunc(sorted, a, compareAddrs)
-		if !found || sorted[i].pod != p {
-			return nil
+		if !found || sorted[i].pod.UID != p.UID {
+			return nil // not listed as its: rebuild
 		}
 		sorted = slices.Concat(sorted[:i], sorted[i+1:])
 	}

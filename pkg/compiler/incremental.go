@@ -26,6 +26,33 @@ import (
 // All changes to the cluster go through Incremental's methods, so it sees
 // the old and the new version of each object. It is not safe for concurrent
 // use.
+//
+// Its memos rest on two invariants, stated here once:
+//
+//  1. An object handed to Incremental (in NewIncremental's cluster or to a
+//     Set method) is never changed afterwards: a change is a new object;
+//     the object held may be passed again only unchanged (a resync).
+//     Versions are told apart by pointer: a policy's selector peers find
+//     their address groups by *model.Peer (peerUse); groups and egress
+//     named-port splits hold the pod versions (*model.Pod) whose addresses
+//     and ports they listed (groupSeesPod, podPeerAddrs,
+//     egressSplit.update); and events compare the old version with the new
+//     one (markRelabel, markNamespaceChange, the label and slice indexes).
+//     Checked where a pointer is a key: SetPolicy, given the policy it
+//     holds, panics when a peer's selectors changed in place (refGroups):
+//     the old version is lost, so no flow derived from it can be trusted.
+//     Elsewhere the memos compare by value where that is cheap (an egress
+//     split's port specs, a group member by UID); an in-place change of a
+//     pod or namespace passed again is not detected (that needs a copy of
+//     every object).
+//  2. A peer list once handed out (an address group's, a rule's merged
+//     peers, an egress split's) is never changed: rules remember the lists
+//     they rendered (peerMemo) and diff the current ones against them,
+//     taking the same array for the same list (peerDim.diff). Held by
+//     construction: the functions making lists (sortedAddrs, withAddrs,
+//     withoutAddrs, rulePeers, mergeAddrs, egressNamedAddrs,
+//     egressSplit.update) return new arrays, and nothing writes to a listed
+//     element. TestPeerListsNeverChange checks it after random events.
 type Incremental struct {
 	c   *model.Cluster
 	cfg Config
