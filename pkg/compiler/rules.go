@@ -330,9 +330,9 @@ func ruleGroups(ri ruleInput, peers []peerAddr) []group {
 // Incremental: a pod's ports change only with a new object).
 type egressSplit struct {
 	named []model.PortSpec // the specs resolved
-	addrs []peerAddr // the destinations last split, sorted by compareAddrs
-	res   []int      // per destination: an index in keys, or -1 (no port)
-	keys  []string   // the resolutions seen (portsKey), with their ports
+	addrs []peerAddr       // the destinations last split, sorted by compareAddrs
+	res   []int            // per destination: an index in keys, or -1 (no port)
+	keys  []string         // the resolutions seen (portsKey), with their ports
 	ports [][]portMatch
 }
 
