@@ -95,8 +95,8 @@ type Incremental struct {
 
 	set      *FlowSet
 	ofGroups *GroupSet // OpenFlow groups (not address groups)
-	// dirty are the fragments to compute at the next Flush, but rules'
-	// (ruleState.dirty).
+	// dirty marks the fragments to compute at the next Flush; a rule's
+	// mark is in its ruleState.
 	dirty map[fragKey]bool
 	// changedGroups and ctFlushes are what the last Flush changed besides
 	// flows.
