@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/labels"
@@ -258,10 +259,10 @@ func (k fragKey) String() string {
 		return "node/" + k.name
 	case podFragment:
 		return "pod/" + k.name
-	case ruleFragment:
-		return "rule/" + k.rule.String()
+	case ruleFragment: // "rule/" + k.rule.String(), in one allocation
+		return "rule/" + k.rule.policy + "/" + string(k.rule.dir) + "/" + strconv.Itoa(k.rule.index)
 	case rulePeersFragment:
-		return "rulepeers/" + k.rule.String()
+		return "rulepeers/" + k.rule.policy + "/" + string(k.rule.dir) + "/" + strconv.Itoa(k.rule.index)
 	case serviceFragment:
 		return "svc/" + k.name
 	}
