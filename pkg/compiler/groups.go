@@ -1,6 +1,7 @@
 package compiler
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 
@@ -25,6 +26,7 @@ import (
 // selectors: every pod event visits all groups that can hold the pod,
 // through the same indexes that find the rules to mark.
 type addrGroup struct {
+	key      string     // groupKey, its key in Incremental.groups
 	peer     model.Peer // the selectors (no IPBlock)
 	policyNS string     // the namespace a nil namespace selector means
 	refs     int        // indexed peers with these selectors
@@ -64,8 +66,9 @@ func writeSelector(b *strings.Builder, sel labels.Selector) {
 	b.WriteString(sel.String())
 }
 
-// peerUse is a selector peer of a policy in its namespace. Peers are
-// found by pointer: the model's policies are immutable, replaced whole.
+// peerUse is a selector peer of a policy in its namespace, found by
+// pointer: a peer keeps its selectors while its policy is held (invariant 1
+// of Incremental, checked by refGroups).
 type peerUse struct {
 	peer *model.Peer
 	ns   string
@@ -79,28 +82,33 @@ type peerRef struct {
 }
 
 // group returns the group of an indexed policy's selector peer, or nil.
-func (in *Incremental) group(peer *model.Peer, policyNS string) *addrGroup {
-	if r := in.peerGroups[peerUse{peer, policyNS}]; r != nil {
+func (inc *Incremental) group(peer *model.Peer, policyNS string) *addrGroup {
+	if r := inc.peerGroups[peerUse{peer, policyNS}]; r != nil {
 		return r.g
 	}
 	return nil
 }
 
 // refGroups takes a reference on the groups of p's selector peers,
-// creating them (not built) as needed.
-func (in *Incremental) refGroups(p *model.Policy) {
+// creating them (not built) as needed. A peer already held (p is the
+// policy held, passed again, or shares its rules) must still have its
+// group's selectors: else it was changed in place, and the flows of every
+// rule reading the group are wrong.
+func (inc *Incremental) refGroups(p *model.Policy) {
 	forSelectorPeers(p, func(peer *model.Peer) {
 		u := peerUse{peer, p.Namespace}
-		r := in.peerGroups[u]
+		r := inc.peerGroups[u]
 		if r == nil {
 			k := groupKey(peer, p.Namespace)
-			g := in.groups[k]
+			g := inc.groups[k]
 			if g == nil {
-				g = &addrGroup{peer: model.Peer{NamespaceSelector: peer.NamespaceSelector, PodSelector: peer.PodSelector}, policyNS: p.Namespace}
-				in.groups[k] = g
+				g = &addrGroup{key: k, peer: model.Peer{NamespaceSelector: peer.NamespaceSelector, PodSelector: peer.PodSelector}, policyNS: p.Namespace}
+				inc.groups[k] = g
 			}
 			r = &peerRef{g: g}
-			in.peerGroups[u] = r
+			inc.peerGroups[u] = r
+		} else if k := groupKey(peer, p.Namespace); k != r.g.key {
+			panic(fmt.Sprintf("compiler: policy %s was changed in place (a peer's selectors): pass a new object (invariant 1 of Incremental)", p.Key()))
 		}
 		r.n++
 		r.g.refs++
@@ -108,18 +116,18 @@ func (in *Incremental) refGroups(p *model.Policy) {
 }
 
 // unrefGroups drops p's references; a group nobody refers to is forgotten.
-func (in *Incremental) unrefGroups(p *model.Policy) {
+func (inc *Incremental) unrefGroups(p *model.Policy) {
 	forSelectorPeers(p, func(peer *model.Peer) {
 		u := peerUse{peer, p.Namespace}
-		r := in.peerGroups[u]
+		r := inc.peerGroups[u]
 		if r == nil {
 			return
 		}
 		if r.n--; r.n == 0 {
-			delete(in.peerGroups, u)
+			delete(inc.peerGroups, u)
 		}
 		if r.g.refs--; r.g.refs == 0 {
-			delete(in.groups, groupKey(peer, p.Namespace))
+			delete(inc.groups, r.g.key)
 		}
 	})
 }
@@ -140,70 +148,74 @@ func forSelectorPeers(p *model.Policy, f func(*model.Peer)) {
 // podChanged updates the built groups that can hold either version of a
 // pod (nil: none). Candidates are the groups of the rules that can select
 // it: its namespace's policies and the rule index.
-func (in *Incremental) podChanged(old, p *model.Pod) {
+func (inc *Incremental) podChanged(old, p *model.Pod) {
 	seen := map[*addrGroup]bool{}
 	visit := func(r ruleRef) {
 		rule := r.rule()
 		for j := range rule.Peers {
-			g := in.group(&rule.Peers[j], r.pol.Namespace)
+			g := inc.group(&rule.Peers[j], r.pol.Namespace)
 			if g == nil || seen[g] {
 				continue
 			}
 			seen[g] = true
-			in.groupSeesPod(g, old, p)
+			inc.groupSeesPod(g, old, p)
 		}
 	}
 	for _, v := range []*model.Pod{old, p} {
 		if v == nil {
 			continue
 		}
-		for _, pol := range in.polByNS[v.Namespace] {
+		for _, pol := range inc.polByNS[v.Namespace] {
 			for _, d := range directions {
 				for i := range pol.Rules(d) {
 					visit(ruleRef{pol, d, i})
 				}
 			}
 		}
-		in.rules.forPod(v, in.nsLabelSet(v.Namespace), visit)
+		inc.rules.forPod(v, inc.nsLabelSet(v.Namespace), visit)
 	}
 }
 
 // groupSeesPod moves a built group from old to p (either nil). The sorted
-// addresses are patched in place (a pod joining or leaving costs a binary
-// search and a copy), or dropped for a rebuild where pods share an address.
-func (in *Incremental) groupSeesPod(g *addrGroup, old, p *model.Pod) {
+// addresses are patched (a pod joining or leaving costs a binary search
+// and a copy), or dropped for a rebuild where members share an address:
+// which pod owns a shared address is for the rebuild to say.
+func (inc *Incremental) groupSeesPod(g *addrGroup, old, p *model.Pod) {
 	if !g.built {
 		return
 	}
 	if old != nil {
 		if m, ok := g.members[old.UID]; ok {
 			delete(g.members, old.UID)
-			g.sorted = in.withoutAddrs(g.sorted, m)
 			if g.shared {
-				g.sorted = nil // which pod owns a shared address is for the rebuild to say
+				g.sorted = nil
+			} else {
+				g.sorted = inc.withoutAddrs(g.sorted, m)
 			}
 		}
 	}
-	if p != nil && len(p.IPs) > 0 && in.c.PeerSelects(&g.peer, g.policyNS, p) {
+	if p != nil && len(p.IPs) > 0 && inc.c.PeerSelects(&g.peer, g.policyNS, p) {
 		g.members[p.UID] = p
-		g.sorted = in.withAddrs(g.sorted, p)
 		if g.shared {
 			g.sorted = nil
+		} else {
+			g.sorted = inc.withAddrs(g.sorted, p)
 		}
 	}
 }
 
 // withAddrs returns sorted with a new member's addresses inserted, as a new
-// slice: a list once handed out never changes (rules remember the lists
-// they rendered). Nil stays nil: to be rebuilt; an address already listed
+// slice (invariant 2 of Incremental: a list once handed out never
+// changes). Nil stays nil: to be rebuilt; an address already listed
 // (another pod's) asks for a rebuild, which picks the pod that owns it
-// deterministically and notes the sharing.
-func (in *Incremental) withAddrs(sorted []peerAddr, p *model.Pod) []peerAddr {
+// deterministically and notes the sharing. Only called while no members
+// share an address.
+func (inc *Incremental) withAddrs(sorted []peerAddr, p *model.Pod) []peerAddr {
 	if sorted == nil {
 		return nil
 	}
 	sorted = slices.Clip(sorted) // Insert then copies
-	for _, a := range in.podPeerAddrs(p) {
+	for _, a := range inc.podPeerAddrs(p) {
 		i, found := slices.BinarySearchFunc(sorted, a, compareAddrs)
 		if found {
 			return nil
@@ -215,14 +227,14 @@ func (in *Incremental) withAddrs(sorted []peerAddr, p *model.Pod) []peerAddr {
 
 // withoutAddrs returns sorted without a leaving member's addresses, as a
 // new slice (see withAddrs); only called while no members share an address.
-func (in *Incremental) withoutAddrs(sorted []peerAddr, p *model.Pod) []peerAddr {
+func (inc *Incremental) withoutAddrs(sorted []peerAddr, p *model.Pod) []peerAddr {
 	if sorted == nil {
 		return nil
 	}
-	for _, a := range in.podPeerAddrs(p) {
+	for _, a := range inc.podPeerAddrs(p) {
 		i, found := slices.BinarySearchFunc(sorted, a, compareAddrs)
-		if !found || sorted[i].pod != p {
-			return nil
+		if !found || sorted[i].pod.UID != p.UID {
+			return nil // not listed as its: rebuild
 		}
 		sorted = slices.Concat(sorted[:i], sorted[i+1:])
 	}
@@ -237,14 +249,14 @@ func (g *addrGroup) invalidate() {
 // groupAddrs returns the addresses of the pods a selector peer of an
 // indexed policy selects: sorted by prefix, one per prefix (of pods
 // sharing an address, the first by namespace/name). Read only.
-func (in *Incremental) groupAddrs(peer *model.Peer, policyNS string) []peerAddr {
-	g := in.group(peer, policyNS)
+func (inc *Incremental) groupAddrs(peer *model.Peer, policyNS string) []peerAddr {
+	g := inc.group(peer, policyNS)
 	if g == nil { // not an indexed policy's peer: compute without memo
 		g = &addrGroup{peer: *peer, policyNS: policyNS}
 	}
 	if !g.built {
 		g.members = map[string]*model.Pod{}
-		for _, p := range in.peerPods(&g.peer, g.policyNS) {
+		for _, p := range inc.peerPods(&g.peer, g.policyNS) {
 			if len(p.IPs) > 0 {
 				g.members[p.UID] = p
 			}
@@ -252,7 +264,7 @@ func (in *Incremental) groupAddrs(peer *model.Peer, policyNS string) []peerAddr 
 		g.built, g.sorted = true, nil
 	}
 	if g.sorted == nil {
-		g.sorted, g.shared = in.sortedAddrs(g.members)
+		g.sorted, g.shared = inc.sortedAddrs(g.members)
 	}
 	return g.sorted
 }
@@ -261,10 +273,10 @@ func (in *Incremental) groupAddrs(peer *model.Peer, policyNS string) []peerAddr 
 // match text (so a rule's peer flows come out in the order the flow set
 // keeps them), one per address: of pods sharing one, the first by
 // namespace/name, then UID; shared tells whether any did.
-func (in *Incremental) sortedAddrs(pods map[string]*model.Pod) (sorted []peerAddr, shared bool) {
+func (inc *Incremental) sortedAddrs(pods map[string]*model.Pod) (sorted []peerAddr, shared bool) {
 	out := make([]peerAddr, 0, len(pods))
 	for _, p := range pods {
-		out = append(out, in.podPeerAddrs(p)...)
+		out = append(out, inc.podPeerAddrs(p)...)
 	}
 	slices.SortFunc(out, func(a, b peerAddr) int {
 		if c := compareAddrs(a, b); c != 0 {
@@ -289,8 +301,8 @@ func compareAddrs(a, b peerAddr) int {
 
 // podPeerAddrs returns a pod's host addresses as peers, their matches
 // rendered once per pod (a new version with the same addresses reuses them).
-func (in *Incremental) podPeerAddrs(p *model.Pod) []peerAddr {
-	a, ok := in.podAddrs[p.UID]
+func (inc *Incremental) podPeerAddrs(p *model.Pod) []peerAddr {
+	a, ok := inc.podAddrs[p.UID]
 	if ok && a.pod == p {
 		return a.addrs
 	}
@@ -304,7 +316,7 @@ func (in *Incremental) podPeerAddrs(p *model.Pod) []peerAddr {
 		}
 		addrs[i] = peerAddr{prefix: pre, pod: p, match: peerMatches(pre)}
 	}
-	in.podAddrs[p.UID] = podAddrs{p, addrs}
+	inc.podAddrs[p.UID] = podAddrs{p, addrs}
 	return addrs
 }
 

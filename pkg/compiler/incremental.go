@@ -27,6 +27,33 @@ import (
 // All changes to the cluster go through Incremental's methods, so it sees
 // the old and the new version of each object. It is not safe for concurrent
 // use.
+//
+// Its memos rest on two invariants, stated here once:
+//
+//  1. An object handed to Incremental (in NewIncremental's cluster or to a
+//     Set method) is never changed afterwards: a change is a new object;
+//     the object held may be passed again only unchanged (a resync).
+//     Versions are told apart by pointer: a policy's selector peers find
+//     their address groups by *model.Peer (peerUse); groups and egress
+//     named-port splits hold the pod versions (*model.Pod) whose addresses
+//     and ports they listed (groupSeesPod, podPeerAddrs,
+//     egressSplit.update); and events compare the old version with the new
+//     one (markRelabel, markNamespaceChange, the label and slice indexes).
+//     Checked where a pointer is a key: SetPolicy, given the policy it
+//     holds, panics when a peer's selectors changed in place (refGroups):
+//     the old version is lost, so no flow derived from it can be trusted.
+//     Elsewhere the memos compare by value where that is cheap (an egress
+//     split's port specs, a group member by UID); an in-place change of a
+//     pod or namespace passed again is not detected (that needs a copy of
+//     every object).
+//  2. A peer list once handed out (an address group's, a rule's merged
+//     peers, an egress split's) is never changed: rules remember the lists
+//     they rendered (peerMemo) and diff the current ones against them,
+//     taking the same array for the same list (peerDim.diff). Held by
+//     construction: the functions making lists (sortedAddrs, withAddrs,
+//     withoutAddrs, rulePeers, mergeAddrs, egressNamedAddrs,
+//     egressSplit.update) return new arrays, and nothing writes to a listed
+//     element. TestPeerListsNeverChange checks it after random events.
 type Incremental struct {
 	c   *model.Cluster
 	cfg Config
@@ -39,19 +66,16 @@ type Incremental struct {
 	polByNS  map[string]map[string]*model.Policy
 	nsLabels labelIndex
 	rules    *ruleIndex
-	// ruleConjKeys remembers the conjunction keys each rule allocated.
-	ruleConjKeys map[string][]string
+	// ruleStates is what each rule left for the next Flush (see ruleState);
+	// dirtyRules lists, in marking order, those marked since the last Flush.
+	ruleStates map[ruleID]*ruleState
+	dirtyRules []ruleID
 	// groups are the selector peers' address groups by groupKey, and
 	// peerGroups each indexed peer's group (see groups.go); podAddrs
 	// memoizes pods' addresses as rendered peers.
 	groups     map[string]*addrGroup
 	peerGroups map[peerUse]*peerRef
 	podAddrs   map[string]podAddrs
-	// peerMemos holds, per rule with a peer fragment, what its peer flows
-	// were rendered from (see setRulePeers).
-	peerMemos map[string]*peerMemo
-	// egressSplits memoizes egress named-port splits per rule (see egressSplit).
-	egressSplits map[string]*egressSplit
 
 	// Services: each Service's EndpointSlices by Service key; group IDs;
 	// per Service the group keys it holds and the backends serving its UDP
@@ -72,7 +96,9 @@ type Incremental struct {
 
 	set      *FlowSet
 	ofGroups *GroupSet // OpenFlow groups (not address groups)
-	dirty    map[string]bool
+	// dirty marks the fragments to compute at the next Flush; a rule's
+	// mark is in its ruleState.
+	dirty map[fragKey]bool
 	// changedGroups and ctFlushes are what the last Flush changed besides
 	// flows.
 	changedGroups []uint32
@@ -82,65 +108,63 @@ type Incremental struct {
 // NewIncremental takes ownership of c (change it only through the returned
 // value from now on); everything is dirty until the first Flush.
 func NewIncremental(c *model.Cluster, cfg Config) *Incremental {
-	in := &Incremental{
+	inc := &Incremental{
 		c: c, ids: NewIDAllocator(),
 		podsByNS:     map[string]map[string]*model.Pod{},
 		polByNS:      map[string]map[string]*model.Policy{},
 		nsLabels:     labelIndex{},
 		rules:        newRuleIndex(),
-		ruleConjKeys: map[string][]string{},
+		ruleStates:   map[ruleID]*ruleState{},
 		groups:       map[string]*addrGroup{},
 		peerGroups:   map[peerUse]*peerRef{},
 		podAddrs:     map[string]podAddrs{},
-		peerMemos:    map[string]*peerMemo{},
-		egressSplits: map[string]*egressSplit{},
 		slicesBySvc:  map[string]map[string]*model.EndpointSlice{},
 		groupIDs:     newIDAllocatorIn(openflow.GroupIDOurs, ^openflow.GroupIDOursMask),
 		svcGroupKeys: map[string][]string{},
 		svcServing:   map[string]map[serviceFamilyPort]map[model.Backend]bool{},
 		set:          NewFlowSet(),
 		ofGroups:     NewGroupSet(),
-		dirty:        map[string]bool{},
+		dirty:        map[fragKey]bool{},
 		nodesChanged: map[string]bool{},
 		usable:       map[string]bool{},
 		rejected:     map[string]RejectedNode{},
 	}
 	for _, sl := range c.EndpointSlices {
-		in.indexSlice(sl)
+		inc.indexSlice(sl)
 	}
 	for _, p := range c.Pods {
-		in.indexPod(p)
+		inc.indexPod(p)
 	}
 	for _, ns := range c.Namespaces {
-		in.nsLabels.add(ns.Name, ns.Labels)
+		inc.nsLabels.add(ns.Name, ns.Labels)
 	}
 	for _, p := range c.Policies {
-		in.indexPolicy(p)
-		in.refGroups(p)
+		inc.indexPolicy(p)
+		inc.refGroups(p)
 	}
-	in.SetConfig(cfg)
-	return in
+	inc.SetConfig(cfg)
+	return inc
 }
 
 // Cluster returns the state (read only).
-func (in *Incremental) Cluster() *model.Cluster { return in.c }
+func (inc *Incremental) Cluster() *model.Cluster { return inc.c }
 
 // Config returns the effective configuration.
-func (in *Incremental) Config() Config { return in.cfg }
+func (inc *Incremental) Config() Config { return inc.cfg }
 
 // SetConfig replaces the configuration (bindings included) and marks
 // everything dirty.
-func (in *Incremental) SetConfig(cfg Config) {
-	in.cfg = cfg.withDefaults()
-	in.set.SetConjunctionLimit(in.cfg.MaxConjunctionsPerFlow)
-	in.markAll()
+func (inc *Incremental) SetConfig(cfg Config) {
+	inc.cfg = cfg.withDefaults()
+	inc.set.SetConjunctionLimit(inc.cfg.MaxConjunctionsPerFlow)
+	inc.markAll()
 }
 
 // SetBindings replaces the local pods' port bindings, marking only the pods
 // whose binding changed.
-func (in *Incremental) SetBindings(b map[string]Binding) {
-	old := in.cfg.Bindings
-	in.cfg.Bindings = b
+func (inc *Incremental) SetBindings(b map[string]Binding) {
+	old := inc.cfg.Bindings
+	inc.cfg.Bindings = b
 	changed := map[string]bool{}
 	for k, ob := range old {
 		if nb, ok := b[k]; !ok || nb.OFPort != ob.OFPort || nb.MAC.String() != ob.MAC.String() {
@@ -154,109 +178,183 @@ func (in *Incremental) SetBindings(b map[string]Binding) {
 	}
 	for key := range changed {
 		ns, name, _ := strings.Cut(key, "/")
-		for _, p := range in.podsByNS[ns] {
+		for _, p := range inc.podsByNS[ns] {
 			if p.Name == name {
-				in.markPodAsTarget(p)
+				inc.markPodAsTarget(p)
 			}
 		}
 	}
 }
 
-func (in *Incremental) markAll() {
-	in.dirty[fragPipeline] = true
-	in.dirty[fragNode] = true
-	for _, p := range in.c.Pods {
-		in.dirty[podFrag(p)] = true
+func (inc *Incremental) markAll() {
+	inc.dirty[pipelineFrag] = true
+	inc.dirty[localNodeFrag] = true
+	for _, p := range inc.c.Pods {
+		inc.dirty[podFrag(p)] = true
 	}
-	for _, p := range in.c.Policies {
-		in.markPolicy(p)
+	for _, p := range inc.c.Policies {
+		inc.markPolicy(p)
 	}
-	for key := range in.c.Services {
-		in.dirty[serviceFrag(key)] = true
+	for key := range inc.c.Services {
+		inc.dirty[serviceFrag(key)] = true
 	}
-	for name := range in.c.Nodes {
-		in.dirty[nodeFrag(name)] = true
+	for name := range inc.c.Nodes {
+		inc.dirty[remoteNodeFrag(name)] = true
 	}
-	in.nodesAll = true
-	// Render every peer fragment again, but keep knowing which exist: a
-	// rule that now has no peer flows must still remove its fragment.
-	for _, m := range in.peerMemos {
-		m.sig = staleMemo
-	}
-	in.set.fragments(func(id string) {
-		if key, ok := strings.CutPrefix(id, "rulepeers/"); ok {
-			id = ruleFrag(key) // computed with its rule
+	inc.nodesAll = true
+	// Every rule that holds state: those of policies gone since the last
+	// Flush included. Their peer fragments are rendered again, but known
+	// to exist: a rule that now has no peer flows must still remove its.
+	// With the objects above, that is every fragment that has flows.
+	for id, st := range inc.ruleStates {
+		if st.peers != nil {
+			st.peers.sig = staleMemo
 		}
-		in.dirty[id] = true
-	})
+		inc.markRule(id)
+	}
 }
 
-// Fragment IDs.
+// fragKind is what a fragment holds the flows of.
+type fragKind uint8
+
 const (
-	fragPipeline = "pipeline"
-	fragNode     = "node"
+	pipelineFragment   fragKind = iota // the pipeline skeleton
+	localNodeFragment                  // this node (its ports, addresses, gateway)
+	remoteNodeFragment                 // a remote node's tunnel flows
+	podFragment                        // a local or remote pod
+	ruleFragment                       // a policy rule, but its peer dimensions
+	rulePeersFragment                  // a rule's peer dimensions (see setRulePeers)
+	serviceFragment                    // a Service's load balancing (with its groups)
 )
 
-func podFrag(p *model.Pod) string   { return "pod/" + p.UID }
-func ruleFrag(key string) string    { return "rule/" + key }
-func serviceFrag(key string) string { return "svc/" + key }
+// fragKey names one fragment of the flow set. The flow and group sets
+// take it as text (String), which also orders Flush's work.
+type fragKey struct {
+	kind fragKind
+	// name is the remote node's name, the pod's UID or the Service's
+	// namespace/name.
+	name string
+	rule ruleID // of ruleFragment and rulePeersFragment
+}
 
-func (in *Incremental) indexPod(p *model.Pod) {
-	m := in.podsByNS[p.Namespace]
+var (
+	pipelineFrag  = fragKey{kind: pipelineFragment}
+	localNodeFrag = fragKey{kind: localNodeFragment}
+)
+
+func remoteNodeFrag(name string) fragKey { return fragKey{kind: remoteNodeFragment, name: name} }
+func podFrag(p *model.Pod) fragKey       { return fragKey{kind: podFragment, name: p.UID} }
+func ruleFrag(id ruleID) fragKey         { return fragKey{kind: ruleFragment, rule: id} }
+func rulePeersFrag(id ruleID) fragKey    { return fragKey{kind: rulePeersFragment, rule: id} }
+func serviceFrag(key string) fragKey     { return fragKey{kind: serviceFragment, name: key} }
+
+// String is the fragment's ID in the flow and group sets.
+func (k fragKey) String() string {
+	switch k.kind {
+	case pipelineFragment:
+		return "pipeline"
+	case localNodeFragment:
+		return "node"
+	case remoteNodeFragment:
+		return "node/" + k.name
+	case podFragment:
+		return "pod/" + k.name
+	case ruleFragment: // "rule/" + k.rule.String(), in one allocation
+		return "rule/" + k.rule.policy + "/" + string(k.rule.dir) + "/" + strconv.Itoa(k.rule.index)
+	case rulePeersFragment:
+		return "rulepeers/" + k.rule.policy + "/" + string(k.rule.dir) + "/" + strconv.Itoa(k.rule.index)
+	case serviceFragment:
+		return "svc/" + k.name
+	}
+	return fmt.Sprintf("fragment kind %d", k.kind)
+}
+
+// ruleState is what one rule leaves for the next Flush: kept while any
+// field is set (see computeRule).
+type ruleState struct {
+	dirty bool // compute it at the next Flush (listed in dirtyRules)
+	// conjKeys are the conjunction keys its flows hold IDs of.
+	conjKeys []string
+	// peers is what its peer fragment was rendered from; nil: it has none.
+	peers *peerMemo
+	// split is its egress named-port split (egress rules with named ports
+	// and flows only).
+	split *egressSplit
+}
+
+func (st *ruleState) empty() bool {
+	return !st.dirty && len(st.conjKeys) == 0 && st.peers == nil && st.split == nil
+}
+
+// markRule marks a rule (of a policy that may since be gone) to compute.
+func (inc *Incremental) markRule(id ruleID) {
+	st := inc.ruleStates[id]
+	if st == nil {
+		st = &ruleState{}
+		inc.ruleStates[id] = st
+	}
+	if !st.dirty {
+		st.dirty = true
+		inc.dirtyRules = append(inc.dirtyRules, id)
+	}
+}
+
+func (inc *Incremental) indexPod(p *model.Pod) {
+	m := inc.podsByNS[p.Namespace]
 	if m == nil {
 		m = map[string]*model.Pod{}
-		in.podsByNS[p.Namespace] = m
+		inc.podsByNS[p.Namespace] = m
 	}
 	m[p.UID] = p
 }
 
-func (in *Incremental) unindexPod(p *model.Pod) {
-	if m := in.podsByNS[p.Namespace]; m != nil {
+func (inc *Incremental) unindexPod(p *model.Pod) {
+	if m := inc.podsByNS[p.Namespace]; m != nil {
 		delete(m, p.UID)
 		if len(m) == 0 {
-			delete(in.podsByNS, p.Namespace)
+			delete(inc.podsByNS, p.Namespace)
 		}
 	}
 }
 
-func (in *Incremental) indexPolicy(p *model.Policy) {
-	m := in.polByNS[p.Namespace]
+func (inc *Incremental) indexPolicy(p *model.Policy) {
+	m := inc.polByNS[p.Namespace]
 	if m == nil {
 		m = map[string]*model.Policy{}
-		in.polByNS[p.Namespace] = m
+		inc.polByNS[p.Namespace] = m
 	}
 	m[p.Key()] = p
-	in.rules.add(p, in.nsLabels)
+	inc.rules.add(p, inc.nsLabels)
 }
 
-func (in *Incremental) unindexPolicy(p *model.Policy) {
-	if m := in.polByNS[p.Namespace]; m != nil {
+func (inc *Incremental) unindexPolicy(p *model.Policy) {
+	if m := inc.polByNS[p.Namespace]; m != nil {
 		delete(m, p.Key())
 		if len(m) == 0 {
-			delete(in.polByNS, p.Namespace)
+			delete(inc.polByNS, p.Namespace)
 		}
 	}
-	in.rules.remove(p.Key())
+	inc.rules.remove(p.Key())
 }
 
 // SetPod adds or replaces a pod (by UID).
-func (in *Incremental) SetPod(p *model.Pod) {
-	old, ok := in.c.Pods[p.UID]
+func (inc *Incremental) SetPod(p *model.Pod) {
+	old, ok := inc.c.Pods[p.UID]
 	relabel := ok && onlyLabelsDiffer(old, p)
 	switch {
 	case relabel:
-		in.markRelabel(old, p)
+		inc.markRelabel(old, p)
 	case ok:
-		in.markPodEverywhere(old)
+		inc.markPodEverywhere(old)
 	}
 	if ok {
-		in.unindexPod(old)
+		inc.unindexPod(old)
 	}
-	in.c.AddPod(p)
-	in.indexPod(p)
-	in.podChanged(old, p)
+	inc.c.AddPod(p)
+	inc.indexPod(p)
+	inc.podChanged(old, p)
 	if !relabel {
-		in.markPodEverywhere(p)
+		inc.markPodEverywhere(p)
 	}
 }
 
@@ -269,37 +367,37 @@ func onlyLabelsDiffer(a, b *model.Pod) bool {
 }
 
 // DeletePod removes a pod.
-func (in *Incremental) DeletePod(uid string) {
-	old, ok := in.c.Pods[uid]
+func (inc *Incremental) DeletePod(uid string) {
+	old, ok := inc.c.Pods[uid]
 	if !ok {
 		return
 	}
-	in.markPodEverywhere(old)
-	in.unindexPod(old)
-	delete(in.c.Pods, uid)
-	in.podChanged(old, nil)
-	delete(in.podAddrs, uid)
+	inc.markPodEverywhere(old)
+	inc.unindexPod(old)
+	delete(inc.c.Pods, uid)
+	inc.podChanged(old, nil)
+	delete(inc.podAddrs, uid)
 }
 
 // markPodEverywhere marks what one version of a pod takes part in: its own
 // fragment, the rules targeting it, the rules it is a peer of. Candidate
 // rules come from the policies of the pod's namespace and the rule index;
 // peerMayInvolve decides.
-func (in *Incremental) markPodEverywhere(p *model.Pod) {
-	in.markPodAsTarget(p)
+func (inc *Incremental) markPodEverywhere(p *model.Pod) {
+	inc.markPodAsTarget(p)
 	check := func(r ruleRef) {
-		if in.peerMayInvolve(r.pol, r.dir, r.rule(), p) {
-			in.dirty[ruleFrag(RuleKey(r.pol, r.dir, r.index))] = true
+		if inc.peerMayInvolve(r.pol, r.dir, r.rule(), p) {
+			inc.markRule(r.id())
 		}
 	}
-	for _, pol := range in.polByNS[p.Namespace] {
+	for _, pol := range inc.polByNS[p.Namespace] {
 		for _, d := range directions {
 			for i := range pol.Rules(d) {
 				check(ruleRef{pol, d, i})
 			}
 		}
 	}
-	in.rules.forPod(p, in.nsLabelSet(p.Namespace), check)
+	inc.rules.forPod(p, inc.nsLabelSet(p.Namespace), check)
 }
 
 // markRelabel marks what a change of a pod's labels alone affects: its own
@@ -307,30 +405,30 @@ func (in *Incremental) markPodEverywhere(p *model.Pod) {
 // and the rules one of whose selector peers selects one version and not the
 // other (selectionFlips). Other rules see the same peers, addresses and
 // ports, so their flows stay.
-func (in *Incremental) markRelabel(old, p *model.Pod) {
-	in.dirty[podFrag(p)] = true
-	if p.Node == in.cfg.Node {
-		for _, pol := range in.polByNS[p.Namespace] {
+func (inc *Incremental) markRelabel(old, p *model.Pod) {
+	inc.dirty[podFrag(p)] = true
+	if p.Node == inc.cfg.Node {
+		for _, pol := range inc.polByNS[p.Namespace] {
 			if pol.PodSelector.Matches(old.Labels) != pol.PodSelector.Matches(p.Labels) {
-				in.markPolicy(pol)
+				inc.markPolicy(pol)
 			}
 		}
 	}
 	check := func(r ruleRef) {
-		if in.selectionFlips(r, old, p) {
-			in.dirty[ruleFrag(RuleKey(r.pol, r.dir, r.index))] = true
+		if inc.selectionFlips(r, old, p) {
+			inc.markRule(r.id())
 		}
 	}
-	for _, pol := range in.polByNS[p.Namespace] {
+	for _, pol := range inc.polByNS[p.Namespace] {
 		for _, d := range directions {
 			for i := range pol.Rules(d) {
 				check(ruleRef{pol, d, i})
 			}
 		}
 	}
-	nsLabels := in.nsLabelSet(p.Namespace)
-	in.rules.forPod(old, nsLabels, check)
-	in.rules.forPod(p, nsLabels, check)
+	nsLabels := inc.nsLabelSet(p.Namespace)
+	inc.rules.forPod(old, nsLabels, check)
+	inc.rules.forPod(p, nsLabels, check)
 }
 
 // selectionFlips reports whether one of the rule's selector peers selects
@@ -339,11 +437,11 @@ func (in *Incremental) markRelabel(old, p *model.Pod) {
 // peers, and which peer lists a shared address first (its owner, whose
 // named ports count). ipBlocks and named-port resolution see addresses and
 // ports, which a relabel keeps.
-func (in *Incremental) selectionFlips(r ruleRef, old, p *model.Pod) bool {
+func (inc *Incremental) selectionFlips(r ruleRef, old, p *model.Pod) bool {
 	rule := r.rule()
 	for i := range rule.Peers {
 		peer := &rule.Peers[i]
-		if peer.IPBlock == nil && in.c.PeerSelects(peer, r.pol.Namespace, old) != in.c.PeerSelects(peer, r.pol.Namespace, p) {
+		if peer.IPBlock == nil && inc.c.PeerSelects(peer, r.pol.Namespace, old) != inc.c.PeerSelects(peer, r.pol.Namespace, p) {
 			return true
 		}
 	}
@@ -352,14 +450,14 @@ func (in *Incremental) selectionFlips(r ruleRef, old, p *model.Pod) bool {
 
 // markPodAsTarget marks the pod's own fragment and the rules of policies
 // that select it.
-func (in *Incremental) markPodAsTarget(p *model.Pod) {
-	in.dirty[podFrag(p)] = true
-	if p.Node != in.cfg.Node {
+func (inc *Incremental) markPodAsTarget(p *model.Pod) {
+	inc.dirty[podFrag(p)] = true
+	if p.Node != inc.cfg.Node {
 		return
 	}
-	for _, pol := range in.polByNS[p.Namespace] {
+	for _, pol := range inc.polByNS[p.Namespace] {
 		if pol.PodSelector.Matches(p.Labels) {
-			in.markPolicy(pol)
+			inc.markPolicy(pol)
 		}
 	}
 }
@@ -368,7 +466,7 @@ var directions = []model.Direction{model.Ingress, model.Egress}
 
 // peerMayInvolve reports whether pod p can be one of the rule's peers or
 // (egress named ports) a destination its names resolve against.
-func (in *Incremental) peerMayInvolve(pol *model.Policy, d model.Direction, r *model.Rule, p *model.Pod) bool {
+func (inc *Incremental) peerMayInvolve(pol *model.Policy, d model.Direction, r *model.Rule, p *model.Pod) bool {
 	named := false
 	for _, ps := range r.Ports {
 		if ps.Name != "" {
@@ -386,7 +484,7 @@ func (in *Incremental) peerMayInvolve(pol *model.Policy, d model.Direction, r *m
 			}
 			continue
 		}
-		if in.c.PeerSelects(peer, pol.Namespace, p) {
+		if inc.c.PeerSelects(peer, pol.Namespace, p) {
 			return true
 		}
 	}
@@ -394,22 +492,22 @@ func (in *Incremental) peerMayInvolve(pol *model.Policy, d model.Direction, r *m
 }
 
 // SetNamespace adds or replaces a namespace.
-func (in *Incremental) SetNamespace(ns *model.Namespace) {
-	old := in.c.Namespaces[ns.Name]
-	in.markNamespaceChange(old, ns)
+func (inc *Incremental) SetNamespace(ns *model.Namespace) {
+	old := inc.c.Namespaces[ns.Name]
+	inc.markNamespaceChange(old, ns)
 	if old != nil {
-		in.nsLabels.remove(old.Name, old.Labels)
+		inc.nsLabels.remove(old.Name, old.Labels)
 	}
-	in.c.AddNamespace(ns)
-	in.nsLabels.add(ns.Name, ns.Labels)
+	inc.c.AddNamespace(ns)
+	inc.nsLabels.add(ns.Name, ns.Labels)
 }
 
 // DeleteNamespace removes a namespace (its pods and policies go separately).
-func (in *Incremental) DeleteNamespace(name string) {
-	if old, ok := in.c.Namespaces[name]; ok {
-		in.markNamespaceChange(old, nil)
-		in.nsLabels.remove(old.Name, old.Labels)
-		delete(in.c.Namespaces, name)
+func (inc *Incremental) DeleteNamespace(name string) {
+	if old, ok := inc.c.Namespaces[name]; ok {
+		inc.markNamespaceChange(old, nil)
+		inc.nsLabels.remove(old.Name, old.Labels)
+		delete(inc.c.Namespaces, name)
 	}
 }
 
@@ -419,7 +517,7 @@ func (in *Incremental) DeleteNamespace(name string) {
 // its local pods and, in v1.6 mode, whether its policies apply; its labels
 // decide which namespace selectors match it, so a rule is marked when one
 // of its peers' namespace selectors matches one version and not the other.
-func (in *Incremental) markNamespaceChange(old, ns *model.Namespace) {
+func (inc *Incremental) markNamespaceChange(old, ns *model.Namespace) {
 	var name string
 	if ns != nil {
 		name = ns.Name
@@ -427,33 +525,33 @@ func (in *Incremental) markNamespaceChange(old, ns *model.Namespace) {
 		name = old.Name
 	}
 	if legacyIsolates(old) != legacyIsolates(ns) {
-		for _, p := range in.podsByNS[name] {
-			if p.Node == in.cfg.Node { // other nodes' pods' flows ignore namespaces
-				in.dirty[podFrag(p)] = true
+		for _, p := range inc.podsByNS[name] {
+			if p.Node == inc.cfg.Node { // other nodes' pods' flows ignore namespaces
+				inc.dirty[podFrag(p)] = true
 			}
 		}
-		if in.c.Mode == model.ModeV16 {
-			for _, pol := range in.polByNS[name] {
-				in.markPolicy(pol)
+		if inc.c.Mode == model.ModeV16 {
+			for _, pol := range inc.polByNS[name] {
+				inc.markPolicy(pol)
 			}
 		}
 	}
-	in.markAuditChange(name, old, ns)
+	inc.markAuditChange(name, old, ns)
 	oldLabels, newLabels := namespaceLabels(old), namespaceLabels(ns)
 	check := func(r ruleRef) {
 		rule := r.rule()
 		for j := range rule.Peers {
 			peer := &rule.Peers[j]
 			if peer.NamespaceSelector != nil && peer.NamespaceSelector.Matches(oldLabels) != peer.NamespaceSelector.Matches(newLabels) {
-				in.dirty[ruleFrag(RuleKey(r.pol, r.dir, r.index))] = true
-				if g := in.group(peer, r.pol.Namespace); g != nil {
+				inc.markRule(r.id())
+				if g := inc.group(peer, r.pol.Namespace); g != nil {
 					g.invalidate()
 				}
 			}
 		}
 	}
-	in.rules.forNamespace(oldLabels, check)
-	in.rules.forNamespace(newLabels, check)
+	inc.rules.forNamespace(oldLabels, check)
+	inc.rules.forNamespace(newLabels, check)
 }
 
 func legacyIsolates(ns *model.Namespace) bool { return ns != nil && ns.LegacyIsolation.Isolates() }
@@ -466,42 +564,43 @@ func namespaceLabels(ns *model.Namespace) labels.Set {
 }
 
 // SetPolicy adds or replaces a policy.
-func (in *Incremental) SetPolicy(p *model.Policy) {
-	in.refGroups(p) // before the old version lets go of groups both share
-	if old, ok := in.c.Policies[p.Key()]; ok {
-		in.markPolicyAndTargets(old)
-		in.unindexPolicy(old)
-		in.unrefGroups(old)
+func (inc *Incremental) SetPolicy(p *model.Policy) {
+	inc.refGroups(p) // before the old version lets go of groups both share
+	if old, ok := inc.c.Policies[p.Key()]; ok {
+		inc.markPolicyAndTargets(old)
+		inc.unindexPolicy(old)
+		inc.unrefGroups(old)
 	}
-	in.c.AddPolicy(p)
-	in.indexPolicy(p)
-	in.markPolicyAndTargets(p)
+	inc.c.AddPolicy(p)
+	inc.indexPolicy(p)
+	inc.markPolicyAndTargets(p)
 }
 
 // DeletePolicy removes a policy by namespace/name.
-func (in *Incremental) DeletePolicy(key string) {
-	if old, ok := in.c.Policies[key]; ok {
-		in.markPolicyAndTargets(old)
-		in.unindexPolicy(old)
-		in.unrefGroups(old)
-		delete(in.c.Policies, key)
+func (inc *Incremental) DeletePolicy(key string) {
+	if old, ok := inc.c.Policies[key]; ok {
+		inc.markPolicyAndTargets(old)
+		inc.unindexPolicy(old)
+		inc.unrefGroups(old)
+		delete(inc.c.Policies, key)
 	}
 }
 
-func (in *Incremental) markPolicy(p *model.Policy) {
+func (inc *Incremental) markPolicy(p *model.Policy) {
+	key := p.Key()
 	for _, d := range directions {
 		for i := range p.Rules(d) {
-			in.dirty[ruleFrag(RuleKey(p, d, i))] = true
+			inc.markRule(ruleID{key, d, i})
 		}
 	}
 }
 
 // markPolicyAndTargets also marks the pods whose isolation the policy decides.
-func (in *Incremental) markPolicyAndTargets(p *model.Policy) {
-	in.markPolicy(p)
-	for _, pod := range in.podsByNS[p.Namespace] {
-		if pod.Node == in.cfg.Node && p.PodSelector.Matches(pod.Labels) {
-			in.dirty[podFrag(pod)] = true
+func (inc *Incremental) markPolicyAndTargets(p *model.Policy) {
+	inc.markPolicy(p)
+	for _, pod := range inc.podsByNS[p.Namespace] {
+		if pod.Node == inc.cfg.Node && p.PodSelector.Matches(pod.Labels) {
+			inc.dirty[podFrag(pod)] = true
 		}
 	}
 }
@@ -511,32 +610,43 @@ func (in *Incremental) markPolicyAndTargets(p *model.Policy) {
 // those (a flow that changed and changed back within one Flush is not
 // reported), so a caller that installed the previous Flush's flows installs
 // Flow(k) for each key and deletes Removed(k) for those without one.
-func (in *Incremental) Flush() ([]openflow.Key, error) {
-	if err := in.cfg.checkOverlay(); err != nil {
+func (inc *Incremental) Flush() ([]openflow.Key, error) {
+	if err := inc.cfg.checkOverlay(); err != nil {
 		return nil, err
 	}
-	in.resolveNodes()
-	ids := make([]string, 0, len(in.dirty))
-	for id := range in.dirty {
-		ids = append(ids, id)
+	inc.resolveNodes()
+	type todo struct {
+		id  string // key.String()
+		key fragKey
 	}
-	sort.Strings(ids) // deterministic conjunction ID allocation
-	in.dirty = map[string]bool{}
-	in.ctFlushes = nil
-	for _, id := range ids {
-		flows, err := in.compute(id)
+	work := make([]todo, 0, len(inc.dirty)+len(inc.dirtyRules))
+	for k := range inc.dirty {
+		work = append(work, todo{k.String(), k})
+	}
+	for _, id := range inc.dirtyRules {
+		inc.ruleStates[id].dirty = false
+		k := ruleFrag(id)
+		work = append(work, todo{k.String(), k})
+	}
+	// In ID order: conjunction and group IDs are allocated deterministically.
+	slices.SortFunc(work, func(a, b todo) int { return strings.Compare(a.id, b.id) })
+	inc.dirty = map[fragKey]bool{}
+	inc.dirtyRules = nil
+	inc.ctFlushes = nil
+	for _, w := range work {
+		flows, err := inc.compute(w.key)
 		if err != nil {
 			return nil, err
 		}
-		if err := in.set.SetFragment(id, flows); err != nil {
+		if err := inc.set.SetFragment(w.id, flows); err != nil {
 			return nil, err
 		}
 	}
-	out, err := in.set.Commit()
+	out, err := inc.set.Commit()
 	if err != nil {
 		return nil, err
 	}
-	in.changedGroups = in.ofGroups.Commit()
+	inc.changedGroups = inc.ofGroups.Commit()
 	sort.Slice(out, func(i, j int) bool { return keyLess(out[i], out[j]) })
 	return out, nil
 }
@@ -552,134 +662,130 @@ func keyLess(a, b openflow.Key) bool {
 }
 
 // Flows returns the whole desired flow set, sorted.
-func (in *Incremental) Flows() []openflow.Flow { return in.set.Flows() }
+func (inc *Incremental) Flows() []openflow.Flow { return inc.set.Flows() }
 
 // Flow returns the desired flow with key k, if any.
-func (in *Incremental) Flow(k openflow.Key) (openflow.Flow, bool) { return in.set.Flow(k) }
+func (inc *Incremental) Flow(k openflow.Key) (openflow.Flow, bool) { return inc.set.Flow(k) }
 
 // Removed returns the flow key k had before the last Flush removed it
 // (Flush reported k and Flow(k) has none).
-func (in *Incremental) Removed(k openflow.Key) (openflow.Flow, bool) { return in.set.Removed(k) }
+func (inc *Incremental) Removed(k openflow.Key) (openflow.Flow, bool) { return inc.set.Removed(k) }
 
 // Len is the number of desired flows.
-func (in *Incremental) Len() int { return in.set.Len() }
+func (inc *Incremental) Len() int { return inc.set.Len() }
 
 // compute builds one fragment from the current state.
-func (in *Incremental) compute(id string) ([]openflow.Flow, error) {
-	switch {
-	case id == fragPipeline:
-		return pipelineFlows(in.cfg), nil
-	case id == fragNode:
-		cfg := in.cfg
-		if gws := localGatewayIPs(in.cfg, in.c); len(gws) > 0 {
+func (inc *Incremental) compute(k fragKey) ([]openflow.Flow, error) {
+	switch k.kind {
+	case pipelineFragment:
+		return pipelineFlows(inc.cfg), nil
+	case localNodeFragment:
+		cfg := inc.cfg
+		if gws := localGatewayIPs(inc.cfg, inc.c); len(gws) > 0 {
 			cfg.NodeIPs = append(append([]netip.Addr{}, cfg.NodeIPs...), gws...)
 		}
 		return nodeFlows(cfg), nil
-	case strings.HasPrefix(id, "node/"):
-		name := strings.TrimPrefix(id, "node/")
-		if !in.usable[name] {
+	case remoteNodeFragment:
+		if !inc.usable[k.name] {
 			return nil, nil // not a remote node, or rejected for a conflict
 		}
-		return overlayFlows(in.cfg, in.c.Nodes[name], in.c.Nodes[in.cfg.Node]), nil
-	case strings.HasPrefix(id, "pod/"):
-		pod, ok := in.c.Pods[strings.TrimPrefix(id, "pod/")]
+		return overlayFlows(inc.cfg, inc.c.Nodes[k.name], inc.c.Nodes[inc.cfg.Node]), nil
+	case podFragment:
+		pod, ok := inc.c.Pods[k.name]
 		if !ok || !pod.Active() {
 			return nil, nil
 		}
-		if pod.Node != in.cfg.Node {
-			return remoteFlows(in.cfg, []*model.Pod{pod}), nil
+		if pod.Node != inc.cfg.Node {
+			return remoteFlows(inc.cfg, []*model.Pod{pod}), nil
 		}
-		b, ok := in.cfg.Bindings[pod.Key()]
+		b, ok := inc.cfg.Bindings[pod.Key()]
 		if !ok {
 			return nil, nil
 		}
-		ing, _ := in.c.IsolatedAmong(pod, model.Ingress, in.polByNS[pod.Namespace])
-		eg, _ := in.c.IsolatedAmong(pod, model.Egress, in.polByNS[pod.Namespace])
-		return in.auditPodFlows(pod, b, ing, eg, podFlows(in.cfg, pod, b, ing, eg)), nil
-	case strings.HasPrefix(id, "rule/"):
-		return in.computeRule(strings.TrimPrefix(id, "rule/"))
-	case strings.HasPrefix(id, "svc/"):
-		return in.computeService(strings.TrimPrefix(id, "svc/")), nil
+		ing, _ := inc.c.IsolatedAmong(pod, model.Ingress, inc.polByNS[pod.Namespace])
+		eg, _ := inc.c.IsolatedAmong(pod, model.Egress, inc.polByNS[pod.Namespace])
+		return inc.auditPodFlows(pod, b, ing, eg, podFlows(inc.cfg, pod, b, ing, eg)), nil
+	case ruleFragment:
+		return inc.computeRule(k.rule)
+	case serviceFragment:
+		return inc.computeService(k.name), nil
 	}
-	return nil, fmt.Errorf("unknown fragment %q", id)
+	return nil, fmt.Errorf("cannot compute fragment %s", k)
 }
 
-// computeRule compiles rule key "ns/name/direction/index"; a rule that no
+// computeRule compiles one rule (its peer fragment too); a rule that no
 // longer exists yields nothing and gives back its conjunction IDs.
-func (in *Incremental) computeRule(key string) ([]openflow.Flow, error) {
-	parts := strings.Split(key, "/")
-	if len(parts) != 4 {
-		return nil, fmt.Errorf("bad rule key %q", key)
+func (inc *Incremental) computeRule(id ruleID) ([]openflow.Flow, error) {
+	st := inc.ruleStates[id]
+	if st == nil { // marked rules have one; this one is not marked
+		st = &ruleState{}
+		inc.ruleStates[id] = st
 	}
-	index, _ := strconv.Atoi(parts[3])
-	d := model.Direction(parts[2])
-	pol := in.c.Policies[parts[0]+"/"+parts[1]]
+	pol := inc.c.Policies[id.policy]
 	var flows []openflow.Flow
 	var dims []peerDim
 	var used []string
 	var disjoint bool
-	if pol != nil && in.c.PolicyAffects(pol, d) && index < len(pol.Rules(d)) {
+	var split *egressSplit
+	if pol != nil && inc.c.PolicyAffects(pol, id.dir) && id.index < len(pol.Rules(id.dir)) {
 		var targets []*model.Pod
-		for _, pod := range in.podsByNS[pol.Namespace] {
-			if pod.Node != in.cfg.Node || len(pod.IPs) == 0 || !in.c.Selects(pol, pod) {
+		for _, pod := range inc.podsByNS[pol.Namespace] {
+			if pod.Node != inc.cfg.Node || len(pod.IPs) == 0 || !inc.c.Selects(pol, pod) {
 				continue
 			}
-			if _, ok := in.cfg.Bindings[pod.Key()]; ok {
+			if _, ok := inc.cfg.Bindings[pod.Key()]; ok {
 				targets = append(targets, pod)
 			}
 		}
 		sort.Slice(targets, func(i, j int) bool { return targets[i].Key() < targets[j].Key() })
-		rec := &recordingIDs{IDAllocator: in.ids}
-		rule := &pol.Rules(d)[index]
-		var split *egressSplit
-		if d == model.Egress && hasNamedPort(rule) {
-			if split = in.egressSplits[key]; split == nil {
+		rec := &recordingIDs{IDAllocator: inc.ids}
+		rule := &pol.Rules(id.dir)[id.index]
+		if id.dir == model.Egress && hasNamedPort(rule) {
+			if split = st.split; split == nil {
 				split = &egressSplit{}
-				in.egressSplits[key] = split
 			}
 		}
 		flows, dims, disjoint = ruleFlows(ruleInput{
-			cluster: in.c, cfg: in.cfg, policy: pol, dir: d, index: index,
-			rule: rule, targets: targets, peerAddrs: in.groupAddrs, allPods: in.allPods,
+			cluster: inc.c, cfg: inc.cfg, policy: pol, dir: id.dir, index: id.index,
+			rule: rule, targets: targets, peerAddrs: inc.groupAddrs, allPods: inc.allPods,
 			egressSplit: split,
 		}, rec)
 		used = rec.keys
-		flows = in.auditRuleFlows(pol, d, index, flows)
+		flows = inc.auditRuleFlows(pol, id.dir, id.index, flows)
 	}
 	if len(flows) == 0 {
-		delete(in.egressSplits, key)
+		split = nil
 	}
-	if err := in.setRulePeers(key, dims, disjoint); err != nil {
+	st.split = split
+	if err := inc.setRulePeers(id, st, dims, disjoint); err != nil {
 		return nil, err
 	}
 	keep := map[string]bool{}
 	for _, k := range used {
 		keep[k] = true
 	}
-	for _, k := range in.ruleConjKeys[key] {
+	for _, k := range st.conjKeys {
 		if !keep[k] {
-			in.ids.Release(k)
+			inc.ids.Release(k)
 		}
 	}
-	if len(used) > 0 {
-		in.ruleConjKeys[key] = used
-	} else {
-		delete(in.ruleConjKeys, key)
+	st.conjKeys = used
+	if st.empty() {
+		delete(inc.ruleStates, id)
 	}
 	return flows, nil
 }
 
-// Peer dimensions live in a fragment of their own per rule, "rulepeers/"
-// + rule key, computed with the rule's. A rule remembers the peer lists it
-// rendered (lists are never changed in place: see withAddrs), so when it is
-// recomputed its peer flows are
+// A rule's peer dimensions live in a fragment of their own
+// (rulePeersFrag), computed with the rule's. A rule remembers the peer
+// lists it rendered (lists are never changed in place: see withAddrs), so
+// when it is recomputed its peer flows are
 //   - left alone when its dimensions and their lists are the same (a local
 //     target came or went: one flow changes, not its hundreds of peers);
 //   - patched, one flow per address that came or went, when only the lists
 //     changed (a pod joined or left a group) and no two dimensions can
 //     share an address;
 //   - rendered again otherwise.
-func rulePeersFrag(key string) string { return "rulepeers/" + key }
 
 // staleMemo is a signature no dimension has: the fragment is rendered again.
 const staleMemo = "\x00stale"
@@ -690,16 +796,17 @@ type peerMemo struct {
 	peers [][]peerAddr // each dimension's list
 }
 
-// setRulePeers updates the rule's peer fragment from its dimensions.
+// setRulePeers updates the rule's peer fragment from its dimensions and
+// remembers them in st.
 // disjoint says no address can be in two of them (so that each flow of the
 // fragment comes from one dimension).
-func (in *Incremental) setRulePeers(key string, dims []peerDim, disjoint bool) error {
-	old := in.peerMemos[key]
-	id := rulePeersFrag(key)
+func (inc *Incremental) setRulePeers(rule ruleID, st *ruleState, dims []peerDim, disjoint bool) error {
+	old := st.peers
+	id := rulePeersFrag(rule).String()
 	if len(dims) == 0 {
 		if old != nil {
-			delete(in.peerMemos, key)
-			return in.set.SetFragment(id, nil)
+			st.peers = nil
+			return inc.set.SetFragment(id, nil)
 		}
 		return nil
 	}
@@ -711,7 +818,7 @@ func (in *Incremental) setRulePeers(key string, dims []peerDim, disjoint bool) e
 		next.peers[i] = d.peers
 	}
 	next.sig = b.String()
-	in.peerMemos[key] = next
+	st.peers = next
 	if old != nil && old.sig == next.sig && (disjoint || len(dims) == 1) {
 		var removes, adds []FlowChange
 		for i, d := range dims {
@@ -719,23 +826,23 @@ func (in *Incremental) setRulePeers(key string, dims []peerDim, disjoint bool) e
 		}
 		// Removes first: an address moving between dimensions is removed
 		// from one before it is added to the other.
-		in.set.PatchFragment(id, append(removes, adds...))
+		inc.set.PatchFragment(id, append(removes, adds...))
 		return nil
 	}
 	var flows []openflow.Flow
 	for _, d := range dims {
 		flows = append(flows, d.flows()...)
 	}
-	return in.set.SetFragment(id, flows)
+	return inc.set.SetFragment(id, flows)
 }
 
 // peerPods returns the pods a selector peer selects: what
 // model.Cluster.PeerSelects accepts, with the namespace part decided once
 // per namespace, and namespace selectors looked up in the label index.
-func (in *Incremental) peerPods(peer *model.Peer, policyNS string) []*model.Pod {
+func (inc *Incremental) peerPods(peer *model.Peer, policyNS string) []*model.Pod {
 	var out []*model.Pod
 	add := func(ns string) {
-		for _, p := range in.podsByNS[ns] {
+		for _, p := range inc.podsByNS[ns] {
 			if p.Active() && (peer.PodSelector == nil || peer.PodSelector.Matches(p.Labels)) {
 				out = append(out, p)
 			}
@@ -745,31 +852,31 @@ func (in *Incremental) peerPods(peer *model.Peer, policyNS string) []*model.Pod 
 		add(policyNS)
 		return out
 	}
-	names, ok := in.nsLabels.candidates(peer.NamespaceSelector)
+	names, ok := inc.nsLabels.candidates(peer.NamespaceSelector)
 	if !ok {
 		// No anchor: any namespace, also one not known (empty labels).
-		for ns := range in.podsByNS {
+		for ns := range inc.podsByNS {
 			names = append(names, ns)
 		}
 	}
 	for _, ns := range names {
-		if peer.NamespaceSelector.Matches(in.nsLabelSet(ns)) {
+		if peer.NamespaceSelector.Matches(inc.nsLabelSet(ns)) {
 			add(ns)
 		}
 	}
 	return out
 }
 
-func (in *Incremental) nsLabelSet(name string) labels.Set {
-	if ns, ok := in.c.Namespaces[name]; ok && ns.Labels != nil {
+func (inc *Incremental) nsLabelSet(name string) labels.Set {
+	if ns, ok := inc.c.Namespaces[name]; ok && ns.Labels != nil {
 		return ns.Labels
 	}
 	return labels.Set{}
 }
 
-func (in *Incremental) allPods() []*model.Pod {
-	out := make([]*model.Pod, 0, len(in.c.Pods))
-	for _, p := range in.c.Pods {
+func (inc *Incremental) allPods() []*model.Pod {
+	out := make([]*model.Pod, 0, len(inc.c.Pods))
+	for _, p := range inc.c.Pods {
 		out = append(out, p)
 	}
 	return out
@@ -787,39 +894,39 @@ func (r *recordingIDs) ID(key string) uint32 {
 }
 
 // Conjunctions maps every allocated conjunction ID to its key.
-func (in *Incremental) Conjunctions() map[uint32]string {
-	out := make(map[uint32]string, len(in.ids.used))
-	for id, k := range in.ids.used {
+func (inc *Incremental) Conjunctions() map[uint32]string {
+	out := make(map[uint32]string, len(inc.ids.used))
+	for id, k := range inc.ids.used {
 		out[id] = k
 	}
 	return out
 }
 
 // Origins describes every cookie the desired flows carry.
-func (in *Incremental) Origins() map[openflow.Cookie]string {
+func (inc *Incremental) Origins() map[openflow.Cookie]string {
 	out := map[openflow.Cookie]string{
 		pipelineCookie: "pipeline skeleton",
-		nodeCookie:     fmt.Sprintf("node %s (gateway port %s)", in.cfg.Node, PortName(in.cfg.GatewayPort)),
+		nodeCookie:     fmt.Sprintf("node %s (gateway port %s)", inc.cfg.Node, PortName(inc.cfg.GatewayPort)),
 	}
-	for _, p := range in.c.Pods {
-		if p.Node == in.cfg.Node {
+	for _, p := range inc.c.Pods {
+		if p.Node == inc.cfg.Node {
 			out[PodCookie(p)] = "pod " + p.Key()
 		} else {
 			out[remoteCookie(p)] = "remote pod " + p.Key()
 		}
 	}
-	for _, pol := range in.c.Policies {
+	for _, pol := range inc.c.Policies {
 		for _, d := range directions {
 			for i := range pol.Rules(d) {
 				out[RuleCookie(RuleKey(pol, d, i))] = fmt.Sprintf("policy %s %s rule %d", pol.Key(), d, i)
 			}
 		}
 	}
-	for _, svc := range in.c.Services {
+	for _, svc := range inc.c.Services {
 		out[ServiceCookie(svc)] = "service " + svc.Key()
 	}
-	for name := range in.c.Nodes {
-		if name != in.cfg.Node {
+	for name := range inc.c.Nodes {
+		if name != inc.cfg.Node {
 			out[NodeCookie(name)] = "remote node " + name
 		}
 	}
@@ -830,34 +937,34 @@ func (in *Incremental) Origins() map[openflow.Cookie]string {
 // (for this node: the node fragment, whose node-local sources include its
 // gateway addresses), and those of the nodes whose usability it changes
 // (see resolveNodes): none when it conflicts with no node before and after.
-func (in *Incremental) SetNode(n *model.Node) {
-	in.c.AddNode(n)
-	in.markNode(n.Name)
+func (inc *Incremental) SetNode(n *model.Node) {
+	inc.c.AddNode(n)
+	inc.markNode(n.Name)
 }
 
 // DeleteNode removes a node by name.
-func (in *Incremental) DeleteNode(name string) {
-	if _, ok := in.c.Nodes[name]; ok {
-		delete(in.c.Nodes, name)
-		in.markNode(name)
+func (inc *Incremental) DeleteNode(name string) {
+	if _, ok := inc.c.Nodes[name]; ok {
+		delete(inc.c.Nodes, name)
+		inc.markNode(name)
 	}
 }
 
-func (in *Incremental) markNode(name string) {
-	if name == in.cfg.Node {
-		in.nodesAll = true // its claims are everyone's business
-		in.dirty[fragNode] = true
+func (inc *Incremental) markNode(name string) {
+	if name == inc.cfg.Node {
+		inc.nodesAll = true // its claims are everyone's business
+		inc.dirty[localNodeFrag] = true
 		// Its InternalIPs are the tunnel source of every remote node's
 		// flows.
-		for other := range in.c.Nodes {
+		for other := range inc.c.Nodes {
 			if other != name {
-				in.dirty[nodeFrag(other)] = true
+				inc.dirty[remoteNodeFrag(other)] = true
 			}
 		}
 		return
 	}
-	in.nodesChanged[name] = true
-	in.dirty[nodeFrag(name)] = true
+	inc.nodesChanged[name] = true
+	inc.dirty[remoteNodeFrag(name)] = true
 }
 
 // resolveNodes recomputes which remote nodes are usable after node events
@@ -868,37 +975,37 @@ func (in *Incremental) markNode(name string) {
 // overlap. Once per Flush, so a batch of node events costs one resolution;
 // and none in the common case (resolveFew). Without an overlay no node is
 // usable.
-func (in *Incremental) resolveNodes() {
-	if !in.nodesAll && len(in.nodesChanged) == 0 {
+func (inc *Incremental) resolveNodes() {
+	if !inc.nodesAll && len(inc.nodesChanged) == 0 {
 		return
 	}
-	changed, all := in.nodesChanged, in.nodesAll
-	in.nodesChanged, in.nodesAll = map[string]bool{}, false
-	if !all && in.resolveFew(changed) {
+	changed, all := inc.nodesChanged, inc.nodesAll
+	inc.nodesChanged, inc.nodesAll = map[string]bool{}, false
+	if !all && inc.resolveFew(changed) {
 		return
 	}
 	var r RemoteNodes
-	if in.cfg.Overlay.TunnelPort != 0 {
-		nodes := make([]*model.Node, 0, len(in.c.Nodes))
-		for _, n := range in.c.Nodes {
+	if inc.cfg.Overlay.TunnelPort != 0 {
+		nodes := make([]*model.Node, 0, len(inc.c.Nodes))
+		for _, n := range inc.c.Nodes {
 			nodes = append(nodes, n)
 		}
-		r = ResolveRemoteNodes(nodes, in.cfg.Node, in.cfg.NodeIPs...)
+		r = ResolveRemoteNodes(nodes, inc.cfg.Node, inc.cfg.NodeIPs...)
 	}
 	usable := r.usableNames()
-	for name := range in.usable {
+	for name := range inc.usable {
 		if !usable[name] {
-			in.dirty[nodeFrag(name)] = true
+			inc.dirty[remoteNodeFrag(name)] = true
 		}
 	}
 	for name := range usable {
-		if !in.usable[name] {
-			in.dirty[nodeFrag(name)] = true
+		if !inc.usable[name] {
+			inc.dirty[remoteNodeFrag(name)] = true
 		}
 	}
-	in.usable, in.rejected = usable, map[string]RejectedNode{}
+	inc.usable, inc.rejected = usable, map[string]RejectedNode{}
 	for _, rej := range r.Rejected {
-		in.rejected[rej.Name] = rej
+		inc.rejected[rej.Name] = rej
 	}
 }
 
@@ -909,41 +1016,41 @@ func (in *Incremental) resolveNodes() {
 // rejected for its own claims) is what it gets resolved alone. Its cost is
 // the pairwise checks of the changed nodes, not a map operation per
 // address bit of every node.
-func (in *Incremental) resolveFew(changed map[string]bool) bool {
+func (inc *Incremental) resolveFew(changed map[string]bool) bool {
 	const few = 8 // beyond, the pairwise checks cost more than the resolution
-	if len(changed) > few || len(in.rejected) > 0 || in.cfg.Overlay.TunnelPort == 0 {
+	if len(changed) > few || len(inc.rejected) > 0 || inc.cfg.Overlay.TunnelPort == 0 {
 		return false
 	}
 	for name := range changed {
-		n := in.c.Nodes[name]
+		n := inc.c.Nodes[name]
 		if n == nil {
 			continue
 		}
-		for _, ip := range in.cfg.NodeIPs {
+		for _, ip := range inc.cfg.NodeIPs {
 			if overlapsNode(n, netip.PrefixFrom(ip, ip.BitLen())) {
 				return false
 			}
 		}
-		for _, m := range in.c.Nodes {
+		for _, m := range inc.c.Nodes {
 			if m != n && nodesOverlap(n, m) {
 				return false
 			}
 		}
 	}
 	for name := range changed {
-		delete(in.usable, name)
-		in.dirty[nodeFrag(name)] = true
-		n := in.c.Nodes[name]
+		delete(inc.usable, name)
+		inc.dirty[remoteNodeFrag(name)] = true
+		n := inc.c.Nodes[name]
 		if n == nil {
 			continue
 		}
 		// It overlaps nobody: only its own claims can get it rejected.
-		one := ResolveRemoteNodes([]*model.Node{n}, in.cfg.Node)
+		one := ResolveRemoteNodes([]*model.Node{n}, inc.cfg.Node)
 		if len(one.Usable) > 0 {
-			in.usable[name] = true
+			inc.usable[name] = true
 		}
 		for _, rej := range one.Rejected {
-			in.rejected[name] = rej
+			inc.rejected[name] = rej
 		}
 	}
 	return true
@@ -982,66 +1089,66 @@ func overlapsNode(n *model.Node, p netip.Prefix) bool {
 
 // RemoteNodes is the overlay's verdict on the other nodes as of the last
 // Flush: the usable ones (with tunnel flows) and the rejected ones.
-func (in *Incremental) RemoteNodes() RemoteNodes {
+func (inc *Incremental) RemoteNodes() RemoteNodes {
 	var r RemoteNodes
-	for _, name := range slices.Sorted(maps.Keys(in.usable)) {
-		r.Usable = append(r.Usable, in.c.Nodes[name])
+	for _, name := range slices.Sorted(maps.Keys(inc.usable)) {
+		r.Usable = append(r.Usable, inc.c.Nodes[name])
 	}
-	for _, name := range slices.Sorted(maps.Keys(in.rejected)) {
-		r.Rejected = append(r.Rejected, in.rejected[name])
+	for _, name := range slices.Sorted(maps.Keys(inc.rejected)) {
+		r.Rejected = append(r.Rejected, inc.rejected[name])
 	}
 	return r
 }
 
 // SetService adds or replaces a Service (nil-safe callers leave headless
 // and ExternalName Services out: they are deleted).
-func (in *Incremental) SetService(svc *model.Service) {
-	in.c.AddService(svc)
-	in.dirty[serviceFrag(svc.Key())] = true
+func (inc *Incremental) SetService(svc *model.Service) {
+	inc.c.AddService(svc)
+	inc.dirty[serviceFrag(svc.Key())] = true
 }
 
 // DeleteService removes a Service by namespace/name.
-func (in *Incremental) DeleteService(key string) {
-	if _, ok := in.c.Services[key]; ok {
-		delete(in.c.Services, key)
-		in.dirty[serviceFrag(key)] = true
+func (inc *Incremental) DeleteService(key string) {
+	if _, ok := inc.c.Services[key]; ok {
+		delete(inc.c.Services, key)
+		inc.dirty[serviceFrag(key)] = true
 	}
 }
 
 // SetEndpointSlice adds or replaces an EndpointSlice.
-func (in *Incremental) SetEndpointSlice(sl *model.EndpointSlice) {
-	if old, ok := in.c.EndpointSlices[sl.Key()]; ok {
-		in.unindexSlice(old)
-		in.dirty[serviceFrag(old.ServiceKey())] = true
+func (inc *Incremental) SetEndpointSlice(sl *model.EndpointSlice) {
+	if old, ok := inc.c.EndpointSlices[sl.Key()]; ok {
+		inc.unindexSlice(old)
+		inc.dirty[serviceFrag(old.ServiceKey())] = true
 	}
-	in.c.AddEndpointSlice(sl)
-	in.indexSlice(sl)
-	in.dirty[serviceFrag(sl.ServiceKey())] = true
+	inc.c.AddEndpointSlice(sl)
+	inc.indexSlice(sl)
+	inc.dirty[serviceFrag(sl.ServiceKey())] = true
 }
 
 // DeleteEndpointSlice removes an EndpointSlice by namespace/name.
-func (in *Incremental) DeleteEndpointSlice(key string) {
-	if old, ok := in.c.EndpointSlices[key]; ok {
-		in.unindexSlice(old)
-		delete(in.c.EndpointSlices, key)
-		in.dirty[serviceFrag(old.ServiceKey())] = true
+func (inc *Incremental) DeleteEndpointSlice(key string) {
+	if old, ok := inc.c.EndpointSlices[key]; ok {
+		inc.unindexSlice(old)
+		delete(inc.c.EndpointSlices, key)
+		inc.dirty[serviceFrag(old.ServiceKey())] = true
 	}
 }
 
-func (in *Incremental) indexSlice(sl *model.EndpointSlice) {
-	m := in.slicesBySvc[sl.ServiceKey()]
+func (inc *Incremental) indexSlice(sl *model.EndpointSlice) {
+	m := inc.slicesBySvc[sl.ServiceKey()]
 	if m == nil {
 		m = map[string]*model.EndpointSlice{}
-		in.slicesBySvc[sl.ServiceKey()] = m
+		inc.slicesBySvc[sl.ServiceKey()] = m
 	}
 	m[sl.Key()] = sl
 }
 
-func (in *Incremental) unindexSlice(sl *model.EndpointSlice) {
-	if m := in.slicesBySvc[sl.ServiceKey()]; m != nil {
+func (inc *Incremental) unindexSlice(sl *model.EndpointSlice) {
+	if m := inc.slicesBySvc[sl.ServiceKey()]; m != nil {
 		delete(m, sl.Key())
 		if len(m) == 0 {
-			delete(in.slicesBySvc, sl.ServiceKey())
+			delete(inc.slicesBySvc, sl.ServiceKey())
 		}
 	}
 }
@@ -1050,57 +1157,57 @@ func (in *Incremental) unindexSlice(sl *model.EndpointSlice) {
 // fragment's), its groups, and the UDP conntrack entries its changed
 // backends leave stale. A Service that is gone yields nothing and gives
 // back its group IDs.
-func (in *Incremental) computeService(key string) []openflow.Flow {
-	svc := in.c.Services[key]
+func (inc *Incremental) computeService(key string) []openflow.Flow {
+	svc := inc.c.Services[key]
 	var res serviceResult
 	if svc != nil {
-		slices := make([]*model.EndpointSlice, 0, len(in.slicesBySvc[key]))
-		for _, sl := range in.slicesBySvc[key] {
+		slices := make([]*model.EndpointSlice, 0, len(inc.slicesBySvc[key]))
+		for _, sl := range inc.slicesBySvc[key] {
 			slices = append(slices, sl)
 		}
 		// In key order: a backend in two slices is taken from the later one.
 		sort.Slice(slices, func(i, j int) bool { return slices[i].Key() < slices[j].Key() })
-		res = serviceFlows(in.cfg, svc, slices, in.groupIDs.ID)
-		if old, ok := in.svcServing[key]; ok {
-			in.ctFlushes = append(in.ctFlushes, staleUDP(in.cfg.CTZone, old, res.serving)...)
+		res = serviceFlows(inc.cfg, svc, slices, inc.groupIDs.ID)
+		if old, ok := inc.svcServing[key]; ok {
+			inc.ctFlushes = append(inc.ctFlushes, staleUDP(inc.cfg.CTZone, old, res.serving)...)
 		}
-		in.svcServing[key] = res.serving
+		inc.svcServing[key] = res.serving
 	} else {
-		delete(in.svcServing, key)
+		delete(inc.svcServing, key)
 	}
 	keep := map[string]bool{}
 	for _, k := range res.groupKeys {
 		keep[k] = true
 	}
-	for _, k := range in.svcGroupKeys[key] {
+	for _, k := range inc.svcGroupKeys[key] {
 		if !keep[k] {
-			in.groupIDs.Release(k)
+			inc.groupIDs.Release(k)
 		}
 	}
 	if len(res.groupKeys) > 0 {
-		in.svcGroupKeys[key] = res.groupKeys
+		inc.svcGroupKeys[key] = res.groupKeys
 	} else {
-		delete(in.svcGroupKeys, key)
+		delete(inc.svcGroupKeys, key)
 	}
-	in.ofGroups.SetFragment(serviceFrag(key), res.groups)
+	inc.ofGroups.SetFragment(serviceFrag(key).String(), res.groups)
 	return res.flows
 }
 
 // GroupChanges returns the IDs of the groups the last Flush added, changed
 // or removed, sorted: install Group(id) for each, or delete the ID when it
 // has none.
-func (in *Incremental) GroupChanges() []uint32 { return in.changedGroups }
+func (inc *Incremental) GroupChanges() []uint32 { return inc.changedGroups }
 
 // Group returns the desired group with ID id, if any.
-func (in *Incremental) Group(id uint32) (openflow.Group, bool) { return in.ofGroups.Group(id) }
+func (inc *Incremental) Group(id uint32) (openflow.Group, bool) { return inc.ofGroups.Group(id) }
 
 // Groups returns every desired group, by ID.
-func (in *Incremental) Groups() []openflow.Group { return in.ofGroups.Groups() }
+func (inc *Incremental) Groups() []openflow.Group { return inc.ofGroups.Groups() }
 
 // GroupCount is the number of desired groups.
-func (in *Incremental) GroupCount() int { return in.ofGroups.Len() }
+func (inc *Incremental) GroupCount() int { return inc.ofGroups.Len() }
 
 // ConntrackFlushes returns the conntrack entries the last Flush made stale
 // (UDP to backends that stopped serving a Service port): delete them after
 // the flows and groups are installed.
-func (in *Incremental) ConntrackFlushes() []openflow.ConntrackFlush { return in.ctFlushes }
+func (inc *Incremental) ConntrackFlushes() []openflow.ConntrackFlush { return inc.ctFlushes }

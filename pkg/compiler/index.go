@@ -1,6 +1,8 @@
 package compiler
 
 import (
+	"strconv"
+
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
 
@@ -279,4 +281,9 @@ func hasIPBlock(r *model.Rule) bool {
 		}
 	}
 	return false
+}
+
+// String is the rule's key, as RuleKey gives it.
+func (id ruleID) String() string {
+	return id.policy + "/" + string(id.dir) + "/" + strconv.Itoa(id.index)
 }

@@ -55,9 +55,6 @@ func NodeCookie(name string) openflow.Cookie {
 	return openflow.NewCookie(openflow.KindNode, "node/"+name)
 }
 
-// nodeFrag is the fragment of a remote node's tunnel flows.
-func nodeFrag(name string) string { return "node/" + name }
-
 // remoteNode reports whether n is a remote node of the overlay: not this
 // node, with a tunnel endpoint and at least one pod CIDR. Other nodes get
 // no flows (their pods cannot be reached: fail closed).

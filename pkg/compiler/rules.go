@@ -190,7 +190,7 @@ func (d peerDim) flow(p peerAddr) openflow.Flow {
 func (d peerDim) diff(old []peerAddr, removes, adds *[]FlowChange) {
 	cur := d.peers
 	if len(old) == len(cur) && (len(cur) == 0 || &old[0] == &cur[0]) {
-		return // the same list
+		return // the same list, unchanged (invariant 2 of Incremental)
 	}
 	i, j := 0, 0
 	for i < len(old) || j < len(cur) {
@@ -328,7 +328,7 @@ func ruleGroups(ri ruleInput, peers []peerAddr) []group {
 		if split == nil {
 			split = &egressSplit{}
 		}
-		for i, pa := range split.update(r, named, egressNamedAddrs(ri, peers)) {
+		for i, pa := range split.update(named, egressNamedAddrs(ri, peers)) {
 			g, ok := byKey[split.keys[i]]
 			if !ok {
 				g = &namedGroup{ports: split.ports[i]}
@@ -352,22 +352,25 @@ func ruleGroups(ri ruleInput, peers []peerAddr) []group {
 
 // egressSplit remembers how an egress rule's named ports resolved for each
 // destination: resolving names for hundreds of pods each time the rule is
-// recomputed is most of its cost, and mostly the same pods come back.
+// recomputed is most of its cost, and mostly the same pods come back. A
+// resolution depends on the named port specs, compared by value, and the
+// destination pod's version, compared by pointer (invariant 1 of
+// Incremental: a pod's ports change only with a new object).
 type egressSplit struct {
-	rule  *model.Rule
-	addrs []peerAddr // the destinations last split, sorted by compareAddrs
-	res   []int      // per destination: an index in keys, or -1 (no port)
-	keys  []string   // the resolutions seen (portsKey), with their ports
+	named []model.PortSpec // the specs resolved
+	addrs []peerAddr       // the destinations last split, sorted by compareAddrs
+	res   []int            // per destination: an index in keys, or -1 (no port)
+	keys  []string         // the resolutions seen (portsKey), with their ports
 	ports [][]portMatch
 }
 
 // update splits addrs (sorted by compareAddrs) by resolution: the result
 // holds, per index in keys, the destinations resolving to it (nil for
 // resolutions none does). A destination last seen with the same pod keeps
-// its resolution.
-func (m *egressSplit) update(r *model.Rule, named []model.PortSpec, addrs []peerAddr) [][]peerAddr {
-	if m.rule != r {
-		*m = egressSplit{rule: r}
+// its resolution while the specs are the same.
+func (m *egressSplit) update(named []model.PortSpec, addrs []peerAddr) [][]peerAddr {
+	if !slices.Equal(m.named, named) {
+		*m = egressSplit{named: named}
 	}
 	index := func(ports []portMatch) int {
 		k := portsKey(ports)
