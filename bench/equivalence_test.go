@@ -126,11 +126,11 @@ func TestIncrementalEqualsFullSynth(t *testing.T) {
 		cfg := NodeConfig(m)
 		script := NewScript(c, BenchNode, 15, 4)
 		maps.Copy(cfg.Bindings, script.LocalBindings)
-		in := compiler.NewIncremental(m, cfg)
-		if _, err := in.Flush(); err != nil {
+		inc := compiler.NewIncremental(m, cfg)
+		if _, err := inc.Flush(); err != nil {
 			t.Fatal(err)
 		}
-		prev := flowMap(in.Flows())
+		prev := flowMap(inc.Flows())
 		for i, ev := range script.Events {
 			if ev.Namespace != nil && i%3 == 0 {
 				ev.Namespace = ev.Namespace.DeepCopy()
@@ -139,18 +139,18 @@ func TestIncrementalEqualsFullSynth(t *testing.T) {
 				}
 				ev.Namespace.Annotations[model.LegacyAnnotation] = `{"ingress":{"isolation":"DefaultDeny"}}`
 			}
-			if err := ApplyEvent(in, ev); err != nil {
+			if err := ApplyEvent(inc, ev); err != nil {
 				t.Fatal(err)
 			}
-			changed, err := in.Flush()
+			changed, err := inc.Flush()
 			if err != nil {
 				t.Fatal(err)
 			}
-			full, err := compiler.Compile(in.Cluster(), in.Config())
+			full, err := compiler.Compile(inc.Cluster(), inc.Config())
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, want := flowMap(in.Flows()), flowMap(full.Flows)
+			got, want := flowMap(inc.Flows()), flowMap(full.Flows)
 			if !maps.EqualFunc(got, want, openflow.Flow.Equal) {
 				t.Fatalf("%s, event %d (%s): incremental flows differ from a full compile", mode, i, ev)
 			}
@@ -184,37 +184,37 @@ func TestIncrementalEqualsFullSynthServices(t *testing.T) {
 	cfg := NodeConfig(m)
 	script := NewScriptOf(c, BenchNode, 15, 4, append(slices.Clone(EventKinds), ServiceEventKinds...))
 	maps.Copy(cfg.Bindings, script.LocalBindings)
-	in := compiler.NewIncremental(m, cfg)
-	if _, err := in.Flush(); err != nil {
+	inc := compiler.NewIncremental(m, cfg)
+	if _, err := inc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if len(in.Groups()) < len(c.Services) {
-		t.Fatalf("%d groups for %d Services", len(in.Groups()), len(c.Services))
+	if len(inc.Groups()) < len(c.Services) {
+		t.Fatalf("%d groups for %d Services", len(inc.Groups()), len(c.Services))
 	}
-	prev := flowMap(in.Flows())
+	prev := flowMap(inc.Flows())
 	for i, ev := range script.Events {
-		if err := ApplySetup(in, ev); err != nil {
+		if err := ApplySetup(inc, ev); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := in.Flush(); err != nil {
+		if _, err := inc.Flush(); err != nil {
 			t.Fatal(err)
 		}
-		prev = flowMap(in.Flows())
-		if err := ApplyEvent(in, ev); err != nil {
+		prev = flowMap(inc.Flows())
+		if err := ApplyEvent(inc, ev); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := in.Flush(); err != nil {
+		if _, err := inc.Flush(); err != nil {
 			t.Fatal(err)
 		}
-		full, err := compiler.Compile(in.Cluster(), in.Config())
+		full, err := compiler.Compile(inc.Cluster(), inc.Config())
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := flowMap(in.Flows())
+		got := flowMap(inc.Flows())
 		if !maps.EqualFunc(got, flowMap(full.Flows), openflow.Flow.Equal) {
 			t.Fatalf("event %d (%s): incremental flows differ from a full compile", i, ev)
 		}
-		if !reflect.DeepEqual(in.Groups(), full.Groups) {
+		if !reflect.DeepEqual(inc.Groups(), full.Groups) {
 			t.Fatalf("event %d (%s): incremental groups differ from a full compile", i, ev)
 		}
 		if ev.Service == nil {
@@ -230,12 +230,12 @@ func TestIncrementalEqualsFullSynthServices(t *testing.T) {
 				}
 			}
 		}
-		for _, id := range in.GroupChanges() {
-			if g, ok := in.Group(id); ok && g.Cookie != own {
+		for _, id := range inc.GroupChanges() {
+			if g, ok := inc.Group(id); ok && g.Cookie != own {
 				t.Fatalf("event %d (%s): group %d of another origin changed", i, ev, id)
 			}
 		}
-		if n := changed + len(in.GroupChanges()); n == 0 && ev.Kind == ServiceAdd || n > 2*len(ev.Service.Spec.Ports)*(len(ev.Slice.Endpoints)+1) {
+		if n := changed + len(inc.GroupChanges()); n == 0 && ev.Kind == ServiceAdd || n > 2*len(ev.Service.Spec.Ports)*(len(ev.Slice.Endpoints)+1) {
 			t.Fatalf("event %d (%s): %d flows and groups changed", i, ev, n)
 		}
 	}

@@ -30,22 +30,22 @@ func benchEvents(b *testing.B, s synth.Scale, perKind int, kinds []EventKind) {
 	}
 	stats := map[EventKind]*acc{}
 	for b.Loop() {
-		in := compiler.NewIncremental(m, cfg)
-		if _, err := in.Flush(); err != nil {
+		inc := compiler.NewIncremental(m, cfg)
+		if _, err := inc.Flush(); err != nil {
 			b.Fatal(err)
 		}
 		for _, ev := range script.Events {
-			if err := ApplySetup(in, ev); err != nil {
+			if err := ApplySetup(inc, ev); err != nil {
 				b.Fatal(err)
 			}
-			if _, err := in.Flush(); err != nil {
+			if _, err := inc.Flush(); err != nil {
 				b.Fatal(err)
 			}
 			t0 := time.Now()
-			if err := ApplyEvent(in, ev); err != nil {
+			if err := ApplyEvent(inc, ev); err != nil {
 				b.Fatal(err)
 			}
-			changed, err := in.Flush()
+			changed, err := inc.Flush()
 			d := time.Since(t0)
 			if err != nil {
 				b.Fatal(err)
@@ -58,7 +58,7 @@ func benchEvents(b *testing.B, s synth.Scale, perKind int, kinds []EventKind) {
 			a.d = append(a.d, d)
 			a.n++
 			a.changed += len(changed)
-			a.groups += len(in.GroupChanges())
+			a.groups += len(inc.GroupChanges())
 		}
 		// The compiler owns m now: regenerate for the next round.
 		b.StopTimer()

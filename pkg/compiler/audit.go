@@ -55,8 +55,8 @@ func (a AuditConfig) enabled(m model.AuditMode) model.AuditMode {
 }
 
 // auditMode is the effective audit mode of a namespace's pods.
-func (in *Incremental) auditMode(namespace string) model.AuditMode {
-	return in.cfg.Audit.enabled(namespaceAudit(in.c.Namespaces[namespace]))
+func (inc *Incremental) auditMode(namespace string) model.AuditMode {
+	return inc.cfg.Audit.enabled(namespaceAudit(inc.c.Namespaces[namespace]))
 }
 
 func namespaceAudit(ns *model.Namespace) model.AuditMode {
@@ -69,18 +69,18 @@ func namespaceAudit(ns *model.Namespace) model.AuditMode {
 // markAuditChange marks what a namespace's audit annotation changing from
 // old to ns affects: its local pods' isolation flows and its policies'
 // allow flows.
-func (in *Incremental) markAuditChange(name string, old, ns *model.Namespace) {
-	a := in.cfg.Audit
+func (inc *Incremental) markAuditChange(name string, old, ns *model.Namespace) {
+	a := inc.cfg.Audit
 	if a.enabled(namespaceAudit(old)) == a.enabled(namespaceAudit(ns)) {
 		return
 	}
-	for _, p := range in.podsByNS[name] {
-		if p.Node == in.cfg.Node {
-			in.dirty[podFrag(p)] = true
+	for _, p := range inc.podsByNS[name] {
+		if p.Node == inc.cfg.Node {
+			inc.dirty[podFrag(p)] = true
 		}
 	}
-	for _, pol := range in.polByNS[name] {
-		in.markPolicy(pol)
+	for _, pol := range inc.polByNS[name] {
+		inc.markPolicy(pol)
 	}
 }
 
@@ -137,14 +137,14 @@ func controllerAction(n AuditNote, meter uint32) openflow.Controller {
 // isolationReasons names what isolates pod for d: its namespace's v1.6
 // annotation, or the policies selecting it with d in their types (sorted,
 // at most maxAuditReasons and a count of the rest).
-func (in *Incremental) isolationReasons(pod *model.Pod, d model.Direction) []string {
+func (inc *Incremental) isolationReasons(pod *model.Pod, d model.Direction) []string {
 	var out []string
-	if ns, ok := in.c.Namespaces[pod.Namespace]; ok && d == model.Ingress && ns.LegacyIsolation.Isolates() {
+	if ns, ok := inc.c.Namespaces[pod.Namespace]; ok && d == model.Ingress && ns.LegacyIsolation.Isolates() {
 		out = append(out, pod.Namespace+"/(DefaultDeny)")
 	}
 	var keys []string
-	for key, p := range in.polByNS[pod.Namespace] {
-		if in.c.PolicyAffects(p, d) && in.c.Selects(p, pod) {
+	for key, p := range inc.polByNS[pod.Namespace] {
+		if inc.c.PolicyAffects(p, d) && inc.c.Selects(p, pod) {
 			keys = append(keys, key)
 		}
 	}
@@ -159,12 +159,12 @@ func (in *Incremental) isolationReasons(pod *model.Pod, d model.Direction) []str
 // auditPodFlows turns a local pod's isolation drops into metered packet-ins
 // (deny audited) and adds the not-isolated packet-ins (allow audited).
 // Without auditing flows is returned as it is.
-func (in *Incremental) auditPodFlows(pod *model.Pod, b Binding, ingressIsolated, egressIsolated bool, flows []openflow.Flow) []openflow.Flow {
-	mode := in.auditMode(pod.Namespace)
+func (inc *Incremental) auditPodFlows(pod *model.Pod, b Binding, ingressIsolated, egressIsolated bool, flows []openflow.Flow) []openflow.Flow {
+	mode := inc.auditMode(pod.Namespace)
 	if mode == 0 {
 		return flows
 	}
-	a := in.cfg.Audit
+	a := inc.cfg.Audit
 	cookie := PodCookie(pod)
 	if mode.Deny() {
 		notes := map[uint8][]openflow.Action{}
@@ -178,7 +178,7 @@ func (in *Incremental) auditPodFlows(pod *model.Pod, b Binding, ingressIsolated,
 				if f.Table == TableEgress {
 					d = model.Egress
 				}
-				notes[f.Table] = do(controllerAction(AuditNote{Verdict: "deny", Direction: d, Reasons: in.isolationReasons(pod, d)}, a.DenyMeter))
+				notes[f.Table] = do(controllerAction(AuditNote{Verdict: "deny", Direction: d, Reasons: inc.isolationReasons(pod, d)}, a.DenyMeter))
 			}
 			f.Actions = notes[f.Table]
 		}
@@ -206,8 +206,8 @@ func isDrop(f openflow.Flow) bool { return len(f.Actions) == 0 && !f.IsConjuncti
 // auditRuleFlows makes a rule's allow flows (those going on to the next
 // table: its conj_id flows and direct allows) send a metered packet-in
 // first, when the policy's namespace is audited for allow.
-func (in *Incremental) auditRuleFlows(pol *model.Policy, d model.Direction, index int, flows []openflow.Flow) []openflow.Flow {
-	if !in.auditMode(pol.Namespace).Allow() {
+func (inc *Incremental) auditRuleFlows(pol *model.Policy, d model.Direction, index int, flows []openflow.Flow) []openflow.Flow {
+	if !inc.auditMode(pol.Namespace).Allow() {
 		return flows
 	}
 	next := openflow.Goto(TableCommit)
@@ -215,7 +215,7 @@ func (in *Incremental) auditRuleFlows(pol *model.Policy, d model.Direction, inde
 		next = openflow.Goto(TableIngress)
 	}
 	act := do(controllerAction(AuditNote{Verdict: "allow", Direction: d,
-		Reasons: []string{pol.Key() + "#" + strconv.Itoa(index)}}, in.cfg.Audit.AllowMeter), next)
+		Reasons: []string{pol.Key() + "#" + strconv.Itoa(index)}}, inc.cfg.Audit.AllowMeter), next)
 	for i := range flows {
 		if len(flows[i].Actions) == 1 && flows[i].Actions[0] == openflow.Action(next) {
 			flows[i].Actions = act

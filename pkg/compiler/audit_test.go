@@ -35,28 +35,28 @@ func TestAuditIncrementalEqualsFull(t *testing.T) {
 			cfg.Audit.All = model.AuditDeny
 		}
 		cfg.Bindings = compiler.DefaultBindings(f.Cluster, "node-1", nil, 9)
-		in := compiler.NewIncremental(copyCluster(f.Cluster), cfg)
-		flushEqualsFull(t, in, fmt.Sprintf("seed %d initial", seed))
-		prev := byKey(in.Flows())
+		inc := compiler.NewIncremental(copyCluster(f.Cluster), cfg)
+		flushEqualsFull(t, inc, fmt.Sprintf("seed %d initial", seed))
+		prev := byKey(inc.Flows())
 		for step := 0; step < 30; step++ {
 			var desc string
 			if rng.IntN(3) == 0 {
-				ns := *in.Cluster().Namespaces[netpoltest.NamespaceNames[rng.IntN(3)]]
+				ns := *inc.Cluster().Namespaces[netpoltest.NamespaceNames[rng.IntN(3)]]
 				ns.Audit = model.AuditMode(rng.IntN(4))
-				in.SetNamespace(&ns)
+				inc.SetNamespace(&ns)
 				desc = fmt.Sprintf("namespace %s audit %s", ns.Name, ns.Audit)
 			} else {
-				desc = randomEvent(rng, f, in)
+				desc = randomEvent(rng, f, inc)
 			}
-			changed, err := in.Flush()
+			changed, err := inc.Flush()
 			if err != nil {
 				t.Fatalf("seed %d step %d (%s): %v", seed, step, desc, err)
 			}
-			full, err := compiler.Compile(in.Cluster(), in.Config())
+			full, err := compiler.Compile(inc.Cluster(), inc.Config())
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, want := byKey(in.Flows()), byKey(full.Flows)
+			got, want := byKey(inc.Flows()), byKey(full.Flows)
 			for k, w := range want {
 				if g, ok := got[k]; !ok || !g.Equal(w) {
 					t.Fatalf("seed %d step %d (%s): incremental has %v, full compile %v", seed, step, desc, g, w)

@@ -30,25 +30,25 @@ func TestIncrementalEqualsFull(t *testing.T) {
 		cfg.Bindings = compiler.DefaultBindings(f.Cluster, "node-1", nil, 9)
 		// The incremental compiler owns its cluster; the full compile gets
 		// the same objects from the fixture's.
-		in := compiler.NewIncremental(copyCluster(f.Cluster), cfg)
-		if _, err := in.Flush(); err != nil {
+		inc := compiler.NewIncremental(copyCluster(f.Cluster), cfg)
+		if _, err := inc.Flush(); err != nil {
 			t.Fatal(err)
 		}
-		prev := byKey(in.Flows())
+		prev := byKey(inc.Flows())
 		for step := 0; step < 25; step++ {
-			desc := randomEvent(rng, f, in)
+			desc := randomEvent(rng, f, inc)
 			for range rng.IntN(3) {
-				desc += "; " + randomEvent(rng, f, in)
+				desc += "; " + randomEvent(rng, f, inc)
 			}
-			changed, err := in.Flush()
+			changed, err := inc.Flush()
 			if err != nil {
 				t.Fatalf("seed %d step %d (%s): %v", seed, step, desc, err)
 			}
-			full, err := compiler.Compile(in.Cluster(), in.Config())
+			full, err := compiler.Compile(inc.Cluster(), inc.Config())
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := byKey(in.Flows())
+			got := byKey(inc.Flows())
 			want := byKey(full.Flows)
 			for k, w := range want {
 				if g, ok := got[k]; !ok || !g.Equal(w) {
@@ -87,13 +87,13 @@ func TestIncrementalLongBatches(t *testing.T) {
 		rng := rand.New(rand.NewPCG(uint64(seed), 7))
 		f := netpoltest.NewFixture(netpoltest.Options{Nodes: 2})
 		netpoltest.Randomize(rng, f)
-		in, _ := flushedSetup(t, f)
+		inc, _ := flushedSetup(t, f)
 		for round := 0; round < 4; round++ {
 			n := []int{5, 300, 40, 150}[round]
 			for range n {
-				randomEvent(rng, f, in)
+				randomEvent(rng, f, inc)
 			}
-			flushEqualsFull(t, in, fmt.Sprintf("seed %d round %d (%d events)", seed, round, n))
+			flushEqualsFull(t, inc, fmt.Sprintf("seed %d round %d (%d events)", seed, round, n))
 		}
 	}
 }
@@ -103,22 +103,22 @@ func TestIncrementalLongBatches(t *testing.T) {
 // lists it rendered.
 func TestGroupChurn(t *testing.T) {
 	f := netpoltest.NewFixture(netpoltest.Options{Nodes: 2})
-	in, _ := flushedSetup(t, f)
+	inc, _ := flushedSetup(t, f)
 	web := labels.SelectorFromSet(labels.Set{"app": "web"})
-	in.SetPolicy(&model.Policy{Namespace: "x", Name: "from-web", APIVersion: "networking.k8s.io/v1",
+	inc.SetPolicy(&model.Policy{Namespace: "x", Name: "from-web", APIVersion: "networking.k8s.io/v1",
 		PodSelector: labels.Everything(), AffectsIngress: true,
 		Ingress: []model.Rule{{Peers: []model.Peer{{NamespaceSelector: labels.Everything(), PodSelector: web}}}}})
 	check := func(what string) {
 		t.Helper()
-		flushEqualsFull(t, in, what)
+		flushEqualsFull(t, inc, what)
 	}
 	toggle := func(key string, i int) {
-		pod := *in.Cluster().Pods[f.Pods[key].UID]
+		pod := *inc.Cluster().Pods[f.Pods[key].UID]
 		pod.Labels = labels.Set{"pod": pod.Labels["pod"]}
 		if i%2 == 0 {
 			pod.Labels["app"] = "web"
 		}
-		in.SetPod(&pod)
+		inc.SetPod(&pod)
 	}
 	toggle("y/b", 0)
 	check("one peer")
@@ -154,23 +154,23 @@ func flushedSetup(t *testing.T, f *netpoltest.Fixture) (*compiler.Incremental, c
 	t.Helper()
 	cfg := compiler.Config{Node: "node-1", UplinkPort: 9, NodeIPs: []netip.Addr{netpoltest.NodeIP(1)}}
 	cfg.Bindings = compiler.DefaultBindings(f.Cluster, "node-1", nil, 9)
-	in := compiler.NewIncremental(copyCluster(f.Cluster), cfg)
-	flushEqualsFull(t, in, "initial")
-	return in, cfg
+	inc := compiler.NewIncremental(copyCluster(f.Cluster), cfg)
+	flushEqualsFull(t, inc, "initial")
+	return inc, cfg
 }
 
 // flushEqualsFull flushes in and fails if its flows differ from a
 // full Compile of its state.
-func flushEqualsFull(t *testing.T, in *compiler.Incremental, what string) {
+func flushEqualsFull(t *testing.T, inc *compiler.Incremental, what string) {
 	t.Helper()
-	if _, err := in.Flush(); err != nil {
+	if _, err := inc.Flush(); err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
-	full, err := compiler.Compile(in.Cluster(), in.Config())
+	full, err := compiler.Compile(inc.Cluster(), inc.Config())
 	if err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
-	got, want := byKey(in.Flows()), byKey(full.Flows)
+	got, want := byKey(inc.Flows()), byKey(full.Flows)
 	bad := 0
 	for k, w := range want {
 		if g, ok := got[k]; !ok || !g.Equal(w) {
@@ -184,7 +184,7 @@ func flushEqualsFull(t *testing.T, in *compiler.Incremental, what string) {
 			bad++
 		}
 	}
-	gotGroups, wantGroups := in.Groups(), full.Groups
+	gotGroups, wantGroups := inc.Groups(), full.Groups
 	if len(gotGroups) != len(wantGroups) {
 		t.Errorf("%s: incremental has %d groups, full compile %d", what, len(gotGroups), len(wantGroups))
 		bad++
@@ -211,8 +211,8 @@ func byKey(flows []openflow.Flow) map[openflow.Key]openflow.Flow {
 
 // randomEvent changes the Incremental's state the way informer events do:
 // always by replacing objects with modified copies.
-func randomEvent(rng *rand.Rand, f *netpoltest.Fixture, in *compiler.Incremental) string {
-	c := in.Cluster()
+func randomEvent(rng *rand.Rand, f *netpoltest.Fixture, inc *compiler.Incremental) string {
+	c := inc.Cluster()
 	pods := c.SortedPods()
 	pod := pods[rng.IntN(len(pods))]
 	switch rng.IntN(11) {
@@ -220,18 +220,18 @@ func randomEvent(rng *rand.Rand, f *netpoltest.Fixture, in *compiler.Incremental
 		ps := netpoltest.RandomPolicies(rng, f, 1)
 		p := ps[0]
 		p.Name = fmt.Sprintf("p%d", rng.IntN(6))
-		in.SetPolicy(p)
+		inc.SetPolicy(p)
 		return "set policy " + p.Key()
 	case 2:
 		for _, p := range c.SortedPolicies() {
-			in.DeletePolicy(p.Key())
+			inc.DeletePolicy(p.Key())
 			return "delete policy " + p.Key()
 		}
 		return "nothing"
 	case 3:
 		np := *pod
 		np.Labels = map[string]string{"pod": pod.Labels["pod"], "app": []string{"web", "db", "cache"}[rng.IntN(3)]}
-		in.SetPod(&np)
+		inc.SetPod(&np)
 		return "relabel pod " + pod.Key()
 	case 4:
 		names := []string{"x", "y", "z"}
@@ -240,14 +240,14 @@ func randomEvent(rng *rand.Rand, f *netpoltest.Fixture, in *compiler.Incremental
 		if rng.IntN(4) == 0 {
 			ns.LegacyIsolation = model.LegacyIsolation(rng.IntN(3))
 		}
-		in.SetNamespace(&ns)
+		inc.SetNamespace(&ns)
 		return "relabel namespace " + ns.Name
 	case 5:
 		np := *pod
 		np.IPs = []netip.Addr{netip.AddrFrom4([4]byte{10, 9, byte(rng.IntN(3)), byte(1 + rng.IntN(200))})}
-		in.DeletePod(pod.UID)
+		inc.DeletePod(pod.UID)
 		np.UID = fmt.Sprintf("%s-r%d", pod.UID, rng.IntN(1000))
-		in.SetPod(&np)
+		inc.SetPod(&np)
 		return "recreate pod " + pod.Key() + " with a new IP"
 	case 6:
 		np := *pod
@@ -256,7 +256,7 @@ func randomEvent(rng *rand.Rand, f *netpoltest.Fixture, in *compiler.Incremental
 		} else {
 			np.Phase = model.PodSucceeded
 		}
-		in.SetPod(&np)
+		inc.SetPod(&np)
 		return "phase of " + pod.Key()
 	case 7:
 		// Another pod's address (two live pods claiming one IP: an event
@@ -267,7 +267,7 @@ func randomEvent(rng *rand.Rand, f *netpoltest.Fixture, in *compiler.Incremental
 		} else {
 			np.IPs = []netip.Addr{netip.AddrFrom4([4]byte{10, 8, 0, byte(1 + rng.IntN(4))})}
 		}
-		in.SetPod(&np)
+		inc.SetPod(&np)
 		return "readdress pod " + pod.Key()
 	case 9:
 		// A named port moves to another number (a new pod version).
@@ -276,24 +276,24 @@ func randomEvent(rng *rand.Rand, f *netpoltest.Fixture, in *compiler.Incremental
 		if len(np.Ports) > 0 {
 			np.Ports[rng.IntN(len(np.Ports))].Port = int32(80 + rng.IntN(3))
 		}
-		in.SetPod(&np)
+		inc.SetPod(&np)
 		return "renumber a named port of " + pod.Key()
 	case 8:
 		// The same policy object again, or its copy deleted and re-added.
 		for _, p := range c.SortedPolicies() {
 			if rng.IntN(2) == 0 {
-				in.SetPolicy(p)
+				inc.SetPolicy(p)
 				return "set policy " + p.Key() + " unchanged"
 			}
-			in.DeletePolicy(p.Key())
+			inc.DeletePolicy(p.Key())
 			cp := *p
-			in.SetPolicy(&cp)
+			inc.SetPolicy(&cp)
 			return "delete and re-add policy " + p.Key()
 		}
 		return "nothing"
 	default:
 		b := map[string]compiler.Binding{}
-		for k, v := range in.Config().Bindings {
+		for k, v := range inc.Config().Bindings {
 			b[k] = v
 		}
 		if pod.Node == "node-1" {
@@ -303,7 +303,7 @@ func randomEvent(rng *rand.Rand, f *netpoltest.Fixture, in *compiler.Incremental
 				b[pod.Key()] = compiler.Binding{OFPort: uint32(100 + rng.IntN(50)), MAC: compiler.DefaultMAC(pod)}
 			}
 		}
-		in.SetBindings(b)
+		inc.SetBindings(b)
 		return "binding of " + pod.Key()
 	}
 }

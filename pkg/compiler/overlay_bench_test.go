@@ -98,8 +98,8 @@ func BenchmarkOverlayFlowsS1(b *testing.B) {
 func BenchmarkOverlayNodeAddRemoveS1(b *testing.B) {
 	m, cfg := s1Overlay(b)
 	cfg.Overlay = compiler.Overlay{TunnelPort: 4096, GatewayMAC: s1Gateway()}
-	in := compiler.NewIncremental(m, cfg)
-	if _, err := in.Flush(); err != nil {
+	inc := compiler.NewIncremental(m, cfg)
+	if _, err := inc.Flush(); err != nil {
 		b.Fatal(err)
 	}
 	node := s1Node(50)
@@ -107,16 +107,16 @@ func BenchmarkOverlayNodeAddRemoveS1(b *testing.B) {
 	var added, removed int
 	for b.Loop() {
 		t0 := time.Now()
-		in.DeleteNode(node.Name)
-		ch, err := in.Flush()
+		inc.DeleteNode(node.Name)
+		ch, err := inc.Flush()
 		remove += time.Since(t0)
 		if err != nil {
 			b.Fatal(err)
 		}
 		removed = len(ch)
 		t0 = time.Now()
-		in.SetNode(node)
-		ch, err = in.Flush()
+		inc.SetNode(node)
+		ch, err = inc.Flush()
 		add += time.Since(t0)
 		if err != nil {
 			b.Fatal(err)
@@ -127,5 +127,5 @@ func BenchmarkOverlayNodeAddRemoveS1(b *testing.B) {
 	b.ReportMetric(float64(add.Nanoseconds())/float64(b.N), "add-ns")
 	b.ReportMetric(float64(removed), "remove-flows-changed")
 	b.ReportMetric(float64(added), "add-flows-changed")
-	b.ReportMetric(float64(in.Len()), "flows")
+	b.ReportMetric(float64(inc.Len()), "flows")
 }

@@ -250,10 +250,10 @@ func TestOverlayIncrementalEqualsFull(t *testing.T) {
 		for range rng.IntN(4) {
 			c.AddNode(randomNode(rng))
 		}
-		in := compiler.NewIncremental(c, cfg)
-		flushEqualsFull(t, in, fmt.Sprintf("seed %d initial", seed))
-		prev := byKey(in.Flows())
-		prevUsable := in.RemoteNodes()
+		inc := compiler.NewIncremental(c, cfg)
+		flushEqualsFull(t, inc, fmt.Sprintf("seed %d initial", seed))
+		prev := byKey(inc.Flows())
+		prevUsable := inc.RemoteNodes()
 		for step := 0; step < 30; step++ {
 			var desc []string
 			n := 1 + rng.IntN(3)
@@ -263,14 +263,14 @@ func TestOverlayIncrementalEqualsFull(t *testing.T) {
 			for range n {
 				events++
 				if rng.IntN(2) == 0 {
-					desc = append(desc, randomEvent(rng, f, in))
+					desc = append(desc, randomEvent(rng, f, inc))
 					continue
 				}
 				if n := randomNode(rng); rng.IntN(4) == 0 {
-					in.DeleteNode(n.Name)
+					inc.DeleteNode(n.Name)
 					desc = append(desc, "delete node "+n.Name)
 				} else {
-					in.SetNode(n)
+					inc.SetNode(n)
 					desc = append(desc, fmt.Sprintf("set node %s %v %v", n.Name, n.InternalIPs, n.PodCIDRs))
 				}
 			}
@@ -278,18 +278,18 @@ func TestOverlayIncrementalEqualsFull(t *testing.T) {
 				desc = append(desc[:5], fmt.Sprintf("... %d events", len(desc)))
 			}
 			what := fmt.Sprintf("seed %d step %d (%s)", seed, step, strings.Join(desc, "; "))
-			changed, err := in.Flush()
+			changed, err := inc.Flush()
 			if err != nil {
 				t.Fatalf("%s: %v", what, err)
 			}
-			checkEqualsFull(t, in, what)
+			checkEqualsFull(t, inc, what)
 			flushes++
-			if r := in.RemoteNodes(); len(r.Rejected) > 0 {
+			if r := inc.RemoteNodes(); len(r.Rejected) > 0 {
 				withRejected++
 			}
-			flips += usabilityFlips(prevUsable, in.RemoteNodes())
-			prevUsable = in.RemoteNodes()
-			got := byKey(in.Flows())
+			flips += usabilityFlips(prevUsable, inc.RemoteNodes())
+			prevUsable = inc.RemoteNodes()
+			got := byKey(inc.Flows())
 			reported := map[openflow.Key]bool{}
 			for _, k := range changed {
 				reported[k] = true
@@ -319,15 +319,15 @@ func TestOverlayIncrementalEqualsFull(t *testing.T) {
 
 // usabilityFlips counts the nodes usable in one of a and b only.
 func usabilityFlips(a, b compiler.RemoteNodes) int {
-	in := map[string]int{}
+	usable := map[string]int{}
 	for _, n := range a.Usable {
-		in[n.Name]++
+		usable[n.Name]++
 	}
 	for _, n := range b.Usable {
-		in[n.Name]++
+		usable[n.Name]++
 	}
 	flips := 0
-	for _, c := range in {
+	for _, c := range usable {
 		if c == 1 {
 			flips++
 		}
@@ -337,13 +337,13 @@ func usabilityFlips(a, b compiler.RemoteNodes) int {
 
 // checkEqualsFull fails if in's flows (already flushed) differ from a full
 // Compile of its state.
-func checkEqualsFull(t *testing.T, in *compiler.Incremental, what string) {
+func checkEqualsFull(t *testing.T, inc *compiler.Incremental, what string) {
 	t.Helper()
-	full, err := compiler.Compile(in.Cluster(), in.Config())
+	full, err := compiler.Compile(inc.Cluster(), inc.Config())
 	if err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
-	got, want := byKey(in.Flows()), byKey(full.Flows)
+	got, want := byKey(inc.Flows()), byKey(full.Flows)
 	for k, w := range want {
 		if g, ok := got[k]; !ok || !g.Equal(w) {
 			t.Fatalf("%s: incremental has %v, full compile %v", what, g, w)
@@ -362,9 +362,9 @@ func TestNodeEventTouchesOnlyItsFlows(t *testing.T) {
 	f := netpoltest.NewFixture(netpoltest.Options{Nodes: 3, DualStack: true})
 	cfg := overlayConfig()
 	cfg.Bindings = compiler.DefaultBindings(f.Cluster, "node-1", nil, 4096)
-	in := compiler.NewIncremental(copyCluster(f.Cluster), cfg)
-	in.SetNode(mustNode("node-3", []string{"172.29.3.2"}, "10.1.3.0/24"))
-	if _, err := in.Flush(); err != nil {
+	inc := compiler.NewIncremental(copyCluster(f.Cluster), cfg)
+	inc.SetNode(mustNode("node-3", []string{"172.29.3.2"}, "10.1.3.0/24"))
+	if _, err := inc.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	steps := []struct {
@@ -372,21 +372,21 @@ func TestNodeEventTouchesOnlyItsFlows(t *testing.T) {
 		apply func()
 		want  int // flows changed
 	}{
-		{"add node-2", func() { in.SetNode(mustNode("node-2", []string{"172.29.2.2"}, "10.1.2.0/24")) }, 4},
-		{"node-2 gets an IPv6 pod CIDR", func() { in.SetNode(mustNode("node-2", []string{"172.29.2.2"}, "10.1.2.0/24", "fd00:10:2::/64")) }, 2},
-		{"node-2 changes InternalIP", func() { in.SetNode(mustNode("node-2", []string{"172.29.2.9"}, "10.1.2.0/24", "fd00:10:2::/64")) }, 3 + 3 + 2 + 2}, // table 0: 3 removed, 3 added (tun_src); table 60: 2 CIDRs re-pointed, the address flow replaced
-		{"node-2 unchanged", func() { in.SetNode(mustNode("node-2", []string{"172.29.2.9"}, "10.1.2.0/24", "fd00:10:2::/64")) }, 0},
-		{"delete node-2", func() { in.DeleteNode("node-2") }, 6},
-		{"delete node-2 again", func() { in.DeleteNode("node-2") }, 0},
+		{"add node-2", func() { inc.SetNode(mustNode("node-2", []string{"172.29.2.2"}, "10.1.2.0/24")) }, 4},
+		{"node-2 gets an IPv6 pod CIDR", func() { inc.SetNode(mustNode("node-2", []string{"172.29.2.2"}, "10.1.2.0/24", "fd00:10:2::/64")) }, 2},
+		{"node-2 changes InternalIP", func() { inc.SetNode(mustNode("node-2", []string{"172.29.2.9"}, "10.1.2.0/24", "fd00:10:2::/64")) }, 3 + 3 + 2 + 2}, // table 0: 3 removed, 3 added (tun_src); table 60: 2 CIDRs re-pointed, the address flow replaced
+		{"node-2 unchanged", func() { inc.SetNode(mustNode("node-2", []string{"172.29.2.9"}, "10.1.2.0/24", "fd00:10:2::/64")) }, 0},
+		{"delete node-2", func() { inc.DeleteNode("node-2") }, 6},
+		{"delete node-2 again", func() { inc.DeleteNode("node-2") }, 0},
 	}
 	for _, s := range steps {
-		before := byKey(in.Flows())
+		before := byKey(inc.Flows())
 		s.apply()
-		changed, err := in.Flush()
+		changed, err := inc.Flush()
 		if err != nil {
 			t.Fatal(err)
 		}
-		after := byKey(in.Flows())
+		after := byKey(inc.Flows())
 		for _, k := range changed {
 			for _, fl := range []openflow.Flow{before[k], after[k]} {
 				if fl.Cookie != 0 && fl.Cookie != compiler.NodeCookie("node-2") {
@@ -397,7 +397,7 @@ func TestNodeEventTouchesOnlyItsFlows(t *testing.T) {
 		if len(changed) != s.want {
 			t.Errorf("%s: %d flows changed, want %d", s.what, len(changed), s.want)
 		}
-		checkEqualsFull(t, in, s.what)
+		checkEqualsFull(t, inc, s.what)
 	}
 }
 
@@ -452,19 +452,19 @@ func TestOverlayConflictingNodes(t *testing.T) {
 			}
 			// The incremental compiler: the conflict resolved by fixing
 			// the bad node gives it its flows.
-			in := compiler.NewIncremental(c, overlayConfig())
-			if _, err := in.Flush(); err != nil {
+			inc := compiler.NewIncremental(c, overlayConfig())
+			if _, err := inc.Flush(); err != nil {
 				t.Fatal(err)
 			}
 			fixed := mustNode(tc.bad.Name, []string{"172.29.9.2"}, "10.91.9.0/24")
-			in.SetNode(fixed)
-			if _, err := in.Flush(); err != nil {
+			inc.SetNode(fixed)
+			if _, err := inc.Flush(); err != nil {
 				t.Fatal(err)
 			}
-			if got, want := nodeFlowText(in.Flows(), compiler.NodeCookie(fixed.Name)), alone(fixed); len(want) == 0 || !slices.Equal(got, want) {
+			if got, want := nodeFlowText(inc.Flows(), compiler.NodeCookie(fixed.Name)), alone(fixed); len(want) == 0 || !slices.Equal(got, want) {
 				t.Errorf("fixed %s: flows %v, want %v", fixed.Name, got, want)
 			}
-			checkEqualsFull(t, in, tc.name+", fixed")
+			checkEqualsFull(t, inc, tc.name+", fixed")
 		})
 	}
 }

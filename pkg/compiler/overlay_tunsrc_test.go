@@ -66,20 +66,20 @@ func TestTunnelFlowsSetTheLocalEndpoint(t *testing.T) {
 	c.AddNode(mustNode("node-1", []string{"172.29.1.2"}, "10.91.1.0/24"))
 	c.AddNode(mustNode("node-2", []string{"172.29.2.2"}, "10.91.2.0/24"))
 	c.AddNode(mustNode("node-3", []string{"172.29.3.2"}, "10.91.3.0/24"))
-	in := compiler.NewIncremental(c, overlayConfig())
-	if _, err := in.Flush(); err != nil {
+	inc := compiler.NewIncremental(c, overlayConfig())
+	if _, err := inc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	in.SetNode(mustNode("node-1", []string{"172.29.1.7"}, "10.91.1.0/24"))
-	if _, err := in.Flush(); err != nil {
+	inc.SetNode(mustNode("node-1", []string{"172.29.1.7"}, "10.91.1.0/24"))
+	if _, err := inc.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"node-2", "node-3"} {
-		for _, f := range nodeFlowText(in.Flows(), compiler.NodeCookie(name)) {
+		for _, f := range nodeFlowText(inc.Flows(), compiler.NodeCookie(name)) {
 			if strings.Contains(f, "table=60") && !strings.Contains(f, "set_field:172.29.1.7->tun_src") {
 				t.Errorf("after this node's renumbering: %s", f)
 			}
 		}
 	}
-	checkEqualsFull(t, in, "this node renumbered")
+	checkEqualsFull(t, inc, "this node renumbered")
 }

@@ -30,8 +30,8 @@ func selector(kv ...string) labels.Selector {
 }
 
 // withLabels returns a copy of the current version of pod key with labels l.
-func withLabels(in *compiler.Incremental, f *netpoltest.Fixture, key string, l labels.Set) *model.Pod {
-	p := *in.Cluster().Pods[f.Pods[key].UID]
+func withLabels(inc *compiler.Incremental, f *netpoltest.Fixture, key string, l labels.Set) *model.Pod {
+	p := *inc.Cluster().Pods[f.Pods[key].UID]
 	p.Labels = l
 	return &p
 }
@@ -43,26 +43,26 @@ func withLabels(in *compiler.Incremental, f *netpoltest.Fixture, key string, l l
 func TestSetConfigDropsPeerFragment(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		change func(in *compiler.Incremental, cfg compiler.Config)
+		change func(inc *compiler.Incremental, cfg compiler.Config)
 	}{
-		{"the node's pods no longer bound", func(in *compiler.Incremental, cfg compiler.Config) {
+		{"the node's pods no longer bound", func(inc *compiler.Incremental, cfg compiler.Config) {
 			cfg.Bindings = map[string]compiler.Binding{}
-			in.SetConfig(cfg)
+			inc.SetConfig(cfg)
 		}},
-		{"config unchanged, policy deleted", func(in *compiler.Incremental, cfg compiler.Config) {
-			in.SetConfig(cfg)
-			in.DeletePolicy("x/from-y")
+		{"config unchanged, policy deleted", func(inc *compiler.Incremental, cfg compiler.Config) {
+			inc.SetConfig(cfg)
+			inc.DeletePolicy("x/from-y")
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := netpoltest.NewFixture(netpoltest.Options{Nodes: 2})
-			in, cfg := flushedSetup(t, f)
-			in.SetPolicy(&model.Policy{Namespace: "x", Name: "from-y", APIVersion: "networking.k8s.io/v1",
+			inc, cfg := flushedSetup(t, f)
+			inc.SetPolicy(&model.Policy{Namespace: "x", Name: "from-y", APIVersion: "networking.k8s.io/v1",
 				PodSelector: labels.Everything(), AffectsIngress: true,
 				Ingress: []model.Rule{{Peers: []model.Peer{{NamespaceSelector: selector("ns", "y")}}}}})
-			flushEqualsFull(t, in, "policy added")
-			tc.change(in, cfg)
-			flushEqualsFull(t, in, tc.name)
+			flushEqualsFull(t, inc, "policy added")
+			tc.change(inc, cfg)
+			flushEqualsFull(t, inc, tc.name)
 		})
 	}
 }
@@ -86,17 +86,17 @@ func TestRelabelOutOfSelector(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := netpoltest.NewFixture(netpoltest.Options{Nodes: 2, DualStack: tc.dualStack})
-			in, _ := flushedSetup(t, f)
-			in.SetPod(withLabels(in, f, "x/b", labels.Set{"pod": "b", "app": "web"}))
-			in.SetPolicy(&model.Policy{Namespace: "x", Name: "to-web", APIVersion: "networking.k8s.io/v1",
+			inc, _ := flushedSetup(t, f)
+			inc.SetPod(withLabels(inc, f, "x/b", labels.Set{"pod": "b", "app": "web"}))
+			inc.SetPolicy(&model.Policy{Namespace: "x", Name: "to-web", APIVersion: "networking.k8s.io/v1",
 				PodSelector: labels.Everything(), AffectsEgress: true,
 				Egress: []model.Rule{{
 					Peers: []model.Peer{{PodSelector: selector("app", "web")}, {IPBlock: &tc.block}},
 					Ports: []model.PortSpec{{Protocol: model.TCP, Name: "serve-80-tcp"}},
 				}}})
-			flushEqualsFull(t, in, "x/b selected")
-			in.SetPod(withLabels(in, f, "x/b", labels.Set{"pod": "b"}))
-			flushEqualsFull(t, in, "x/b relabelled out of the selector")
+			flushEqualsFull(t, inc, "x/b selected")
+			inc.SetPod(withLabels(inc, f, "x/b", labels.Set{"pod": "b"}))
+			flushEqualsFull(t, inc, "x/b relabelled out of the selector")
 		})
 	}
 }
@@ -110,29 +110,29 @@ func TestRelabelOutOfSelector(t *testing.T) {
 // before and after, so markRelabel does not recompute it.
 func TestRelabelChangesSharedAddressOwner(t *testing.T) {
 	f := netpoltest.NewFixture(netpoltest.Options{Nodes: 2})
-	in, _ := flushedSetup(t, f)
+	inc, _ := flushedSetup(t, f)
 	shared := netip.MustParseAddr("10.1.1.2") // x/b's
-	a := *in.Cluster().Pods[f.Pods["x/a"].UID]
-	b := *in.Cluster().Pods[f.Pods["x/b"].UID]
+	a := *inc.Cluster().Pods[f.Pods["x/a"].UID]
+	b := *inc.Cluster().Pods[f.Pods["x/b"].UID]
 	// Both remote, both selected by both peers; a's "http" is 8080, b's 8081.
 	a.Node, a.IPs = "node-2", []netip.Addr{shared}
 	a.Labels = labels.Set{"pod": "a", "app": "web", "role": "any"}
 	a.Ports = []model.ContainerPort{{Name: "http", Port: 8080, Protocol: model.TCP}}
 	b.Labels = labels.Set{"pod": "b", "app": "web", "role": "any"}
 	b.Ports = []model.ContainerPort{{Name: "http", Port: 8081, Protocol: model.TCP}}
-	in.SetPod(&a)
-	in.SetPod(&b)
-	in.SetPolicy(&model.Policy{Namespace: "x", Name: "to-web", APIVersion: "networking.k8s.io/v1",
+	inc.SetPod(&a)
+	inc.SetPod(&b)
+	inc.SetPolicy(&model.Policy{Namespace: "x", Name: "to-web", APIVersion: "networking.k8s.io/v1",
 		PodSelector: labels.Everything(), AffectsEgress: true,
 		Egress: []model.Rule{{
 			Peers: []model.Peer{{PodSelector: selector("app", "web")}, {PodSelector: selector("role", "any")}},
 			Ports: []model.PortSpec{{Protocol: model.TCP, Name: "http"}},
 		}}})
-	flushEqualsFull(t, in, "x/a owns the shared address")
+	flushEqualsFull(t, inc, "x/a owns the shared address")
 	a2 := a
 	a2.Labels = labels.Set{"pod": "a", "role": "any"}
-	in.SetPod(&a2)
-	flushEqualsFull(t, in, "x/a relabelled out of the first peer")
+	inc.SetPod(&a2)
+	flushEqualsFull(t, inc, "x/a relabelled out of the first peer")
 }
 
 // richEvent is randomEvent plus events it does not make: namespace
@@ -143,8 +143,8 @@ func TestRelabelChangesSharedAddressOwner(t *testing.T) {
 // or shallowly under another name or namespace (peers shared by two
 // policies), a pod set again as the same object or deleted and re-added
 // with its UID.
-func richEvent(rng *rand.Rand, f *netpoltest.Fixture, in *compiler.Incremental) string {
-	c := in.Cluster()
+func richEvent(rng *rand.Rand, f *netpoltest.Fixture, inc *compiler.Incremental) string {
+	c := inc.Cluster()
 	pods := c.SortedPods()
 	pod := pods[rng.IntN(len(pods))]
 	names := []string{"x", "y", "z"}
@@ -164,15 +164,15 @@ func richEvent(rng *rand.Rand, f *netpoltest.Fixture, in *compiler.Incremental) 
 		if rng.IntN(3) == 0 {
 			n.Labels["team"] = []string{"blue", "red"}[rng.IntN(2)]
 		}
-		in.SetNamespace(&n)
+		inc.SetNamespace(&n)
 		return "namespace labels " + ns + " " + n.Labels.String()
 	case 1:
 		ns := names[rng.IntN(3)]
 		if _, ok := c.Namespaces[ns]; ok && rng.IntN(2) == 0 {
-			in.DeleteNamespace(ns)
+			inc.DeleteNamespace(ns)
 			return "delete namespace " + ns
 		}
-		in.SetNamespace(&model.Namespace{Name: ns, Labels: labels.Set{"ns": ns, "env": "prod"}})
+		inc.SetNamespace(&model.Namespace{Name: ns, Labels: labels.Set{"ns": ns, "env": "prod"}})
 		return "re-add namespace " + ns
 	case 2:
 		np := *pod
@@ -191,7 +191,7 @@ func richEvent(rng *rand.Rand, f *netpoltest.Fixture, in *compiler.Incremental) 
 				np.IPs = append(slices.Clone(np.IPs), other.IPs...)
 			}
 		}
-		in.SetPod(&np)
+		inc.SetPod(&np)
 		return "addresses of " + pod.Key()
 	case 3:
 		np := *pod
@@ -202,7 +202,7 @@ func richEvent(rng *rand.Rand, f *netpoltest.Fixture, in *compiler.Incremental) 
 		if rng.IntN(2) == 0 {
 			np.Labels["tier"] = []string{"1", "2"}[rng.IntN(2)]
 		}
-		in.SetPod(&np)
+		inc.SetPod(&np)
 		return "relabel pod " + pod.Key() + " " + np.Labels.String()
 	case 4:
 		for _, p := range c.SortedPolicies() {
@@ -212,9 +212,9 @@ func richEvent(rng *rand.Rand, f *netpoltest.Fixture, in *compiler.Incremental) 
 			cp := *p
 			cp.Ingress, cp.Egress = deepRules(p.Ingress), deepRules(p.Egress)
 			if rng.IntN(2) == 0 {
-				in.DeletePolicy(p.Key())
+				inc.DeletePolicy(p.Key())
 			}
-			in.SetPolicy(&cp)
+			inc.SetPolicy(&cp)
 			return "deep copy of policy " + p.Key()
 		}
 		return "nothing"
@@ -228,28 +228,28 @@ func richEvent(rng *rand.Rand, f *netpoltest.Fixture, in *compiler.Incremental) 
 			if rng.IntN(3) == 0 { // the same peers in another namespace
 				cp.Namespace = names[rng.IntN(3)]
 			}
-			in.SetPolicy(&cp)
+			inc.SetPolicy(&cp)
 			return "shallow copy of policy " + p.Key() + " as " + cp.Key()
 		}
 		return "nothing"
 	case 6:
 		if rng.IntN(2) == 0 {
-			in.SetPod(pod) // the same version again
+			inc.SetPod(pod) // the same version again
 			return "same pod " + pod.Key() + " again"
 		}
 		np := *pod
-		in.DeletePod(pod.UID)
-		in.SetPod(&np)
+		inc.DeletePod(pod.UID)
+		inc.SetPod(&np)
 		return "delete and re-add pod " + pod.Key() + " (same UID)"
 	default:
 		desc := ""
 		for _, ns := range names { // randomEvent relabels existing namespaces
 			if c.Namespaces[ns] == nil {
-				in.SetNamespace(&model.Namespace{Name: ns, Labels: labels.Set{"ns": ns, "kubernetes.io/metadata.name": ns}})
+				inc.SetNamespace(&model.Namespace{Name: ns, Labels: labels.Set{"ns": ns, "kubernetes.io/metadata.name": ns}})
 				desc += "re-add namespace " + ns + "; "
 			}
 		}
-		return desc + randomEvent(rng, f, in)
+		return desc + randomEvent(rng, f, inc)
 	}
 }
 
@@ -295,29 +295,29 @@ func randomEventBatches(t *testing.T, mode model.Mode, seeds, conjLimit int) {
 		}
 		cfg := compiler.Config{Node: "node-1", UplinkPort: 9, NodeIPs: []netip.Addr{netpoltest.NodeIP(1)}, MaxConjunctionsPerFlow: conjLimit}
 		cfg.Bindings = compiler.DefaultBindings(f.Cluster, "node-1", nil, 9)
-		in := compiler.NewIncremental(copyCluster(f.Cluster), cfg)
-		if _, err := in.Flush(); err != nil {
+		inc := compiler.NewIncremental(copyCluster(f.Cluster), cfg)
+		if _, err := inc.Flush(); err != nil {
 			t.Fatal(err)
 		}
 		var history []string
-		prev := byKey(in.Flows())
+		prev := byKey(inc.Flows())
 		for step := 0; step < 40; step++ {
 			var descs []string
 			for n := 1 + rng.IntN(8); n > 0; n-- {
-				descs = append(descs, richEvent(rng, f, in))
+				descs = append(descs, richEvent(rng, f, inc))
 			}
 			history = append(history, strings.Join(descs, "; "))
-			changed, err := in.Flush()
+			changed, err := inc.Flush()
 			if err != nil {
 				t.Fatalf("seed %d step %d: %v", seed, step, err)
 			}
-			full, err := compiler.Compile(in.Cluster(), in.Config())
+			full, err := compiler.Compile(inc.Cluster(), inc.Config())
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, want := byKey(in.Flows()), byKey(full.Flows)
-			if len(got) != in.Len() {
-				t.Fatalf("seed %d step %d: Len() %d, Flows() %d", seed, step, in.Len(), len(got))
+			got, want := byKey(inc.Flows()), byKey(full.Flows)
+			if len(got) != inc.Len() {
+				t.Fatalf("seed %d step %d: Len() %d, Flows() %d", seed, step, inc.Len(), len(got))
 			}
 			steps++
 			if conjLimit > 0 {

@@ -129,7 +129,7 @@ func TestUDPEntriesFromBeforeFirstEndpointFlushed(t *testing.T) {
 		Ports: []model.ServicePort{{Name: "dns", Protocol: model.UDP, Port: 53}}})
 	cfg := compiler.Config{Node: "node-1", NodeIPs: []netip.Addr{netip.MustParseAddr("172.18.0.1")}}
 	cfg.Bindings = compiler.DefaultBindings(c, "node-1", nil)
-	in := compiler.NewIncremental(c, cfg)
+	inc := compiler.NewIncremental(c, cfg)
 	sw := ovstest.Start(t)
 	if err := sw.AddBridge("br-int"); err != nil {
 		t.Fatal(err)
@@ -142,17 +142,17 @@ func TestUDPEntriesFromBeforeFirstEndpointFlushed(t *testing.T) {
 	// sync: Flush, install everything, apply the flushes (as the agent).
 	sync := func() {
 		t.Helper()
-		if _, err := in.Flush(); err != nil {
+		if _, err := inc.Flush(); err != nil {
 			t.Fatal(err)
 		}
-		res, err := compiler.Compile(in.Cluster(), in.Config())
+		res, err := compiler.Compile(inc.Cluster(), inc.Config())
 		if err != nil {
 			t.Fatal(err)
 		}
 		if err := sw.InstallBundle("br-int", res.Text(false)); err != nil {
 			t.Fatal(err)
 		}
-		for _, f := range in.ConntrackFlushes() {
+		for _, f := range inc.ConntrackFlushes() {
 			orig, reply := f.Tuples()
 			if out, err := sw.Ofctl("-O", "OpenFlow15", "ct-flush", "br-int", "zone="+strconv.Itoa(int(f.Zone)), orig, reply); err != nil {
 				t.Fatal(out, err)
@@ -172,12 +172,12 @@ func TestUDPEntriesFromBeforeFirstEndpointFlushed(t *testing.T) {
 
 	sync()
 	send(4000) // no endpoints yet: on to the host (kube-proxy rejects)
-	in.SetEndpointSlice(&model.EndpointSlice{Namespace: "x", Name: "dns-1", Service: "dns",
+	inc.SetEndpointSlice(&model.EndpointSlice{Namespace: "x", Name: "dns-1", Service: "dns",
 		Ports:     []model.EndpointPort{{Name: "dns", Protocol: model.UDP, Port: 5353}},
 		Endpoints: []model.Endpoint{{Address: backend.IPs[0], Ready: true, Serving: true, Node: "node-1"}}})
 	sync()
 	want := openflow.ConntrackFlush{Zone: compiler.DefaultCTZone, Protocol: 17, ServiceIP: vip.String(), ServicePort: 53, BackendIP: vip.String(), BackendPort: 53}
-	if fl := in.ConntrackFlushes(); len(fl) != 1 || fl[0] != want {
+	if fl := inc.ConntrackFlushes(); len(fl) != 1 || fl[0] != want {
 		t.Errorf("flushes after the first endpoint: %v, want the un-DNATed entries (%v)", fl, want)
 	}
 

@@ -26,22 +26,22 @@ func TestServicesIncrementalEqualsFull(t *testing.T) {
 		netpoltest.SampleServices(f)
 		cfg := compiler.Config{Node: "node-1", UplinkPort: 9}
 		cfg.Bindings = compiler.DefaultBindings(f.Cluster, "node-1", nil, 9)
-		in := compiler.NewIncremental(f.Cluster, cfg)
-		flushEqualsFull(t, in, fmt.Sprintf("seed %d: start", seed))
+		inc := compiler.NewIncremental(f.Cluster, cfg)
+		flushEqualsFull(t, inc, fmt.Sprintf("seed %d: start", seed))
 		for i := range 30 {
 			var desc string
 			if rng.IntN(4) == 0 {
-				desc = randomEvent(rng, f, in)
+				desc = randomEvent(rng, f, inc)
 			} else {
-				desc = randomServiceEvent(rng, f, in)
+				desc = randomServiceEvent(rng, f, inc)
 			}
-			flushEqualsFull(t, in, fmt.Sprintf("seed %d, event %d (%s)", seed, i, desc))
+			flushEqualsFull(t, inc, fmt.Sprintf("seed %d, event %d (%s)", seed, i, desc))
 		}
 	}
 }
 
-func randomServiceEvent(rng *rand.Rand, f *netpoltest.Fixture, in *compiler.Incremental) string {
-	c := in.Cluster()
+func randomServiceEvent(rng *rand.Rand, f *netpoltest.Fixture, inc *compiler.Incremental) string {
+	c := inc.Cluster()
 	name := fmt.Sprintf("svc%d", rng.IntN(4))
 	ns := netpoltest.NamespaceNames[rng.IntN(3)]
 	switch rng.IntN(5) {
@@ -59,10 +59,10 @@ func randomServiceEvent(rng *rand.Rand, f *netpoltest.Fixture, in *compiler.Incr
 			svc.AffinitySeconds = int32(1 + rng.IntN(100000))
 		}
 		svc.InternalLocal = rng.IntN(4) == 0
-		in.SetService(svc)
+		inc.SetService(svc)
 		return "set service " + svc.Key()
 	case 2:
-		in.DeleteService(ns + "/" + name)
+		inc.DeleteService(ns + "/" + name)
 		return "delete service " + ns + "/" + name
 	case 3:
 		sl := &model.EndpointSlice{Namespace: ns, Name: fmt.Sprintf("%s-%d", name, rng.IntN(2)), Service: name, IPv6: rng.IntN(3) == 0}
@@ -76,11 +76,11 @@ func randomServiceEvent(rng *rand.Rand, f *netpoltest.Fixture, in *compiler.Incr
 			}
 			sl.Endpoints = append(sl.Endpoints, model.Endpoint{Address: ip, Ready: rng.IntN(4) > 0, Serving: rng.IntN(4) > 0, Terminating: rng.IntN(4) == 0, Node: p.Node})
 		}
-		in.SetEndpointSlice(sl)
+		inc.SetEndpointSlice(sl)
 		return "set slice " + sl.Key()
 	default:
 		key := fmt.Sprintf("%s/%s-%d", ns, name, rng.IntN(2))
-		in.DeleteEndpointSlice(key)
+		inc.DeleteEndpointSlice(key)
 		return "delete slice " + key
 	}
 }
@@ -101,24 +101,24 @@ func TestServiceConntrackFlushes(t *testing.T) {
 	c := model.NewCluster(model.ModeV1)
 	c.AddService(svc)
 	c.AddEndpointSlice(slice(a, b))
-	in := compiler.NewIncremental(c, compiler.Config{Node: "node-1", CTZone: 9})
+	inc := compiler.NewIncremental(c, compiler.Config{Node: "node-1", CTZone: 9})
 	flush := func(what string) []openflow.ConntrackFlush {
 		t.Helper()
-		if _, err := in.Flush(); err != nil {
+		if _, err := inc.Flush(); err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
-		return in.ConntrackFlushes()
+		return inc.ConntrackFlushes()
 	}
 	if got := flush("start"); len(got) != 0 {
 		t.Fatalf("start: flushes %v", got)
 	}
 	bTerm := b
 	bTerm.Ready, bTerm.Terminating = false, true
-	in.SetEndpointSlice(slice(a, bTerm))
+	inc.SetEndpointSlice(slice(a, bTerm))
 	if got := flush("b terminating, serving"); len(got) != 0 {
 		t.Errorf("a backend still serving lost its entries: %v", got)
 	}
-	in.SetEndpointSlice(slice(a))
+	inc.SetEndpointSlice(slice(a))
 	want := []openflow.ConntrackFlush{{Zone: 9, Protocol: 17, ServiceIP: "10.96.7.7", ServicePort: 53, BackendIP: "10.1.1.2", BackendPort: 5353}}
 	if got := flush("b gone"); !slices.Equal(got, want) {
 		t.Errorf("b gone: flushes %v, want %v (UDP only)", got, want)
@@ -130,7 +130,7 @@ func TestServiceConntrackFlushes(t *testing.T) {
 	if got := flush("nothing"); len(got) != 0 {
 		t.Errorf("flushes without a change: %v", got)
 	}
-	in.DeleteService("x/dns")
+	inc.DeleteService("x/dns")
 	if got := flush("service deleted"); len(got) != 0 {
 		t.Errorf("a deleted Service's entries are kept, as kube-proxy keeps them: %v", got)
 	}

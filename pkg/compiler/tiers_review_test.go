@@ -306,11 +306,11 @@ func TestIncrementalConjunctionLimitChanges(t *testing.T) {
 	}
 	cfg := compiler.Config{Node: "node-1", UplinkPort: 9, NodeIPs: []netip.Addr{netip.MustParseAddr("172.18.0.1")}}
 	cfg.Bindings = compiler.DefaultBindings(c, "node-1", nil, 9)
-	in := compiler.NewIncremental(copyCluster(c), cfg)
-	if _, err := in.Flush(); err != nil {
+	inc := compiler.NewIncremental(copyCluster(c), cfg)
+	if _, err := inc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	prev := byKey(in.Flows())
+	prev := byKey(inc.Flows())
 	rng := rand.New(rand.NewPCG(3, 3))
 	policies := c.SortedPolicies()
 	var deleted []*model.Policy
@@ -318,45 +318,45 @@ func TestIncrementalConjunctionLimitChanges(t *testing.T) {
 	for step := 0; step < 60; step++ {
 		var ops []string
 		if rng.IntN(3) > 0 {
-			next := in.Config()
+			next := inc.Config()
 			next.MaxConjunctionsPerFlow = []int{0, 1, 2, 3, 5, 8, 13, 50}[rng.IntN(8)]
-			in.SetConfig(next)
+			inc.SetConfig(next)
 			ops = append(ops, fmt.Sprintf("limit %d", next.MaxConjunctionsPerFlow))
 		}
 		for n := rng.IntN(4); n > 0; n-- {
 			if len(deleted) > 0 && rng.IntN(2) == 0 {
 				p := deleted[len(deleted)-1]
 				deleted = deleted[:len(deleted)-1]
-				in.SetPolicy(p)
+				inc.SetPolicy(p)
 				ops = append(ops, "add "+p.Key())
 				continue
 			}
 			p := policies[rng.IntN(len(policies))]
-			if _, ok := in.Cluster().Policies[p.Key()]; !ok {
+			if _, ok := inc.Cluster().Policies[p.Key()]; !ok {
 				continue
 			}
-			in.DeletePolicy(p.Key())
+			inc.DeletePolicy(p.Key())
 			deleted = append(deleted, p)
 			ops = append(ops, "delete "+p.Key())
 		}
 		where := fmt.Sprintf("step %d (%s)", step, strings.Join(ops, "; "))
-		changed, err := in.Flush()
+		changed, err := inc.Flush()
 		if err != nil {
 			t.Fatalf("%s: %v", where, err)
 		}
-		full, err := compiler.Compile(in.Cluster(), in.Config())
+		full, err := compiler.Compile(inc.Cluster(), inc.Config())
 		if err != nil {
 			t.Fatal(err)
 		}
-		gotFlows := in.Flows()
+		gotFlows := inc.Flows()
 		if !slices.EqualFunc(gotFlows, full.Flows, openflow.Flow.Equal) {
 			t.Fatalf("%s: incremental has %d flows, full compile %d, and they differ", where, len(gotFlows), len(full.Flows))
 		}
-		if err := checkConjunctionLimit(gotFlows, in.Config().MaxConjunctionsPerFlow); err != nil {
+		if err := checkConjunctionLimit(gotFlows, inc.Config().MaxConjunctionsPerFlow); err != nil {
 			t.Fatalf("%s: %v", where, err)
 		}
-		if in.Len() != len(gotFlows) {
-			t.Fatalf("%s: Len() %d, Flows() %d", where, in.Len(), len(gotFlows))
+		if inc.Len() != len(gotFlows) {
+			t.Fatalf("%s: Len() %d, Flows() %d", where, inc.Len(), len(gotFlows))
 		}
 		got := byKey(gotFlows)
 		reported := map[openflow.Key]bool{}
@@ -364,7 +364,7 @@ func TestIncrementalConjunctionLimitChanges(t *testing.T) {
 			reported[k] = true
 		}
 		for k, f := range got {
-			if g, ok := in.Flow(k); !ok || !g.Equal(f) {
+			if g, ok := inc.Flow(k); !ok || !g.Equal(f) {
 				t.Fatalf("%s: Flow(%v) = %v, %t; Flows() has %v", where, k, g, ok, f)
 			}
 			if p, ok := prev[k]; (!ok || !p.Equal(f)) != reported[k] {
@@ -378,7 +378,7 @@ func TestIncrementalConjunctionLimitChanges(t *testing.T) {
 			if !reported[k] {
 				t.Fatalf("%s: flow %v removed but not reported", where, p)
 			}
-			if r, ok := in.Removed(k); !ok || !r.Equal(p) {
+			if r, ok := inc.Removed(k); !ok || !r.Equal(p) {
 				t.Fatalf("%s: Removed(%v) = %v, %t; the installed flow was %v", where, k, r, ok, p)
 			}
 		}
