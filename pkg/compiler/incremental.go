@@ -187,6 +187,10 @@ func (inc *Incremental) SetBindings(b map[string]Binding) {
 }
 
 func (inc *Incremental) markAll() {
+	if len(inc.dirty) == 0 {
+		// Sized once rather than grown entry by entry (a full compile).
+		inc.dirty = make(map[fragKey]bool, 2+len(inc.c.Pods)+len(inc.c.Services)+len(inc.c.Nodes))
+	}
 	inc.dirty[pipelineFrag] = true
 	inc.dirty[localNodeFrag] = true
 	for _, p := range inc.c.Pods {
