@@ -64,7 +64,7 @@ func RuleCrossProducts(flows []openflow.Flow) map[openflow.Cookie]int {
 		id, isConjID := f.Match.ConjID()
 		switch {
 		case f.IsConjunction():
-			for _, c := range f.Conjunctions {
+			for _, c := range f.Actions.Conjunctions() {
 				d := dims[c.ID]
 				if d == nil {
 					d = make([]int, c.N)

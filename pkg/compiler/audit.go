@@ -167,7 +167,7 @@ func (inc *Incremental) auditPodFlows(pod *model.Pod, b Binding, ingressIsolated
 	a := inc.cfg.Audit
 	cookie := PodCookie(pod)
 	if mode.Deny() {
-		notes := map[uint8][]openflow.Action{}
+		notes := map[uint8]openflow.Actions{}
 		for i := range flows {
 			f := &flows[i]
 			if f.Priority != PrioIsolation || f.Cookie != cookie || !isDrop(*f) {
@@ -201,7 +201,7 @@ func (inc *Incremental) auditPodFlows(pod *model.Pod, b Binding, ingressIsolated
 }
 
 // isDrop reports whether a flow drops (no actions, no conjunctions).
-func isDrop(f openflow.Flow) bool { return len(f.Actions) == 0 && !f.IsConjunction() }
+func isDrop(f openflow.Flow) bool { return f.Actions.IsDrop() }
 
 // auditRuleFlows makes a rule's allow flows (those going on to the next
 // table: its conj_id flows and direct allows) send a metered packet-in
@@ -217,7 +217,7 @@ func (inc *Incremental) auditRuleFlows(pol *model.Policy, d model.Direction, ind
 	act := do(controllerAction(AuditNote{Verdict: "allow", Direction: d,
 		Reasons: []string{pol.Key() + "#" + strconv.Itoa(index)}}, inc.cfg.Audit.AllowMeter), next)
 	for i := range flows {
-		if len(flows[i].Actions) == 1 && flows[i].Actions[0] == openflow.Action(next) {
+		if l := flows[i].Actions.List(); len(l) == 1 && l[0] == openflow.Action(next) {
 			flows[i].Actions = act
 		}
 	}

@@ -180,7 +180,7 @@ func auditNotes(t *testing.T, flows []openflow.Flow) map[string]string {
 	for _, f := range flows {
 		c, ok := packetIn(f)
 		if !ok {
-			if slices.ContainsFunc(f.Actions, isController) {
+			if slices.ContainsFunc(f.Actions.List(), isController) {
 				t.Fatalf("unexpected controller action in %v", f)
 			}
 			continue
@@ -190,8 +190,8 @@ func auditNotes(t *testing.T, flows []openflow.Flow) map[string]string {
 			t.Fatalf("%v: userdata %q is not an audit note", f, c.Userdata)
 		}
 		next := ""
-		if len(f.Actions) > 1 {
-			next = openflow.ActionsText(f.Actions[1:])
+		if l := f.Actions.List(); len(l) > 1 {
+			next = openflow.ActionsText(l[1:])
 		}
 		out[fmt.Sprintf("%d/%d/%s", f.Table, f.Priority, f.Match)] = fmt.Sprintf("%s %s %s meter=%d then=%s",
 			note.Verdict, note.Direction, strings.Join(note.Reasons, ","), c.MeterID, next)
@@ -201,10 +201,11 @@ func auditNotes(t *testing.T, flows []openflow.Flow) map[string]string {
 
 // packetIn returns a flow's leading controller action, if it has one.
 func packetIn(f openflow.Flow) (openflow.Controller, bool) {
-	if len(f.Actions) == 0 {
+	l := f.Actions.List()
+	if len(l) == 0 {
 		return openflow.Controller{}, false
 	}
-	c, ok := f.Actions[0].(openflow.Controller)
+	c, ok := l[0].(openflow.Controller)
 	return c, ok
 }
 
@@ -328,7 +329,7 @@ func TestAuditKeepsVerdicts(t *testing.T) {
 		if _, ok := packetIn(f); !ok {
 			return f, false
 		}
-		f.Actions = f.Actions[1:]
+		f.Actions = openflow.Do(f.Actions.List()[1:]...)
 		return f, true
 	}
 	audited, extra := 0, 0
@@ -362,7 +363,7 @@ func TestAuditKeepsVerdicts(t *testing.T) {
 		seen := 0
 		for _, g := range res.Flows {
 			rest, isAudit := strip(g)
-			if slices.ContainsFunc(rest.Actions, isController) {
+			if slices.ContainsFunc(rest.Actions.List(), isController) {
 				t.Fatalf("seed %d: packet-in not first in %v", seed, g)
 			}
 			if isAudit {

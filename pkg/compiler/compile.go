@@ -202,7 +202,7 @@ func mergeKey(fs []openflow.Flow) (openflow.Flow, error) {
 			if !f.IsConjunction() {
 				return openflow.Flow{}, collision(f.Key())
 			}
-			n += len(f.Conjunctions)
+			n += len(f.Actions.Conjunctions())
 		}
 		type part struct {
 			conj   openflow.Conjunction
@@ -210,7 +210,7 @@ func mergeKey(fs []openflow.Flow) (openflow.Flow, error) {
 		}
 		parts := make([]part, 0, n)
 		for _, f := range fs {
-			for _, c := range f.Conjunctions {
+			for _, c := range f.Actions.Conjunctions() {
 				parts = append(parts, part{c, f.Cookie})
 			}
 		}
@@ -228,7 +228,7 @@ func mergeKey(fs []openflow.Flow) (openflow.Flow, error) {
 		}
 		f := fs[0]
 		f.Cookie = parts[0].cookie
-		f.Conjunctions = slices.Clip(conjs)
+		f.Actions = openflow.Conjoin(conjs...)
 		return f, nil
 	}
 	f := fs[0]

@@ -93,7 +93,7 @@ func TestSharedMatchOneFlow(t *testing.T) {
 	for _, f := range r.Flows {
 		if f.Match.String() == "ip,nw_src=10.0.1.1" {
 			n++
-			if len(f.Conjunctions) != 2 || len(f.Actions) != 0 {
+			if len(f.Actions.Conjunctions()) != 2 {
 				t.Errorf("shared peer flow has actions %q, want two conjunctions", f.ActionsText())
 			}
 		}
@@ -127,7 +127,7 @@ func TestStableIDs(t *testing.T) {
 				found = true
 				// A shared peer flow gains the new rule's conjunction; the
 				// old conjunction must stay exactly as it was.
-				if !g.SameActions(f) && !(f.IsConjunction() && subset(f.Conjunctions, g.Conjunctions)) {
+				if !g.SameActions(f) && !(f.IsConjunction() && subset(f.Actions.Conjunctions(), g.Actions.Conjunctions())) {
 					t.Errorf("flow %s changed to %s", f, g)
 				}
 			}

@@ -207,12 +207,11 @@ type share struct {
 	frag    string
 	cookie  openflow.Cookie
 	match   openflow.Match // the same in every share of a key
-	conjs   []openflow.Conjunction
-	actions []openflow.Action
+	actions openflow.Actions
 }
 
 func shareOf(f openflow.Flow, id string) share {
-	return share{id, f.Cookie, f.Match, f.Conjunctions, f.Actions}
+	return share{id, f.Cookie, f.Match, f.Actions}
 }
 
 // share, unshare and reshare record that fragment id gained, lost or
@@ -368,11 +367,11 @@ func (s *FlowSet) Commit() ([]openflow.Key, error) {
 func mergeShares(k openflow.Key, sh []share, buf *[]openflow.Flow) (openflow.Flow, error) {
 	m := sh[0].match
 	if len(sh) == 1 {
-		return openflow.Flow{Table: k.Table, Priority: k.Priority, Cookie: sh[0].cookie, Match: m, Conjunctions: sh[0].conjs, Actions: sh[0].actions}, nil
+		return openflow.Flow{Table: k.Table, Priority: k.Priority, Cookie: sh[0].cookie, Match: m, Actions: sh[0].actions}, nil
 	}
 	fs := (*buf)[:0]
 	for _, c := range sh {
-		fs = append(fs, openflow.Flow{Table: k.Table, Priority: k.Priority, Cookie: c.cookie, Match: m, Conjunctions: c.conjs, Actions: c.actions})
+		fs = append(fs, openflow.Flow{Table: k.Table, Priority: k.Priority, Cookie: c.cookie, Match: m, Actions: c.actions})
 	}
 	*buf = fs
 	return mergeKey(fs)

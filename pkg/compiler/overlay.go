@@ -69,7 +69,7 @@ func overlayFlows(cfg Config, n, local *model.Node) []openflow.Flow {
 		return nil
 	}
 	cookie := NodeCookie(n.Name)
-	f := func(table uint8, prio uint16, match openflow.Match, actions []openflow.Action) openflow.Flow {
+	f := func(table uint8, prio uint16, match openflow.Match, actions openflow.Actions) openflow.Flow {
 		return openflow.Flow{Table: table, Priority: prio, Cookie: cookie, Match: match, Actions: actions}
 	}
 	endpoint := n.TunnelIP()
@@ -83,7 +83,7 @@ func overlayFlows(cfg Config, n, local *model.Node) []openflow.Flow {
 	// has options:local_ip=flow for this).
 	send := do(openflow.SetTunnelDst(endpoint), openflow.Output(cfg.Overlay.TunnelPort))
 	if self := localEndpoint(local, endpoint); self.IsValid() {
-		send = do(openflow.SetTunnelSrc(self), send[0], send[1])
+		send = do(openflow.SetTunnelSrc(self), openflow.SetTunnelDst(endpoint), openflow.Output(cfg.Overlay.TunnelPort))
 	}
 	// The node's pod CIDRs and its own addresses: pods reach its host
 	// through the tunnel too, so that the replies (its host routes our pod

@@ -48,7 +48,7 @@ func TestTunnelFlowsSetTheLocalEndpoint(t *testing.T) {
 			}
 			sends := 0
 			for _, f := range res.Flows {
-				if f.Table == compiler.TableForward && slices.Contains(f.Actions, openflow.Action(openflow.Output(4096))) {
+				if f.Table == compiler.TableForward && slices.Contains(f.Actions.List(), openflow.Action(openflow.Output(4096))) {
 					sends++
 					if f.ActionsText() != tt.want {
 						t.Errorf("table 60 %s: actions %s, want %s", f.Match, f.ActionsText(), tt.want)

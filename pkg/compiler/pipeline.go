@@ -217,13 +217,25 @@ func (f NodeFlags) Config() (Config, error) {
 
 var pipelineCookie = openflow.NewCookie(openflow.KindPipeline, "pipeline")
 
-// do is an action list (cap = len: appending copies).
-func do(actions ...openflow.Action) []openflow.Action { return actions }
+// do is an action list.
+func do(actions ...openflow.Action) openflow.Actions { return openflow.Do(actions...) }
+
+// gotoTables[t] is the action list "goto_table:t", built once: many flows
+// (every pod's, every rule's allow) share it.
+var gotoTables = func() (g [256]openflow.Actions) {
+	for t := range g {
+		g[t] = openflow.Do(openflow.Goto(t))
+	}
+	return g
+}()
+
+// gotoTable is the shared action list "goto_table:t".
+func gotoTable(t uint8) openflow.Actions { return gotoTables[t] }
 
 // pipelineFlows is the fixed skeleton: table defaults and conntrack.
 func pipelineFlows(cfg Config) []openflow.Flow {
 	f := func(table uint8, prio uint16, match openflow.Match, actions ...openflow.Action) openflow.Flow {
-		return openflow.Flow{Table: table, Priority: prio, Cookie: pipelineCookie, Match: match, Actions: actions}
+		return openflow.Flow{Table: table, Priority: prio, Cookie: pipelineCookie, Match: match, Actions: openflow.Do(actions...)}
 	}
 	var all openflow.Match
 	ctNAT := openflow.CT{HasTable: true, Table: TableCTState, Zone: cfg.CTZone, NAT: true}
@@ -272,7 +284,7 @@ var nodeCookie = openflow.NewCookie(openflow.KindNode, "node")
 // nodeFlows admit traffic from the gateway and uplink ports and mark the
 // node's own traffic.
 func nodeFlows(cfg Config) []openflow.Flow {
-	f := func(table uint8, prio uint16, match openflow.Match, actions []openflow.Action) openflow.Flow {
+	f := func(table uint8, prio uint16, match openflow.Match, actions openflow.Actions) openflow.Flow {
 		return openflow.Flow{Table: table, Priority: prio, Cookie: nodeCookie, Match: match, Actions: actions}
 	}
 	gw := openflow.InPort(cfg.GatewayPort)
@@ -290,7 +302,7 @@ func nodeFlows(cfg Config) []openflow.Flow {
 	if cfg.UplinkPort != 0 {
 		ports = append(ports, openflow.InPort(cfg.UplinkPort))
 	}
-	toConntrack, toForward := do(openflow.Goto(TableConntrack)), do(openflow.Goto(TableForward))
+	toConntrack, toForward := gotoTable(TableConntrack), gotoTable(TableForward)
 	for _, port := range ports {
 		out = append(out,
 			f(TableClassify, prioClassifyGateway, openflow.NewMatch(openflow.IP, port), toConntrack),
@@ -300,7 +312,7 @@ func nodeFlows(cfg Config) []openflow.Flow {
 			f(TableClassify, prioClassifyND, openflow.NewMatch(openflow.ICMP6, port, ndAdvert, icmpCode0), toForward),
 		)
 	}
-	out = append(out, f(TableIngress, PrioInfra, openflow.NewMatch(matchNodeLocal), do(openflow.Goto(TableCommit))))
+	out = append(out, f(TableIngress, PrioInfra, openflow.NewMatch(matchNodeLocal), gotoTable(TableCommit)))
 	return out
 }
 

@@ -21,12 +21,12 @@ var linkLocal6 = netip.MustParsePrefix("fe80::/10")
 // port security, delivery, self-traffic, and the isolation drops.
 func podFlows(cfg Config, pod *model.Pod, b Binding, ingressIsolated, egressIsolated bool) []openflow.Flow {
 	cookie := PodCookie(pod)
-	f := func(table uint8, prio uint16, match openflow.Match, actions []openflow.Action) openflow.Flow {
+	f := func(table uint8, prio uint16, match openflow.Match, actions openflow.Actions) openflow.Flow {
 		return openflow.Flow{Table: table, Priority: prio, Cookie: cookie, Match: match, Actions: actions}
 	}
 	mac := openflow.MACFrom(b.MAC)
 	inPort, ethSrc := openflow.InPort(b.OFPort), openflow.EthSrc(mac)
-	toConntrack, toForward := do(openflow.Goto(TableConntrack)), do(openflow.Goto(TableForward))
+	toConntrack, toForward := gotoTable(TableConntrack), gotoTable(TableForward)
 	output := do(openflow.Output(b.OFPort))
 	// Delivery rewrites the destination MAC: a DNATed packet (to a Service)
 	// was addressed to the gateway's MAC.
@@ -58,14 +58,14 @@ func podFlows(cfg Config, pod *model.Pod, b Binding, ingressIsolated, egressIsol
 		// admit the pod's address as a peer).
 		for _, port := range []uint32{cfg.GatewayPort, cfg.UplinkPort, cfg.Overlay.TunnelPort} {
 			if port != 0 {
-				drop := f(TableClassify, prioClassifySpoofed, srcMatch(h, openflow.InPort(port)), nil)
+				drop := f(TableClassify, prioClassifySpoofed, srcMatch(h, openflow.InPort(port)), openflow.Actions{})
 				drop.Cookie = nodeCookie
 				flows = append(flows, drop)
 			}
 		}
 		// A pod always reaches itself, through its own port (its Service).
 		self := openflow.NewMatch(ipProto(ip), openflow.HostSrc(ip), openflow.HostDst(ip), inPort)
-		flows = append(flows, f(TableEgress, PrioInfra, self, do(openflow.Goto(TableCommit))))
+		flows = append(flows, f(TableEgress, PrioInfra, self, gotoTable(TableCommit)))
 		// Delivery by destination address, so the pod the policy checked is
 		// the pod that receives; back out of its own port for replies of
 		// its hairpin connections (OpenFlow drops output to in_port).
@@ -78,7 +78,7 @@ func podFlows(cfg Config, pod *model.Pod, b Binding, ingressIsolated, egressIsol
 		flows = append(flows, f(TableForward, prioHairpin, self,
 			do(openflow.SetIPSrc(hairpin), setMAC, openflow.OutputInPort{})))
 		if ingressIsolated {
-			flows = append(flows, f(TableIngress, PrioIsolation, dstMatch(h), nil))
+			flows = append(flows, f(TableIngress, PrioIsolation, dstMatch(h), openflow.Actions{}))
 		}
 		if ip.Is4() {
 			flows = append(flows,
@@ -111,7 +111,7 @@ func podFlows(cfg Config, pod *model.Pod, b Binding, ingressIsolated, egressIsol
 			openflow.NewMatch(openflow.ICMP6, inPort, ethSrc, ndRouterSolicit, icmpCode0), toForward))
 	}
 	if egressIsolated && len(pod.IPs) > 0 {
-		flows = append(flows, f(TableEgress, PrioIsolation, openflow.NewMatch(inPort), nil))
+		flows = append(flows, f(TableEgress, PrioIsolation, openflow.NewMatch(inPort), openflow.Actions{}))
 	}
 	return flows
 }

@@ -395,7 +395,7 @@ func checkConjunctionLimit(flows []openflow.Flow, limit int) error {
 		if !f.IsConjunction() {
 			continue
 		}
-		acts := f.Conjunctions
+		acts := f.Actions.Conjunctions()
 		sameTier := map[uint32]int{} // by ID mod MaxConjunctionTiers
 		crowded := false
 		for _, a := range acts {
@@ -431,11 +431,11 @@ func TestFlowSetPatchModel(t *testing.T) {
 				cookie := openflow.Ours | openflow.Cookie(1+rng.IntN(3))
 				id := uint32(1 + rng.IntN(4))
 				return openflow.Flow{Table: 40, Priority: 100, Cookie: cookie, Match: m,
-					Conjunctions: []openflow.Conjunction{{ID: id, K: uint8(1 + rng.IntN(2)), N: 2}}}
+					Actions: openflow.Conjoin([]openflow.Conjunction{{ID: id, K: uint8(1 + rng.IntN(2)), N: 2}}...)}
 			}
 			prio, cookie := uint16(100+rng.IntN(2)), openflow.Ours|openflow.Cookie(1+rng.IntN(3))
 			return openflow.Flow{Table: 50, Priority: prio, Cookie: cookie, Match: m,
-				Actions: []openflow.Action{openflow.Output(uint32(1 + rng.IntN(2)))}}
+				Actions: openflow.Do(openflow.Output(uint32(1 + rng.IntN(2))))}
 		}
 		prev := map[openflow.Key]openflow.Flow{}
 		for step := 0; step < 60; step++ {

@@ -146,7 +146,7 @@ type peerDim struct {
 	table  uint8
 	cookie openflow.Cookie
 	// conj is the one conjunction of every flow (shared: read only).
-	conj []openflow.Conjunction
+	conj openflow.Actions
 }
 
 // flows renders the dimension.
@@ -162,7 +162,7 @@ func (d peerDim) flows() []openflow.Flow {
 
 // signature is everything flows depends on but the peers themselves.
 func (d peerDim) signature() string {
-	c := d.conj[0]
+	c := d.conj.Conjunctions()[0]
 	b := make([]byte, 0, 64)
 	b = strconv.AppendUint(b, uint64(d.table), 10)
 	b = append(b, '/', '0'+byte(d.side), '/')
@@ -182,7 +182,7 @@ func (d peerDim) signature() string {
 
 // flow renders one peer address of the dimension.
 func (d peerDim) flow(p peerAddr) openflow.Flow {
-	return openflow.Flow{Table: d.table, Priority: PrioRuleConj, Cookie: d.cookie, Match: p.matchAs(d.side), Conjunctions: d.conj}
+	return openflow.Flow{Table: d.table, Priority: PrioRuleConj, Cookie: d.cookie, Match: p.matchAs(d.side), Actions: d.conj}
 }
 
 // diff appends the flow changes that turn the dimension rendered from old
@@ -614,7 +614,7 @@ func groupFlows(ri ruleInput, g group, ruleKey string, cookie openflow.Cookie, n
 		}
 	}
 
-	allow := do(openflow.Goto(next))
+	allow := gotoTable(next)
 	table := TableEgress
 	if ri.dir == model.Ingress {
 		table = TableIngress
@@ -638,7 +638,7 @@ func groupFlows(ri ruleInput, g group, ruleKey string, cookie openflow.Cookie, n
 	flows = make([]openflow.Flow, 0, n)
 	var peer *peerDim
 	for k, d := range dims {
-		conj := []openflow.Conjunction{{ID: id, K: uint8(k + 1), N: uint8(len(dims))}}
+		conj := openflow.Conjoin(openflow.Conjunction{ID: id, K: uint8(k + 1), N: uint8(len(dims))})
 		if k == peerIndex {
 			side := peerSrc
 			if ri.dir == model.Egress {
@@ -648,7 +648,7 @@ func groupFlows(ri ruleInput, g group, ruleKey string, cookie openflow.Cookie, n
 			continue
 		}
 		for _, m := range d {
-			flows = append(flows, openflow.Flow{Table: table, Priority: PrioRuleConj, Cookie: cookie, Match: m, Conjunctions: conj})
+			flows = append(flows, openflow.Flow{Table: table, Priority: PrioRuleConj, Cookie: cookie, Match: m, Actions: conj})
 		}
 	}
 	flows = append(flows, openflow.Flow{Table: table, Priority: PrioRuleConj, Cookie: cookie,

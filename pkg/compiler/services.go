@@ -128,7 +128,7 @@ type serviceResult struct {
 func serviceFlows(cfg Config, svc *model.Service, slices []*model.EndpointSlice, groupID func(string) uint32) serviceResult {
 	cookie := ServiceCookie(svc)
 	f := func(table uint8, prio uint16, match openflow.Match, actions ...openflow.Action) openflow.Flow {
-		return openflow.Flow{Table: table, Priority: prio, Cookie: cookie, Match: match, Actions: actions}
+		return openflow.Flow{Table: table, Priority: prio, Cookie: cookie, Match: match, Actions: openflow.Do(actions...)}
 	}
 	res := serviceResult{serving: map[serviceFamilyPort]map[model.Backend]bool{}}
 	for _, p := range familyPorts(svc) {
@@ -157,7 +157,7 @@ func serviceFlows(cfg Config, svc *model.Service, slices []*model.EndpointSlice,
 		key := p.groupKey(svc)
 		buckets := make([]openflow.Bucket, len(backends))
 		for i, b := range backends {
-			buckets[i] = openflow.Bucket{ID: ids[i], Actions: do(natAction(cfg, b, TableEgress))}
+			buckets[i] = openflow.Bucket{ID: ids[i], Actions: []openflow.Action{natAction(cfg, b, TableEgress)}}
 		}
 		groups, keys := splitGroup(key, cookie, hashFields(p), buckets, groupID)
 		res.groups = append(res.groups, groups...)
@@ -219,7 +219,7 @@ func splitGroup(key string, cookie openflow.Cookie, fields string, buckets []ope
 		subKey := key + "/part" + strconv.Itoa(i)
 		sub := openflow.Group{ID: groupID(subKey), Cookie: cookie, Fields: fields,
 			Buckets: buckets[i*len(buckets)/n : (i+1)*len(buckets)/n]}
-		groups[0].Buckets = append(groups[0].Buckets, openflow.Bucket{ID: uint32(i + 1), Actions: do(openflow.ToGroup(sub.ID))})
+		groups[0].Buckets = append(groups[0].Buckets, openflow.Bucket{ID: uint32(i + 1), Actions: []openflow.Action{openflow.ToGroup(sub.ID)}})
 		groups, keys = append(groups, sub), append(keys, subKey)
 	}
 	return groups, keys

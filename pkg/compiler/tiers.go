@@ -48,14 +48,14 @@ func tierable(k openflow.Key) bool {
 // more than limit of its conjunctions (1 for all but huge shared matches;
 // MaxConjunctionTiers at most).
 func tiersNeeded(f openflow.Flow, limit int) int {
-	if len(f.Conjunctions) <= limit {
+	if len(f.Actions.Conjunctions()) <= limit {
 		return 1
 	}
 	counts := make([]int, MaxConjunctionTiers)
 	for t := 2; t <= MaxConjunctionTiers; t *= 2 {
 		clear(counts[:t])
 		fits := true
-		for _, c := range f.Conjunctions {
+		for _, c := range f.Actions.Conjunctions() {
 			i := c.ID & uint32(t-1)
 			counts[i]++
 			if counts[i] > limit {
@@ -82,7 +82,7 @@ func splitTiers(k openflow.Key, m openflow.Match, shares []share, t int) ([]open
 	if id, ok := m.ConjID(); ok {
 		fs := make([]openflow.Flow, len(shares))
 		for i, c := range shares {
-			fs[i] = openflow.Flow{Table: k.Table, Priority: k.Priority - tierOf(id, t), Cookie: c.cookie, Match: m, Conjunctions: c.conjs, Actions: c.actions}
+			fs[i] = openflow.Flow{Table: k.Table, Priority: k.Priority - tierOf(id, t), Cookie: c.cookie, Match: m, Actions: c.actions}
 		}
 		f, err := mergeKey(fs)
 		if err != nil {
@@ -92,16 +92,16 @@ func splitTiers(k openflow.Key, m openflow.Match, shares []share, t int) ([]open
 	}
 	byTier := map[uint16][]openflow.Flow{}
 	for _, c := range shares {
-		if len(c.conjs) == 0 {
+		if !c.actions.IsConjunction() {
 			return nil, collision(k)
 		}
 		parts := map[uint16][]openflow.Conjunction{}
-		for _, conj := range c.conjs {
+		for _, conj := range c.actions.Conjunctions() {
 			tier := tierOf(conj.ID, t)
 			parts[tier] = append(parts[tier], conj)
 		}
 		for tier, cs := range parts {
-			byTier[tier] = append(byTier[tier], openflow.Flow{Table: k.Table, Priority: k.Priority - tier, Cookie: c.cookie, Match: m, Conjunctions: cs})
+			byTier[tier] = append(byTier[tier], openflow.Flow{Table: k.Table, Priority: k.Priority - tier, Cookie: c.cookie, Match: m, Actions: openflow.Conjoin(cs...)})
 		}
 	}
 	out := make([]openflow.Flow, 0, len(byTier))

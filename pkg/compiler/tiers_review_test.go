@@ -62,7 +62,7 @@ func (m *flowSetModel) fresh(t *testing.T) *compiler.FlowSet {
 // conj_id flows, a rule's direct allow at 30001 and an isolation drop.
 func randomPolicyFlow(rng *rand.Rand, cookie openflow.Cookie, maxID int) openflow.Flow {
 	table := []uint8{compiler.TableEgress, compiler.TableIngress}[rng.IntN(2)]
-	toCommit := []openflow.Action{openflow.Goto(compiler.TableCommit)}
+	toCommit := openflow.Do(openflow.Goto(compiler.TableCommit))
 	dst := func(i int) openflow.Match {
 		return openflow.NewMatch(openflow.IP, openflow.HostDst(netip.AddrFrom4([4]byte{10, 1, 0, byte(i)})))
 	}
@@ -91,7 +91,7 @@ func randomPolicyFlow(rng *rand.Rand, cookie openflow.Cookie, maxID int) openflo
 	}
 	slices.SortFunc(conjs, func(a, b openflow.Conjunction) int { return int(a.ID) - int(b.ID) })
 	conjs = slices.Compact(conjs)
-	return openflow.Flow{Table: table, Priority: compiler.PrioRuleConj, Cookie: cookie, Match: match, Conjunctions: conjs}
+	return openflow.Flow{Table: table, Priority: compiler.PrioRuleConj, Cookie: cookie, Match: match, Actions: openflow.Conjoin(conjs...)}
 }
 
 // TestFlowSetTiersRandomModel drives one FlowSet with random SetFragment,
@@ -408,7 +408,7 @@ func TestFlowSetTierOwnerChangeUnderSameMergedFlow(t *testing.T) {
 		for _, id := range ids {
 			conjs = append(conjs, openflow.Conjunction{ID: id, K: 1, N: 2})
 		}
-		return []openflow.Flow{{Table: compiler.TableIngress, Priority: compiler.PrioRuleConj, Cookie: cookie, Match: match, Conjunctions: conjs}}
+		return []openflow.Flow{{Table: compiler.TableIngress, Priority: compiler.PrioRuleConj, Cookie: cookie, Match: match, Actions: openflow.Conjoin(conjs...)}}
 	}
 	type frags map[string][]openflow.Flow
 	for _, tc := range []struct {
@@ -492,10 +492,10 @@ func TestMaxConjunctionTiersOnOVS(t *testing.T) {
 	for id := 1; id <= rules; id++ {
 		flows := []openflow.Flow{
 			{Table: tbl, Priority: compiler.PrioRuleConj, Cookie: openflow.Cookie(id), Match: openflow.NewMatch(openflow.IP, openflow.HostSrc(netip.MustParseAddr("10.0.0.1"))),
-				Conjunctions: []openflow.Conjunction{{ID: uint32(id), K: 1, N: 2}}},
+				Actions: openflow.Conjoin([]openflow.Conjunction{{ID: uint32(id), K: 1, N: 2}}...)},
 			{Table: tbl, Priority: compiler.PrioRuleConj, Cookie: openflow.Cookie(id), Match: openflow.NewMatch(openflow.TCP, openflow.PortDst(uint16(1000+id))),
-				Conjunctions: []openflow.Conjunction{{ID: uint32(id), K: 2, N: 2}}},
-			{Table: tbl, Priority: compiler.PrioRuleConj, Cookie: openflow.Cookie(id), Match: openflow.NewMatch(openflow.ConjID(id)), Actions: []openflow.Action{openflow.Output(2)}},
+				Actions: openflow.Conjoin([]openflow.Conjunction{{ID: uint32(id), K: 2, N: 2}}...)},
+			{Table: tbl, Priority: compiler.PrioRuleConj, Cookie: openflow.Cookie(id), Match: openflow.NewMatch(openflow.ConjID(id)), Actions: openflow.Do(openflow.Output(2))},
 		}
 		if err := s.SetFragment(fmt.Sprint("rule", id), flows); err != nil {
 			t.Fatal(err)

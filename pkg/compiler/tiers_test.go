@@ -102,7 +102,7 @@ func TestManySharedRulesInstall(t *testing.T) {
 			}
 			most, tiers := 0, map[uint16]bool{}
 			for _, f := range res.Flows {
-				if n := len(f.Conjunctions); n > 0 {
+				if n := len(f.Actions.Conjunctions()); n > 0 {
 					most = max(most, n)
 					tiers[f.Priority] = true
 				}

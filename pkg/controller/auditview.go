@@ -55,7 +55,7 @@ func (c *Controller) ReinstallMetered(ctx context.Context) (int, error) {
 // metered reports whether a flow sends packets to the controller through a
 // meter.
 func metered(f openflow.Flow) bool {
-	for _, a := range f.Actions {
+	for _, a := range f.Actions.List() {
 		if c, ok := a.(openflow.Controller); ok && c.MeterID != 0 {
 			return true
 		}

@@ -205,14 +205,15 @@ func auditResult(t *testing.T) (*compiler.Result, []Meter) {
 	// isolated, rule allows.
 	kinds := map[string]int{}
 	for _, fl := range res.Flows {
-		if len(fl.Actions) == 0 {
+		l := fl.Actions.List()
+		if len(l) == 0 {
 			continue
 		}
-		if _, ok := fl.Actions[0].(openflow.Controller); !ok {
+		if _, ok := l[0].(openflow.Controller); !ok {
 			continue
 		}
 		switch {
-		case len(fl.Actions) == 1:
+		case len(l) == 1:
 			kinds["deny"]++
 		case fl.Priority == compiler.PrioAuditDefault:
 			kinds["not isolated"]++
@@ -379,7 +380,7 @@ func TestApplyAtomic(t *testing.T) {
 			if i%3 == 0 {
 				m = append(m, Mod{Op: Delete, Flow: f})
 			} else if i%3 == 1 {
-				f.Conjunctions, f.Actions = nil, nil // drop
+				f.Actions = openflow.Actions{} // drop
 				m = append(m, Mod{Op: Add, Flow: f})
 			}
 		}

@@ -175,7 +175,7 @@ func bundleText(mods []Mod, groups []GroupMod) []byte {
 		if m.Installed != nil {
 			n += len(m.Installed.Match) + 96
 		} else {
-			n += len(m.Flow.Match.String()) + 24*(len(m.Flow.Conjunctions)+len(m.Flow.Actions)) + 96
+			n += len(m.Flow.Match.String()) + 24*(len(m.Flow.Actions.Conjunctions())+len(m.Flow.Actions.List())) + 96
 		}
 	}
 	for _, g := range groups {

@@ -543,7 +543,7 @@ func TestLargeSync(t *testing.T) {
 	// Change 1%: drop 0.5%, replace 0.5%, add 0.5%.
 	changed := append([]openflow.Flow(nil), flows[n/200:]...)
 	for i := 0; i < n/200; i++ {
-		changed[i].Conjunctions, changed[i].Actions = nil, nil // drop
+		changed[i].Actions = openflow.Actions{} // drop
 	}
 	changed = append(changed, syntheticFlows(n + n/200)[n:]...)
 	t0 = time.Now()

@@ -22,12 +22,12 @@ var (
 
 // fl is a flow of ours with actions (none: drop).
 func fl(table uint8, prio uint16, c openflow.Cookie, m openflow.Match, actions ...openflow.Action) openflow.Flow {
-	return openflow.Flow{Table: table, Priority: prio, Cookie: c, Match: m, Actions: actions}
+	return openflow.Flow{Table: table, Priority: prio, Cookie: c, Match: m, Actions: openflow.Do(actions...)}
 }
 
 // conjFlow is a flow of ours whose actions are conjunctions.
 func conjFlow(table uint8, prio uint16, c openflow.Cookie, m openflow.Match, cs ...openflow.Conjunction) openflow.Flow {
-	return openflow.Flow{Table: table, Priority: prio, Cookie: c, Match: m, Conjunctions: cs}
+	return openflow.Flow{Table: table, Priority: prio, Cookie: c, Match: m, Actions: openflow.Conjoin(cs...)}
 }
 
 // rendered is what the typed flows of one case must read back as.
@@ -225,10 +225,10 @@ func kindsOf(flows []openflow.Flow, groups []openflow.Group) map[string]int {
 		if f.IsConjunction() {
 			kinds["action openflow.Conjunction"]++
 		}
-		if len(f.Conjunctions)+len(f.Actions) == 0 {
+		if f.Actions.IsDrop() {
 			kinds["action (none: drop)"]++
 		}
-		for _, a := range f.Actions {
+		for _, a := range f.Actions.List() {
 			kinds[fmt.Sprintf("action %T", a)]++
 		}
 	}

@@ -294,7 +294,7 @@ func (n *Node) Origin(f LiveFlow) string {
 // (Match.ConjID) and its conjunctions.
 func (n *Node) CompiledOrigin(f openflow.Flow) string {
 	var note string
-	for _, a := range f.Actions {
+	for _, a := range f.Actions.List() {
 		if c, ok := a.(openflow.Controller); ok {
 			note, _ = auditNoteOf([]byte(c.Userdata))
 			break
@@ -302,7 +302,7 @@ func (n *Node) CompiledOrigin(f openflow.Flow) string {
 	}
 	conjID, _ := f.Match.ConjID()
 	var conjs []uint32
-	for _, c := range f.Conjunctions {
+	for _, c := range f.Actions.Conjunctions() {
 		conjs = append(conjs, c.ID)
 	}
 	return n.origin(f.Cookie, note, conjID, conjs)

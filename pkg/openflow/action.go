@@ -17,8 +17,8 @@ type Action interface {
 
 // Conjunction is one dimension of a conjunctive match: clause K of N of
 // conjunction ID. A flow's conjunctions are its only actions (OVS refuses
-// to mix them with others), so they live in Flow.Conjunctions, not in an
-// action list.
+// to mix them with others), so Conjoin builds them apart from plain
+// actions (Do).
 type Conjunction struct {
 	ID   uint32
 	K, N uint8

@@ -18,12 +18,9 @@ type Flow struct {
 	Priority uint16
 	Cookie   Cookie
 	Match    Match
-	// Conjunctions, when not empty, are the flow's actions (one dimension
-	// of conjunctive matches); Actions is empty then: OVS does not allow
-	// conjunction actions beside others.
-	Conjunctions []Conjunction
-	// Actions are the flow's actions; none drops.
-	Actions []Action
+	// Actions are the flow's actions: conjunctions (one dimension of
+	// conjunctive matches) or plain actions; none drops.
+	Actions Actions
 }
 
 // Key identifies a flow in its table the way OpenFlow does: two flows with
@@ -38,14 +35,11 @@ type Key struct {
 func (f Flow) Key() Key { return Key{f.Table, f.Priority, f.Match.String()} }
 
 // IsConjunction reports whether the flow's actions are conjunctions.
-func (f Flow) IsConjunction() bool { return len(f.Conjunctions) > 0 }
+func (f Flow) IsConjunction() bool { return f.Actions.IsConjunction() }
 
 // AppendActions appends the flow's action text.
 func (f Flow) AppendActions(b []byte) []byte {
-	if len(f.Conjunctions) > 0 {
-		return AppendConjunctions(b, f.Conjunctions)
-	}
-	return AppendActions(b, f.Actions)
+	return f.Actions.Append(b)
 }
 
 // ActionsText is the flow's action list as ovs-ofctl prints it.
@@ -71,13 +65,12 @@ func (f Flow) String() string { return string(f.Append(nil)) }
 // and actions.
 func (f Flow) Equal(g Flow) bool {
 	return f.Table == g.Table && f.Priority == g.Priority && f.Cookie == g.Cookie &&
-		(f.Match.d == g.Match.d || f.Match.String() == g.Match.String()) && slices.Equal(f.Conjunctions, g.Conjunctions) &&
-		slices.Equal(f.Actions, g.Actions)
+		(f.Match.d == g.Match.d || f.Match.String() == g.Match.String()) && f.Actions.Equal(g.Actions)
 }
 
 // SameActions reports whether two flows have the same actions.
 func (f Flow) SameActions(g Flow) bool {
-	return slices.Equal(f.Conjunctions, g.Conjunctions) && slices.Equal(f.Actions, g.Actions)
+	return f.Actions.Equal(g.Actions)
 }
 
 // Less orders flows for output: by table, highest priority first, then by
