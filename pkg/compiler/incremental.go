@@ -191,6 +191,17 @@ func (inc *Incremental) markAll() {
 		// Sized once rather than grown entry by entry (a full compile).
 		inc.dirty = make(map[fragKey]bool, 2+len(inc.c.Pods)+len(inc.c.Services)+len(inc.c.Nodes))
 	}
+	if len(inc.ruleStates) == 0 {
+		// The same for the rules' states (a state for every rule).
+		n := 0
+		for _, p := range inc.c.Policies {
+			for _, d := range directions {
+				n += len(p.Rules(d))
+			}
+		}
+		inc.ruleStates = make(map[ruleID]*ruleState, n)
+		inc.dirtyRules = make([]ruleID, 0, n)
+	}
 	inc.dirty[pipelineFrag] = true
 	inc.dirty[localNodeFrag] = true
 	for _, p := range inc.c.Pods {
