@@ -89,11 +89,29 @@ func TestControllerRefusesConflictingNodeClaims(t *testing.T) {
 			done := make(chan error)
 			go func() { done <- c.Run(ctx) }()
 			eventually(t, "ready", c.Ready)
-			eventually(t, "first NodesChanged", func() bool { return calls.count() == 1 })
-			for _, check := range []struct {
+			checks := []struct {
 				name string
 				ok   bool
-			}{{"n2", tt.victimOK}, {tt.other.Name, tt.otherOK}} {
+			}{{"n2", tt.victimOK}, {tt.other.Name, tt.otherOK}}
+			// The nodes may reach the controller in more than one commit
+			// (then NodesChanged is called more than once): wait for the
+			// settled verdict, which the checks below then read.
+			conflicts := 0.0
+			if !tt.otherOK || !tt.victimOK {
+				conflicts = 1
+			}
+			eventually(t, "NodesChanged with the nodes' verdicts", func() bool {
+				if calls.count() == 0 || value(metrics.ConflictingNodes) != conflicts {
+					return false
+				}
+				for _, check := range checks {
+					if strings.Contains(" "+calls.last(), " "+check.name+"=") != check.ok || flows.hasCookie(compiler.NodeCookie(check.name)) != check.ok {
+						return false
+					}
+				}
+				return true
+			})
+			for _, check := range checks {
 				if got := flows.hasCookie(compiler.NodeCookie(check.name)); got != check.ok {
 					t.Errorf("%s has tunnel flows: %v, want %v", check.name, got, check.ok)
 				}
@@ -103,10 +121,6 @@ func TestControllerRefusesConflictingNodeClaims(t *testing.T) {
 			}
 			if tt.otherOK && tt.victimOK && flows.has("tun_src=172.29.9.2,nw_src=10.91.2.") {
 				t.Error("another node's pod CIDR admitted from the third node's tunnel endpoint")
-			}
-			conflicts := 0.0
-			if !tt.otherOK || !tt.victimOK {
-				conflicts = 1
 			}
 			if got := value(metrics.ConflictingNodes); got != conflicts {
 				t.Errorf("ovs_netpol_conflicting_nodes = %v, want %v", got, conflicts)
