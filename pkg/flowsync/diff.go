@@ -304,19 +304,11 @@ func (d desiredSet) diff(installed []InstalledFlow) ([]Mod, SyncStats) {
 		st.Unchanged++
 	}
 	slices.SortFunc(dels, func(a, b Mod) int { return compareInstalled(a.Installed, b.Installed) })
-	slices.SortFunc(adds, func(a, b Mod) int {
-		switch {
-		case openflow.Less(a.Flow, b.Flow):
-			return -1
-		case openflow.Less(b.Flow, a.Flow):
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(adds, func(a, b Mod) int { return openflow.Compare(a.Flow, b.Flow) })
 	return append(dels, adds...), st
 }
 
-// compareInstalled orders installed flows as openflow.Less orders flows.
+// compareInstalled orders installed flows as openflow.Compare orders flows.
 func compareInstalled(a, b *InstalledFlow) int {
 	if c := cmp.Compare(a.Table, b.Table); c != 0 {
 		return c
