@@ -579,7 +579,7 @@ func (o *overlay) warmTunnels(t *testing.T) {
 				continue
 			}
 			start := time.Now()
-			out, err := agnhost(pa.netns, "probe", "--timeout", "5s", fmt.Sprintf("w=udp:%s:80:%d", pb.ip, nextUDPPorts(1)))
+			out, err := agnhost(pa.netns, "probe", "--timeout", "15s", fmt.Sprintf("w=udp:%s:80:%d", pb.ip, nextUDPPorts(1)))
 			if err != nil || !strings.HasPrefix(out, "w ok ") {
 				t.Fatalf("warming the tunnel %s -> %s: %v %s", pa.key(), pb.key(), err, out)
 			}
