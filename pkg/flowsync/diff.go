@@ -81,7 +81,7 @@ func (m Mod) appendTo(dst []byte, bundleCmd bool) []byte {
 	switch m.Op {
 	case Add:
 		dst = append(dst, "add "...)
-		dst = appendFlow(dst, m.Flow)
+		dst = m.Flow.Append(dst)
 	case Delete:
 		table, priority, match := m.Flow.Table, m.Flow.Priority, m.Flow.Match.String()
 		if m.Installed != nil {
@@ -104,24 +104,6 @@ func (m Mod) appendTo(dst []byte, bundleCmd bool) []byte {
 
 // oursCookieMask is "cookie/mask" selecting our flows.
 var oursCookieMask = openflow.Ours.String() + "/" + openflow.OursMask.String()
-
-// appendFlow appends f.String() without fmt (Cookie.String's).
-func appendFlow(dst []byte, f openflow.Flow) []byte {
-	dst = append(dst, "table="...)
-	dst = strconv.AppendUint(dst, uint64(f.Table), 10)
-	dst = append(dst, ",priority="...)
-	dst = strconv.AppendUint(dst, uint64(f.Priority), 10)
-	dst = append(dst, ",cookie=0x"...) // Cookie.String: 0x%016x
-	for i := 60; i >= 0; i -= 4 {
-		dst = append(dst, "0123456789abcdef"[uint64(f.Cookie)>>i&0xf])
-	}
-	if m := f.Match.String(); m != "" {
-		dst = append(dst, ',')
-		dst = append(dst, m...)
-	}
-	dst = append(dst, " actions="...)
-	return f.AppendActions(dst)
-}
 
 // Mods turns flow and group changes into the mods of one bundle: flow
 // deletes before adds (an identity deleted and re-added must end up added).
@@ -157,8 +139,7 @@ func (m GroupMod) appendTo(dst []byte) []byte {
 		dst = append(dst, "group delete group_id="...)
 		return strconv.AppendUint(dst, uint64(m.Group.ID), 10)
 	}
-	dst = append(dst, "group add_or_mod "...)
-	return append(dst, m.Group.String()...)
+	return m.Group.Append(append(dst, "group add_or_mod "...))
 }
 
 // bundleText renders flow and group mods as the lines of one bundle, in one
@@ -170,16 +151,19 @@ func bundleText(mods []Mod, groups []GroupMod) []byte {
 	bundleCmd := len(groups) > 0
 	n := 0
 	for _, m := range mods {
-		// The match, about 24 bytes per action and the rest of a line,
-		// delete_strict's included.
+		// The match and the rest of a line, delete_strict's included, with
+		// room for typical actions (reading each flow's actions here would
+		// cost a second pass over them; a longer text grows the buffer).
 		if m.Installed != nil {
 			n += len(m.Installed.Match) + 96
 		} else {
-			n += len(m.Flow.Match.String()) + 24*(len(m.Flow.Actions.Conjunctions())+len(m.Flow.Actions.List())) + 96
+			n += len(m.Flow.Match.String()) + 128
 		}
 	}
 	for _, g := range groups {
-		n += 64 + 100*len(g.Group.Buckets)
+		// A Service group's head and its buckets: ct(commit,table,zone,
+		// nat(dst=ADDR:PORT),exec(set_field)) each (IPv4).
+		n += 100 + 130*len(g.Group.Buckets)
 	}
 	dst := make([]byte, 0, n)
 	for _, g := range groups {
@@ -204,19 +188,26 @@ func bundleText(mods []Mod, groups []GroupMod) []byte {
 // rendered text (Group.String is OVS's own form), sorted by ID.
 func DiffGroups(desired []openflow.Group, installed map[uint32]string) []GroupMod {
 	var out []GroupMod
-	want := make(map[uint32]bool, len(desired))
+	var want map[uint32]bool
+	if len(installed) > 0 {
+		want = make(map[uint32]bool, len(desired))
+	}
+	var text []byte
 	for _, g := range desired {
-		want[g.ID] = true
-		if installed[g.ID] != g.String() {
-			out = append(out, GroupMod{Group: g})
+		if have, ok := installed[g.ID]; ok {
+			want[g.ID] = true
+			if text = g.Append(text[:0]); string(text) == have {
+				continue
+			}
 		}
+		out = append(out, GroupMod{Group: g})
 	}
 	for id := range installed {
 		if !want[id] {
 			out = append(out, GroupMod{Delete: true, Group: openflow.Group{ID: id}})
 		}
 	}
-	slices.SortFunc(out, func(a, b GroupMod) int { return int(int64(a.Group.ID) - int64(b.Group.ID)) })
+	slices.SortFunc(out, func(a, b GroupMod) int { return cmp.Compare(a.Group.ID, b.Group.ID) })
 	return out
 }
 
@@ -286,7 +277,7 @@ func (d desiredSet) diff(installed []InstalledFlow) ([]Mod, SyncStats) {
 		}
 		have[k] = f
 	}
-	var actions []byte
+	var actions []byte // rendered once per flow, compared without a copy
 	for _, k := range d.order {
 		w := d.flows[d.want[k]]
 		h, ok := have[k]

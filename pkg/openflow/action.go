@@ -80,7 +80,7 @@ func (g ToGroup) appendAction(b []byte) []byte {
 type SetEthDst MAC
 
 func (m SetEthDst) appendAction(b []byte) []byte {
-	return append(b, "set_field:"+MAC(m).String()+"->eth_dst"...)
+	return append(MAC(m).Append(append(b, "set_field:"...)), "->eth_dst"...)
 }
 
 // SetIPSrc and SetIPDst rewrite the IPv4 or IPv6 source or destination.
@@ -246,7 +246,8 @@ func (l LearnClient) appendAction(b []byte) []byte {
 	b = strconv.AppendUint(append(b, "learn(table="...), uint64(l.Table), 10)
 	b = strconv.AppendUint(append(b, ",idle_timeout="...), uint64(l.IdleTimeout), 10)
 	b = strconv.AppendUint(append(b, ",priority="...), uint64(l.Priority), 10)
-	b = append(b, ",cookie="+l.Cookie.String()+",eth_type="+ethType+",nw_proto="...)
+	b = l.Cookie.Append(append(b, ",cookie="...))
+	b = append(b, ",eth_type="+ethType+",nw_proto="...)
 	b = strconv.AppendInt(b, int64(num), 10)
 	b = append(b, ","+src+","+dst...)
 	b = l.ServiceIP.AppendTo(b)

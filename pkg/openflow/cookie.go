@@ -73,7 +73,19 @@ func (c Cookie) Kind() CookieKind { return CookieKind(c >> 48) }
 // IsOurs reports whether the cookie carries our magic byte.
 func (c Cookie) IsOurs() bool { return c&OursMask == Ours }
 
-func (c Cookie) String() string { return fmt.Sprintf("0x%016x", uint64(c)) }
+func (c Cookie) String() string { return string(c.Append(nil)) }
+
+// Append appends String's text ("0x" and 16 hex digits) without fmt: flows
+// and learn actions render cookies while a bundle is written.
+func (c Cookie) Append(b []byte) []byte {
+	b = append(b, "0x"...)
+	for i := 60; i >= 0; i -= 4 {
+		b = append(b, hexDigits[uint64(c)>>i&0xf])
+	}
+	return b
+}
+
+const hexDigits = "0123456789abcdef"
 
 // learnedMagic marks flows that ovs-vswitchd makes itself through learn()
 // actions of ours (session affinity): they are not ours to sync (the agent

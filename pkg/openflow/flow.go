@@ -43,13 +43,13 @@ func (f Flow) AppendActions(b []byte) []byte {
 }
 
 // ActionsText is the flow's action list as ovs-ofctl prints it.
-func (f Flow) ActionsText() string { return string(f.AppendActions(nil)) }
+func (f Flow) ActionsText() string { return f.Actions.String() }
 
 // Append appends the flow as one line ovs-ofctl add-flows accepts.
 func (f Flow) Append(b []byte) []byte {
 	b = strconv.AppendUint(append(b, "table="...), uint64(f.Table), 10)
 	b = strconv.AppendUint(append(b, ",priority="...), uint64(f.Priority), 10)
-	b = append(b, ",cookie="+f.Cookie.String()...)
+	b = f.Cookie.Append(append(b, ",cookie="...))
 	if m := f.Match.String(); m != "" {
 		b = append(b, ',')
 		b = append(b, m...)

@@ -38,20 +38,19 @@ func IsOurGroup(id uint32) bool { return id&GroupIDOursMask == GroupIDOurs }
 // String renders the group exactly as "ovs-ofctl -O OpenFlow15 dump-groups"
 // prints it (verified against OVS 3.1), which "ovs-ofctl bundle" also
 // accepts after "group add": installed and desired groups compare as text.
-func (g Group) String() string {
-	var b strings.Builder
-	b.WriteString("group_id=")
-	b.WriteString(strconv.FormatUint(uint64(g.ID), 10))
-	b.WriteString(",type=select,selection_method=hash,fields(")
-	b.WriteString(g.Fields)
-	b.WriteByte(')')
+func (g Group) String() string { return string(g.Append(nil)) }
+
+// Append appends String's text: written straight into a bundle's buffer
+// (a full install of 10,000 Services renders ~20,000 groups).
+func (g Group) Append(b []byte) []byte {
+	b = strconv.AppendUint(append(b, "group_id="...), uint64(g.ID), 10)
+	b = append(b, ",type=select,selection_method=hash,fields("...)
+	b = append(append(b, g.Fields...), ')')
 	for _, bk := range g.Buckets {
-		b.WriteString(",bucket=bucket_id:")
-		b.WriteString(strconv.FormatUint(uint64(bk.ID), 10))
-		b.WriteString(",actions=")
-		b.Write(AppendActions(nil, bk.Actions))
+		b = strconv.AppendUint(append(b, ",bucket=bucket_id:"...), uint64(bk.ID), 10)
+		b = AppendActions(append(b, ",actions="...), bk.Actions)
 	}
-	return b.String()
+	return b
 }
 
 // Equal reports whether two groups install the same thing (Cookie aside).

@@ -97,12 +97,23 @@ func MACFrom(hw net.HardwareAddr) MAC {
 }
 
 // String renders the MAC in lower case, as OVS prints it.
-func (m MAC) String() string { return net.HardwareAddr(m[:]).String() }
+func (m MAC) String() string { return string(m.Append(nil)) }
+
+// Append appends String's text.
+func (m MAC) Append(b []byte) []byte {
+	for i, x := range m {
+		if i > 0 {
+			b = append(b, ':')
+		}
+		b = append(b, hexDigits[x>>4], hexDigits[x&0xf])
+	}
+	return b
+}
 
 // EthSrc matches the Ethernet source (dl_src).
 type EthSrc MAC
 
-func (m EthSrc) appendField(b []byte) []byte { return append(b, "dl_src="+MAC(m).String()...) }
+func (m EthSrc) appendField(b []byte) []byte { return MAC(m).Append(append(b, "dl_src="...)) }
 func (EthSrc) matchesAll() bool              { return false }
 
 // IPSrc and IPDst match an IPv4 (nw_src/nw_dst) or IPv6 (ipv6_src/ipv6_dst)
@@ -163,7 +174,7 @@ func (a ARPTargetIP) appendField(b []byte) []byte {
 }
 func (ARPTargetIP) matchesAll() bool { return false }
 func (m ARPSenderMAC) appendField(b []byte) []byte {
-	return append(b, "arp_sha="+MAC(m).String()...)
+	return MAC(m).Append(append(b, "arp_sha="...))
 }
 func (ARPSenderMAC) matchesAll() bool { return false }
 

@@ -1,6 +1,8 @@
 package openflow
 
 import (
+	"fmt"
+	"net"
 	"net/netip"
 	"testing"
 )
@@ -53,5 +55,29 @@ func TestMatchSorted(t *testing.T) {
 	}
 	if id, ok := NewMatch(ConjID(42)).ConjID(); !ok || id != 42 {
 		t.Fatalf("ConjID %d %v", id, ok)
+	}
+}
+
+// The appenders written for speed render what the standard library does.
+func TestAppendersMatchStandardText(t *testing.T) {
+	for _, c := range []Cookie{0, 1, 0x4e01000000000001, 0xffffffffffffffff, 0x00ab00cd00ef0012} {
+		if got, want := c.String(), fmt.Sprintf("0x%016x", uint64(c)); got != want {
+			t.Errorf("Cookie(%d).String() = %q, want %q", uint64(c), got, want)
+		}
+	}
+	for _, m := range []MAC{{}, {0x0a, 0x58, 0x0a, 0xf4, 0x01, 0x0c}, {0xff, 0xee, 0xdd, 0xcc, 0xbb, 0xaa}} {
+		if got, want := m.String(), net.HardwareAddr(m[:]).String(); got != want {
+			t.Errorf("MAC %v: String() = %q, want %q", m[:], got, want)
+		}
+	}
+	g := Group{ID: GroupIDOurs | 7, Fields: "ip_src,ip_dst,tcp_src,tcp_dst", Buckets: []Bucket{
+		{ID: 1, Actions: []Action{CT{Commit: true, HasTable: true, Table: 30, Zone: 64000, NATDst: netip.MustParseAddrPort("10.1.0.38:6379"), SetMark: SetCTMark{2, 2}}}},
+		{ID: 2, Actions: []Action{SetEthDst{0x0a, 0x58, 0, 0, 0, 1}, Output(3)}},
+	}}
+	want := "group_id=1308622855,type=select,selection_method=hash,fields(ip_src,ip_dst,tcp_src,tcp_dst)," +
+		"bucket=bucket_id:1,actions=ct(commit,table=30,zone=64000,nat(dst=10.1.0.38:6379),exec(set_field:0x2/0x2->ct_mark))," +
+		"bucket=bucket_id:2,actions=set_field:0a:58:00:00:00:01->eth_dst,output:3"
+	if got := string(g.Append([]byte("x"))); got != "x"+want {
+		t.Errorf("Group.Append =\n%s\nwant\n%s", got, "x"+want)
 	}
 }
