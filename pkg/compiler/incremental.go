@@ -275,9 +275,9 @@ func (k fragKey) String() string {
 	case podFragment:
 		return "pod/" + k.name
 	case ruleFragment: // "rule/" + k.rule.String(), in one allocation
-		return "rule/" + k.rule.policy + "/" + string(k.rule.dir) + "/" + strconv.Itoa(k.rule.index)
+		return "rule/" + k.rule.policy + "/" + string(k.rule.dir()) + "/" + strconv.Itoa(int(k.rule.index))
 	case rulePeersFragment:
-		return "rulepeers/" + k.rule.policy + "/" + string(k.rule.dir) + "/" + strconv.Itoa(k.rule.index)
+		return "rulepeers/" + k.rule.policy + "/" + string(k.rule.dir()) + "/" + strconv.Itoa(int(k.rule.index))
 	case serviceFragment:
 		return "svc/" + k.name
 	}
@@ -605,7 +605,7 @@ func (inc *Incremental) markPolicy(p *model.Policy) {
 	key := p.Key()
 	for _, d := range directions {
 		for i := range p.Rules(d) {
-			inc.markRule(ruleID{key, d, i})
+			inc.markRule(newRuleID(key, d, i))
 		}
 	}
 }
@@ -630,26 +630,33 @@ func (inc *Incremental) Flush() ([]openflow.Key, error) {
 		return nil, err
 	}
 	inc.resolveNodes()
+	// The fragments in ID order: conjunction and group IDs are allocated
+	// deterministically. What is sorted is (ID, index of the key): smaller
+	// to move than the keys themselves.
 	type todo struct {
-		id  string // key.String()
-		key fragKey
+		id  string // keys[key].String()
+		key int32
 	}
-	work := make([]todo, 0, len(inc.dirty)+len(inc.dirtyRules))
+	n := len(inc.dirty) + len(inc.dirtyRules)
+	keys := make([]fragKey, 0, n)
+	work := make([]todo, 0, n)
+	add := func(k fragKey) {
+		work = append(work, todo{k.String(), int32(len(keys))})
+		keys = append(keys, k)
+	}
 	for k := range inc.dirty {
-		work = append(work, todo{k.String(), k})
+		add(k)
 	}
 	for _, id := range inc.dirtyRules {
 		inc.ruleStates[id].dirty = false
-		k := ruleFrag(id)
-		work = append(work, todo{k.String(), k})
+		add(ruleFrag(id))
 	}
-	// In ID order: conjunction and group IDs are allocated deterministically.
 	slices.SortFunc(work, func(a, b todo) int { return strings.Compare(a.id, b.id) })
 	inc.dirty = map[fragKey]bool{}
 	inc.dirtyRules = nil
 	inc.ctFlushes = nil
 	for _, w := range work {
-		flows, err := inc.compute(w.key)
+		flows, err := inc.compute(keys[w.key])
 		if err != nil {
 			return nil, err
 		}
@@ -742,7 +749,7 @@ func (inc *Incremental) computeRule(id ruleID) ([]openflow.Flow, error) {
 	var used []string
 	var disjoint bool
 	var split *egressSplit
-	if pol != nil && inc.c.PolicyAffects(pol, id.dir) && id.index < len(pol.Rules(id.dir)) {
+	if pol != nil && inc.c.PolicyAffects(pol, id.dir()) && int(id.index) < len(pol.Rules(id.dir())) {
 		var targets []*model.Pod
 		for _, pod := range inc.podsByNS[pol.Namespace] {
 			if pod.Node != inc.cfg.Node || len(pod.IPs) == 0 || !inc.c.Selects(pol, pod) {
@@ -754,19 +761,19 @@ func (inc *Incremental) computeRule(id ruleID) ([]openflow.Flow, error) {
 		}
 		sort.Slice(targets, func(i, j int) bool { return targets[i].Key() < targets[j].Key() })
 		rec := &recordingIDs{IDAllocator: inc.ids}
-		rule := &pol.Rules(id.dir)[id.index]
-		if id.dir == model.Egress && hasNamedPort(rule) {
+		rule := &pol.Rules(id.dir())[id.index]
+		if id.dir() == model.Egress && hasNamedPort(rule) {
 			if split = st.split; split == nil {
 				split = &egressSplit{}
 			}
 		}
 		flows, dims, disjoint = ruleFlows(ruleInput{
-			cluster: inc.c, cfg: inc.cfg, policy: pol, dir: id.dir, index: id.index,
+			cluster: inc.c, cfg: inc.cfg, policy: pol, dir: id.dir(), index: int(id.index),
 			rule: rule, targets: targets, peerAddrs: inc.groupAddrs, allPods: inc.allPods,
 			egressSplit: split,
 		}, rec)
 		used = rec.keys
-		flows = inc.auditRuleFlows(pol, id.dir, id.index, flows)
+		flows = inc.auditRuleFlows(pol, id.dir(), int(id.index), flows)
 	}
 	if len(flows) == 0 {
 		split = nil

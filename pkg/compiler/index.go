@@ -115,14 +115,27 @@ type ruleRef struct {
 
 func (r ruleRef) rule() *model.Rule { return &r.pol.Rules(r.dir)[r.index] }
 
-// ruleID names a ruleRef independently of the policy version.
+// ruleID names a ruleRef independently of the policy version. It is a map
+// key of every rule's state: small, hashing one string.
 type ruleID struct {
 	policy string
-	dir    model.Direction
-	index  int
+	index  int32
+	egress bool
 }
 
-func (r ruleRef) id() ruleID { return ruleID{r.pol.Key(), r.dir, r.index} }
+func newRuleID(policy string, d model.Direction, index int) ruleID {
+	return ruleID{policy, int32(index), d == model.Egress}
+}
+
+// dir is the rule's direction.
+func (id ruleID) dir() model.Direction {
+	if id.egress {
+		return model.Egress
+	}
+	return model.Ingress
+}
+
+func (r ruleRef) id() ruleID { return newRuleID(r.pol.Key(), r.dir, r.index) }
 
 // ruleSet is a set of rules.
 type ruleSet map[ruleID]ruleRef
@@ -173,9 +186,11 @@ func newRuleIndex() *ruleIndex {
 // affects speed).
 func (ix *ruleIndex) add(p *model.Policy, nsLabels labelIndex) {
 	key := p.Key()
+	// Every ID shares the one key string (r.id() would build it anew).
 	put := func(set ruleSet, r ruleRef, from map[labelKV]ruleSet, bucket labelKV) {
-		set[r.id()] = r
-		ix.where[key] = append(ix.where[key], ruleLocation{set: set, id: r.id(), bucket: bucket, from: from})
+		id := newRuleID(key, r.dir, r.index)
+		set[id] = r
+		ix.where[key] = append(ix.where[key], ruleLocation{set: set, id: id, bucket: bucket, from: from})
 	}
 	putBucket := func(m map[labelKV]ruleSet, a anchor, r ruleRef) {
 		for _, v := range a.values {
@@ -285,5 +300,5 @@ func hasIPBlock(r *model.Rule) bool {
 
 // String is the rule's key, as RuleKey gives it.
 func (id ruleID) String() string {
-	return id.policy + "/" + string(id.dir) + "/" + strconv.Itoa(id.index)
+	return id.policy + "/" + string(id.dir()) + "/" + strconv.Itoa(int(id.index))
 }
