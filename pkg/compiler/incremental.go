@@ -69,7 +69,7 @@ type Incremental struct {
 	// ruleStates is what each rule left for the next Flush (see ruleState);
 	// dirtyRules lists, in marking order, those marked since the last Flush.
 	ruleStates map[ruleID]*ruleState
-	dirtyRules []ruleID
+	dirtyRules []dirtyRule
 	// groups are the selector peers' address groups by groupKey, and
 	// peerGroups each indexed peer's group (see groups.go); podAddrs
 	// memoizes pods' addresses as rendered peers.
@@ -200,7 +200,7 @@ func (inc *Incremental) markAll() {
 			}
 		}
 		inc.ruleStates = make(map[ruleID]*ruleState, n)
-		inc.dirtyRules = make([]ruleID, 0, n)
+		inc.dirtyRules = make([]dirtyRule, 0, n)
 	}
 	inc.dirty[pipelineFrag] = true
 	inc.dirty[localNodeFrag] = true
@@ -225,7 +225,7 @@ func (inc *Incremental) markAll() {
 		if st.peers != nil {
 			st.peers.sig = staleMemo
 		}
-		inc.markRule(id)
+		inc.markState(id, st)
 	}
 }
 
@@ -301,6 +301,12 @@ func (st *ruleState) empty() bool {
 	return !st.dirty && len(st.conjKeys) == 0 && st.peers == nil && st.split == nil
 }
 
+// dirtyRule is a marked rule with its state (Flush needs no lookup).
+type dirtyRule struct {
+	id ruleID
+	st *ruleState
+}
+
 // markRule marks a rule (of a policy that may since be gone) to compute.
 func (inc *Incremental) markRule(id ruleID) {
 	st := inc.ruleStates[id]
@@ -308,9 +314,14 @@ func (inc *Incremental) markRule(id ruleID) {
 		st = &ruleState{}
 		inc.ruleStates[id] = st
 	}
+	inc.markState(id, st)
+}
+
+// markState marks rule id, whose state is st.
+func (inc *Incremental) markState(id ruleID, st *ruleState) {
 	if !st.dirty {
 		st.dirty = true
-		inc.dirtyRules = append(inc.dirtyRules, id)
+		inc.dirtyRules = append(inc.dirtyRules, dirtyRule{id, st})
 	}
 }
 
@@ -631,38 +642,39 @@ func (inc *Incremental) Flush() ([]openflow.Key, error) {
 	}
 	inc.resolveNodes()
 	// The fragments in ID order: conjunction and group IDs are allocated
-	// deterministically. What is sorted is (ID, index of the key): smaller
-	// to move than the keys themselves.
+	// deterministically.
 	type todo struct {
-		id  string // keys[key].String()
-		key int32
+		id  string // key.String()
+		key fragKey
 	}
-	n := len(inc.dirty) + len(inc.dirtyRules)
-	keys := make([]fragKey, 0, n)
-	work := make([]todo, 0, n)
-	add := func(k fragKey) {
-		work = append(work, todo{k.String(), int32(len(keys))})
-		keys = append(keys, k)
-	}
+	work := make([]todo, 0, len(inc.dirty)+len(inc.dirtyRules))
 	for k := range inc.dirty {
-		add(k)
+		work = append(work, todo{k.String(), k})
 	}
-	for _, id := range inc.dirtyRules {
-		inc.ruleStates[id].dirty = false
-		add(ruleFrag(id))
+	for _, d := range inc.dirtyRules {
+		d.st.dirty = false
+		k := ruleFrag(d.id)
+		work = append(work, todo{k.String(), k})
 	}
 	slices.SortFunc(work, func(a, b todo) int { return strings.Compare(a.id, b.id) })
 	inc.dirty = map[fragKey]bool{}
 	inc.dirtyRules = nil
 	inc.ctFlushes = nil
+	statesBefore := len(inc.ruleStates)
 	for _, w := range work {
-		flows, err := inc.compute(keys[w.key])
+		flows, err := inc.compute(w.key)
 		if err != nil {
 			return nil, err
 		}
 		if err := inc.set.SetFragment(w.id, flows); err != nil {
 			return nil, err
 		}
+	}
+	if n := len(inc.ruleStates); n < statesBefore/2 {
+		// Every dirty rule had a state (a full compile: every rule), most
+		// keep none, and a Go map never shrinks: keep the survivors in a
+		// map of their size.
+		inc.ruleStates = maps.Collect(maps.All(inc.ruleStates))
 	}
 	out, err := inc.set.Commit()
 	if err != nil {

@@ -20,8 +20,8 @@ func dirtyFragments(inc *Incremental) []string {
 	for k := range inc.dirty {
 		out = append(out, k.String())
 	}
-	for _, id := range inc.dirtyRules {
-		out = append(out, ruleFrag(id).String())
+	for _, d := range inc.dirtyRules {
+		out = append(out, ruleFrag(d.id).String())
 	}
 	slices.Sort(out)
 	return out
