@@ -70,6 +70,9 @@ type Incremental struct {
 	// dirtyRules lists, in marking order, those marked since the last Flush.
 	ruleStates map[ruleID]*ruleState
 	dirtyRules []dirtyRule
+	// allRules: every rule is to be computed at the next Flush (markAll),
+	// which lists them then rather than giving each a state now.
+	allRules bool
 	// groups are the selector peers' address groups by groupKey, and
 	// peerGroups each indexed peer's group (see groups.go); podAddrs
 	// memoizes pods' addresses as rendered peers.
@@ -191,25 +194,14 @@ func (inc *Incremental) markAll() {
 		// Sized once rather than grown entry by entry (a full compile).
 		inc.dirty = make(map[fragKey]bool, 2+len(inc.c.Pods)+len(inc.c.Services)+len(inc.c.Nodes))
 	}
-	if len(inc.ruleStates) == 0 {
-		// The same for the rules' states (a state for every rule).
-		n := 0
-		for _, p := range inc.c.Policies {
-			for _, d := range directions {
-				n += len(p.Rules(d))
-			}
-		}
-		inc.ruleStates = make(map[ruleID]*ruleState, n)
-		inc.dirtyRules = make([]dirtyRule, 0, n)
-	}
 	inc.dirty[pipelineFrag] = true
 	inc.dirty[localNodeFrag] = true
 	for _, p := range inc.c.Pods {
 		inc.dirty[podFrag(p)] = true
 	}
-	for _, p := range inc.c.Policies {
-		inc.markPolicy(p)
-	}
+	// Every policy's rules: listed by Flush (listAllRules), whatever
+	// policies there are then.
+	inc.allRules = true
 	for key := range inc.c.Services {
 		inc.dirty[serviceFrag(key)] = true
 	}
@@ -226,6 +218,33 @@ func (inc *Incremental) markAll() {
 			st.peers.sig = staleMemo
 		}
 		inc.markState(id, st)
+	}
+}
+
+// listAllRules lists, after markAll, every rule of every policy as dirty:
+// those with a state are (markAll marked them, and no state is made while
+// allRules holds); the others are listed without one (computeRule makes
+// it if the rule leaves anything for the next Flush). Most rules of a
+// large cluster never get a state.
+func (inc *Incremental) listAllRules() {
+	if !inc.allRules {
+		return
+	}
+	inc.allRules = false
+	n := len(inc.dirtyRules)
+	for _, p := range inc.c.Policies {
+		n += len(p.Ingress) + len(p.Egress)
+	}
+	inc.dirtyRules = slices.Grow(inc.dirtyRules, n-len(inc.dirtyRules))
+	for _, p := range inc.c.Policies {
+		key := p.Key()
+		for _, d := range directions {
+			for i := range p.Rules(d) {
+				if id := newRuleID(key, d, i); inc.ruleStates[id] == nil {
+					inc.dirtyRules = append(inc.dirtyRules, dirtyRule{id: id})
+				}
+			}
+		}
 	}
 }
 
@@ -301,7 +320,8 @@ func (st *ruleState) empty() bool {
 	return !st.dirty && len(st.conjKeys) == 0 && st.peers == nil && st.split == nil
 }
 
-// dirtyRule is a marked rule with its state (Flush needs no lookup).
+// dirtyRule is a marked rule with its state (Flush needs no lookup; nil:
+// it has none, see listAllRules).
 type dirtyRule struct {
 	id ruleID
 	st *ruleState
@@ -309,6 +329,9 @@ type dirtyRule struct {
 
 // markRule marks a rule (of a policy that may since be gone) to compute.
 func (inc *Incremental) markRule(id ruleID) {
+	if inc.allRules {
+		return // every rule is (listAllRules)
+	}
 	st := inc.ruleStates[id]
 	if st == nil {
 		st = &ruleState{}
@@ -641,6 +664,7 @@ func (inc *Incremental) Flush() ([]openflow.Key, error) {
 		return nil, err
 	}
 	inc.resolveNodes()
+	inc.listAllRules()
 	// The fragments in ID order: conjunction and group IDs are allocated
 	// deterministically.
 	type todo struct {
@@ -652,7 +676,9 @@ func (inc *Incremental) Flush() ([]openflow.Key, error) {
 		work = append(work, todo{k.String(), k})
 	}
 	for _, d := range inc.dirtyRules {
-		d.st.dirty = false
+		if d.st != nil {
+			d.st.dirty = false
+		}
 		k := ruleFrag(d.id)
 		work = append(work, todo{k.String(), k})
 	}
@@ -671,9 +697,8 @@ func (inc *Incremental) Flush() ([]openflow.Key, error) {
 		}
 	}
 	if n := len(inc.ruleStates); n < statesBefore/2 {
-		// Every dirty rule had a state (a full compile: every rule), most
-		// keep none, and a Go map never shrinks: keep the survivors in a
-		// map of their size.
+		// Many rules left their state (policies deleted), and a Go map
+		// never shrinks: keep the survivors in a map of their size.
 		inc.ruleStates = maps.Collect(maps.All(inc.ruleStates))
 	}
 	out, err := inc.set.Commit()
@@ -751,9 +776,8 @@ func (inc *Incremental) compute(k fragKey) ([]openflow.Flow, error) {
 // longer exists yields nothing and gives back its conjunction IDs.
 func (inc *Incremental) computeRule(id ruleID) ([]openflow.Flow, error) {
 	st := inc.ruleStates[id]
-	if st == nil { // marked rules have one; this one is not marked
+	if st == nil { // kept below if the rule leaves anything
 		st = &ruleState{}
-		inc.ruleStates[id] = st
 	}
 	pol := inc.c.Policies[id.policy]
 	var flows []openflow.Flow
@@ -806,6 +830,8 @@ func (inc *Incremental) computeRule(id ruleID) ([]openflow.Flow, error) {
 	st.conjKeys = used
 	if st.empty() {
 		delete(inc.ruleStates, id)
+	} else {
+		inc.ruleStates[id] = st
 	}
 	return flows, nil
 }

@@ -16,6 +16,7 @@ import (
 // dirtyFragments lists the fragments the next Flush computes, as their
 // IDs, sorted.
 func dirtyFragments(inc *Incremental) []string {
+	inc.listAllRules() // what Flush does first
 	var out []string
 	for k := range inc.dirty {
 		out = append(out, k.String())
