@@ -231,11 +231,11 @@ func (inc *Incremental) listAllRules() {
 		return
 	}
 	inc.allRules = false
-	n := len(inc.dirtyRules)
+	n := 0
 	for _, p := range inc.c.Policies {
 		n += len(p.Ingress) + len(p.Egress)
 	}
-	inc.dirtyRules = slices.Grow(inc.dirtyRules, n-len(inc.dirtyRules))
+	inc.dirtyRules = slices.Grow(inc.dirtyRules, n)
 	for _, p := range inc.c.Policies {
 		key := p.Key()
 		for _, d := range directions {

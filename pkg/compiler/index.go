@@ -115,8 +115,8 @@ type ruleRef struct {
 
 func (r ruleRef) rule() *model.Rule { return &r.pol.Rules(r.dir)[r.index] }
 
-// ruleID names a ruleRef independently of the policy version. It is a map
-// key of every rule's state: small, hashing one string.
+// ruleID names a ruleRef independently of the policy version. It keys the
+// rule index's sets and the rule states: small, hashing one string.
 type ruleID struct {
 	policy string
 	index  int32
