@@ -49,11 +49,14 @@ const (
 var totals struct {
 	scenarios, matrices, probes, traces atomic.Int64
 	serviceMatrices, serviceProbes      atomic.Int64
+	// datapathPurges: matrices that passed only after the datapath cache
+	// was purged (world.staleDatapath).
+	datapathPurges atomic.Int64
 }
 
 func totalsString() string {
-	return fmt.Sprintf("%d scenarios, %d matrices (%d of them through Services' cluster IPs), %d real probes (%d through cluster IPs), %d ofproto/traces",
-		totals.scenarios.Load(), totals.matrices.Load(), totals.serviceMatrices.Load(), totals.probes.Load(), totals.serviceProbes.Load(), totals.traces.Load())
+	return fmt.Sprintf("%d scenarios, %d matrices (%d of them through Services' cluster IPs), %d real probes (%d through cluster IPs), %d ofproto/traces, %d stale datapath caches purged",
+		totals.scenarios.Load(), totals.matrices.Load(), totals.serviceMatrices.Load(), totals.probes.Load(), totals.serviceProbes.Load(), totals.traces.Load(), totals.datapathPurges.Load())
 }
 
 // ---- processes

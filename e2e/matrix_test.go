@@ -380,8 +380,14 @@ func (w *world) check(t *testing.T, want *matrix) {
 			break
 		}
 		if time.Since(start) > 10*time.Second {
-			fail(rounds)
 			w.diagnose(t, missed)
+			if w.staleDatapath(t, missed, want.viaService) {
+				totals.datapathPurges.Add(1)
+				n, d := diff(want, got)
+				t.Logf("%d of %d cells differed for %d rounds (%v), only through cached datapath flows; after the purge the matrix is as expected:\n%s", n, len(want.cells), rounds, time.Since(start).Round(time.Millisecond), d)
+				return
+			}
+			fail(rounds)
 			return
 		}
 		if rounds == 1 {
@@ -400,22 +406,37 @@ func (w *world) check(t *testing.T, want *matrix) {
 	}
 }
 
-// diagnose logs what each node's datapath holds for the destinations of
-// connections that should have passed and did not: their conntrack entries
-// and datapath flows (a rare flake of this kind was seen without them:
-// the first suspect is a stale conntrack entry of a reused 5-tuple).
+// diagnose logs what each node's datapath holds for connections that
+// should have passed and did not: the conntrack entries between their
+// sources and destinations, and the cached datapath flows for their
+// destinations (a stale conntrack entry of a reused 5-tuple, or a cached
+// flow the revalidators did not replace, would show there).
 func (w *world) diagnose(t *testing.T, missed []cellKey) {
 	t.Helper()
-	var ips []string
+	type pair struct{ src, dst string }
+	var pairs []pair
+	var dsts []string
 	for _, k := range missed {
-		w.mu.Lock()
-		p := w.pods[k.to]
-		w.mu.Unlock()
-		if p != nil && !slices.Contains(ips, p.ip) {
-			ips = append(ips, p.ip)
+		to := w.pod(k.to)
+		src := extIP
+		switch k.from {
+		case srcNode:
+			src = to.node.gw
+		case srcExt:
+		default:
+			src = w.pod(k.from).ip
+		}
+		if p := (pair{src, to.ip}); !slices.Contains(pairs, p) {
+			pairs = append(pairs, p)
+		}
+		if !slices.Contains(dsts, to.ip) {
+			dsts = append(dsts, to.ip)
 		}
 	}
-	const maxLines = 40
+	mentions := func(l, ip string) bool {
+		return strings.Contains(l, "="+ip+",") || strings.Contains(l, "="+ip+")") || strings.Contains(l, "="+ip+"/")
+	}
+	const maxLines = 60
 	for _, n := range w.nodes {
 		for _, cmd := range []string{"dpctl/dump-conntrack", "dpctl/dump-flows"} {
 			out, err := n.sw.Appctl(cmd)
@@ -425,17 +446,116 @@ func (w *world) diagnose(t *testing.T, missed []cellKey) {
 			}
 			var lines []string
 			for _, l := range strings.Split(out, "\n") {
-				for _, ip := range ips {
-					if strings.Contains(l, "="+ip+",") || strings.Contains(l, "="+ip+")") {
+				if cmd == "dpctl/dump-conntrack" {
+					if slices.ContainsFunc(pairs, func(p pair) bool { return mentions(l, p.src) && mentions(l, p.dst) }) {
 						lines = append(lines, l)
-						break
 					}
+				} else if slices.ContainsFunc(dsts, func(ip string) bool { return mentions(l, ip) }) {
+					lines = append(lines, l)
 				}
 			}
 			if len(lines) > maxLines {
 				lines = append(lines[:maxLines], fmt.Sprintf("... %d more", len(lines)-maxLines))
 			}
-			t.Logf("%s %s for %s (%d lines):\n%s", n.name, cmd, strings.Join(ips, " "), len(lines), strings.Join(lines, "\n"))
+			what := "between the connections' ends"
+			if cmd == "dpctl/dump-flows" {
+				what = "for " + strings.Join(dsts, " ")
+			}
+			t.Logf("%s %s %s (%d lines):\n%s", n.name, cmd, what, len(lines), strings.Join(lines, "\n"))
 		}
 	}
+}
+
+// staleDatapath handles allowed connections that kept failing for 10 s
+// although the bridge's OpenFlow tables pass them: ovs-vswitchd's
+// datapath then holds a cached flow (megaflow) that drops them and that its
+// revalidators did not replace after the tables changed. Seen once in CI
+// (ext->x/a TCP/81 failed 9 rounds, other sources and ports to x/a passed,
+// and conntrack held no entry of those SYNs: they never reached the
+// commit); Antrea met the same with the userspace datapath (antrea#1608,
+// antrea#897). It traces each missed connection's first packet through the
+// destination's bridge; only if the tables pass every one of them does it
+// delete the datapath's cached flows and probe them again. It
+// reports true when they all pass then (check counts such matrices in the
+// run's final line). A connection the tables drop, one that cannot be traced on
+// one bridge (through a cluster IP, or from another node), or one still
+// failing after the purge fails the test as before.
+func (w *world) staleDatapath(t *testing.T, missed []cellKey, viaService bool) bool {
+	t.Helper()
+	if viaService {
+		return false
+	}
+	purge := map[*node]bool{}
+	for _, k := range missed {
+		to := w.pod(k.to)
+		flow, ok := w.firstPacket(t, k)
+		if !ok {
+			t.Logf("%s %s->%s: not traced (the source is on another node)", k.p, k.from, k.to)
+			return false
+		}
+		r, err := to.node.sw.Trace(bridge, flow)
+		totals.traces.Add(1)
+		if err != nil {
+			t.Logf("%s %s->%s: ofproto/trace: %v", k.p, k.from, k.to, err)
+			return false
+		}
+		if !slices.Contains(r.OutputPorts, to.ofport) {
+			t.Logf("%s %s->%s: the bridge's tables do not pass it (datapath actions %q):\n%s", k.p, k.from, k.to, r.DatapathActions, r.Raw)
+			return false
+		}
+		t.Logf("%s %s->%s: the bridge's tables pass it (ofproto/trace %s: datapath actions %q)", k.p, k.from, k.to, flow, r.DatapathActions)
+		purge[to.node] = true
+	}
+	for n := range purge {
+		// revalidator/purge deletes the flows ovs-vswitchd knows it
+		// installed; dpctl/del-flows whatever else the datapath holds.
+		if err := n.sw.PurgeDatapathCache(); err != nil {
+			t.Logf("%s: %v", n.name, err)
+			return false
+		}
+		if _, err := n.sw.Appctl("dpctl/del-flows"); err != nil {
+			t.Logf("%s: dpctl/del-flows: %v", n.name, err)
+			return false
+		}
+	}
+	var still []string
+	for _, k := range missed {
+		if r := w.observe(t, []cellKey{k}, false)[k]; !r.ok {
+			still = append(still, fmt.Sprintf("%s %s->%s (%s)", k.p, k.from, k.to, r.why))
+		}
+	}
+	if len(still) > 0 {
+		t.Logf("still failing after the datapath cache was purged: %s", strings.Join(still, ", "))
+		return false
+	}
+	t.Logf("STALE DATAPATH FLOWS: %d connections the bridge's tables pass were dropped by cached datapath flows; they pass since the datapath's flows were deleted", len(missed))
+	return true
+}
+
+// firstPacket is ofproto/trace's flow for the first packet of a cell's
+// connection as it enters the destination's bridge: from LOCAL for the node
+// and ext rows (the host routes them into br-int), from the source's port
+// for a pod on the same node. ok is false for a pod on another node.
+func (w *world) firstPacket(t *testing.T, k cellKey) (flow string, ok bool) {
+	to := w.pod(k.to)
+	var inPort, dlSrc, nwSrc string
+	switch k.from {
+	case srcNode, srcExt:
+		f := strings.Fields(must(t, "ip", "-n", to.node.sw.NetNS, "-br", "link", "show", "dev", bridge))
+		if len(f) < 3 {
+			t.Fatalf("no MAC address of %s in %q", bridge, f)
+		}
+		inPort, dlSrc, nwSrc = "LOCAL", f[2], extIP
+		if k.from == srcNode {
+			nwSrc = to.node.gw
+		}
+	default:
+		from := w.pod(k.from)
+		if from.node != to.node {
+			return "", false
+		}
+		inPort, dlSrc, nwSrc = strconv.Itoa(from.ofport), from.mac, from.ip
+	}
+	return fmt.Sprintf("in_port=%s,%s,dl_src=%s,dl_dst=%s,nw_src=%s,nw_dst=%s,%s_src=40000,%s_dst=%d",
+		inPort, k.p.proto, dlSrc, to.mac, nwSrc, to.ip, k.p.proto, k.p.proto, k.p.port), true
 }

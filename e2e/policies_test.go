@@ -156,6 +156,7 @@ func TestPolicies(t *testing.T) {
 	t.Run("established-connection-survives-deny", func(t *testing.T) { testEstablished(t, w) })
 	t.Run("spoofing", func(t *testing.T) { testSpoofing(t, w) })
 	t.Run("sctp-by-trace", func(t *testing.T) { testSCTPTrace(t, w, &baseline) })
+	t.Run("stale-datapath-flow-told-apart", func(t *testing.T) { testStaleDatapath(t, w, &baseline) })
 	t.Logf("TestPolicies: %v; so far %s", time.Since(start).Round(time.Millisecond), totalsString())
 }
 
