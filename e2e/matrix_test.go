@@ -242,6 +242,14 @@ func (w *world) sourceOf(from string, to *pod) source {
 	return source{w.pod(from).netns, ""}
 }
 
+// sourceIP is the address a cell's probes come from.
+func (w *world) sourceIP(from string, to *pod) string {
+	if s := w.sourceOf(from, to); s.bind != "" {
+		return s.bind
+	}
+	return w.pod(from).ip
+}
+
 // udpPorts hands out UDP source ports 10000-31999 in turn (below the
 // kernel's ephemeral range), so that a UDP probe never reuses a 5-tuple
 // conntrack may still hold as established from an earlier allowed probe (a
@@ -418,15 +426,7 @@ func (w *world) diagnose(t *testing.T, missed []cellKey) {
 	var dsts []string
 	for _, k := range missed {
 		to := w.pod(k.to)
-		src := extIP
-		switch k.from {
-		case srcNode:
-			src = to.node.gw
-		case srcExt:
-		default:
-			src = w.pod(k.from).ip
-		}
-		if p := (pair{src, to.ip}); !slices.Contains(pairs, p) {
+		if p := (pair{w.sourceIP(k.from, to), to.ip}); !slices.Contains(pairs, p) {
 			pairs = append(pairs, p)
 		}
 		if !slices.Contains(dsts, to.ip) {
@@ -467,18 +467,18 @@ func (w *world) diagnose(t *testing.T, missed []cellKey) {
 }
 
 // staleDatapath handles allowed connections that kept failing for 10 s
-// although the bridge's OpenFlow tables pass them: ovs-vswitchd's
-// datapath then holds a cached flow (megaflow) that drops them and that its
+// although the bridge's OpenFlow tables pass them: ovs-vswitchd's datapath
+// then holds a cached flow (megaflow) that drops them and that its
 // revalidators did not replace after the tables changed. Seen once in CI
-// (ext->x/a TCP/81 failed 9 rounds, other sources and ports to x/a passed,
-// and conntrack held no entry of those SYNs: they never reached the
+// (ext->x/a TCP/81 failed 9 rounds while other sources and ports to x/a
+// passed, and conntrack held none of its SYNs: they never reached the
 // commit); Antrea met the same with the userspace datapath (antrea#1608,
 // antrea#897). It traces each missed connection's first packet through the
-// destination's bridge; only if the tables pass every one of them does it
-// delete the datapath's cached flows and probe them again. It
-// reports true when they all pass then (check counts such matrices in the
-// run's final line). A connection the tables drop, one that cannot be traced on
-// one bridge (through a cluster IP, or from another node), or one still
+// destination's bridge; only if the tables pass every one does it delete
+// the datapath's cached flows and probe them again, and it reports true
+// when they all pass then (check counts such matrices in the run's final
+// line). A connection the tables drop, one that cannot be traced on one
+// bridge (through a cluster IP, or from another node), or one still
 // failing after the purge fails the test as before.
 func (w *world) staleDatapath(t *testing.T, missed []cellKey, viaService bool) bool {
 	t.Helper()
@@ -538,24 +538,21 @@ func (w *world) staleDatapath(t *testing.T, missed []cellKey, viaService bool) b
 // for a pod on the same node. ok is false for a pod on another node.
 func (w *world) firstPacket(t *testing.T, k cellKey) (flow string, ok bool) {
 	to := w.pod(k.to)
-	var inPort, dlSrc, nwSrc string
+	var inPort, dlSrc string
 	switch k.from {
 	case srcNode, srcExt:
 		f := strings.Fields(must(t, "ip", "-n", to.node.sw.NetNS, "-br", "link", "show", "dev", bridge))
 		if len(f) < 3 {
 			t.Fatalf("no MAC address of %s in %q", bridge, f)
 		}
-		inPort, dlSrc, nwSrc = "LOCAL", f[2], extIP
-		if k.from == srcNode {
-			nwSrc = to.node.gw
-		}
+		inPort, dlSrc = "LOCAL", f[2]
 	default:
 		from := w.pod(k.from)
 		if from.node != to.node {
 			return "", false
 		}
-		inPort, dlSrc, nwSrc = strconv.Itoa(from.ofport), from.mac, from.ip
+		inPort, dlSrc = strconv.Itoa(from.ofport), from.mac
 	}
 	return fmt.Sprintf("in_port=%s,%s,dl_src=%s,dl_dst=%s,nw_src=%s,nw_dst=%s,%s_src=40000,%s_dst=%d",
-		inPort, k.p.proto, dlSrc, to.mac, nwSrc, to.ip, k.p.proto, k.p.proto, k.p.port), true
+		inPort, k.p.proto, dlSrc, to.mac, w.sourceIP(k.from, to), to.ip, k.p.proto, k.p.proto, k.p.port), true
 }

@@ -42,6 +42,7 @@ func testStaleDatapath(t *testing.T, w *world, baseline *[]string) {
 	if w.staleDatapath(t, []cellKey{k}, false) {
 		t.Errorf("a drop by an OpenFlow rule (%s) was taken for a stale datapath flow", drop)
 	}
+	w.diagnose(t, []cellKey{k}) // what a failed check logs, exercised here
 	if _, err := n.sw.Ofctl("--strict", "del-flows", bridge, drop); err != nil {
 		t.Fatal(err)
 	}
