@@ -507,14 +507,8 @@ func (w *world) staleDatapath(t *testing.T, missed []cellKey, viaService bool) b
 		purge[to.node] = true
 	}
 	for n := range purge {
-		// revalidator/purge deletes the flows ovs-vswitchd knows it
-		// installed; dpctl/del-flows whatever else the datapath holds.
 		if err := n.sw.PurgeDatapathCache(); err != nil {
 			t.Logf("%s: %v", n.name, err)
-			return false
-		}
-		if _, err := n.sw.Appctl("dpctl/del-flows"); err != nil {
-			t.Logf("%s: dpctl/del-flows: %v", n.name, err)
 			return false
 		}
 	}

@@ -190,11 +190,17 @@ func (s *Switch) ctlCall(args ...string) (string, error) {
 	return ctl.call(args[0], args[1:]...)
 }
 
-// PurgeDatapathCache drops all cached datapath flows (revalidator/purge), so
-// that packets sent after a flow change see the new OpenFlow tables at once.
+// PurgeDatapathCache drops all cached datapath flows, so that packets sent
+// after a flow change see the new OpenFlow tables at once: revalidator/purge
+// deletes the flows ovs-vswitchd installed (those it keeps a revalidator key
+// for), dpctl/del-flows whatever else the datapath holds.
 func (s *Switch) PurgeDatapathCache() error {
-	_, err := s.Appctl("revalidator/purge")
-	return err
+	for _, cmd := range []string{"revalidator/purge", "dpctl/del-flows"} {
+		if _, err := s.Appctl(cmd); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // AddBridge creates a userspace (netdev) bridge with fail_mode=secure and
